@@ -1,0 +1,416 @@
+//! The execution input, in both of its forms, and its normalised form.
+//!
+//! An execution starts from either
+//! - an EventBridge "ECR Image Action" event, exactly as EventBridge delivers it, or
+//! - the manual form `{"services": ["api"], "tag": "3f2a1bc", "reason": "…", "commit": "…"}`
+//!   (`digest` instead of `tag`; no `services` means every service).
+//!
+//! [`parse`] turns either into a [`PlanInput`]; anything else is
+//! [`StepError::InvalidInput`] naming the field at fault.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::StepError;
+
+/// The largest execution input Step Functions accepts (256 KiB).
+pub const MAX_INPUT_BYTES: usize = 256 * 1024;
+
+/// What an execution input asks for, once parsed and validated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum PlanInput {
+    /// Deploy an image.
+    Deploy {
+        /// The request to deploy.
+        request: DeployRequest,
+    },
+    /// A valid input that asks for nothing (an ECR delete, a failed push): the execution ends
+    /// successfully at once.
+    NothingToDo {
+        /// Why there is nothing to do, for the execution's output and the logs.
+        reason: String,
+    },
+}
+
+/// A validated request to deploy one image to a set of services.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployRequest {
+    /// Which services: every one, those named, or those whose ECR repository this is.
+    pub services: ServiceSelection,
+    /// The image to run, by tag, digest or both.
+    pub image: ImageRef,
+    /// What started the execution.
+    pub trigger: Trigger,
+}
+
+/// Which services a request moves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "by", rename_all = "kebab-case")]
+pub enum ServiceSelection {
+    /// Every service of the configuration (manual input without `services`).
+    All,
+    /// The services named, in the order given, without duplicates.
+    Named {
+        /// Service names as the configuration spells them.
+        names: Vec<String>,
+    },
+    /// The services whose image lives in this ECR repository (an ECR event).
+    Repository {
+        /// The ECR repository name, e.g. `staging/api`.
+        name: String,
+    },
+}
+
+/// An image, by tag and/or digest. At least one of the two is set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRef {
+    /// The tag, e.g. the commit SHA or `latest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// The content digest, `sha256:<hex>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+/// What started the execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Trigger {
+    /// An image push reported by ECR through EventBridge.
+    EcrPush {
+        /// The EventBridge event id (the same push delivered twice has the same id).
+        event_id: String,
+        /// The account the repository belongs to.
+        account: String,
+        /// The region of the repository.
+        region: String,
+        /// When ECR reported the push (RFC 3339).
+        time: String,
+    },
+    /// A person, a GitHub workflow or `slipway deploy`.
+    Manual {
+        /// Why, in the caller's words.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// The commit the image was built from.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        commit: Option<String>,
+    },
+}
+
+/// The manual form of the execution input, as callers write it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManualInput {
+    services: Option<Vec<String>>,
+    tag: Option<String>,
+    digest: Option<String>,
+    reason: Option<String>,
+    commit: Option<String>,
+}
+
+/// An EventBridge event envelope. Unknown fields are allowed: AWS adds fields over time.
+#[derive(Debug, Deserialize)]
+struct Event {
+    id: String,
+    #[serde(rename = "detail-type")]
+    detail_type: String,
+    source: String,
+    account: String,
+    time: String,
+    region: String,
+    detail: Value,
+}
+
+/// The `detail` of an "ECR Image Action" event.
+#[derive(Debug, Deserialize)]
+struct EcrImageAction {
+    result: String,
+    #[serde(rename = "repository-name")]
+    repository_name: String,
+    #[serde(rename = "image-digest")]
+    image_digest: Option<String>,
+    #[serde(rename = "action-type")]
+    action_type: String,
+    #[serde(rename = "image-tag")]
+    image_tag: Option<String>,
+}
+
+/// Parses raw execution input bytes (as the CLI reads them from a file).
+pub fn parse_bytes(bytes: &[u8]) -> Result<PlanInput, StepError> {
+    check_size(bytes.len())?;
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        StepError::invalid(
+            "$",
+            format!("not JSON (line {}, column {}): {e}", e.line(), e.column()),
+        )
+    })?;
+    parse(value)
+}
+
+/// Parses and validates an execution input, in either form.
+pub fn parse(input: Value) -> Result<PlanInput, StepError> {
+    // serde_json::Value has no cheap size; its compact serialisation is what Step Functions counts.
+    check_size(serde_json::to_vec(&input).map_or(0, |v| v.len()))?;
+    let Value::Object(map) = &input else {
+        return Err(StepError::invalid(
+            "$",
+            format!(
+                "expected a JSON object (an ECR Image Action event or {{\"services\":[…],\"tag\":…}}), found {}",
+                kind(&input)
+            ),
+        ));
+    };
+    if map.contains_key("detail-type") || map.contains_key("source") || map.contains_key("detail") {
+        parse_event(input)
+    } else {
+        parse_manual(input)
+    }
+}
+
+fn check_size(len: usize) -> Result<(), StepError> {
+    if len > MAX_INPUT_BYTES {
+        return Err(StepError::invalid(
+            "$",
+            format!("input is {len} bytes; Step Functions accepts at most {MAX_INPUT_BYTES}"),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_event(input: Value) -> Result<PlanInput, StepError> {
+    let event: Event = from_value(input, "")?;
+    if event.source != "aws.ecr" || event.detail_type != "ECR Image Action" {
+        return Err(StepError::invalid(
+            "detail-type",
+            format!(
+                "Slipway starts from \"ECR Image Action\" events of source \"aws.ecr\", this is {:?} from {:?}",
+                event.detail_type, event.source
+            ),
+        ));
+    }
+    let detail: EcrImageAction = from_value(event.detail, "detail.")?;
+    if detail.action_type != "PUSH" {
+        return Ok(PlanInput::NothingToDo {
+            reason: format!(
+                "ECR action {:?} on {} is not a push",
+                detail.action_type, detail.repository_name
+            ),
+        });
+    }
+    if detail.result != "SUCCESS" {
+        return Ok(PlanInput::NothingToDo {
+            reason: format!(
+                "ECR push to {} did not succeed (result {:?})",
+                detail.repository_name, detail.result
+            ),
+        });
+    }
+    check_repository(&detail.repository_name, "detail.repository-name")?;
+    let image = image_ref(
+        detail.image_tag,
+        detail.image_digest,
+        "detail.image-tag",
+        "detail.image-digest",
+    )?;
+    if image.digest.is_none() {
+        return Err(StepError::invalid(
+            "detail.image-digest",
+            "missing: an ECR push event always carries the pushed digest",
+        ));
+    }
+    Ok(PlanInput::Deploy {
+        request: DeployRequest {
+            services: ServiceSelection::Repository {
+                name: detail.repository_name,
+            },
+            image,
+            trigger: Trigger::EcrPush {
+                event_id: event.id,
+                account: event.account,
+                region: event.region,
+                time: event.time,
+            },
+        },
+    })
+}
+
+fn parse_manual(input: Value) -> Result<PlanInput, StepError> {
+    let manual: ManualInput = from_value(input, "")?;
+    let services = match manual.services {
+        None => ServiceSelection::All,
+        Some(names) if names.is_empty() => {
+            return Err(StepError::invalid(
+                "services",
+                "empty list: name at least one service, or leave `services` out to deploy every service",
+            ))
+        }
+        Some(names) => {
+            for (i, name) in names.iter().enumerate() {
+                check_service_name(name, &format!("services[{i}]"))?;
+                if names[..i].contains(name) {
+                    return Err(StepError::invalid(
+                        format!("services[{i}]"),
+                        format!("{name:?} is listed twice"),
+                    ));
+                }
+            }
+            ServiceSelection::Named { names }
+        }
+    };
+    if manual.tag.is_none() && manual.digest.is_none() {
+        return Err(StepError::invalid(
+            "tag",
+            "missing: give the image to deploy as `tag` (e.g. the commit SHA) or `digest` (sha256:…)",
+        ));
+    }
+    if manual.tag.is_some() && manual.digest.is_some() {
+        return Err(StepError::invalid(
+            "digest",
+            "give `tag` or `digest`, not both: the digest a tag points to is resolved in ECR",
+        ));
+    }
+    let image = image_ref(manual.tag, manual.digest, "tag", "digest")?;
+    check_free_text(manual.reason.as_deref(), "reason", 1024)?;
+    check_free_text(manual.commit.as_deref(), "commit", 128)?;
+    Ok(PlanInput::Deploy {
+        request: DeployRequest {
+            services,
+            image,
+            trigger: Trigger::Manual {
+                reason: manual.reason,
+                commit: manual.commit,
+            },
+        },
+    })
+}
+
+/// Deserialises with the path of the failing field in the error.
+fn from_value<T: serde::de::DeserializeOwned>(value: Value, prefix: &str) -> Result<T, StepError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // serde names a missing field in the message (path "."), an unknown one too.
+        let (field, problem) = match field_in_message(&inner) {
+            Some(name) if path == "." => (format!("{prefix}{name}"), inner),
+            _ if path == "." => (
+                if prefix.is_empty() { "$".to_owned() } else { prefix.trim_end_matches('.').to_owned() },
+                inner,
+            ),
+            _ => (format!("{prefix}{path}"), inner),
+        };
+        StepError::invalid(field, problem)
+    })
+}
+
+/// The field serde names in "missing field `x`" / "unknown field `x`, expected …".
+fn field_in_message(message: &str) -> Option<&str> {
+    let rest = message
+        .strip_prefix("missing field `")
+        .or_else(|| message.strip_prefix("unknown field `"))?;
+    rest.split('`').next()
+}
+
+fn image_ref(
+    tag: Option<String>,
+    digest: Option<String>,
+    tag_field: &str,
+    digest_field: &str,
+) -> Result<ImageRef, StepError> {
+    if let Some(tag) = &tag {
+        check_tag(tag, tag_field)?;
+    }
+    if let Some(digest) = &digest {
+        check_digest(digest, digest_field)?;
+    }
+    Ok(ImageRef { tag, digest })
+}
+
+/// Docker's tag grammar: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+fn check_tag(tag: &str, field: &str) -> Result<(), StepError> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+    let problem = if tag.is_empty() {
+        "empty: give the image tag, e.g. the commit SHA".to_owned()
+    } else if tag.len() > 128 {
+        format!("{} characters long; a tag has at most 128", tag.len())
+    } else if tag.starts_with(['.', '-']) {
+        format!("{tag:?} starts with {:?}; a tag starts with a letter, digit or _", &tag[..1])
+    } else if let Some(c) = tag.chars().find(|&c| !ok_char(c)) {
+        format!("{tag:?} contains {c:?}; a tag is letters, digits, _, . and -")
+    } else {
+        return Ok(());
+    };
+    Err(StepError::invalid(field, problem))
+}
+
+/// `sha256:` (or `sha512:`) and lowercase hex. Not held to exactly 64 digits: AWS's own
+/// sample events carry shortened digests.
+fn check_digest(digest: &str, field: &str) -> Result<(), StepError> {
+    let hex = digest
+        .strip_prefix("sha256:")
+        .or_else(|| digest.strip_prefix("sha512:"));
+    let ok = hex.is_some_and(|h| {
+        (32..=128).contains(&h.len()) && h.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(StepError::invalid(
+            field,
+            format!("{digest:?} is not an image digest; expected sha256: followed by lowercase hex"),
+        ))
+    }
+}
+
+/// Service names as the configuration spells them: letters, digits, `-` and `_`, 1–255
+/// characters (ECS's own rule for service names).
+fn check_service_name(name: &str, field: &str) -> Result<(), StepError> {
+    let problem = if name.is_empty() {
+        "empty service name".to_owned()
+    } else if name.len() > 255 {
+        format!("{} characters long; a service name has at most 255", name.len())
+    } else if let Some(c) = name.chars().find(|&c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_')) {
+        format!("{name:?} contains {c:?}; a service name is letters, digits, - and _")
+    } else {
+        return Ok(());
+    };
+    Err(StepError::invalid(field, problem))
+}
+
+/// ECR's repository name rule: lowercase, digits and `._-/`, 2–256 characters.
+fn check_repository(name: &str, field: &str) -> Result<(), StepError> {
+    let ok = (2..=256).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-' | '/'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StepError::invalid(field, format!("{name:?} is not an ECR repository name")))
+    }
+}
+
+fn check_free_text(text: Option<&str>, field: &str, max: usize) -> Result<(), StepError> {
+    match text {
+        Some(t) if t.len() > max => Err(StepError::invalid(
+            field,
+            format!("{} bytes long; at most {max}", t.len()),
+        )),
+        Some(t) if t.chars().any(|c| c.is_control() && c != '\n' && c != '\t') => Err(
+            StepError::invalid(field, "contains control characters"),
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

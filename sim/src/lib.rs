@@ -1,0 +1,23 @@
+//! slipway-sim: a local AWS control plane for what decides a deployment over time — ECS
+//! deployments and their circuit breaker, CloudFormation updates and rollbacks, ELBv2 target
+//! health and the apps' own `/health` — over the real wire protocols, so the unmodified AWS
+//! SDKs and awscli work against it.
+//!
+//! One port serves everything:
+//! - `POST /` with `X-Amz-Target: AmazonEC2ContainerServiceV20141113.*`: ECS (JSON 1.1);
+//! - `POST /` with a form body `Action=…&Version=2010-05-15`: CloudFormation (Query),
+//!   `Version=2015-12-01`: ELBv2 (Query);
+//! - any `GET` whose `Host` header's first label names an ECS service (`api.staging.test`):
+//!   the service's app, answered by one of its RUNNING tasks in turn, as a load balancer with
+//!   host-header routing would (503 when none runs);
+//! - `/_sim/…`: the simulator's own control endpoints (health, clock, scenario, events).
+
+pub mod cfn;
+pub mod ecs;
+pub mod elb;
+pub mod env;
+pub mod ids;
+pub mod scenario;
+pub mod server;
+pub mod template;
+pub mod wire;

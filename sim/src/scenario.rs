@@ -1,0 +1,269 @@
+//! Scenarios: what goes wrong, and how fast the simulated world moves.
+//!
+//! A scenario is read from a TOML or JSON file (`--scenario FILE`) or replaced at run time
+//! with `PUT /_sim/scenario` (JSON). Every duration is in simulated seconds.
+//!
+//! ```toml
+//! [timings]
+//! task_start = 15          # a task's PROVISIONING → RUNNING
+//! stack_update = 30        # a stack update from UPDATE_IN_PROGRESS to its end
+//!
+//! [throttle]               # every 3rd call of these actions gets a throttling error
+//! one_in = 3
+//! actions = ["DescribeServices"]
+//!
+//! [[images]]               # tasks of any image containing "api:bad" crash before RUNNING
+//! match = "api:bad"
+//! failure = "crash"
+//!
+//! [[stacks]]               # every update of stack "alb" fails on resource Listener
+//! name = "alb"
+//! fail_update = { resource = "Listener", reason = "Invalid listener rule priority" }
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+/// Everything a scenario can say. `Default` is an account where nothing goes wrong.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Scenario {
+    /// How long things take.
+    pub timings: Timings,
+    /// API throttling, if any.
+    pub throttle: Option<Throttle>,
+    /// Images that misbehave.
+    pub images: Vec<ImageRule>,
+    /// Stacks whose updates fail.
+    pub stacks: Vec<StackRule>,
+}
+
+/// Durations in simulated seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timings {
+    /// A task from launch to RUNNING (or, for a crashing image, to STOPPED).
+    pub task_start: f64,
+    /// A stack creation.
+    pub stack_create: f64,
+    /// A stack update (half of it again for a rollback after a failure).
+    pub stack_update: f64,
+    /// A stack deletion.
+    pub stack_delete: f64,
+    /// A change set from CREATE_PENDING to CREATE_COMPLETE or FAILED.
+    pub change_set: f64,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Self {
+            task_start: 15.0,
+            stack_create: 10.0,
+            stack_update: 30.0,
+            stack_delete: 10.0,
+            change_set: 2.0,
+        }
+    }
+}
+
+/// Throttling: one call in `one_in` is refused with the service's throttling error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Throttle {
+    /// Refuse every `one_in`-th call (2 = every other call). At least 2, so that a client
+    /// retrying can always get through.
+    pub one_in: u64,
+    /// The actions throttled (`DescribeServices`, `DescribeStacks`, …); empty = all.
+    #[serde(default)]
+    pub actions: Vec<String>,
+}
+
+/// How an image misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Failure {
+    /// Its tasks exit before they reach RUNNING (the circuit breaker's first stage).
+    Crash,
+    /// Its tasks run and pass the load balancer's checks, but the app's `/health` answers 500:
+    /// only a health check of the app's own catches it.
+    Health500,
+    /// Its tasks run but fail the load balancer's health checks (the circuit breaker's second stage).
+    UnhealthyTarget,
+    /// Its tasks take `start_seconds` to start.
+    Slow,
+    /// A stack update that would put it in place fails.
+    StackUpdateFails,
+}
+
+/// An image rule: images whose reference contains `match` behave as `failure` says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageRule {
+    /// A substring of the container image (`api:bad`, `sha256:1234…`).
+    #[serde(rename = "match")]
+    pub pattern: String,
+    /// What goes wrong.
+    pub failure: Failure,
+    /// For `slow`: seconds a task takes to start.
+    #[serde(default)]
+    pub start_seconds: Option<f64>,
+    /// For `stack-update-fails`: the resource status reason.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// A stack whose updates fail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StackRule {
+    /// The stack name.
+    pub name: String,
+    /// The failure every update of it meets.
+    pub fail_update: StackFailure,
+}
+
+/// Where and why a stack update fails.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StackFailure {
+    /// The logical id of the resource that fails.
+    pub resource: String,
+    /// Its status reason.
+    pub reason: String,
+}
+
+impl Scenario {
+    /// Reads a scenario file, TOML or JSON by its extension.
+    pub fn load(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read scenario {}: {e}", path.display()))?;
+        let scenario: Self = if path.extension().is_some_and(|e| e == "json") {
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        } else {
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        };
+        scenario.validate().map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(scenario)
+    }
+
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(t) = &self.throttle {
+            if t.one_in < 2 {
+                return Err(format!("throttle.one_in = {}: must be at least 2", t.one_in));
+            }
+        }
+        for (i, rule) in self.images.iter().enumerate() {
+            if rule.pattern.is_empty() {
+                return Err(format!("images[{i}].match: must not be empty"));
+            }
+            if rule.failure == Failure::Slow && rule.start_seconds.is_none() {
+                return Err(format!("images[{i}]: failure \"slow\" needs start_seconds"));
+            }
+        }
+        let t = &self.timings;
+        for (name, v) in [
+            ("task_start", t.task_start),
+            ("stack_create", t.stack_create),
+            ("stack_update", t.stack_update),
+            ("stack_delete", t.stack_delete),
+            ("change_set", t.change_set),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("timings.{name} = {v}: must be a duration in seconds"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The first rule matching any of these images with this failure.
+    pub fn image_rule<'a>(&self, images: impl IntoIterator<Item = &'a str>, failure: Failure) -> Option<&ImageRule> {
+        let images: Vec<&str> = images.into_iter().collect();
+        self.images
+            .iter()
+            .find(|r| r.failure == failure && images.iter().any(|i| i.contains(&r.pattern)))
+    }
+
+    /// Seconds a task of these images takes to start.
+    pub fn task_start<'a>(&self, images: impl IntoIterator<Item = &'a str>) -> f64 {
+        self.image_rule(images, Failure::Slow)
+            .and_then(|r| r.start_seconds)
+            .unwrap_or(self.timings.task_start)
+    }
+}
+
+/// The simulated clock: real time since start, times `speed`, from the real start instant.
+#[derive(Debug, Clone)]
+pub struct Clock {
+    start: std::time::Instant,
+    start_epoch: f64,
+    speed: f64,
+}
+
+impl Clock {
+    /// A clock running `speed` times faster than real time.
+    pub fn new(speed: f64) -> Self {
+        let start_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        Self {
+            start: std::time::Instant::now(),
+            start_epoch,
+            speed,
+        }
+    }
+
+    /// Simulated now, seconds since the epoch.
+    pub fn now(&self) -> f64 {
+        self.start_epoch + self.start.elapsed().as_secs_f64() * self.speed
+    }
+
+    /// How many times faster than real time.
+    pub fn speed(&self) -> f64 {
+        self.speed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_documented_example() {
+        let s: Scenario = toml::from_str(
+            r#"
+            [timings]
+            task_start = 5
+            [throttle]
+            one_in = 3
+            actions = ["DescribeServices"]
+            [[images]]
+            match = "api:bad"
+            failure = "crash"
+            [[images]]
+            match = "web:slow"
+            failure = "slow"
+            start_seconds = 900
+            [[stacks]]
+            name = "alb"
+            fail_update = { resource = "Listener", reason = "Invalid" }
+            "#,
+        )
+        .expect("parses");
+        s.validate().expect("valid");
+        assert_eq!(s.timings.task_start, 5.0);
+        assert_eq!(s.timings.stack_update, 30.0);
+        assert_eq!(s.task_start(["repo/web:slow"]), 900.0);
+        assert_eq!(s.task_start(["repo/web:ok"]), 5.0);
+        assert!(s.image_rule(["x/api:bad"], Failure::Crash).is_some());
+        assert!(s.image_rule(["x/api:bad"], Failure::Health500).is_none());
+    }
+
+    #[test]
+    fn rejects_unknown_fields_and_bad_values() {
+        assert!(toml::from_str::<Scenario>("[timings]\ntask_strat = 5").is_err());
+        let s: Scenario = toml::from_str("[throttle]\none_in = 1").expect("parses");
+        assert!(s.validate().unwrap_err().contains("one_in"));
+        let s: Scenario = toml::from_str("[[images]]\nmatch='x'\nfailure='slow'").expect("parses");
+        assert!(s.validate().unwrap_err().contains("start_seconds"));
+    }
+}

@@ -1,0 +1,300 @@
+//! The HTTP front: protocol dispatch, throttling, the apps behind the "load balancer" and the
+//! control endpoints.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Value};
+
+use crate::cfn::{self, Cfn};
+use crate::ecs::Ecs;
+use crate::elb::{self, Elb};
+use crate::env::{Env, Events};
+use crate::ids::Ids;
+use crate::scenario::{Clock, Failure, Scenario};
+use crate::wire::{self, ApiError, Params};
+
+const ECS_TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
+
+/// The whole simulated account.
+pub struct World {
+    clock: Clock,
+    scenario: Scenario,
+    ids: Ids,
+    events: Events,
+    ecs: Ecs,
+    cfn: Cfn,
+    elb: Elb,
+    region: String,
+    account: String,
+    calls: u64,
+}
+
+/// How to start a simulator.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The scenario to start with.
+    pub scenario: Scenario,
+    /// How many times faster than real time the clock runs.
+    pub speed: f64,
+    /// The region in ARNs and events.
+    pub region: String,
+    /// The account id in ARNs and events.
+    pub account: String,
+    /// Where to append events as JSON lines, besides `GET /_sim/events`.
+    pub events_file: Option<std::path::PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            scenario: Scenario::default(),
+            speed: 1.0,
+            region: "us-east-1".into(),
+            account: "123456789012".into(),
+            events_file: None,
+        }
+    }
+}
+
+/// Shared handle to the world.
+pub type Shared = Arc<Mutex<World>>;
+
+impl World {
+    /// A new, empty account.
+    pub fn new(options: Options) -> std::io::Result<Self> {
+        let file = match &options.events_file {
+            Some(path) => Some(std::fs::OpenOptions::new().create(true).append(true).open(path)?),
+            None => None,
+        };
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        Ok(Self {
+            clock: Clock::new(options.speed),
+            scenario: options.scenario,
+            ids: Ids::new(seed),
+            events: Events::with_file(file),
+            ecs: Ecs::default(),
+            cfn: Cfn::default(),
+            elb: Elb::default(),
+            region: options.region,
+            account: options.account,
+            calls: 0,
+        })
+    }
+
+    /// Brings the world up to the clock's now.
+    pub fn step(&mut self) {
+        let now = self.clock.now();
+        let World { ids, events, scenario, ecs, cfn, elb, region, account, .. } = self;
+        let mut env = Env { now, ids, events, scenario, region, account };
+        cfn.advance(&mut env, ecs, elb);
+        ecs.advance(&mut env);
+    }
+
+    /// The throttling error for this call, if the scenario throttles it.
+    fn throttled(&mut self, action: &str) -> bool {
+        let Some(t) = &self.scenario.throttle else { return false };
+        if !t.actions.is_empty() && !t.actions.iter().any(|a| a == action) {
+            return false;
+        }
+        self.calls += 1;
+        self.calls % t.one_in == 0
+    }
+
+    fn ecs_call(&mut self, op: &str, input: &Value) -> Result<Value, ApiError> {
+        let now = self.clock.now();
+        let World { ids, events, scenario, ecs, region, account, .. } = self;
+        let mut env = Env { now, ids, events, scenario, region, account };
+        ecs.call(&mut env, op, input)
+    }
+
+    fn query_call(&mut self, cloudformation: bool, action: &str, params: &Params) -> Result<String, ApiError> {
+        let now = self.clock.now();
+        let World { ids, events, scenario, ecs, cfn, elb, region, account, .. } = self;
+        let mut env = Env { now, ids, events, scenario, region, account };
+        if cloudformation {
+            cfn.call(&mut env, action, params)
+        } else {
+            elb.call(&mut env, ecs, action, params)
+        }
+    }
+
+    fn request_id(&mut self) -> String {
+        self.ids.uuid()
+    }
+}
+
+fn lock(shared: &Shared) -> MutexGuard<'_, World> {
+    // A panic in one request must not take the whole simulator down with a poisoned lock.
+    shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The router serving a world.
+pub fn router(shared: Shared) -> Router {
+    Router::new()
+        .route("/_sim/health", get(|| async { "ok" }))
+        .route("/_sim/clock", get(clock))
+        .route("/_sim/events", get(events))
+        .route("/_sim/scenario", get(get_scenario).put(put_scenario))
+        .fallback(dispatch)
+        .with_state(shared)
+}
+
+/// Serves on `listener` until the process ends, moving the world forward in the background.
+pub async fn serve(listener: tokio::net::TcpListener, world: World) -> std::io::Result<()> {
+    let shared: Shared = Arc::new(Mutex::new(world));
+    let ticker = shared.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_millis(50));
+        loop {
+            interval.tick().await;
+            lock(&ticker).step();
+        }
+    });
+    axum::serve(listener, router(shared)).await
+}
+
+fn json_response(v: &Value) -> Response {
+    ([("content-type", "application/json")], v.to_string()).into_response()
+}
+
+async fn clock(State(shared): State<Shared>) -> Response {
+    let w = lock(&shared);
+    json_response(&json!({ "now": w.clock.now(), "speed": w.clock.speed() }))
+}
+
+async fn events(State(shared): State<Shared>) -> Response {
+    let mut w = lock(&shared);
+    w.step();
+    json_response(&Value::Array(w.events.all().to_vec()))
+}
+
+async fn get_scenario(State(shared): State<Shared>) -> Response {
+    json_response(&serde_json::to_value(&lock(&shared).scenario).unwrap_or_default())
+}
+
+async fn put_scenario(State(shared): State<Shared>, body: Bytes) -> Response {
+    let scenario: Scenario = match serde_json::from_slice(&body) {
+        Ok(s) => s,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("scenario: {e}\n")).into_response(),
+    };
+    if let Err(e) = scenario.validate() {
+        return (StatusCode::BAD_REQUEST, format!("scenario: {e}\n")).into_response();
+    }
+    let mut w = lock(&shared);
+    w.step();
+    w.scenario = scenario;
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn dispatch(State(shared): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let mut w = lock(&shared);
+    w.step();
+    if method == Method::POST && uri.path() == "/" {
+        if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+            return ecs_request(&mut w, target, &body);
+        }
+        return query_request(&mut w, &body);
+    }
+    if method == Method::GET || method == Method::HEAD {
+        return app_request(&mut w, &headers, &uri);
+    }
+    (StatusCode::NOT_FOUND, "slipway-sim: not an AWS API request\n").into_response()
+}
+
+fn ecs_request(w: &mut World, target: &str, body: &[u8]) -> Response {
+    let request_id = w.request_id();
+    let op = target.strip_prefix(ECS_TARGET_PREFIX);
+    let result = match op {
+        None => Err(ApiError::new("UnknownOperationException", format!("unknown target {target}"))),
+        Some(op) if w.throttled(op) => Err(ApiError::new("ThrottlingException", "Rate exceeded")),
+        Some(op) => match serde_json::from_slice::<Value>(if body.is_empty() { b"{}" } else { body }) {
+            Ok(input) => w.ecs_call(op, &input),
+            Err(e) => Err(ApiError::new("SerializationException", format!("request body is not JSON: {e}"))),
+        },
+    };
+    tracing::debug!(op = op.unwrap_or(target), ok = result.is_ok(), "ecs");
+    let (status, body) = match result {
+        Ok(v) => (StatusCode::OK, v),
+        Err(e) => (
+            StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+            json!({ "__type": e.code, "message": e.message }),
+        ),
+    };
+    (
+        status,
+        [("content-type", "application/x-amz-json-1.1"), ("x-amzn-requestid", request_id.as_str())],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn query_request(w: &mut World, body: &[u8]) -> Response {
+    let request_id = w.request_id();
+    let params = Params::parse(body);
+    let action = params.get("Action").unwrap_or_default().to_owned();
+    let cloudformation = match params.get("Version") {
+        Some("2010-05-15") => true,
+        Some("2015-12-01") => false,
+        other => {
+            let e = ApiError::new("InvalidAction", format!("unknown API version {other:?} for action {action:?}"));
+            return xml(StatusCode::BAD_REQUEST, wire::query_error(cfn::NAMESPACE, &e, &request_id), &request_id);
+        }
+    };
+    let namespace = if cloudformation { cfn::NAMESPACE } else { elb::NAMESPACE };
+    let result = if w.throttled(&action) {
+        Err(ApiError::new("Throttling", "Rate exceeded"))
+    } else {
+        w.query_call(cloudformation, &action, &params)
+    };
+    tracing::debug!(%action, ok = result.is_ok(), "query");
+    match result {
+        Ok(inner) => xml(StatusCode::OK, wire::query_response(namespace, &action, &inner, &request_id), &request_id),
+        Err(e) => xml(
+            StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+            wire::query_error(namespace, &e, &request_id),
+            &request_id,
+        ),
+    }
+}
+
+fn xml(status: StatusCode, body: String, request_id: &str) -> Response {
+    (status, [("content-type", "text/xml"), ("x-amzn-requestid", request_id)], body).into_response()
+}
+
+/// A request to an app behind the simulated load balancer: the Host header's first label
+/// names the ECS service.
+fn app_request(w: &mut World, headers: &HeaderMap, uri: &Uri) -> Response {
+    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or_default();
+    let service = host.split(['.', ':']).next().unwrap_or_default().to_owned();
+    if service.is_empty() || !w.ecs.has_service(&service) {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("slipway-sim: no ECS service named {service:?} (from Host {host:?}) answers here\n"),
+        )
+            .into_response();
+    }
+    let Some(task) = w.ecs.answering_task(&service) else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "503 Service Temporarily Unavailable\n").into_response();
+    };
+    let image = task.images.first().cloned().unwrap_or_default();
+    let broken = w
+        .scenario
+        .image_rule(task.images.iter().map(String::as_str), Failure::Health500)
+        .is_some();
+    let (status, state) = if broken {
+        (StatusCode::INTERNAL_SERVER_ERROR, "error")
+    } else {
+        (StatusCode::OK, "ok")
+    };
+    let body = json!({ "status": state, "service": service, "task": task.task, "image": image, "path": uri.path() });
+    (status, [("content-type", "application/json")], body.to_string()).into_response()
+}
