@@ -1,0 +1,122 @@
+// Runs one execution of an ASL (JSONPath) definition in aws-local-stepfunctions, with every
+// Lambda Task invoking the real function served by `cargo lambda watch`.
+//
+//   node tests/sfn/run-execution.mjs --definition FILE --input JSON --lambda-endpoint URL \
+//        [--sub NAME=VALUE]... [--wait-scale N]
+//
+// Prints one JSON line: {"status","output","error","cause","path":[states entered, in order]}.
+// A function's HTTP 500 {"errorType","errorMessage"} becomes the Step Functions error named
+// errorType, as Lambda + Step Functions do it. --wait-scale N runs every `Seconds` Wait N times
+// faster (match the simulator's --speed). Exit code 0 when the execution ran (whatever its
+// result), 2 when it could not run.
+
+// aws-local-stepfunctions 3 wants Node 22; on Node 20 it runs with this one polyfill.
+Promise.withResolvers ??= () => {
+  let resolve, reject;
+  const promise = new Promise((a, b) => { resolve = a; reject = b; });
+  return { promise, resolve, reject };
+};
+
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+
+const { values: args } = parseArgs({
+  options: {
+    definition: { type: 'string' },
+    input: { type: 'string', default: '{}' },
+    'lambda-endpoint': { type: 'string' },
+    sub: { type: 'string', multiple: true, default: [] },
+    'wait-scale': { type: 'string', default: '1' },
+  },
+});
+
+function die(message) {
+  process.stderr.write(`run-execution: ${message}\n`);
+  process.exit(2);
+}
+
+if (!args.definition || !args['lambda-endpoint']) die('--definition and --lambda-endpoint are required');
+const { StateMachine } = await import('aws-local-stepfunctions');
+
+// DefinitionSubstitutions, as Step Functions applies them: ${Name} replaced in the text.
+let text = readFileSync(args.definition, 'utf8');
+for (const pair of args.sub) {
+  const eq = pair.indexOf('=');
+  if (eq < 1) die(`--sub ${pair}: expected NAME=VALUE`);
+  text = text.split('${' + pair.slice(0, eq) + '}').join(pair.slice(eq + 1));
+}
+const leftover = text.match(/\$\{[A-Za-z0-9_]+\}/);
+if (leftover) die(`definition still has the substitution ${leftover[0]}: pass --sub`);
+const definition = JSON.parse(text);
+const scale = Number(args['wait-scale']);
+if (!(scale > 0)) die(`--wait-scale ${args['wait-scale']}: must be a positive number`);
+
+const handlers = {};
+const waits = {};
+function collect(states) {
+  for (const [name, state] of Object.entries(states)) {
+    if (state.Type === 'Task' && typeof state.Resource === 'string' && state.Resource.includes(':function:')) {
+      const fn = state.Resource.split(':function:')[1].split(':')[0];
+      handlers[name] = (input) => invoke(fn, input);
+    }
+    if (state.Type === 'Wait' && typeof state.Seconds === 'number') waits[name] = (state.Seconds * 1000) / scale;
+    const inner = state.ItemProcessor ?? state.Iterator;
+    if (inner) collect(inner.States);
+    for (const branch of state.Branches ?? []) collect(branch.States);
+  }
+}
+collect(definition.States);
+
+class TaskError extends Error {
+  constructor(name, message) {
+    super(message);
+    this.name = name;
+  }
+}
+
+async function invoke(fn, input) {
+  const url = `${args['lambda-endpoint']}/2015-03-31/functions/${fn}/invocations`;
+  let response;
+  try {
+    response = await fetch(url, { method: 'POST', body: JSON.stringify(input) });
+  } catch (e) {
+    throw new TaskError('Lambda.ServiceException', `cannot reach ${url}: ${e.message}`);
+  }
+  const body = await response.text();
+  if (response.ok) return body === '' ? null : JSON.parse(body);
+  let parsed = null;
+  try { parsed = JSON.parse(body); } catch { /* not JSON: reported below */ }
+  if (parsed && typeof parsed.errorType === 'string') throw new TaskError(parsed.errorType, parsed.errorMessage ?? '');
+  throw new TaskError('Lambda.ServiceException', `HTTP ${response.status} from ${fn}: ${body.slice(0, 500)}`);
+}
+
+let input;
+try { input = JSON.parse(args.input); } catch (e) { die(`--input is not JSON: ${e.message}`); }
+
+const machine = new StateMachine(definition, { validationOptions: { checkArn: true, checkPaths: true } });
+const execution = machine.run(input, { overrides: { taskResourceLocalHandlers: handlers, waitTimeOverrides: waits } });
+const path = [];
+let failure = null;
+const logs = (async () => {
+  for await (const event of execution.eventLogs) {
+    if (event.type === 'StateEntered') path.push(event.state.name);
+    if (event.type === 'ExecutionFailed') failure = { error: event.Error, cause: event.Cause };
+  }
+})();
+
+let result;
+try {
+  const output = await execution.result;
+  result = { status: 'SUCCEEDED', output, path };
+} catch (e) {
+  await logs;
+  const cause = e.cause ?? e;
+  result = {
+    status: 'FAILED',
+    error: failure?.error ?? cause.name,
+    cause: typeof failure?.cause === 'string' ? failure.cause : cause.message,
+    path,
+  };
+}
+await logs;
+process.stdout.write(JSON.stringify(result) + '\n');
