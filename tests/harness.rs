@@ -1,1 +1,218 @@
-//! h
+//! The test harness: endpoints of the running test bed, SDK clients pointed at them, and
+//! helpers to drive the simulator, awscli and the state machine interpreter.
+//!
+//! The test bed is started by `scripts/testbed run -- …` (the README's test command), which
+//! writes `.testbed/env`; tests read that file, so they also run under a plain `cargo test`
+//! while `scripts/testbed up` has a bed running.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use serde_json::Value;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// The running test bed.
+#[derive(Debug, Clone)]
+pub struct Testbed {
+    /// Every variable of `.testbed/env`.
+    pub vars: HashMap<String, String>,
+}
+
+impl Testbed {
+    /// Reads `.testbed/env`; panics with what to run when the bed is not up.
+    pub fn get() -> Self {
+        let file = root().join(".testbed/env");
+        let text = std::fs::read_to_string(&file).unwrap_or_else(|_| {
+            panic!(
+                "the test bed is not running ({} is missing): run the tests with `scripts/testbed run -- cargo test`, or `scripts/testbed up` first",
+                file.display()
+            )
+        });
+        let vars = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        Self { vars }
+    }
+
+    /// A variable of the env file.
+    pub fn var(&self, name: &str) -> &str {
+        self.vars
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} missing from .testbed/env"))
+    }
+
+    /// moto server's endpoint.
+    pub fn moto(&self) -> &str {
+        self.var("SLIPWAY_MOTO_ENDPOINT")
+    }
+
+    /// slipway-sim's endpoint.
+    pub fn sim(&self) -> &str {
+        self.var("SLIPWAY_SIM_ENDPOINT")
+    }
+
+    /// `cargo lambda watch`'s Invoke API endpoint.
+    pub fn lambda(&self) -> &str {
+        self.var("SLIPWAY_LAMBDA_ENDPOINT")
+    }
+
+    /// How many times faster than real time the simulator runs.
+    pub fn speed(&self) -> f64 {
+        self.var("SLIPWAY_SIM_SPEED").parse().unwrap_or(1.0)
+    }
+
+    /// SDK configuration with static test credentials and the given endpoint.
+    pub async fn sdk_config(&self, endpoint: &str) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_ecs::config::Credentials::new(
+                "testing", "testing", None, None, "slipway-tests",
+            ))
+            .endpoint_url(endpoint)
+            .load()
+            .await
+    }
+
+    /// An ECS client on the simulator.
+    pub async fn ecs(&self) -> aws_sdk_ecs::Client {
+        aws_sdk_ecs::Client::new(&self.sdk_config(self.sim()).await)
+    }
+
+    /// A CloudFormation client on the simulator.
+    pub async fn cloudformation(&self) -> aws_sdk_cloudformation::Client {
+        aws_sdk_cloudformation::Client::new(&self.sdk_config(self.sim()).await)
+    }
+
+    /// An ELBv2 client on the simulator.
+    pub async fn elbv2(&self) -> aws_sdk_elasticloadbalancingv2::Client {
+        aws_sdk_elasticloadbalancingv2::Client::new(&self.sdk_config(self.sim()).await)
+    }
+
+    /// An ECR client on moto.
+    pub async fn ecr(&self) -> aws_sdk_ecr::Client {
+        aws_sdk_ecr::Client::new(&self.sdk_config(self.moto()).await)
+    }
+
+    /// A Lambda client on `cargo lambda watch`.
+    pub async fn lambda_client(&self) -> aws_sdk_lambda::Client {
+        aws_sdk_lambda::Client::new(&self.sdk_config(self.lambda()).await)
+    }
+
+    /// Runs the project's awscli (`.venv/bin/aws`) against `endpoint`; returns (exit code,
+    /// stdout, stderr).
+    pub fn aws(&self, endpoint: &str, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(root().join(".venv/bin/aws"))
+            .args(["--endpoint-url", endpoint, "--region", "us-east-1", "--output", "json"])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env_remove("AWS_PROFILE")
+            .output()
+            .expect("run .venv/bin/aws (installed by scripts/testbed install)");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Adds to the simulator's scenario (JSON, as `POST /_sim/scenario` takes it).
+    pub async fn add_scenario(&self, scenario: Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/_sim/scenario", self.sim()))
+            .body(scenario.to_string())
+            .send()
+            .await
+            .expect("reach slipway-sim");
+        let status = response.status();
+        assert!(status.is_success(), "scenario refused: {}", response.text().await.unwrap_or_default());
+    }
+
+    /// GETs a simulator path and parses the JSON answer.
+    pub async fn sim_json(&self, path: &str) -> Value {
+        reqwest::get(format!("{}{path}", self.sim()))
+            .await
+            .expect("reach slipway-sim")
+            .json()
+            .await
+            .expect("JSON from slipway-sim")
+    }
+
+    /// Runs an ASL definition in aws-local-stepfunctions, its Lambda Tasks invoking the
+    /// functions served by `cargo lambda watch`. `subs` are DefinitionSubstitutions.
+    pub fn run_execution(&self, definition: &Path, input: &Value, subs: &[(&str, &str)]) -> Execution {
+        let mut cmd = Command::new("node");
+        cmd.arg(root().join("tests/sfn/run-execution.mjs"))
+            .arg("--definition")
+            .arg(definition)
+            .args(["--input", &input.to_string(), "--lambda-endpoint", self.lambda()])
+            .args(["--wait-scale", &self.speed().to_string()])
+            .current_dir(root());
+        for (k, v) in subs {
+            cmd.args(["--sub", &format!("{k}={v}")]);
+        }
+        let out = cmd.output().expect("run node");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "run-execution failed: {}\n{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("run-execution printed {stdout:?}: {e}"))
+    }
+}
+
+/// One execution's result, as `tests/sfn/run-execution.mjs` prints it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Execution {
+    /// SUCCEEDED or FAILED.
+    pub status: String,
+    /// The output of a successful execution.
+    #[serde(default)]
+    pub output: Value,
+    /// The error name of a failed execution.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// The cause of a failed execution.
+    #[serde(default)]
+    pub cause: Option<String>,
+    /// The states entered, in order.
+    pub path: Vec<String>,
+}
+
+/// A name unique to this test run: `prefix-<pid><n>`.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("{prefix}-{}{}", std::process::id() % 10_000, N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, for at most `limit`; panics naming
+/// `what` on time-out.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

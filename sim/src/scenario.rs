@@ -85,6 +85,7 @@ pub enum Failure {
     Crash,
     /// Its tasks run and pass the load balancer's checks, but the app's `/health` answers 500:
     /// only a health check of the app's own catches it.
+    #[serde(rename = "health-500")]
     Health500,
     /// Its tasks run but fail the load balancer's health checks (the circuit breaker's second stage).
     UnhealthyTarget,

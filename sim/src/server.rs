@@ -34,6 +34,8 @@ pub struct World {
     region: String,
     account: String,
     calls: u64,
+    /// Action → how many calls of it were throttled.
+    throttled: std::collections::BTreeMap<String, u64>,
 }
 
 /// How to start a simulator.
@@ -87,6 +89,7 @@ impl World {
             region: options.region,
             account: options.account,
             calls: 0,
+            throttled: Default::default(),
         })
     }
 
@@ -106,7 +109,11 @@ impl World {
             return false;
         }
         self.calls += 1;
-        self.calls % t.one_in == 0
+        let throttled = self.calls % t.one_in == 0;
+        if throttled {
+            *self.throttled.entry(action.to_owned()).or_default() += 1;
+        }
+        throttled
     }
 
     fn ecs_call(&mut self, op: &str, input: &Value) -> Result<Value, ApiError> {
@@ -143,7 +150,8 @@ pub fn router(shared: Shared) -> Router {
         .route("/_sim/health", get(|| async { "ok" }))
         .route("/_sim/clock", get(clock))
         .route("/_sim/events", get(events))
-        .route("/_sim/scenario", get(get_scenario).put(put_scenario))
+        .route("/_sim/scenario", get(get_scenario).put(put_scenario).post(add_scenario))
+        .route("/_sim/stats", get(stats))
         .fallback(dispatch)
         .with_state(shared)
 }
@@ -179,6 +187,39 @@ async fn events(State(shared): State<Shared>) -> Response {
 
 async fn get_scenario(State(shared): State<Shared>) -> Response {
     json_response(&serde_json::to_value(&lock(&shared).scenario).unwrap_or_default())
+}
+
+async fn stats(State(shared): State<Shared>) -> Response {
+    json_response(&json!({ "throttled": lock(&shared).throttled }))
+}
+
+/// `POST /_sim/scenario`: adds to the scenario in force — `images` and `stacks` rules are
+/// appended, `timings` and `throttle` replace the current ones when given.
+async fn add_scenario(State(shared): State<Shared>, body: Bytes) -> Response {
+    let given: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("scenario: {e}\n")).into_response(),
+    };
+    let addition: Scenario = match serde_json::from_value(given.clone()) {
+        Ok(s) => s,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("scenario: {e}\n")).into_response(),
+    };
+    let mut w = lock(&shared);
+    w.step();
+    let mut next = w.scenario.clone();
+    next.images.extend(addition.images);
+    next.stacks.extend(addition.stacks);
+    if given.get("timings").is_some() {
+        next.timings = addition.timings;
+    }
+    if given.get("throttle").is_some() {
+        next.throttle = addition.throttle;
+    }
+    if let Err(e) = next.validate() {
+        return (StatusCode::BAD_REQUEST, format!("scenario: {e}\n")).into_response();
+    }
+    w.scenario = next;
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn put_scenario(State(shared): State<Shared>, body: Bytes) -> Response {

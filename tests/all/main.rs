@@ -1,1 +1,10 @@
+//! Slipway's tests against the local test bed (moto, slipway-sim, cargo lambda watch,
+//! aws-local-stepfunctions), all over real HTTP. Run through the README's test command.
+#![allow(clippy::unwrap_used, missing_docs)]
 
+mod lambda;
+mod moto;
+mod sim_cloudformation;
+mod sim_ecs;
+mod sim_elb;
+mod stepfunctions;
