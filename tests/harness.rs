@@ -79,7 +79,11 @@ impl Testbed {
         aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
             .credentials_provider(aws_sdk_ecs::config::Credentials::new(
-                "testing", "testing", None, None, "slipway-tests",
+                "testing",
+                "testing",
+                None,
+                None,
+                "slipway-tests",
             ))
             .endpoint_url(endpoint)
             .load()
@@ -115,7 +119,14 @@ impl Testbed {
     /// stdout, stderr).
     pub fn aws(&self, endpoint: &str, args: &[&str]) -> (i32, String, String) {
         let out = Command::new(root().join(".venv/bin/aws"))
-            .args(["--endpoint-url", endpoint, "--region", "us-east-1", "--output", "json"])
+            .args([
+                "--endpoint-url",
+                endpoint,
+                "--region",
+                "us-east-1",
+                "--output",
+                "json",
+            ])
             .args(args)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -138,7 +149,11 @@ impl Testbed {
             .await
             .expect("reach slipway-sim");
         let status = response.status();
-        assert!(status.is_success(), "scenario refused: {}", response.text().await.unwrap_or_default());
+        assert!(
+            status.is_success(),
+            "scenario refused: {}",
+            response.text().await.unwrap_or_default()
+        );
     }
 
     /// GETs a simulator path and parses the JSON answer.
@@ -153,12 +168,22 @@ impl Testbed {
 
     /// Runs an ASL definition in aws-local-stepfunctions, its Lambda Tasks invoking the
     /// functions served by `cargo lambda watch`. `subs` are DefinitionSubstitutions.
-    pub fn run_execution(&self, definition: &Path, input: &Value, subs: &[(&str, &str)]) -> Execution {
+    pub fn run_execution(
+        &self,
+        definition: &Path,
+        input: &Value,
+        subs: &[(&str, &str)],
+    ) -> Execution {
         let mut cmd = Command::new("node");
         cmd.arg(root().join("tests/sfn/run-execution.mjs"))
             .arg("--definition")
             .arg(definition)
-            .args(["--input", &input.to_string(), "--lambda-endpoint", self.lambda()])
+            .args([
+                "--input",
+                &input.to_string(),
+                "--lambda-endpoint",
+                self.lambda(),
+            ])
             .args(["--wait-scale", &self.speed().to_string()])
             .current_dir(root());
         for (k, v) in subs {
@@ -171,7 +196,8 @@ impl Testbed {
             "run-execution failed: {}\n{stdout}",
             String::from_utf8_lossy(&out.stderr)
         );
-        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("run-execution printed {stdout:?}: {e}"))
+        serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("run-execution printed {stdout:?}: {e}"))
     }
 }
 
@@ -197,7 +223,11 @@ pub struct Execution {
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("{prefix}-{}{}", std::process::id() % 10_000, N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}{}",
+        std::process::id() % 10_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, for at most `limit`; panics naming
@@ -212,7 +242,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -53,7 +53,11 @@ fn check_input(file: &PathBuf) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {} is not a valid execution input ({}): {e}", file.display(), e.name());
+            eprintln!(
+                "error: {} is not a valid execution input ({}): {e}",
+                file.display(),
+                e.name()
+            );
             ExitCode::FAILURE
         }
     }

@@ -295,7 +295,11 @@ fn from_value<T: serde::de::DeserializeOwned>(value: Value, prefix: &str) -> Res
         let (field, problem) = match field_in_message(&inner) {
             Some(name) if path == "." => (format!("{prefix}{name}"), inner),
             _ if path == "." => (
-                if prefix.is_empty() { "$".to_owned() } else { prefix.trim_end_matches('.').to_owned() },
+                if prefix.is_empty() {
+                    "$".to_owned()
+                } else {
+                    prefix.trim_end_matches('.').to_owned()
+                },
                 inner,
             ),
             _ => (format!("{prefix}{path}"), inner),
@@ -335,7 +339,10 @@ fn check_tag(tag: &str, field: &str) -> Result<(), StepError> {
     } else if tag.len() > 128 {
         format!("{} characters long; a tag has at most 128", tag.len())
     } else if tag.starts_with(['.', '-']) {
-        format!("{tag:?} starts with {:?}; a tag starts with a letter, digit or _", &tag[..1])
+        format!(
+            "{tag:?} starts with {:?}; a tag starts with a letter, digit or _",
+            &tag[..1]
+        )
     } else if let Some(c) = tag.chars().find(|&c| !ok_char(c)) {
         format!("{tag:?} contains {c:?}; a tag is letters, digits, _, . and -")
     } else {
@@ -351,14 +358,18 @@ fn check_digest(digest: &str, field: &str) -> Result<(), StepError> {
         .strip_prefix("sha256:")
         .or_else(|| digest.strip_prefix("sha512:"));
     let ok = hex.is_some_and(|h| {
-        (32..=128).contains(&h.len()) && h.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+        (32..=128).contains(&h.len())
+            && h.chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
     });
     if ok {
         Ok(())
     } else {
         Err(StepError::invalid(
             field,
-            format!("{digest:?} is not an image digest; expected sha256: followed by lowercase hex"),
+            format!(
+                "{digest:?} is not an image digest; expected sha256: followed by lowercase hex"
+            ),
         ))
     }
 }
@@ -369,8 +380,14 @@ fn check_service_name(name: &str, field: &str) -> Result<(), StepError> {
     let problem = if name.is_empty() {
         "empty service name".to_owned()
     } else if name.len() > 255 {
-        format!("{} characters long; a service name has at most 255", name.len())
-    } else if let Some(c) = name.chars().find(|&c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_')) {
+        format!(
+            "{} characters long; a service name has at most 255",
+            name.len()
+        )
+    } else if let Some(c) = name
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+    {
         format!("{name:?} contains {c:?}; a service name is letters, digits, - and _")
     } else {
         return Ok(());
@@ -381,13 +398,16 @@ fn check_service_name(name: &str, field: &str) -> Result<(), StepError> {
 /// ECR's repository name rule: lowercase, digits and `._-/`, 2–256 characters.
 fn check_repository(name: &str, field: &str) -> Result<(), StepError> {
     let ok = (2..=256).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-' | '/'));
+        && name.chars().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-' | '/')
+        });
     if ok {
         Ok(())
     } else {
-        Err(StepError::invalid(field, format!("{name:?} is not an ECR repository name")))
+        Err(StepError::invalid(
+            field,
+            format!("{name:?} is not an ECR repository name"),
+        ))
     }
 }
 
@@ -397,9 +417,9 @@ fn check_free_text(text: Option<&str>, field: &str, max: usize) -> Result<(), St
             field,
             format!("{} bytes long; at most {max}", t.len()),
         )),
-        Some(t) if t.chars().any(|c| c.is_control() && c != '\n' && c != '\t') => Err(
-            StepError::invalid(field, "contains control characters"),
-        ),
+        Some(t) if t.chars().any(|c| c.is_control() && c != '\n' && c != '\t') => {
+            Err(StepError::invalid(field, "contains control characters"))
+        }
         _ => Ok(()),
     }
 }
@@ -412,5 +432,303 @@ fn kind(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fixture(name: &str) -> Value {
+        let path = format!(
+            "{}/../tests/fixtures/events/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    fn deploy(input: Value) -> DeployRequest {
+        match parse(input) {
+            Ok(PlanInput::Deploy { request }) => request,
+            other => panic!("expected a deploy request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ecr_push_event_as_delivered() {
+        let r = deploy(fixture("ecr-push.json"));
+        assert_eq!(
+            r.services,
+            ServiceSelection::Repository {
+                name: "my-repository-name".into()
+            }
+        );
+        assert_eq!(r.image.tag.as_deref(), Some("latest"));
+        assert_eq!(
+            r.image.digest.as_deref(),
+            Some("sha256:7f5b2640fe6fb4f46592dfd3410c4a79dac4f89e4782432e0378abcd1234")
+        );
+        assert_eq!(
+            r.trigger,
+            Trigger::EcrPush {
+                event_id: "13cde686-328b-6117-af20-0e5566167482".into(),
+                account: "123456789012".into(),
+                region: "us-west-2".into(),
+                time: "2019-11-16T01:54:34Z".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn untagged_push_still_deploys_by_digest() {
+        let mut event = fixture("ecr-push.json");
+        event["detail"]
+            .as_object_mut()
+            .map(|d| d.remove("image-tag"));
+        let r = deploy(event);
+        assert_eq!(r.image.tag, None);
+        assert!(r.image.digest.is_some());
+    }
+
+    #[test]
+    fn delete_and_failed_push_are_nothing_to_do() {
+        let reason = |v| match parse(v) {
+            Ok(PlanInput::NothingToDo { reason }) => reason,
+            other => panic!("expected nothing to do, got {other:?}"),
+        };
+        assert!(reason(fixture("ecr-delete.json")).contains("\"DELETE\""));
+        let mut failed = fixture("ecr-push.json");
+        failed["detail"]["result"] = json!("FAILURE");
+        assert!(reason(failed).contains("did not succeed"));
+    }
+
+    #[test]
+    fn manual_forms() {
+        let r = deploy(fixture("manual.json"));
+        assert_eq!(
+            r.services,
+            ServiceSelection::Named {
+                names: vec!["api".into(), "web".into()]
+            }
+        );
+        assert_eq!(
+            r.image,
+            ImageRef {
+                tag: Some("3f2a1bc".into()),
+                digest: None
+            }
+        );
+        assert_eq!(
+            r.trigger,
+            Trigger::Manual {
+                reason: Some("hotfix for login".into()),
+                commit: Some("3f2a1bc9d0e4".into())
+            }
+        );
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let r = deploy(json!({ "digest": digest }));
+        assert_eq!(r.services, ServiceSelection::All);
+        assert_eq!(r.image.digest.as_deref(), Some(digest.as_str()));
+        assert_eq!(
+            r.trigger,
+            Trigger::Manual {
+                reason: None,
+                commit: None
+            }
+        );
+    }
+
+    #[test]
+    fn normalised_form_round_trips_through_json() {
+        let planned = parse(fixture("ecr-push.json")).expect("valid");
+        let json = serde_json::to_value(&planned).expect("serialises");
+        assert_eq!(json["action"], "deploy");
+        let back: PlanInput = serde_json::from_value(json).expect("deserialises");
+        assert_eq!(back, planned);
+    }
+
+    /// Every bad input gets `Slipway.InvalidInput`, naming the field at fault.
+    #[test]
+    fn bad_inputs_name_the_field() {
+        let push = fixture("ecr-push.json");
+        let with = |path: &[&str], value: Value| {
+            let mut v = push.clone();
+            let mut cur = &mut v;
+            for p in &path[..path.len() - 1] {
+                cur = &mut cur[*p];
+            }
+            cur[path[path.len() - 1]] = value;
+            v
+        };
+        let without = |path: &[&str]| {
+            let mut v = push.clone();
+            let mut cur = &mut v;
+            for p in &path[..path.len() - 1] {
+                cur = &mut cur[*p];
+            }
+            cur.as_object_mut().map(|o| o.remove(path[path.len() - 1]));
+            v
+        };
+        let big = "x".repeat(MAX_INPUT_BYTES + 1);
+        let cases: Vec<(Value, &str, &str)> = vec![
+            (json!([1, 2]), "$", "expected a JSON object"),
+            (json!("api"), "$", "found a string"),
+            (json!(null), "$", "found null"),
+            (json!({}), "tag", "missing"),
+            (json!({"tag": 42}), "tag", "invalid type"),
+            (json!({"tag": ""}), "tag", "empty"),
+            (json!({"tag": "has space"}), "tag", "contains ' '"),
+            (json!({"tag": ".hidden"}), "tag", "starts with"),
+            (json!({"tag": "x".repeat(129)}), "tag", "129 characters"),
+            (
+                json!({"digest": "sha256:xyz"}),
+                "digest",
+                "not an image digest",
+            ),
+            (
+                json!({"digest": "md5:abcdef"}),
+                "digest",
+                "not an image digest",
+            ),
+            (
+                json!({"tag": "a", "digest": format!("sha256:{}", "a".repeat(64))}),
+                "digest",
+                "not both",
+            ),
+            (
+                json!({"services": "api", "tag": "a"}),
+                "services",
+                "invalid type",
+            ),
+            (
+                json!({"services": [], "tag": "a"}),
+                "services",
+                "empty list",
+            ),
+            (
+                json!({"services": ["api", 3], "tag": "a"}),
+                "services[1]",
+                "invalid type",
+            ),
+            (
+                json!({"services": ["api", "api"], "tag": "a"}),
+                "services[1]",
+                "listed twice",
+            ),
+            (
+                json!({"services": ["a/b"], "tag": "a"}),
+                "services[0]",
+                "contains '/'",
+            ),
+            (
+                json!({"services": [""], "tag": "a"}),
+                "services[0]",
+                "empty service name",
+            ),
+            (
+                json!({"tag": "a", "colour": "red"}),
+                "colour",
+                "unknown field",
+            ),
+            (
+                json!({"tag": "a", "reason": "x".repeat(2000)}),
+                "reason",
+                "at most 1024",
+            ),
+            (
+                json!({"tag": "a", "commit": "abc\u{7}"}),
+                "commit",
+                "control characters",
+            ),
+            (
+                json!({"tag": "a", "reason": big}),
+                "$",
+                "Step Functions accepts at most",
+            ),
+            (
+                with(
+                    &["detail-type"],
+                    json!("EC2 Instance State-change Notification"),
+                ),
+                "detail-type",
+                "ECR Image Action",
+            ),
+            (
+                with(&["source"], json!("aws.ec2")),
+                "detail-type",
+                "aws.ec2",
+            ),
+            (
+                fixture("ecr-pull-through-cache.json"),
+                "detail-type",
+                "Pull Through Cache",
+            ),
+            (without(&["id"]), "id", "missing field"),
+            (without(&["detail"]), "detail", "missing field"),
+            (with(&["detail"], json!("PUSH")), "detail", "invalid type"),
+            (
+                without(&["detail", "repository-name"]),
+                "detail.repository-name",
+                "missing field",
+            ),
+            (
+                with(&["detail", "repository-name"], json!("Bad Repo")),
+                "detail.repository-name",
+                "not an ECR repository",
+            ),
+            (
+                with(&["detail", "image-tag"], json!("")),
+                "detail.image-tag",
+                "empty",
+            ),
+            (
+                with(&["detail", "image-digest"], json!("latest")),
+                "detail.image-digest",
+                "not an image digest",
+            ),
+            (
+                without(&["detail", "image-digest"]),
+                "detail.image-digest",
+                "always carries",
+            ),
+            (
+                with(&["detail", "action-type"], json!(7)),
+                "detail.action-type",
+                "invalid type",
+            ),
+        ];
+        for (input, field, words) in cases {
+            let shown = input.to_string();
+            let shown = &shown[..shown.len().min(120)];
+            match parse(input) {
+                Err(e @ StepError::InvalidInput { .. }) => {
+                    let StepError::InvalidInput {
+                        field: got,
+                        problem,
+                    } = &e
+                    else {
+                        unreachable!()
+                    };
+                    assert_eq!(got, field, "{shown}: {e}");
+                    assert!(
+                        problem.contains(words),
+                        "{shown}: {problem:?} should say {words:?}"
+                    );
+                    assert_eq!(e.name(), "Slipway.InvalidInput");
+                }
+                other => panic!("{shown}: expected InvalidInput on {field}, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn bytes_that_are_not_json_say_where() {
+        let e = parse_bytes(b"{\"tag\": }").expect_err("not JSON");
+        assert_eq!(e.name(), "Slipway.InvalidInput");
+        assert!(e.to_string().contains("line 1, column 9"), "{e}");
+        let e = parse_bytes(&vec![b' '; MAX_INPUT_BYTES + 1]).expect_err("too big");
+        assert!(e.to_string().contains("at most"), "{e}");
     }
 }

@@ -148,13 +148,17 @@ fn validation(message: impl Into<String>) -> ApiError {
 
 fn parse_template(body: &str) -> ApiResult<Value> {
     let template: Value = serde_json::from_str(body).map_err(|e| {
-        validation(format!("Template format error: slipway-sim reads JSON templates only ({e})"))
+        validation(format!(
+            "Template format error: slipway-sim reads JSON templates only ({e})"
+        ))
     })?;
     let resources = template
         .get("Resources")
         .and_then(Value::as_object)
         .filter(|r| !r.is_empty())
-        .ok_or_else(|| validation("Template format error: At least one Resources member must be defined."))?;
+        .ok_or_else(|| {
+            validation("Template format error: At least one Resources member must be defined.")
+        })?;
     for (name, r) in resources {
         if r.get("Type").and_then(Value::as_str).is_none() {
             return Err(validation(format!(
@@ -171,7 +175,11 @@ fn parameter_values(
     given: &[Params],
     previous: &BTreeMap<String, String>,
 ) -> ApiResult<BTreeMap<String, String>> {
-    let declared = template.get("Parameters").and_then(Value::as_object).cloned().unwrap_or_default();
+    let declared = template
+        .get("Parameters")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     let mut values = BTreeMap::new();
     let mut unknown = Vec::new();
     for p in given {
@@ -192,7 +200,10 @@ fn parameter_values(
         }
     }
     if !unknown.is_empty() {
-        return Err(validation(format!("Parameters: [{}] do not exist in the template", unknown.join(", "))));
+        return Err(validation(format!(
+            "Parameters: [{}] do not exist in the template",
+            unknown.join(", ")
+        )));
     }
     let mut missing = Vec::new();
     for (name, decl) in &declared {
@@ -210,7 +221,10 @@ fn parameter_values(
         }
     }
     if !missing.is_empty() {
-        return Err(validation(format!("Parameters: [{}] must have values", missing.join(", "))));
+        return Err(validation(format!(
+            "Parameters: [{}] must have values",
+            missing.join(", ")
+        )));
     }
     Ok(values)
 }
@@ -221,7 +235,15 @@ fn param_types(template: &Value) -> BTreeMap<String, String> {
         .and_then(Value::as_object)
         .map(|ps| {
             ps.iter()
-                .map(|(k, v)| (k.clone(), v.get("Type").and_then(Value::as_str).unwrap_or("String").to_owned()))
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.get("Type")
+                            .and_then(Value::as_str)
+                            .unwrap_or("String")
+                            .to_owned(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -234,7 +256,10 @@ fn camel(v: &Value) -> Value {
             m.iter()
                 .map(|(k, v)| {
                     let mut c = k.chars();
-                    let key = c.next().map(|f| f.to_ascii_lowercase().to_string() + c.as_str()).unwrap_or_default();
+                    let key = c
+                        .next()
+                        .map(|f| f.to_ascii_lowercase().to_string() + c.as_str())
+                        .unwrap_or_default();
                     (key, camel(v))
                 })
                 .collect(),
@@ -260,7 +285,10 @@ impl Cfn {
             "DeleteChangeSet" => self.delete_change_set(p),
             "CancelUpdateStack" => self.cancel_update_stack(env, p),
             "ListExports" => Ok(self.list_exports()),
-            _ => Err(ApiError::new("InvalidAction", format!("slipway-sim does not implement CloudFormation {action}"))),
+            _ => Err(ApiError::new(
+                "InvalidAction",
+                format!("slipway-sim does not implement CloudFormation {action}"),
+            )),
         }
     }
 
@@ -268,12 +296,19 @@ impl Cfn {
         let found = if name_or_id.starts_with("arn:") {
             self.stacks.iter().rposition(|s| s.id == name_or_id)
         } else {
-            self.stacks.iter().rposition(|s| s.name == name_or_id && !s.deleted)
+            self.stacks
+                .iter()
+                .rposition(|s| s.name == name_or_id && !s.deleted)
         };
         found.ok_or_else(|| validation(format!("Stack with id {name_or_id} does not exist")))
     }
 
-    fn new_stack(&mut self, env: &mut Env, name: &str, description: Option<String>) -> ApiResult<usize> {
+    fn new_stack(
+        &mut self,
+        env: &mut Env,
+        name: &str,
+        description: Option<String>,
+    ) -> ApiResult<usize> {
         let valid = !name.is_empty()
             && name.len() <= 128
             && name.starts_with(|c: char| c.is_ascii_alphabetic())
@@ -282,7 +317,10 @@ impl Cfn {
             return Err(validation(format!("1 validation error detected: Value '{name}' at 'stackName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z][-a-zA-Z0-9]*")));
         }
         if self.stacks.iter().any(|s| s.name == name && !s.deleted) {
-            return Err(ApiError::new("AlreadyExistsException", format!("Stack [{name}] already exists")));
+            return Err(ApiError::new(
+                "AlreadyExistsException",
+                format!("Stack [{name}] already exists"),
+            ));
         }
         let uuid = env.ids.uuid();
         let id = env.arn("cloudformation", &format!("stack/{name}/{uuid}"));
@@ -313,9 +351,21 @@ impl Cfn {
         let body = p.required("TemplateBody")?;
         let template = parse_template(body)?;
         let params = parameter_values(&template, &p.members("Parameters"), &BTreeMap::new())?;
-        let description = template.get("Description").and_then(Value::as_str).map(str::to_owned);
+        let description = template
+            .get("Description")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let i = self.new_stack(env, name, description)?;
-        self.start(env, i, Pending { body: body.to_owned(), template, params, delete: false })?;
+        self.start(
+            env,
+            i,
+            Pending {
+                body: body.to_owned(),
+                template,
+                params,
+                delete: false,
+            },
+        )?;
         let mut x = Xml::new();
         x.leaf("StackId", &self.stacks[i].id);
         Ok(x.finish())
@@ -323,20 +373,34 @@ impl Cfn {
 
     fn updatable(&self, i: usize) -> ApiResult<()> {
         let s = &self.stacks[i];
-        if !s.steps.is_empty() || !matches!(s.status.as_str(), "CREATE_COMPLETE" | "UPDATE_COMPLETE" | "UPDATE_ROLLBACK_COMPLETE") {
-            return Err(validation(format!("Stack:{} is in {} state and can not be updated.", s.id, s.status)));
+        if !s.steps.is_empty()
+            || !matches!(
+                s.status.as_str(),
+                "CREATE_COMPLETE" | "UPDATE_COMPLETE" | "UPDATE_ROLLBACK_COMPLETE"
+            )
+        {
+            return Err(validation(format!(
+                "Stack:{} is in {} state and can not be updated.",
+                s.id, s.status
+            )));
         }
         Ok(())
     }
 
     /// The template and parameters an update or change set asks for.
-    fn proposal(&self, i: usize, p: &Params) -> ApiResult<(String, Value, BTreeMap<String, String>)> {
+    fn proposal(
+        &self,
+        i: usize,
+        p: &Params,
+    ) -> ApiResult<(String, Value, BTreeMap<String, String>)> {
         let s = &self.stacks[i];
         let body = if p.flag("UsePreviousTemplate") {
             s.body.clone()
         } else {
             p.get("TemplateBody")
-                .ok_or_else(|| validation("Either Template URL or Template Body must be specified."))?
+                .ok_or_else(|| {
+                    validation("Either Template URL or Template Body must be specified.")
+                })?
                 .to_owned()
         };
         let template = parse_template(&body)?;
@@ -352,7 +416,16 @@ impl Cfn {
         if changes.is_empty() && params == self.stacks[i].params {
             return Err(validation("No updates are to be performed."));
         }
-        self.start(env, i, Pending { body, template, params, delete: false })?;
+        self.start(
+            env,
+            i,
+            Pending {
+                body,
+                template,
+                params,
+                delete: false,
+            },
+        )?;
         let mut x = Xml::new();
         x.leaf("StackId", &self.stacks[i].id);
         Ok(x.finish())
@@ -361,17 +434,26 @@ impl Cfn {
     fn delete_stack(&mut self, env: &mut Env, p: &Params) -> ApiResult<String> {
         let name = p.required("StackName")?;
         // Deleting a stack that does not exist succeeds, as in CloudFormation.
-        let Ok(i) = self.stack_index(name) else { return Ok(String::new()) };
+        let Ok(i) = self.stack_index(name) else {
+            return Ok(String::new());
+        };
         if self.stacks[i].deleted || self.stacks[i].status == "DELETE_IN_PROGRESS" {
             return Ok(String::new());
         }
         let s = &self.stacks[i];
-        let pending = Pending { body: s.body.clone(), template: s.template.clone(), params: s.params.clone(), delete: true };
+        let pending = Pending {
+            body: s.body.clone(),
+            template: s.template.clone(),
+            params: s.params.clone(),
+            delete: true,
+        };
         self.stacks[i].steps.clear();
         self.start(env, i, pending)?;
         Ok(String::new())
     }
 
+    // Each name set is borrowed separately: callers hold them in different lifetimes.
+    #[allow(clippy::too_many_arguments)]
     fn scope<'a>(
         env: &'a Env,
         stack: &'a Stack,
@@ -397,24 +479,60 @@ impl Cfn {
     }
 
     /// What an update to `template` + `params` would change, resource by resource.
-    fn diff(&self, env: &Env, i: usize, template: &Value, params: &BTreeMap<String, String>) -> ApiResult<Vec<Change>> {
+    fn diff(
+        &self,
+        env: &Env,
+        i: usize,
+        template: &Value,
+        params: &BTreeMap<String, String>,
+    ) -> ApiResult<Vec<Change>> {
         let stack = &self.stacks[i];
         let types = param_types(template);
-        let physical: BTreeMap<String, String> =
-            stack.resources.iter().map(|(k, r)| (k.clone(), r.physical.clone())).collect();
-        let attrs: BTreeMap<String, BTreeMap<String, String>> =
-            stack.resources.iter().map(|(k, r)| (k.clone(), r.attrs.clone())).collect();
+        let physical: BTreeMap<String, String> = stack
+            .resources
+            .iter()
+            .map(|(k, r)| (k.clone(), r.physical.clone()))
+            .collect();
+        let attrs: BTreeMap<String, BTreeMap<String, String>> = stack
+            .resources
+            .iter()
+            .map(|(k, r)| (k.clone(), r.attrs.clone()))
+            .collect();
         let no_conditions = BTreeMap::new();
-        let scope = Self::scope(env, stack, params, &types, &physical, &attrs, &self.exports, &no_conditions);
+        let scope = Self::scope(
+            env,
+            stack,
+            params,
+            &types,
+            &physical,
+            &attrs,
+            &self.exports,
+            &no_conditions,
+        );
         let conditions = template::conditions(template, &scope).map_err(validation)?;
         let mut physical_new = physical.clone();
-        let resources = template.get("Resources").and_then(Value::as_object).cloned().unwrap_or_default();
+        let resources = template
+            .get("Resources")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
         let order = template::creation_order(&resources).map_err(validation)?;
         // Resources not created yet resolve to a placeholder, as "known after apply".
         for name in &order {
-            physical_new.entry(name.clone()).or_insert_with(|| format!("{{{{new:{name}}}}}"));
+            physical_new
+                .entry(name.clone())
+                .or_insert_with(|| format!("{{{{new:{name}}}}}"));
         }
-        let scope = Self::scope(env, stack, params, &types, &physical_new, &attrs, &self.exports, &conditions);
+        let scope = Self::scope(
+            env,
+            stack,
+            params,
+            &types,
+            &physical_new,
+            &attrs,
+            &self.exports,
+            &conditions,
+        );
         let mut changes = Vec::new();
         let mut replaced: BTreeSet<String> = BTreeSet::new();
         for name in &order {
@@ -424,8 +542,13 @@ impl Cfn {
                     continue;
                 }
             }
-            let kind = r.get("Type").and_then(Value::as_str).unwrap_or_default().to_owned();
-            let props = template::resolve(r.get("Properties").unwrap_or(&json!({})), &scope).map_err(validation)?;
+            let kind = r
+                .get("Type")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let props = template::resolve(r.get("Properties").unwrap_or(&json!({})), &scope)
+                .map_err(validation)?;
             match stack.resources.get(name) {
                 None => changes.push(Change {
                     action: "Add",
@@ -448,12 +571,16 @@ impl Cfn {
                             .map(|(k, _)| k.clone())
                             .collect();
                         names.extend(
-                            old.props.as_object().into_iter().flatten()
+                            old.props
+                                .as_object()
+                                .into_iter()
+                                .flatten()
                                 .filter(|(k, _)| props.get(k.as_str()).is_none())
                                 .map(|(k, _)| k.clone()),
                         );
                         // A task definition is immutable: any change replaces it.
-                        let replacement = if kind == "AWS::ECS::TaskDefinition" || old.kind != kind {
+                        let replacement = if kind == "AWS::ECS::TaskDefinition" || old.kind != kind
+                        {
                             replaced.insert(name.clone());
                             "True"
                         } else {
@@ -487,19 +614,35 @@ impl Cfn {
     }
 
     /// Where this operation fails, if the scenario says it does: (resource, reason).
-    fn failure(&self, env: &Env, i: usize, pending: &Pending, changes: &[Change]) -> Option<(String, String)> {
+    fn failure(
+        &self,
+        env: &Env,
+        i: usize,
+        pending: &Pending,
+        changes: &[Change],
+    ) -> Option<(String, String)> {
         let stack = &self.stacks[i];
         if let Some(rule) = env.scenario.stacks.iter().find(|r| r.name == stack.name) {
-            return Some((rule.fail_update.resource.clone(), rule.fail_update.reason.clone()));
+            return Some((
+                rule.fail_update.resource.clone(),
+                rule.fail_update.reason.clone(),
+            ));
         }
         let resources = pending.template.get("Resources")?.as_object()?;
         for change in changes.iter().filter(|c| c.action != "Remove") {
-            let text = resources.get(&change.logical).map(Value::to_string).unwrap_or_default();
+            let text = resources
+                .get(&change.logical)
+                .map(Value::to_string)
+                .unwrap_or_default();
             // The resource's own text, and the parameters it refers to.
             let mut refs = BTreeSet::new();
             template::references(resources.get(&change.logical)?, &mut refs);
             let values: Vec<&str> = std::iter::once(text.as_str())
-                .chain(refs.iter().filter_map(|r| pending.params.get(r)).map(String::as_str))
+                .chain(
+                    refs.iter()
+                        .filter_map(|r| pending.params.get(r))
+                        .map(String::as_str),
+                )
                 .collect();
             if let Some(rule) = env.scenario.image_rule(values, Failure::StackUpdateFails) {
                 let reason = rule.reason.clone().unwrap_or_else(|| {
@@ -518,12 +661,23 @@ impl Cfn {
             self.stacks[i]
                 .resources
                 .iter()
-                .map(|(k, r)| Change { action: "Remove", logical: k.clone(), physical: Some(r.physical.clone()), kind: r.kind.clone(), replacement: None, properties: vec![] })
+                .map(|(k, r)| Change {
+                    action: "Remove",
+                    logical: k.clone(),
+                    physical: Some(r.physical.clone()),
+                    kind: r.kind.clone(),
+                    replacement: None,
+                    properties: vec![],
+                })
                 .collect()
         } else {
             self.diff(env, i, &pending.template, &pending.params)?
         };
-        let failure = if pending.delete { None } else { self.failure(env, i, &pending, &changes) };
+        let failure = if pending.delete {
+            None
+        } else {
+            self.failure(env, i, &pending, &changes)
+        };
         let t = &env.scenario.timings;
         let (duration, verb) = if pending.delete {
             (t.stack_delete, "DELETE")
@@ -535,16 +689,23 @@ impl Cfn {
         let now = env.now;
         let stack_kind = "AWS::CloudFormation::Stack".to_owned();
         let name = self.stacks[i].name.clone();
-        let step = |at: f64, logical: &str, kind: &str, status: String, reason: Option<String>| Step {
-            at,
-            logical: logical.to_owned(),
-            kind: kind.to_owned(),
-            status,
-            reason,
-            apply: false,
-            end: None,
-        };
-        let mut steps = vec![step(now, &name, &stack_kind, format!("{verb}_IN_PROGRESS"), Some("User Initiated".into()))];
+        let step =
+            |at: f64, logical: &str, kind: &str, status: String, reason: Option<String>| Step {
+                at,
+                logical: logical.to_owned(),
+                kind: kind.to_owned(),
+                status,
+                reason,
+                apply: false,
+                end: None,
+            };
+        let mut steps = vec![step(
+            now,
+            &name,
+            &stack_kind,
+            format!("{verb}_IN_PROGRESS"),
+            Some("User Initiated".into()),
+        )];
         let n = changes.len().max(1) as f64;
         let slot = duration / (n + 1.0);
         let mut done: Vec<&Change> = Vec::new();
@@ -556,26 +717,56 @@ impl Cfn {
                 _ => ("UPDATE", now + slot * (k as f64 + 0.5)),
             };
             let end_at = now + slot * (k as f64 + 1.0);
-            steps.push(step(start_at, &c.logical, &c.kind, format!("{res_verb}_IN_PROGRESS"), None));
+            steps.push(step(
+                start_at,
+                &c.logical,
+                &c.kind,
+                format!("{res_verb}_IN_PROGRESS"),
+                None,
+            ));
             if let Some((res, reason)) = failure.as_ref().filter(|(r, _)| *r == c.logical) {
-                steps.push(step(end_at, res, &c.kind, format!("{res_verb}_FAILED"), Some(reason.clone())));
+                steps.push(step(
+                    end_at,
+                    res,
+                    &c.kind,
+                    format!("{res_verb}_FAILED"),
+                    Some(reason.clone()),
+                ));
                 failed_at = Some((end_at, res.clone()));
                 break;
             }
-            steps.push(step(end_at, &c.logical, &c.kind, format!("{res_verb}_COMPLETE"), None));
+            steps.push(step(
+                end_at,
+                &c.logical,
+                &c.kind,
+                format!("{res_verb}_COMPLETE"),
+                None,
+            ));
             done.push(c);
         }
         // A scenario failure on a resource this update does not change fails it at the end.
         if let (Some((res, reason)), None) = (&failure, &failed_at) {
             let end_at = now + duration * 0.9;
-            steps.push(step(end_at, res, "AWS::CloudFormation::CustomResource", format!("{verb}_FAILED"), Some(reason.clone())));
+            steps.push(step(
+                end_at,
+                res,
+                "AWS::CloudFormation::CustomResource",
+                format!("{verb}_FAILED"),
+                Some(reason.clone()),
+            ));
             failed_at = Some((end_at, res.clone()));
         }
         match failed_at {
             None => {
                 let end = now + duration;
                 if verb == "UPDATE" {
-                    let mut s = step(end, &name, &stack_kind, "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS".into(), None);
+                    let mut s = step(
+                        end,
+                        &name,
+                        &stack_kind,
+                        "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS".into(),
+                        None,
+                    );
                     s.apply = true;
                     steps.push(s);
                     let mut s = step(end, &name, &stack_kind, "UPDATE_COMPLETE".into(), None);
@@ -589,7 +780,11 @@ impl Cfn {
                 }
             }
             Some((at, res)) => {
-                let (rolling, complete) = if creating { ("ROLLBACK_IN_PROGRESS", "ROLLBACK_COMPLETE") } else { ("UPDATE_ROLLBACK_IN_PROGRESS", "UPDATE_ROLLBACK_COMPLETE") };
+                let (rolling, complete) = if creating {
+                    ("ROLLBACK_IN_PROGRESS", "ROLLBACK_COMPLETE")
+                } else {
+                    ("UPDATE_ROLLBACK_IN_PROGRESS", "UPDATE_ROLLBACK_COMPLETE")
+                };
                 let reason = if creating {
                     format!("The following resource(s) failed to create: [{res}]. Rollback requested by user.")
                 } else {
@@ -599,12 +794,22 @@ impl Cfn {
                 let back = at + duration / 2.0;
                 for (k, c) in done.iter().rev().enumerate() {
                     let t = at + (back - at) * (k as f64 + 1.0) / (done.len() as f64 + 2.0);
-                    let (a, b) = if c.action == "Add" { ("DELETE_IN_PROGRESS", "DELETE_COMPLETE") } else { ("UPDATE_IN_PROGRESS", "UPDATE_COMPLETE") };
+                    let (a, b) = if c.action == "Add" {
+                        ("DELETE_IN_PROGRESS", "DELETE_COMPLETE")
+                    } else {
+                        ("UPDATE_IN_PROGRESS", "UPDATE_COMPLETE")
+                    };
                     steps.push(step(t, &c.logical, &c.kind, a.into(), None));
                     steps.push(step(t, &c.logical, &c.kind, b.into(), None));
                 }
                 if !creating {
-                    steps.push(step(back, &name, &stack_kind, "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS".into(), None));
+                    steps.push(step(
+                        back,
+                        &name,
+                        &stack_kind,
+                        "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS".into(),
+                        None,
+                    ));
                 }
                 let mut s = step(back, &name, &stack_kind, complete.into(), None);
                 s.end = Some(false);
@@ -624,15 +829,36 @@ impl Cfn {
         let i = self.stack_index(p.required("StackName")?)?;
         let stack = &mut self.stacks[i];
         if stack.status != "UPDATE_IN_PROGRESS" {
-            return Err(validation(format!("CancelUpdateStack cannot be called from current stack status: {}", stack.status)));
+            return Err(validation(format!(
+                "CancelUpdateStack cannot be called from current stack status: {}",
+                stack.status
+            )));
         }
         let now = env.now;
         let back = now + env.scenario.timings.stack_update / 2.0;
         let kind = "AWS::CloudFormation::Stack".to_owned();
-        let mk = |at, status: &str, reason: Option<String>, end| Step { at, logical: stack.name.clone(), kind: kind.clone(), status: status.into(), reason, apply: false, end };
+        let mk = |at, status: &str, reason: Option<String>, end| Step {
+            at,
+            logical: stack.name.clone(),
+            kind: kind.clone(),
+            status: status.into(),
+            reason,
+            apply: false,
+            end,
+        };
         stack.steps = vec![
-            mk(now, "UPDATE_ROLLBACK_IN_PROGRESS", Some("User Initiated".into()), None),
-            mk(back, "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS", None, None),
+            mk(
+                now,
+                "UPDATE_ROLLBACK_IN_PROGRESS",
+                Some("User Initiated".into()),
+                None,
+            ),
+            mk(
+                back,
+                "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS",
+                None,
+                None,
+            ),
             mk(back, "UPDATE_ROLLBACK_COMPLETE", None, Some(false)),
         ];
         Ok(String::new())
@@ -641,7 +867,11 @@ impl Cfn {
     /// Moves every stack and change set forward to `env.now`.
     pub fn advance(&mut self, env: &mut Env, ecs: &mut Ecs, elb: &mut Elb) {
         for i in 0..self.stacks.len() {
-            while self.stacks[i].steps.first().is_some_and(|s| s.at <= env.now) {
+            while self.stacks[i]
+                .steps
+                .first()
+                .is_some_and(|s| s.at <= env.now)
+            {
                 let step = self.stacks[i].steps.remove(0);
                 self.run_step(env, ecs, elb, i, step);
             }
@@ -661,7 +891,11 @@ impl Cfn {
         let physical = if is_stack {
             stack.id.clone()
         } else {
-            stack.resources.get(&step.logical).map(|r| r.physical.clone()).unwrap_or_default()
+            stack
+                .resources
+                .get(&step.logical)
+                .map(|r| r.physical.clone())
+                .unwrap_or_default()
         };
         if is_stack {
             stack.status = step.status.clone();
@@ -683,20 +917,35 @@ impl Cfn {
             }
             if let Some(cs) = stack.executing.take() {
                 if let Some(cs) = self.change_sets.iter_mut().find(|c| c.id == cs) {
-                    cs.execution = if ok { "EXECUTE_COMPLETE" } else { "EXECUTE_FAILED" };
+                    cs.execution = if ok {
+                        "EXECUTE_COMPLETE"
+                    } else {
+                        "EXECUTE_FAILED"
+                    };
                 }
             }
         }
     }
 
     /// Puts the pending template in place: resources created, updated or deleted in ECS/ELBv2.
-    fn apply(&mut self, env: &mut Env, ecs: &mut Ecs, elb: &mut Elb, i: usize, pending: &Pending) -> Result<(), String> {
+    fn apply(
+        &mut self,
+        env: &mut Env,
+        ecs: &mut Ecs,
+        elb: &mut Elb,
+        i: usize,
+        pending: &Pending,
+    ) -> Result<(), String> {
         let old = self.stacks[i].resources.clone();
         let template = &pending.template;
         let resources = if pending.delete {
             Map::new()
         } else {
-            template.get("Resources").and_then(Value::as_object).cloned().unwrap_or_default()
+            template
+                .get("Resources")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default()
         };
         let types = param_types(template);
         let order = template::creation_order(&resources)?;
@@ -706,7 +955,16 @@ impl Cfn {
         let no_conditions = BTreeMap::new();
         let conditions = {
             let stack = &self.stacks[i];
-            let scope = Self::scope(env, stack, &pending.params, &types, &physical, &attrs, &self.exports, &no_conditions);
+            let scope = Self::scope(
+                env,
+                stack,
+                &pending.params,
+                &types,
+                &physical,
+                &attrs,
+                &self.exports,
+                &no_conditions,
+            );
             template::conditions(template, &scope)?
         };
         for name in &order {
@@ -716,10 +974,23 @@ impl Cfn {
                     continue;
                 }
             }
-            let kind = r.get("Type").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let kind = r
+                .get("Type")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
             let props = {
                 let stack = &self.stacks[i];
-                let scope = Self::scope(env, stack, &pending.params, &types, &physical, &attrs, &self.exports, &conditions);
+                let scope = Self::scope(
+                    env,
+                    stack,
+                    &pending.params,
+                    &types,
+                    &physical,
+                    &attrs,
+                    &self.exports,
+                    &conditions,
+                );
                 template::resolve(r.get("Properties").unwrap_or(&json!({})), &scope)?
             };
             let previous = old.get(name).filter(|o| o.kind == kind);
@@ -742,12 +1013,33 @@ impl Cfn {
         let mut outputs = Vec::new();
         if !pending.delete {
             let stack = &self.stacks[i];
-            let scope = Self::scope(env, stack, &pending.params, &types, &physical, &attrs, &self.exports, &conditions);
-            for (key, o) in template.get("Outputs").and_then(Value::as_object).into_iter().flatten() {
+            let scope = Self::scope(
+                env,
+                stack,
+                &pending.params,
+                &types,
+                &physical,
+                &attrs,
+                &self.exports,
+                &conditions,
+            );
+            for (key, o) in template
+                .get("Outputs")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
                 let value = template::resolve(o.get("Value").unwrap_or(&Value::Null), &scope)?;
-                let value = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+                let value = value
+                    .as_str()
+                    .map_or_else(|| value.to_string(), str::to_owned);
                 let export = match o.get("Export").and_then(|e| e.get("Name")) {
-                    Some(n) => Some(template::resolve(n, &scope)?.as_str().unwrap_or_default().to_owned()),
+                    Some(n) => Some(
+                        template::resolve(n, &scope)?
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    ),
                     None => None,
                 };
                 outputs.push((key.clone(), value, export));
@@ -784,11 +1076,20 @@ impl Cfn {
         props: Value,
         previous: Option<&Resource>,
     ) -> Result<Resource, String> {
-        let generated = |env: &mut Env| format!("{stack}-{logical}-{:012X}", env.ids.next_u64() & 0xFFFF_FFFF_FFFF);
+        let generated = |env: &mut Env| {
+            format!(
+                "{stack}-{logical}-{:012X}",
+                env.ids.next_u64() & 0xFFFF_FFFF_FFFF
+            )
+        };
         let mut attrs = BTreeMap::new();
         let physical = match kind {
             "AWS::ECS::Cluster" => {
-                let name = props.get("ClusterName").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| generated(env));
+                let name = props
+                    .get("ClusterName")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| generated(env));
                 let name = ecs.ensure_cluster(env, &name);
                 attrs.insert("Arn".into(), env.arn("ecs", &format!("cluster/{name}")));
                 name
@@ -799,7 +1100,10 @@ impl Cfn {
                     input["family"] = json!(format!("{stack}{logical}"));
                 }
                 let td = ecs.register(env, &input).map_err(|e| e.message)?;
-                let arn = td["taskDefinitionArn"].as_str().unwrap_or_default().to_owned();
+                let arn = td["taskDefinitionArn"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
                 attrs.insert("TaskDefinitionArn".into(), arn.clone());
                 arn
             }
@@ -808,34 +1112,63 @@ impl Cfn {
                 let service = match previous {
                     Some(prev) => {
                         input["service"] = json!(prev.physical);
-                        ecs.update_service_from(env, &input).map_err(|e| e.message)?
+                        ecs.update_service_from(env, &input)
+                            .map_err(|e| e.message)?
                     }
                     None => {
                         if input.get("serviceName").is_none() {
                             input["serviceName"] = json!(generated(env));
                         }
-                        ecs.create_service_from(env, &input).map_err(|e| e.message)?
+                        ecs.create_service_from(env, &input)
+                            .map_err(|e| e.message)?
                     }
                 };
-                let arn = service["serviceArn"].as_str().unwrap_or_default().to_owned();
-                attrs.insert("Name".into(), service["serviceName"].as_str().unwrap_or_default().to_owned());
+                let arn = service["serviceArn"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                attrs.insert(
+                    "Name".into(),
+                    service["serviceName"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
                 attrs.insert("ServiceArn".into(), arn.clone());
                 arn
             }
             "AWS::ElasticLoadBalancingV2::TargetGroup" => {
-                let name = props.get("Name").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| {
-                    let g = generated(env);
-                    g[g.len().saturating_sub(32)..].trim_start_matches('-').to_owned()
-                });
-                let port = props.get("Port").and_then(|p| p.as_i64().or_else(|| p.as_str()?.parse().ok())).unwrap_or(80);
+                let name = props
+                    .get("Name")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| {
+                        let g = generated(env);
+                        g[g.len().saturating_sub(32)..]
+                            .trim_start_matches('-')
+                            .to_owned()
+                    });
+                let port = props
+                    .get("Port")
+                    .and_then(|p| p.as_i64().or_else(|| p.as_str()?.parse().ok()))
+                    .unwrap_or(80);
                 let arn = elb
                     .create_target_group(
                         env,
                         &name,
-                        props.get("Protocol").and_then(Value::as_str).unwrap_or("HTTP"),
+                        props
+                            .get("Protocol")
+                            .and_then(Value::as_str)
+                            .unwrap_or("HTTP"),
                         port,
-                        props.get("VpcId").and_then(Value::as_str).unwrap_or("vpc-00000000"),
-                        props.get("HealthCheckPath").and_then(Value::as_str).unwrap_or("/"),
+                        props
+                            .get("VpcId")
+                            .and_then(Value::as_str)
+                            .unwrap_or("vpc-00000000"),
+                        props
+                            .get("HealthCheckPath")
+                            .and_then(Value::as_str)
+                            .unwrap_or("/"),
                     )
                     .map_err(|e| e.message)?;
                 attrs.insert("TargetGroupArn".into(), arn.clone());
@@ -847,14 +1180,26 @@ impl Cfn {
                 None => generated(env),
             },
         };
-        Ok(Resource { kind: kind.to_owned(), physical, props, attrs })
+        Ok(Resource {
+            kind: kind.to_owned(),
+            physical,
+            props,
+            attrs,
+        })
     }
 
     fn remove_resource(env: &mut Env, ecs: &mut Ecs, elb: &mut Elb, r: &Resource) {
         match r.kind.as_str() {
             "AWS::ECS::Service" => {
-                let cluster = r.props.get("Cluster").and_then(Value::as_str).unwrap_or("default");
-                let _ = ecs.delete_service_from(env, &json!({ "cluster": cluster, "service": r.physical, "force": true }));
+                let cluster = r
+                    .props
+                    .get("Cluster")
+                    .and_then(Value::as_str)
+                    .unwrap_or("default");
+                let _ = ecs.delete_service_from(
+                    env,
+                    &json!({ "cluster": cluster, "service": r.physical, "force": true }),
+                );
             }
             "AWS::ElasticLoadBalancingV2::TargetGroup" => elb.delete_target_group(&r.physical),
             _ => {}
@@ -875,7 +1220,10 @@ impl Cfn {
                 .opt("Description", s.description.as_deref())
                 .open("Parameters");
             for (k, v) in &s.params {
-                x.open("member").leaf("ParameterKey", k).leaf("ParameterValue", v).close("member");
+                x.open("member")
+                    .leaf("ParameterKey", k)
+                    .leaf("ParameterValue", v)
+                    .close("member");
             }
             x.close("Parameters")
                 .leaf("CreationTime", iso8601(s.created_at))
@@ -885,7 +1233,11 @@ impl Cfn {
                 .leaf("DisableRollback", "false")
                 .open("Outputs");
             for (k, v, e) in &s.outputs {
-                x.open("member").leaf("OutputKey", k).leaf("OutputValue", v).opt("ExportName", e.as_deref()).close("member");
+                x.open("member")
+                    .leaf("OutputKey", k)
+                    .leaf("OutputValue", v)
+                    .opt("ExportName", e.as_deref())
+                    .close("member");
             }
             x.close("Outputs")
                 .open("Tags")
@@ -923,7 +1275,9 @@ impl Cfn {
     fn get_template(&self, p: &Params) -> ApiResult<String> {
         let body = match p.get("ChangeSetName") {
             Some(cs) => self.change_set(cs, p.get("StackName"))?.body.clone(),
-            None => self.stacks[self.stack_index(p.required("StackName")?)?].body.clone(),
+            None => self.stacks[self.stack_index(p.required("StackName")?)?]
+                .body
+                .clone(),
         };
         let mut x = Xml::new();
         x.leaf("TemplateBody", body)
@@ -938,10 +1292,9 @@ impl Cfn {
         let mut x = Xml::new();
         x.open("Exports");
         for (name, value) in &self.exports {
-            let stack = self
-                .stacks
-                .iter()
-                .find(|s| !s.deleted && s.outputs.iter().any(|(_, _, e)| e.as_deref() == Some(name)));
+            let stack = self.stacks.iter().find(|s| {
+                !s.deleted && s.outputs.iter().any(|(_, _, e)| e.as_deref() == Some(name))
+            });
             x.open("member")
                 .opt("ExportingStackId", stack.map(|s| s.id.as_str()))
                 .leaf("Name", name)
@@ -955,10 +1308,17 @@ impl Cfn {
     fn create_change_set(&mut self, env: &mut Env, p: &Params) -> ApiResult<String> {
         let stack_name = p.required("StackName")?;
         let name = p.required("ChangeSetName")?.to_owned();
-        if name.is_empty() || !name.starts_with(|c: char| c.is_ascii_alphabetic()) || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') || name.len() > 128 {
+        if name.is_empty()
+            || !name.starts_with(|c: char| c.is_ascii_alphabetic())
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            || name.len() > 128
+        {
             return Err(validation(format!("1 validation error detected: Value '{name}' at 'changeSetName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z][-a-zA-Z0-9]*")));
         }
-        let i = match (p.get("ChangeSetType").unwrap_or("UPDATE"), self.stack_index(stack_name)) {
+        let i = match (
+            p.get("ChangeSetType").unwrap_or("UPDATE"),
+            self.stack_index(stack_name),
+        ) {
             ("CREATE", Ok(i)) if self.stacks[i].status != "REVIEW_IN_PROGRESS" => {
                 return Err(validation(format!("Stack [{stack_name}] already exists and cannot be created again with the changeSet [{name}].")));
             }
@@ -970,11 +1330,24 @@ impl Cfn {
                 }
                 i
             }
-            ("UPDATE", Err(_)) => return Err(validation(format!("Stack [{stack_name}] does not exist"))),
-            (other, _) => return Err(validation(format!("ChangeSetType {other} is not one of CREATE, UPDATE"))),
+            ("UPDATE", Err(_)) => {
+                return Err(validation(format!("Stack [{stack_name}] does not exist")))
+            }
+            (other, _) => {
+                return Err(validation(format!(
+                    "ChangeSetType {other} is not one of CREATE, UPDATE"
+                )))
+            }
         };
-        if self.change_sets.iter().any(|c| c.stack_id == self.stacks[i].id && c.name == name) {
-            return Err(ApiError::new("AlreadyExistsException", format!("ChangeSet {name} already exists")));
+        if self
+            .change_sets
+            .iter()
+            .any(|c| c.stack_id == self.stacks[i].id && c.name == name)
+        {
+            return Err(ApiError::new(
+                "AlreadyExistsException",
+                format!("ChangeSet {name} already exists"),
+            ));
         }
         let (body, template, params) = self.proposal(i, p)?;
         let changes = self.diff(env, i, &template, &params)?;
@@ -1006,10 +1379,22 @@ impl Cfn {
         let found = if name_or_id.starts_with("arn:") {
             self.change_sets.iter().find(|c| c.id == name_or_id)
         } else {
-            let stack = stack.ok_or_else(|| validation("StackName must be specified if ChangeSetName is not specified as an ARN."))?;
-            self.change_sets.iter().rev().find(|c| c.name == name_or_id && (c.stack_name == stack || c.stack_id == stack))
+            let stack = stack.ok_or_else(|| {
+                validation(
+                    "StackName must be specified if ChangeSetName is not specified as an ARN.",
+                )
+            })?;
+            self.change_sets
+                .iter()
+                .rev()
+                .find(|c| c.name == name_or_id && (c.stack_name == stack || c.stack_id == stack))
         };
-        found.ok_or_else(|| ApiError::new("ChangeSetNotFound", format!("ChangeSet [{name_or_id}] does not exist")))
+        found.ok_or_else(|| {
+            ApiError::new(
+                "ChangeSetNotFound",
+                format!("ChangeSet [{name_or_id}] does not exist"),
+            )
+        })
     }
 
     fn describe_change_set(&self, env: &Env, p: &Params) -> ApiResult<String> {
@@ -1023,7 +1408,10 @@ impl Cfn {
             .opt("Description", cs.description.as_deref())
             .open("Parameters");
         for (k, v) in &cs.params {
-            x.open("member").leaf("ParameterKey", k).leaf("ParameterValue", v).close("member");
+            x.open("member")
+                .leaf("ParameterKey", k)
+                .leaf("ParameterValue", v)
+                .close("member");
         }
         x.close("Parameters")
             .leaf("CreationTime", iso8601(cs.created_at))
@@ -1052,7 +1440,14 @@ impl Cfn {
                         .open("Target")
                         .leaf("Attribute", "Properties")
                         .leaf("Name", prop)
-                        .leaf("RequiresRecreation", if c.replacement == Some("True") { "Always" } else { "Never" })
+                        .leaf(
+                            "RequiresRecreation",
+                            if c.replacement == Some("True") {
+                                "Always"
+                            } else {
+                                "Never"
+                            },
+                        )
                         .close("Target")
                         .leaf("Evaluation", "Static")
                         .leaf("ChangeSource", "DirectModification")
@@ -1077,23 +1472,43 @@ impl Cfn {
                 format!("ChangeSet [{id}] cannot be executed in its current status of [{status}] and execution status of [{execution}]"),
             ));
         }
-        let cs = self.change_sets.iter().find(|c| c.id == id).ok_or_else(|| validation("change set vanished"))?;
+        let cs = self
+            .change_sets
+            .iter()
+            .find(|c| c.id == id)
+            .ok_or_else(|| validation("change set vanished"))?;
         let i = self.stack_index(&cs.stack_id)?;
         if self.stacks[i].status != "REVIEW_IN_PROGRESS" {
             self.updatable(i)?;
         }
-        let pending = Pending { body: cs.body.clone(), template: cs.template.clone(), params: cs.params.clone(), delete: false };
+        let pending = Pending {
+            body: cs.body.clone(),
+            template: cs.template.clone(),
+            params: cs.params.clone(),
+            delete: false,
+        };
         let stack_id = cs.stack_id.clone();
         self.start(env, i, pending)?;
         self.stacks[i].executing = Some(id.clone());
-        for c in self.change_sets.iter_mut().filter(|c| c.stack_id == stack_id) {
-            c.execution = if c.id == id { "EXECUTE_IN_PROGRESS" } else { "OBSOLETE" };
+        for c in self
+            .change_sets
+            .iter_mut()
+            .filter(|c| c.stack_id == stack_id)
+        {
+            c.execution = if c.id == id {
+                "EXECUTE_IN_PROGRESS"
+            } else {
+                "OBSOLETE"
+            };
         }
         Ok(String::new())
     }
 
     fn delete_change_set(&mut self, p: &Params) -> ApiResult<String> {
-        let id = self.change_set(p.required("ChangeSetName")?, p.get("StackName"))?.id.clone();
+        let id = self
+            .change_set(p.required("ChangeSetName")?, p.get("StackName"))?
+            .id
+            .clone();
         self.change_sets.retain(|c| c.id != id);
         Ok(String::new())
     }

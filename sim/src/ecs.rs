@@ -195,10 +195,12 @@ impl Ecs {
 
     /// Creates a cluster (idempotent, as in ECS) and returns its name.
     pub fn ensure_cluster(&mut self, env: &Env, name: &str) -> String {
-        self.clusters.entry(name.to_owned()).or_insert_with(|| Cluster {
-            name: name.to_owned(),
-            arn: env.arn("ecs", &format!("cluster/{name}")),
-        });
+        self.clusters
+            .entry(name.to_owned())
+            .or_insert_with(|| Cluster {
+                name: name.to_owned(),
+                arn: env.arn("ecs", &format!("cluster/{name}")),
+            });
         name.to_owned()
     }
 
@@ -228,7 +230,12 @@ impl Ecs {
         let wanted: Vec<String> = input
             .get("clusters")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
             .unwrap_or_else(|| vec!["default".to_owned()]);
         let mut clusters = Vec::new();
         let mut failures = Vec::new();
@@ -253,7 +260,9 @@ impl Ecs {
         let family = required_str(input, "family")?;
         if family.is_empty()
             || family.len() > 255
-            || !family.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            || !family
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
             return Err(ApiError::new(
                 "ClientException",
@@ -271,13 +280,17 @@ impl Ecs {
             if str_field(c, "name").is_none_or(str::is_empty) {
                 return Err(ApiError::new(
                     "ClientException",
-                    format!("Container.name should not be null or empty (containerDefinitions[{i}])."),
+                    format!(
+                        "Container.name should not be null or empty (containerDefinitions[{i}])."
+                    ),
                 ));
             }
             if str_field(c, "image").is_none_or(str::is_empty) {
                 return Err(ApiError::new(
                     "ClientException",
-                    format!("Container.image should not be null or empty (containerDefinitions[{i}])."),
+                    format!(
+                        "Container.image should not be null or empty (containerDefinitions[{i}])."
+                    ),
                 ));
             }
         }
@@ -306,7 +319,10 @@ impl Ecs {
 
     /// Finds a task definition by `family`, `family:revision` or ARN.
     pub fn task_definition(&self, reference: &str) -> Option<&Value> {
-        let reference = reference.rsplit("task-definition/").next().unwrap_or(reference);
+        let reference = reference
+            .rsplit("task-definition/")
+            .next()
+            .unwrap_or(reference);
         let (family, revision) = match reference.split_once(':') {
             Some((f, r)) => (f, Some(r.parse::<usize>().ok()?)),
             None => (reference, None),
@@ -320,9 +336,9 @@ impl Ecs {
 
     fn describe_task_definition(&self, input: &Value) -> ApiResult<Value> {
         let reference = required_str(input, "taskDefinition")?;
-        let td = self
-            .task_definition(reference)
-            .ok_or_else(|| ApiError::new("ClientException", "Unable to describe task definition."))?;
+        let td = self.task_definition(reference).ok_or_else(|| {
+            ApiError::new("ClientException", "Unable to describe task definition.")
+        })?;
         Ok(json!({ "taskDefinition": td, "tags": [] }))
     }
 
@@ -333,7 +349,9 @@ impl Ecs {
                 format!("TaskDefinition not found: {reference}"),
             )
         })?;
-        let arn = str_field(td, "taskDefinitionArn").unwrap_or_default().to_owned();
+        let arn = str_field(td, "taskDefinitionArn")
+            .unwrap_or_default()
+            .to_owned();
         Ok((arn, images_of(td)))
     }
 
@@ -343,16 +361,26 @@ impl Ecs {
         let (cluster_name, cluster_arn) = (cluster.name.clone(), cluster.arn.clone());
         let name = required_str(input, "serviceName")?.to_owned();
         let key = (cluster_name.clone(), name.clone());
-        if self.services.get(&key).is_some_and(|s| s.status != "INACTIVE") {
+        if self
+            .services
+            .get(&key)
+            .is_some_and(|s| s.status != "INACTIVE")
+        {
             return Err(ApiError::new(
                 "InvalidParameterException",
                 "Creation of service was not idempotent.",
             ));
         }
         let (td_arn, images) = self.resolve_td(required_str(input, "taskDefinition")?)?;
-        let desired = input.get("desiredCount").and_then(Value::as_i64).unwrap_or(0);
+        let desired = input
+            .get("desiredCount")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         if desired < 0 {
-            return Err(ApiError::new("InvalidParameterException", "desiredCount must be >= 0."));
+            return Err(ApiError::new(
+                "InvalidParameterException",
+                "desiredCount must be >= 0.",
+            ));
         }
         let mut deployment_configuration = json!({
             "deploymentCircuitBreaker": { "enable": false, "rollback": false },
@@ -378,7 +406,9 @@ impl Ecs {
                 .unwrap_or_default(),
             network_configuration: input.get("networkConfiguration").cloned(),
             deployment_configuration,
-            launch_type: str_field(input, "launchType").unwrap_or("FARGATE").to_owned(),
+            launch_type: str_field(input, "launchType")
+                .unwrap_or("FARGATE")
+                .to_owned(),
             created_at: env.now,
             deployments: Vec::new(),
             tasks: Vec::new(),
@@ -401,8 +431,14 @@ impl Ecs {
         let name = name_of(required_str(input, "service")?).to_owned();
         match self.services.get_mut(&(cluster, name)) {
             Some(s) if s.status == "ACTIVE" => Ok(s),
-            Some(_) => Err(ApiError::new("ServiceNotActiveException", "Service was not ACTIVE.")),
-            None => Err(ApiError::new("ServiceNotFoundException", "Service not found.")),
+            Some(_) => Err(ApiError::new(
+                "ServiceNotActiveException",
+                "Service was not ACTIVE.",
+            )),
+            None => Err(ApiError::new(
+                "ServiceNotFoundException",
+                "Service not found.",
+            )),
         }
     }
 
@@ -415,7 +451,10 @@ impl Ecs {
         let service = self.service_mut(input)?;
         if let Some(desired) = input.get("desiredCount").and_then(Value::as_i64) {
             if desired < 0 {
-                return Err(ApiError::new("InvalidParameterException", "desiredCount must be >= 0."));
+                return Err(ApiError::new(
+                    "InvalidParameterException",
+                    "desiredCount must be >= 0.",
+                ));
             }
             service.desired = desired;
             if let Some(p) = service.primary_mut() {
@@ -436,7 +475,10 @@ impl Ecs {
             }
             None if force => {
                 let arn = service.task_definition.clone();
-                let images = service.primary().map(|p| p.images.clone()).unwrap_or_default();
+                let images = service
+                    .primary()
+                    .map(|p| p.images.clone())
+                    .unwrap_or_default();
                 service.start_deployment(env, arn, images, None);
             }
             _ => {}
@@ -453,9 +495,14 @@ impl Ecs {
         let wanted = input
             .get("services")
             .and_then(Value::as_array)
-            .ok_or_else(|| ApiError::new("InvalidParameterException", "Services cannot be empty."))?;
+            .ok_or_else(|| {
+                ApiError::new("InvalidParameterException", "Services cannot be empty.")
+            })?;
         if wanted.is_empty() {
-            return Err(ApiError::new("InvalidParameterException", "Services cannot be empty."));
+            return Err(ApiError::new(
+                "InvalidParameterException",
+                "Services cannot be empty.",
+            ));
         }
         if wanted.len() > 10 {
             return Err(ApiError::new(
@@ -466,7 +513,10 @@ impl Ecs {
         let mut services = Vec::new();
         let mut failures = Vec::new();
         for w in wanted.iter().filter_map(Value::as_str) {
-            match self.services.get(&(cluster.name.clone(), name_of(w).to_owned())) {
+            match self
+                .services
+                .get(&(cluster.name.clone(), name_of(w).to_owned()))
+            {
                 Some(s) => services.push(s.to_json()),
                 None => failures.push(json!({
                     "arn": if w.starts_with("arn:") { w.to_owned() } else {
@@ -522,28 +572,45 @@ impl Ecs {
     }
 
     /// The targets a target group has: the tasks of every service registered with it.
-    pub fn targets(&self, target_group_arn: &str, scenario: &crate::scenario::Scenario) -> Vec<Target> {
+    pub fn targets(
+        &self,
+        target_group_arn: &str,
+        scenario: &crate::scenario::Scenario,
+    ) -> Vec<Target> {
         let mut out = Vec::new();
         for s in self.services.values().filter(|s| s.status == "ACTIVE") {
             for lb in &s.load_balancers {
                 if str_field(lb, "targetGroupArn") != Some(target_group_arn) {
                     continue;
                 }
-                let port = lb.get("containerPort").and_then(Value::as_i64).unwrap_or(80);
+                let port = lb
+                    .get("containerPort")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(80);
                 for t in &s.tasks {
                     let images = s.images_of_deployment(&t.deployment);
                     let (state, reason) = match t.state {
-                        TaskState::Pending { .. } => ("initial", Some("Elb.RegistrationInProgress")),
+                        TaskState::Pending { .. } => {
+                            ("initial", Some("Elb.RegistrationInProgress"))
+                        }
                         TaskState::Running { .. }
                             if scenario
-                                .image_rule(images.iter().map(String::as_str), Failure::UnhealthyTarget)
+                                .image_rule(
+                                    images.iter().map(String::as_str),
+                                    Failure::UnhealthyTarget,
+                                )
                                 .is_some() =>
                         {
                             ("unhealthy", Some("Target.ResponseCodeMismatch"))
                         }
                         TaskState::Running { .. } => ("healthy", None),
                     };
-                    out.push(Target { ip: t.ip.clone(), port, state, reason });
+                    out.push(Target {
+                        ip: t.ip.clone(),
+                        port,
+                        state,
+                        reason,
+                    });
                 }
             }
         }
@@ -577,7 +644,9 @@ impl Ecs {
 
     /// Whether a service of this name exists and is ACTIVE, in any cluster.
     pub fn has_service(&self, name: &str) -> bool {
-        self.services.values().any(|s| s.name == name && s.status == "ACTIVE")
+        self.services
+            .values()
+            .any(|s| s.name == name && s.status == "ACTIVE")
     }
 }
 
@@ -621,7 +690,11 @@ impl Service {
     }
 
     fn state_change(&self, env: &mut Env, name: &str, deployment: &str, reason: &str) {
-        let event_type = if name.ends_with("FAILED") { "ERROR" } else { "INFO" };
+        let event_type = if name.ends_with("FAILED") {
+            "ERROR"
+        } else {
+            "INFO"
+        };
         env.emit(
             "aws.ecs",
             "ECS Deployment State Change",
@@ -637,7 +710,13 @@ impl Service {
     }
 
     /// Makes a new PRIMARY deployment; the previous ones become ACTIVE and drain.
-    fn start_deployment(&mut self, env: &mut Env, td: String, images: Vec<String>, reason: Option<String>) {
+    fn start_deployment(
+        &mut self,
+        env: &mut Env,
+        td: String,
+        images: Vec<String>,
+        reason: Option<String>,
+    ) {
         for d in &mut self.deployments {
             d.primary = false;
         }
@@ -671,7 +750,11 @@ impl Service {
             let task = &mut self.tasks[i];
             match task.state {
                 TaskState::Pending { ready_at } if ready_at <= now => {
-                    if env.scenario.image_rule(images.clone(), Failure::Crash).is_some() {
+                    if env
+                        .scenario
+                        .image_rule(images.clone(), Failure::Crash)
+                        .is_some()
+                    {
                         let t = self.tasks.remove(i);
                         failed.push((t.deployment, t.id, "pending"));
                         continue;
@@ -701,7 +784,10 @@ impl Service {
             } else {
                 "Task failed ELB health checks"
             };
-            let message = format!("(service {}) has stopped 1 {was} tasks: (task {task}). Reason: {why}", self.name);
+            let message = format!(
+                "(service {}) has stopped 1 {was} tasks: (task {task}). Reason: {why}",
+                self.name
+            );
             self.event(env, message);
         }
 
@@ -726,7 +812,9 @@ impl Service {
         let live = self.tasks.iter().filter(|t| t.deployment == p_id).count() as i64;
         let missing = self.deployments[pi].desired - live;
         if missing > 0 {
-            let start = env.scenario.task_start(self.deployments[pi].images.iter().map(String::as_str));
+            let start = env
+                .scenario
+                .task_start(self.deployments[pi].images.iter().map(String::as_str));
             let mut started = Vec::new();
             for _ in 0..missing {
                 *next_ip += 1;
@@ -736,10 +824,16 @@ impl Service {
                     id,
                     deployment: p_id.clone(),
                     ip: format!("10.0.{}.{}", (*next_ip / 250) % 256, *next_ip % 250 + 2),
-                    state: TaskState::Pending { ready_at: now + start },
+                    state: TaskState::Pending {
+                        ready_at: now + start,
+                    },
                 });
             }
-            let message = format!("(service {}) has started {missing} tasks: {}.", self.name, started.join(" "));
+            let message = format!(
+                "(service {}) has started {missing} tasks: {}.",
+                self.name,
+                started.join(" ")
+            );
             self.event(env, message);
         } else if missing < 0 {
             // Scaled in: stop the newest extra tasks of the PRIMARY.
@@ -773,7 +867,12 @@ impl Service {
             old_running -= 1;
         }
         if !stopped.is_empty() {
-            let message = format!("(service {}) has stopped {} running tasks: {}.", self.name, stopped.len(), stopped.join(" "));
+            let message = format!(
+                "(service {}) has stopped {} running tasks: {}.",
+                self.name,
+                stopped.len(),
+                stopped.join(" ")
+            );
             self.event(env, message);
         }
 
@@ -789,7 +888,10 @@ impl Service {
             p.updated_at = now;
             self.last_completed = Some((id.clone(), td));
             self.state_change(env, "SERVICE_DEPLOYMENT_COMPLETED", &id, &reason);
-            let message = format!("(service {}) (deployment {id}) deployment completed.", self.name);
+            let message = format!(
+                "(service {}) (deployment {id}) deployment completed.",
+                self.name
+            );
             self.event(env, message);
             let message = format!("(service {}) has reached a steady state.", self.name);
             self.event(env, message);
@@ -805,7 +907,10 @@ impl Service {
         d.updated_at = env.now;
         let id = d.id.clone();
         self.state_change(env, "SERVICE_DEPLOYMENT_FAILED", &id, &reason);
-        let message = format!("(service {}) deployment {id} deployment failed: tasks failed to start.", self.name);
+        let message = format!(
+            "(service {}) deployment {id} deployment failed: tasks failed to start.",
+            self.name
+        );
         self.event(env, message);
         // Its tasks that never became healthy go; running ones drain as the rollback runs.
         self.tasks
@@ -819,9 +924,18 @@ impl Service {
                     .find(|d| d.task_definition == td)
                     .map(|d| d.images.clone())
                     .unwrap_or_default();
-                let images = if images.is_empty() { self.deployments[pi].images.clone() } else { images };
-                let reason = format!("ECS deployment circuit breaker: rolling back to deploymentId {back_to}.");
-                let message = format!("(service {}) rolling back to deployment {back_to}.", self.name);
+                let images = if images.is_empty() {
+                    self.deployments[pi].images.clone()
+                } else {
+                    images
+                };
+                let reason = format!(
+                    "ECS deployment circuit breaker: rolling back to deploymentId {back_to}."
+                );
+                let message = format!(
+                    "(service {}) rolling back to deployment {back_to}.",
+                    self.name
+                );
                 self.event(env, message);
                 self.start_deployment(env, td, images, Some(reason));
             }
@@ -836,7 +950,10 @@ impl Service {
             .rev()
             .map(|d| {
                 let tasks = self.tasks.iter().filter(|t| t.deployment == d.id);
-                let running = tasks.clone().filter(|t| matches!(t.state, TaskState::Running { .. })).count();
+                let running = tasks
+                    .clone()
+                    .filter(|t| matches!(t.state, TaskState::Running { .. }))
+                    .count();
                 let pending = tasks.count() - running;
                 json!({
                     "id": d.id,

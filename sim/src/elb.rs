@@ -29,7 +29,13 @@ struct TargetGroup {
 
 impl Elb {
     /// Dispatches one Query operation; returns the result XML.
-    pub fn call(&mut self, env: &mut Env, ecs: &Ecs, action: &str, p: &Params) -> ApiResult<String> {
+    pub fn call(
+        &mut self,
+        env: &mut Env,
+        ecs: &Ecs,
+        action: &str,
+        p: &Params,
+    ) -> ApiResult<String> {
         match action {
             "CreateTargetGroup" => {
                 let arn = self.create_target_group(
@@ -49,12 +55,17 @@ impl Elb {
                     .target_groups
                     .values()
                     .filter(|g| {
-                        (arns.is_empty() && names.is_empty()) || arns.contains(&g.arn) || names.contains(&g.name)
+                        (arns.is_empty() && names.is_empty())
+                            || arns.contains(&g.arn)
+                            || names.contains(&g.name)
                     })
                     .map(|g| g.arn.as_str())
                     .collect();
                 if found.len() < arns.len() + names.len() {
-                    return Err(ApiError::new("TargetGroupNotFound", "One or more target groups not found"));
+                    return Err(ApiError::new(
+                        "TargetGroupNotFound",
+                        "One or more target groups not found",
+                    ));
                 }
                 let found: Vec<String> = found.into_iter().map(str::to_owned).collect();
                 Ok(self.groups_xml(found.iter().map(String::as_str)))
@@ -77,7 +88,10 @@ impl Elb {
         vpc_id: &str,
         health_check_path: &str,
     ) -> ApiResult<String> {
-        if name.is_empty() || name.len() > 32 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        if name.is_empty()
+            || name.len() > 32
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
             return Err(ApiError::new(
                 "ValidationError",
                 format!("Target group name '{name}' can have a maximum of 32 characters, only alphanumeric characters and hyphens"),
@@ -87,7 +101,10 @@ impl Elb {
             return Ok(g.arn.clone());
         }
         let suffix = env.ids.next_u64();
-        let arn = env.arn("elasticloadbalancing", &format!("targetgroup/{name}/{suffix:016x}"));
+        let arn = env.arn(
+            "elasticloadbalancing",
+            &format!("targetgroup/{name}/{suffix:016x}"),
+        );
         self.target_groups.insert(
             arn.clone(),
             TargetGroup {
@@ -136,7 +153,12 @@ impl Elb {
         x.finish()
     }
 
-    fn describe_target_health(&self, ecs: &Ecs, scenario: &Scenario, p: &Params) -> ApiResult<String> {
+    fn describe_target_health(
+        &self,
+        ecs: &Ecs,
+        scenario: &Scenario,
+        p: &Params,
+    ) -> ApiResult<String> {
         let arn = p.required("TargetGroupArn")?;
         if !self.target_groups.contains_key(arn) {
             return Err(ApiError::new(

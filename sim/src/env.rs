@@ -58,7 +58,10 @@ pub struct Env<'a> {
 impl Env<'_> {
     /// An ARN of this account and region.
     pub fn arn(&self, service: &str, resource: &str) -> String {
-        format!("arn:aws:{service}:{}:{}:{resource}", self.region, self.account)
+        format!(
+            "arn:aws:{service}:{}:{}:{resource}",
+            self.region, self.account
+        )
     }
 
     /// Emits an EventBridge event from `source`.

@@ -42,6 +42,9 @@ impl Ids {
 
     /// An ECS deployment id: `ecs-svc/` and 19 digits.
     pub fn deployment_id(&mut self) -> String {
-        format!("ecs-svc/{:019}", self.next_u64() % 10_000_000_000_000_000_000)
+        format!(
+            "ecs-svc/{:019}",
+            self.next_u64() % 10_000_000_000_000_000_000
+        )
     }
 }

@@ -75,6 +75,10 @@ async fn run(args: Args) -> Result<(), String> {
         std::fs::write(&tmp, format!("{port}\n")).map_err(|e| format!("{}: {e}", tmp.display()))?;
         std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    tracing::info!(port, speed = args.speed, "slipway-sim listening on 127.0.0.1");
+    tracing::info!(
+        port,
+        speed = args.speed,
+        "slipway-sim listening on 127.0.0.1"
+    );
     serve(listener, world).await.map_err(|e| e.to_string())
 }

@@ -142,7 +142,9 @@ impl Scenario {
         } else {
             toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
         };
-        scenario.validate().map_err(|e| format!("{}: {e}", path.display()))?;
+        scenario
+            .validate()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(scenario)
     }
 
@@ -150,7 +152,10 @@ impl Scenario {
     pub fn validate(&self) -> Result<(), String> {
         if let Some(t) = &self.throttle {
             if t.one_in < 2 {
-                return Err(format!("throttle.one_in = {}: must be at least 2", t.one_in));
+                return Err(format!(
+                    "throttle.one_in = {}: must be at least 2",
+                    t.one_in
+                ));
             }
         }
         for (i, rule) in self.images.iter().enumerate() {
@@ -170,14 +175,20 @@ impl Scenario {
             ("change_set", t.change_set),
         ] {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(format!("timings.{name} = {v}: must be a duration in seconds"));
+                return Err(format!(
+                    "timings.{name} = {v}: must be a duration in seconds"
+                ));
             }
         }
         Ok(())
     }
 
     /// The first rule matching any of these images with this failure.
-    pub fn image_rule<'a>(&self, images: impl IntoIterator<Item = &'a str>, failure: Failure) -> Option<&ImageRule> {
+    pub fn image_rule<'a>(
+        &self,
+        images: impl IntoIterator<Item = &'a str>,
+        failure: Failure,
+    ) -> Option<&ImageRule> {
         let images: Vec<&str> = images.into_iter().collect();
         self.images
             .iter()

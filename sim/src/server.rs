@@ -72,7 +72,12 @@ impl World {
     /// A new, empty account.
     pub fn new(options: Options) -> std::io::Result<Self> {
         let file = match &options.events_file {
-            Some(path) => Some(std::fs::OpenOptions::new().create(true).append(true).open(path)?),
+            Some(path) => Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            ),
             None => None,
         };
         let seed = std::time::SystemTime::now()
@@ -96,15 +101,34 @@ impl World {
     /// Brings the world up to the clock's now.
     pub fn step(&mut self) {
         let now = self.clock.now();
-        let World { ids, events, scenario, ecs, cfn, elb, region, account, .. } = self;
-        let mut env = Env { now, ids, events, scenario, region, account };
+        let World {
+            ids,
+            events,
+            scenario,
+            ecs,
+            cfn,
+            elb,
+            region,
+            account,
+            ..
+        } = self;
+        let mut env = Env {
+            now,
+            ids,
+            events,
+            scenario,
+            region,
+            account,
+        };
         cfn.advance(&mut env, ecs, elb);
         ecs.advance(&mut env);
     }
 
     /// The throttling error for this call, if the scenario throttles it.
     fn throttled(&mut self, action: &str) -> bool {
-        let Some(t) = &self.scenario.throttle else { return false };
+        let Some(t) = &self.scenario.throttle else {
+            return false;
+        };
         if !t.actions.is_empty() && !t.actions.iter().any(|a| a == action) {
             return false;
         }
@@ -118,15 +142,52 @@ impl World {
 
     fn ecs_call(&mut self, op: &str, input: &Value) -> Result<Value, ApiError> {
         let now = self.clock.now();
-        let World { ids, events, scenario, ecs, region, account, .. } = self;
-        let mut env = Env { now, ids, events, scenario, region, account };
+        let World {
+            ids,
+            events,
+            scenario,
+            ecs,
+            region,
+            account,
+            ..
+        } = self;
+        let mut env = Env {
+            now,
+            ids,
+            events,
+            scenario,
+            region,
+            account,
+        };
         ecs.call(&mut env, op, input)
     }
 
-    fn query_call(&mut self, cloudformation: bool, action: &str, params: &Params) -> Result<String, ApiError> {
+    fn query_call(
+        &mut self,
+        cloudformation: bool,
+        action: &str,
+        params: &Params,
+    ) -> Result<String, ApiError> {
         let now = self.clock.now();
-        let World { ids, events, scenario, ecs, cfn, elb, region, account, .. } = self;
-        let mut env = Env { now, ids, events, scenario, region, account };
+        let World {
+            ids,
+            events,
+            scenario,
+            ecs,
+            cfn,
+            elb,
+            region,
+            account,
+            ..
+        } = self;
+        let mut env = Env {
+            now,
+            ids,
+            events,
+            scenario,
+            region,
+            account,
+        };
         if cloudformation {
             cfn.call(&mut env, action, params)
         } else {
@@ -141,7 +202,9 @@ impl World {
 
 fn lock(shared: &Shared) -> MutexGuard<'_, World> {
     // A panic in one request must not take the whole simulator down with a poisoned lock.
-    shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    shared
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The router serving a world.
@@ -150,7 +213,10 @@ pub fn router(shared: Shared) -> Router {
         .route("/_sim/health", get(|| async { "ok" }))
         .route("/_sim/clock", get(clock))
         .route("/_sim/events", get(events))
-        .route("/_sim/scenario", get(get_scenario).put(put_scenario).post(add_scenario))
+        .route(
+            "/_sim/scenario",
+            get(get_scenario).put(put_scenario).post(add_scenario),
+        )
         .route("/_sim/stats", get(stats))
         .fallback(dispatch)
         .with_state(shared)
@@ -236,7 +302,13 @@ async fn put_scenario(State(shared): State<Shared>, body: Bytes) -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
 
-async fn dispatch(State(shared): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn dispatch(
+    State(shared): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let mut w = lock(&shared);
     w.step();
     if method == Method::POST && uri.path() == "/" {
@@ -248,19 +320,31 @@ async fn dispatch(State(shared): State<Shared>, method: Method, uri: Uri, header
     if method == Method::GET || method == Method::HEAD {
         return app_request(&mut w, &headers, &uri);
     }
-    (StatusCode::NOT_FOUND, "slipway-sim: not an AWS API request\n").into_response()
+    (
+        StatusCode::NOT_FOUND,
+        "slipway-sim: not an AWS API request\n",
+    )
+        .into_response()
 }
 
 fn ecs_request(w: &mut World, target: &str, body: &[u8]) -> Response {
     let request_id = w.request_id();
     let op = target.strip_prefix(ECS_TARGET_PREFIX);
     let result = match op {
-        None => Err(ApiError::new("UnknownOperationException", format!("unknown target {target}"))),
+        None => Err(ApiError::new(
+            "UnknownOperationException",
+            format!("unknown target {target}"),
+        )),
         Some(op) if w.throttled(op) => Err(ApiError::new("ThrottlingException", "Rate exceeded")),
-        Some(op) => match serde_json::from_slice::<Value>(if body.is_empty() { b"{}" } else { body }) {
-            Ok(input) => w.ecs_call(op, &input),
-            Err(e) => Err(ApiError::new("SerializationException", format!("request body is not JSON: {e}"))),
-        },
+        Some(op) => {
+            match serde_json::from_slice::<Value>(if body.is_empty() { b"{}" } else { body }) {
+                Ok(input) => w.ecs_call(op, &input),
+                Err(e) => Err(ApiError::new(
+                    "SerializationException",
+                    format!("request body is not JSON: {e}"),
+                )),
+            }
+        }
     };
     tracing::debug!(op = op.unwrap_or(target), ok = result.is_ok(), "ecs");
     let (status, body) = match result {
@@ -272,7 +356,10 @@ fn ecs_request(w: &mut World, target: &str, body: &[u8]) -> Response {
     };
     (
         status,
-        [("content-type", "application/x-amz-json-1.1"), ("x-amzn-requestid", request_id.as_str())],
+        [
+            ("content-type", "application/x-amz-json-1.1"),
+            ("x-amzn-requestid", request_id.as_str()),
+        ],
         body.to_string(),
     )
         .into_response()
@@ -286,11 +373,22 @@ fn query_request(w: &mut World, body: &[u8]) -> Response {
         Some("2010-05-15") => true,
         Some("2015-12-01") => false,
         other => {
-            let e = ApiError::new("InvalidAction", format!("unknown API version {other:?} for action {action:?}"));
-            return xml(StatusCode::BAD_REQUEST, wire::query_error(cfn::NAMESPACE, &e, &request_id), &request_id);
+            let e = ApiError::new(
+                "InvalidAction",
+                format!("unknown API version {other:?} for action {action:?}"),
+            );
+            return xml(
+                StatusCode::BAD_REQUEST,
+                wire::query_error(cfn::NAMESPACE, &e, &request_id),
+                &request_id,
+            );
         }
     };
-    let namespace = if cloudformation { cfn::NAMESPACE } else { elb::NAMESPACE };
+    let namespace = if cloudformation {
+        cfn::NAMESPACE
+    } else {
+        elb::NAMESPACE
+    };
     let result = if w.throttled(&action) {
         Err(ApiError::new("Throttling", "Rate exceeded"))
     } else {
@@ -298,7 +396,11 @@ fn query_request(w: &mut World, body: &[u8]) -> Response {
     };
     tracing::debug!(%action, ok = result.is_ok(), "query");
     match result {
-        Ok(inner) => xml(StatusCode::OK, wire::query_response(namespace, &action, &inner, &request_id), &request_id),
+        Ok(inner) => xml(
+            StatusCode::OK,
+            wire::query_response(namespace, &action, &inner, &request_id),
+            &request_id,
+        ),
         Err(e) => xml(
             StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
             wire::query_error(namespace, &e, &request_id),
@@ -308,23 +410,40 @@ fn query_request(w: &mut World, body: &[u8]) -> Response {
 }
 
 fn xml(status: StatusCode, body: String, request_id: &str) -> Response {
-    (status, [("content-type", "text/xml"), ("x-amzn-requestid", request_id)], body).into_response()
+    (
+        status,
+        [
+            ("content-type", "text/xml"),
+            ("x-amzn-requestid", request_id),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// A request to an app behind the simulated load balancer: the Host header's first label
 /// names the ECS service.
 fn app_request(w: &mut World, headers: &HeaderMap, uri: &Uri) -> Response {
-    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or_default();
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
     let service = host.split(['.', ':']).next().unwrap_or_default().to_owned();
     if service.is_empty() || !w.ecs.has_service(&service) {
         return (
             StatusCode::NOT_FOUND,
-            format!("slipway-sim: no ECS service named {service:?} (from Host {host:?}) answers here\n"),
+            format!(
+                "slipway-sim: no ECS service named {service:?} (from Host {host:?}) answers here\n"
+            ),
         )
             .into_response();
     }
     let Some(task) = w.ecs.answering_task(&service) else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "503 Service Temporarily Unavailable\n").into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "503 Service Temporarily Unavailable\n",
+        )
+            .into_response();
     };
     let image = task.images.first().cloned().unwrap_or_default();
     let broken = w
@@ -337,5 +456,10 @@ fn app_request(w: &mut World, headers: &HeaderMap, uri: &Uri) -> Response {
         (StatusCode::OK, "ok")
     };
     let body = json!({ "status": state, "service": service, "task": task.task, "image": image, "path": uri.path() });
-    (status, [("content-type", "application/json")], body.to_string()).into_response()
+    (
+        status,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }

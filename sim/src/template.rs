@@ -49,7 +49,9 @@ impl Scope<'_> {
                     let ty = self.param_types.get(name).map_or("String", String::as_str);
                     if ty.starts_with("List<") || ty == "CommaDelimitedList" {
                         return Ok(Value::Array(
-                            v.split(',').map(|s| Value::String(s.trim().to_owned())).collect(),
+                            v.split(',')
+                                .map(|s| Value::String(s.trim().to_owned()))
+                                .collect(),
                         ));
                     }
                     v.clone()
@@ -69,7 +71,9 @@ impl Scope<'_> {
         match self.physical.get(logical) {
             Some(p) if attr.ends_with("Arn") && p.starts_with("arn:") => Ok(p.clone()),
             Some(p) => Ok(format!("{p}.{attr}")),
-            None => Err(format!("Template error: instance of Fn::GetAtt references undefined resource {logical}")),
+            None => Err(format!(
+                "Template error: instance of Fn::GetAtt references undefined resource {logical}"
+            )),
         }
     }
 }
@@ -87,34 +91,58 @@ fn is_no_value(v: &Value) -> bool {
 fn resolve_inner(value: &Value, scope: &Scope) -> Result<Value, String> {
     match value {
         Value::Object(map) if map.len() == 1 => {
-            let (key, arg) = map.iter().next().map(|(k, v)| (k.as_str(), v)).unwrap_or(("", &Value::Null));
+            let (key, arg) = map
+                .iter()
+                .next()
+                .map(|(k, v)| (k.as_str(), v))
+                .unwrap_or(("", &Value::Null));
             match key {
                 "Ref" => {
-                    let name = arg.as_str().ok_or("Template error: Ref must name a string")?;
+                    let name = arg
+                        .as_str()
+                        .ok_or("Template error: Ref must name a string")?;
                     scope.reference(name)
                 }
                 "Fn::GetAtt" => {
                     let (logical, attr) = match arg {
-                        Value::String(s) => s.split_once('.').ok_or("Template error: Fn::GetAtt needs Resource.Attribute")?,
+                        Value::String(s) => s
+                            .split_once('.')
+                            .ok_or("Template error: Fn::GetAtt needs Resource.Attribute")?,
                         Value::Array(a) if a.len() == 2 => (
-                            a[0].as_str().ok_or("Template error: Fn::GetAtt resource must be a string")?,
-                            a[1].as_str().ok_or("Template error: Fn::GetAtt attribute must be a string")?,
+                            a[0].as_str()
+                                .ok_or("Template error: Fn::GetAtt resource must be a string")?,
+                            a[1].as_str()
+                                .ok_or("Template error: Fn::GetAtt attribute must be a string")?,
                         ),
-                        _ => return Err("Template error: Fn::GetAtt takes [resource, attribute]".into()),
+                        _ => {
+                            return Err(
+                                "Template error: Fn::GetAtt takes [resource, attribute]".into()
+                            )
+                        }
                     };
                     scope.get_att(logical, attr).map(Value::String)
                 }
                 "Fn::Sub" => sub(arg, scope).map(Value::String),
                 "Fn::Join" => {
-                    let a = arg.as_array().filter(|a| a.len() == 2).ok_or("Template error: Fn::Join takes [delimiter, [values]]")?;
-                    let sep = a[0].as_str().ok_or("Template error: Fn::Join delimiter must be a string")?;
+                    let a = arg
+                        .as_array()
+                        .filter(|a| a.len() == 2)
+                        .ok_or("Template error: Fn::Join takes [delimiter, [values]]")?;
+                    let sep = a[0]
+                        .as_str()
+                        .ok_or("Template error: Fn::Join delimiter must be a string")?;
                     let items = resolve_inner(&a[1], scope)?;
-                    let items = items.as_array().ok_or("Template error: Fn::Join values must be a list")?;
+                    let items = items
+                        .as_array()
+                        .ok_or("Template error: Fn::Join values must be a list")?;
                     let parts: Vec<String> = items.iter().map(scalar).collect::<Result<_, _>>()?;
                     Ok(Value::String(parts.join(sep)))
                 }
                 "Fn::Select" => {
-                    let a = arg.as_array().filter(|a| a.len() == 2).ok_or("Template error: Fn::Select takes [index, list]")?;
+                    let a = arg
+                        .as_array()
+                        .filter(|a| a.len() == 2)
+                        .ok_or("Template error: Fn::Select takes [index, list]")?;
                     let index = scalar(&resolve_inner(&a[0], scope)?)?
                         .parse::<usize>()
                         .map_err(|_| "Template error: Fn::Select index must be a number")?;
@@ -124,28 +152,51 @@ fn resolve_inner(value: &Value, scope: &Scope) -> Result<Value, String> {
                         .ok_or_else(|| "Template error: Fn::Select index out of range".to_owned())
                 }
                 "Fn::Split" => {
-                    let a = arg.as_array().filter(|a| a.len() == 2).ok_or("Template error: Fn::Split takes [delimiter, string]")?;
-                    let sep = a[0].as_str().ok_or("Template error: Fn::Split delimiter must be a string")?;
+                    let a = arg
+                        .as_array()
+                        .filter(|a| a.len() == 2)
+                        .ok_or("Template error: Fn::Split takes [delimiter, string]")?;
+                    let sep = a[0]
+                        .as_str()
+                        .ok_or("Template error: Fn::Split delimiter must be a string")?;
                     let s = scalar(&resolve_inner(&a[1], scope)?)?;
-                    Ok(Value::Array(s.split(sep).map(|p| Value::String(p.to_owned())).collect()))
+                    Ok(Value::Array(
+                        s.split(sep).map(|p| Value::String(p.to_owned())).collect(),
+                    ))
                 }
                 "Fn::ImportValue" => {
                     let name = scalar(&resolve_inner(arg, scope)?)?;
-                    scope.exports.get(&name).map(|v| Value::String(v.clone())).ok_or_else(|| {
-                        format!("No export named {name} found. Rollback requested by user.")
-                    })
+                    scope
+                        .exports
+                        .get(&name)
+                        .map(|v| Value::String(v.clone()))
+                        .ok_or_else(|| {
+                            format!("No export named {name} found. Rollback requested by user.")
+                        })
                 }
                 "Fn::If" => {
-                    let a = arg.as_array().filter(|a| a.len() == 3).ok_or("Template error: Fn::If takes [condition, then, else]")?;
-                    let name = a[0].as_str().ok_or("Template error: Fn::If condition must be a name")?;
-                    let cond = *scope.conditions.get(name).ok_or_else(|| format!("Template error: unresolved condition dependency {name} in Fn::If"))?;
+                    let a = arg
+                        .as_array()
+                        .filter(|a| a.len() == 3)
+                        .ok_or("Template error: Fn::If takes [condition, then, else]")?;
+                    let name = a[0]
+                        .as_str()
+                        .ok_or("Template error: Fn::If condition must be a name")?;
+                    let cond = *scope.conditions.get(name).ok_or_else(|| {
+                        format!("Template error: unresolved condition dependency {name} in Fn::If")
+                    })?;
                     resolve_inner(if cond { &a[1] } else { &a[2] }, scope)
                 }
                 "Fn::GetAZs" => Ok(Value::Array(
-                    ["a", "b", "c"].iter().map(|z| Value::String(format!("{}{z}", scope.region))).collect(),
+                    ["a", "b", "c"]
+                        .iter()
+                        .map(|z| Value::String(format!("{}{z}", scope.region)))
+                        .collect(),
                 )),
                 "Fn::Base64" => resolve_inner(arg, scope),
-                k if k.starts_with("Fn::") => Err(format!("Template error: slipway-sim does not support {k}")),
+                k if k.starts_with("Fn::") => {
+                    Err(format!("Template error: slipway-sim does not support {k}"))
+                }
                 _ => resolve_object(map, scope),
             }
         }
@@ -188,8 +239,11 @@ fn sub(arg: &Value, scope: &Scope) -> Result<String, String> {
     let (text, vars) = match arg {
         Value::String(s) => (s.as_str(), Map::new()),
         Value::Array(a) if a.len() == 2 => (
-            a[0].as_str().ok_or("Template error: Fn::Sub string must be a string")?,
-            a[1].as_object().cloned().ok_or("Template error: Fn::Sub variables must be a map")?,
+            a[0].as_str()
+                .ok_or("Template error: Fn::Sub string must be a string")?,
+            a[1].as_object()
+                .cloned()
+                .ok_or("Template error: Fn::Sub variables must be a map")?,
         ),
         _ => return Err("Template error: Fn::Sub takes a string or [string, {variables}]".into()),
     };
@@ -198,7 +252,9 @@ fn sub(arg: &Value, scope: &Scope) -> Result<String, String> {
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after.find('}').ok_or("Template error: unterminated ${ in Fn::Sub")?;
+        let end = after
+            .find('}')
+            .ok_or("Template error: unterminated ${ in Fn::Sub")?;
         let name = &after[..end];
         if let Some(literal) = name.strip_prefix('!') {
             out.push_str("${");
@@ -206,7 +262,9 @@ fn sub(arg: &Value, scope: &Scope) -> Result<String, String> {
             out.push('}');
         } else if let Some(v) = vars.get(name) {
             out.push_str(&scalar(&resolve_inner(v, scope)?)?);
-        } else if let Some((logical, attr)) = name.split_once('.').filter(|_| !name.starts_with("AWS::")) {
+        } else if let Some((logical, attr)) =
+            name.split_once('.').filter(|_| !name.starts_with("AWS::"))
+        {
             out.push_str(&scope.get_att(logical, attr)?);
         } else {
             out.push_str(&scalar(&scope.reference(name)?)?);
@@ -273,7 +331,9 @@ pub fn creation_order(resources: &Map<String, Value>) -> Result<Vec<String>, Str
             Some(Value::String(d)) => {
                 refs.insert(d.clone());
             }
-            Some(Value::Array(ds)) => refs.extend(ds.iter().filter_map(Value::as_str).map(str::to_owned)),
+            Some(Value::Array(ds)) => {
+                refs.extend(ds.iter().filter_map(Value::as_str).map(str::to_owned))
+            }
             _ => {}
         }
         refs.retain(|d| resources.contains_key(d) && d != name);
@@ -283,12 +343,21 @@ pub fn creation_order(resources: &Map<String, Value>) -> Result<Vec<String>, Str
     while order.len() < resources.len() {
         let ready: Vec<&str> = deps
             .iter()
-            .filter(|(n, ds)| !order.iter().any(|o| o == *n) && ds.iter().all(|d| order.contains(d)))
+            .filter(|(n, ds)| {
+                !order.iter().any(|o| o == *n) && ds.iter().all(|d| order.contains(d))
+            })
             .map(|(n, _)| *n)
             .collect();
         if ready.is_empty() {
-            let stuck: Vec<&str> = deps.keys().filter(|n| !order.iter().any(|o| o == *n)).copied().collect();
-            return Err(format!("Circular dependency between resources: [{}]", stuck.join(", ")));
+            let stuck: Vec<&str> = deps
+                .keys()
+                .filter(|n| !order.iter().any(|o| o == *n))
+                .copied()
+                .collect();
+            return Err(format!(
+                "Circular dependency between resources: [{}]",
+                stuck.join(", ")
+            ));
         }
         order.extend(ready.into_iter().map(str::to_owned));
     }
@@ -296,12 +365,20 @@ pub fn creation_order(resources: &Map<String, Value>) -> Result<Vec<String>, Str
 }
 
 /// Evaluates a template's `Conditions` section.
-pub fn conditions(template: &Value, scope_params: &Scope) -> Result<BTreeMap<String, bool>, String> {
+pub fn conditions(
+    template: &Value,
+    scope_params: &Scope,
+) -> Result<BTreeMap<String, bool>, String> {
     let mut out = BTreeMap::new();
     let Some(defs) = template.get("Conditions").and_then(Value::as_object) else {
         return Ok(out);
     };
-    fn eval(v: &Value, defs: &Map<String, Value>, scope: &Scope, depth: usize) -> Result<bool, String> {
+    fn eval(
+        v: &Value,
+        defs: &Map<String, Value>,
+        scope: &Scope,
+        depth: usize,
+    ) -> Result<bool, String> {
         if depth > 32 {
             return Err("Template error: conditions nest too deep".into());
         }
@@ -309,7 +386,10 @@ pub fn conditions(template: &Value, scope_params: &Scope) -> Result<BTreeMap<Str
             .as_object()
             .and_then(|m| m.iter().next())
             .ok_or("Template error: a condition must be a condition function")?;
-        let list = || arg.as_array().ok_or_else(|| format!("Template error: {k} takes a list"));
+        let list = || {
+            arg.as_array()
+                .ok_or_else(|| format!("Template error: {k} takes a list"))
+        };
         match k.as_str() {
             "Fn::Equals" => {
                 let l = list()?;
@@ -318,14 +398,35 @@ pub fn conditions(template: &Value, scope_params: &Scope) -> Result<BTreeMap<Str
                 }
                 Ok(resolve(&l[0], scope)? == resolve(&l[1], scope)?)
             }
-            "Fn::Not" => Ok(!eval(list()?.first().ok_or("Template error: Fn::Not takes one condition")?, defs, scope, depth + 1)?),
-            "Fn::And" => list()?.iter().try_fold(true, |acc, c| Ok(acc && eval(c, defs, scope, depth + 1)?)),
-            "Fn::Or" => list()?.iter().try_fold(false, |acc, c| Ok(acc || eval(c, defs, scope, depth + 1)?)),
+            "Fn::Not" => Ok(!eval(
+                list()?
+                    .first()
+                    .ok_or("Template error: Fn::Not takes one condition")?,
+                defs,
+                scope,
+                depth + 1,
+            )?),
+            "Fn::And" => list()?
+                .iter()
+                .try_fold(true, |acc, c| Ok(acc && eval(c, defs, scope, depth + 1)?)),
+            "Fn::Or" => list()?
+                .iter()
+                .try_fold(false, |acc, c| Ok(acc || eval(c, defs, scope, depth + 1)?)),
             "Condition" => {
-                let name = arg.as_str().ok_or("Template error: Condition takes a name")?;
-                eval(defs.get(name).ok_or_else(|| format!("Template error: unknown condition {name}"))?, defs, scope, depth + 1)
+                let name = arg
+                    .as_str()
+                    .ok_or("Template error: Condition takes a name")?;
+                eval(
+                    defs.get(name)
+                        .ok_or_else(|| format!("Template error: unknown condition {name}"))?,
+                    defs,
+                    scope,
+                    depth + 1,
+                )
             }
-            other => Err(format!("Template error: {other} is not a condition function")),
+            other => Err(format!(
+                "Template error: {other} is not a condition function"
+            )),
         }
     }
     for (name, def) in defs {
@@ -394,6 +495,8 @@ mod tests {
         let order = creation_order(resources.as_object().expect("object")).expect("orders");
         assert_eq!(order, vec!["Cluster", "Td", "Service"]);
         let cyclic = json!({"A": {"DependsOn": "B"}, "B": {"DependsOn": "A"}});
-        assert!(creation_order(cyclic.as_object().expect("object")).unwrap_err().contains("Circular"));
+        assert!(creation_order(cyclic.as_object().expect("object"))
+            .unwrap_err()
+            .contains("Circular"));
     }
 }

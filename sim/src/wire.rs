@@ -74,7 +74,8 @@ impl Params {
             for (k, v) in &self.0 {
                 if k == &prefix {
                     member.insert(String::new(), v.clone());
-                } else if let Some(rest) = k.strip_prefix(&prefix).and_then(|r| r.strip_prefix('.')) {
+                } else if let Some(rest) = k.strip_prefix(&prefix).and_then(|r| r.strip_prefix('.'))
+                {
                     member.insert(rest.to_owned(), v.clone());
                 }
             }
@@ -169,7 +170,11 @@ pub fn query_response(namespace: &str, action: &str, result: &str, request_id: &
 
 /// A Query error document.
 pub fn query_error(namespace: &str, error: &ApiError, request_id: &str) -> String {
-    let kind = if error.status >= 500 { "Receiver" } else { "Sender" };
+    let kind = if error.status >= 500 {
+        "Receiver"
+    } else {
+        "Sender"
+    };
     format!(
         "<ErrorResponse xmlns=\"{namespace}\"><Error><Type>{kind}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>",
         error.code,

@@ -6,8 +6,16 @@ async fn ecr_push_and_describe_returns_a_digest() {
     let bed = Testbed::get();
     let ecr = bed.ecr().await;
     let repo = unique("staging/api");
-    let created = ecr.create_repository().repository_name(&repo).send().await.unwrap();
-    assert_eq!(created.repository().unwrap().repository_name(), Some(repo.as_str()));
+    let created = ecr
+        .create_repository()
+        .repository_name(&repo)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        created.repository().unwrap().repository_name(),
+        Some(repo.as_str())
+    );
 
     let manifest = serde_json::json!({
         "schemaVersion": 2,
@@ -25,10 +33,22 @@ async fn ecr_push_and_describe_returns_a_digest() {
         .send()
         .await
         .unwrap();
-    let pushed = put.image().unwrap().image_id().unwrap().image_digest().unwrap().to_owned();
+    let pushed = put
+        .image()
+        .unwrap()
+        .image_id()
+        .unwrap()
+        .image_digest()
+        .unwrap()
+        .to_owned();
     assert!(pushed.starts_with("sha256:"), "{pushed}");
 
-    let described = ecr.describe_images().repository_name(&repo).send().await.unwrap();
+    let described = ecr
+        .describe_images()
+        .repository_name(&repo)
+        .send()
+        .await
+        .unwrap();
     let details = described.image_details();
     assert_eq!(details.len(), 1);
     assert_eq!(details[0].image_digest(), Some(pushed.as_str()));

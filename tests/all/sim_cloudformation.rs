@@ -28,32 +28,62 @@ fn template() -> String {
 }
 
 fn image(value: &str) -> Parameter {
-    Parameter::builder().parameter_key("Image").parameter_value(value).build()
+    Parameter::builder()
+        .parameter_key("Image")
+        .parameter_value(value)
+        .build()
 }
 
 async fn status(cfn: &Client, stack: &str) -> StackStatus {
-    let out = cfn.describe_stacks().stack_name(stack).send().await.unwrap();
+    let out = cfn
+        .describe_stacks()
+        .stack_name(stack)
+        .send()
+        .await
+        .unwrap();
     out.stacks()[0].stack_status().unwrap().clone()
 }
 
 async fn wait_status(cfn: &Client, stack: &str, want: StackStatus) {
-    eventually(&format!("{stack} to reach {want}"), Duration::from_secs(30), || async {
-        (status(cfn, stack).await == want).then_some(())
-    })
+    eventually(
+        &format!("{stack} to reach {want}"),
+        Duration::from_secs(30),
+        || async { (status(cfn, stack).await == want).then_some(()) },
+    )
     .await;
 }
 
 /// The image the stack's ECS service runs now.
 async fn service_image(bed: &Testbed, stack: &str) -> String {
     let ecs = bed.ecs().await;
-    let s = ecs.describe_services().cluster(format!("{stack}-cluster")).services("app").send().await.unwrap();
+    let s = ecs
+        .describe_services()
+        .cluster(format!("{stack}-cluster"))
+        .services("app")
+        .send()
+        .await
+        .unwrap();
     let td = s.services()[0].task_definition().unwrap().to_owned();
-    let td = ecs.describe_task_definition().task_definition(td).send().await.unwrap();
-    td.task_definition().unwrap().container_definitions()[0].image().unwrap().to_owned()
+    let td = ecs
+        .describe_task_definition()
+        .task_definition(td)
+        .send()
+        .await
+        .unwrap();
+    td.task_definition().unwrap().container_definitions()[0]
+        .image()
+        .unwrap()
+        .to_owned()
 }
 
 async fn create(cfn: &Client, stack: &str, img: &str) {
-    cfn.create_stack().stack_name(stack).template_body(template()).parameters(image(img)).send().await.unwrap();
+    cfn.create_stack()
+        .stack_name(stack)
+        .template_body(template())
+        .parameters(image(img))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(status(cfn, stack).await, StackStatus::CreateInProgress);
     wait_status(cfn, stack, StackStatus::CreateComplete).await;
 }
@@ -72,14 +102,29 @@ async fn change_sets_diff_and_an_empty_one_fails_with_aws_reason() {
         .stack_name(&stack)
         .change_set_name("same")
         .use_previous_template(true)
-        .parameters(Parameter::builder().parameter_key("Image").use_previous_value(true).build())
+        .parameters(
+            Parameter::builder()
+                .parameter_key("Image")
+                .use_previous_value(true)
+                .build(),
+        )
         .send()
         .await
         .unwrap();
-    let failed = eventually("the empty change set to fail", Duration::from_secs(10), || async {
-        let cs = cfn.describe_change_set().stack_name(&stack).change_set_name("same").send().await.unwrap();
-        (cs.status() == Some(&ChangeSetStatus::Failed)).then_some(cs)
-    })
+    let failed = eventually(
+        "the empty change set to fail",
+        Duration::from_secs(10),
+        || async {
+            let cs = cfn
+                .describe_change_set()
+                .stack_name(&stack)
+                .change_set_name("same")
+                .send()
+                .await
+                .unwrap();
+            (cs.status() == Some(&ChangeSetStatus::Failed)).then_some(cs)
+        },
+    )
     .await;
     assert_eq!(
         failed.status_reason(),
@@ -87,16 +132,36 @@ async fn change_sets_diff_and_an_empty_one_fails_with_aws_reason() {
     );
     let (code, out, err) = bed.aws(
         bed.sim(),
-        &["cloudformation", "describe-change-set", "--stack-name", &stack, "--change-set-name", "same"],
+        &[
+            "cloudformation",
+            "describe-change-set",
+            "--stack-name",
+            &stack,
+            "--change-set-name",
+            "same",
+        ],
     );
     assert_eq!(code, 0, "{err}");
     let out: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(out["Status"], "FAILED");
-    assert!(out["StatusReason"].as_str().unwrap().starts_with("The submitted information didn't contain changes"));
+    assert!(out["StatusReason"]
+        .as_str()
+        .unwrap()
+        .starts_with("The submitted information didn't contain changes"));
 
-    let nothing = cfn.update_stack().stack_name(&stack).use_previous_template(true)
-        .parameters(Parameter::builder().parameter_key("Image").use_previous_value(true).build())
-        .send().await.unwrap_err();
+    let nothing = cfn
+        .update_stack()
+        .stack_name(&stack)
+        .use_previous_template(true)
+        .parameters(
+            Parameter::builder()
+                .parameter_key("Image")
+                .use_previous_value(true)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err();
     assert!(format!("{nothing:?}").contains("No updates are to be performed."));
 
     cfn.create_change_set()
@@ -107,10 +172,20 @@ async fn change_sets_diff_and_an_empty_one_fails_with_aws_reason() {
         .send()
         .await
         .unwrap();
-    let cs = eventually("the change set to be ready", Duration::from_secs(10), || async {
-        let cs = cfn.describe_change_set().stack_name(&stack).change_set_name("v2").send().await.unwrap();
-        (cs.status() == Some(&ChangeSetStatus::CreateComplete)).then_some(cs)
-    })
+    let cs = eventually(
+        "the change set to be ready",
+        Duration::from_secs(10),
+        || async {
+            let cs = cfn
+                .describe_change_set()
+                .stack_name(&stack)
+                .change_set_name("v2")
+                .send()
+                .await
+                .unwrap();
+            (cs.status() == Some(&ChangeSetStatus::CreateComplete)).then_some(cs)
+        },
+    )
     .await;
     let changes: Vec<(String, ChangeAction, Option<String>)> = cs
         .changes()
@@ -127,11 +202,24 @@ async fn change_sets_diff_and_an_empty_one_fails_with_aws_reason() {
     assert_eq!(
         changes,
         [
-            ("TaskDef".to_owned(), ChangeAction::Modify, Some("True".to_owned())),
-            ("Service".to_owned(), ChangeAction::Modify, Some("False".to_owned())),
+            (
+                "TaskDef".to_owned(),
+                ChangeAction::Modify,
+                Some("True".to_owned())
+            ),
+            (
+                "Service".to_owned(),
+                ChangeAction::Modify,
+                Some("False".to_owned())
+            ),
         ]
     );
-    cfn.execute_change_set().stack_name(&stack).change_set_name("v2").send().await.unwrap();
+    cfn.execute_change_set()
+        .stack_name(&stack)
+        .change_set_name("v2")
+        .send()
+        .await
+        .unwrap();
     wait_status(&cfn, &stack, StackStatus::UpdateComplete).await;
     assert_eq!(service_image(&bed, &stack).await, "repo/api:v2");
     let template_now = cfn.get_template().stack_name(&stack).send().await.unwrap();
@@ -148,57 +236,137 @@ async fn failed_update_rolls_back_and_names_the_failed_resource() {
     let stack = unique("svc");
     create(&cfn, &stack, "repo/auth:v1").await;
     let broken = format!("repo/auth:{}", unique("broken"));
-    bed.add_scenario(json!({"images": [{"match": broken, "failure": "stack-update-fails",
-        "reason": "Resource handler returned message: \"Invalid request provided\""}]})).await;
+    bed.add_scenario(
+        json!({"images": [{"match": broken, "failure": "stack-update-fails",
+        "reason": "Resource handler returned message: \"Invalid request provided\""}]}),
+    )
+    .await;
 
-    cfn.update_stack().stack_name(&stack).use_previous_template(true).parameters(image(&broken)).send().await.unwrap();
+    cfn.update_stack()
+        .stack_name(&stack)
+        .use_previous_template(true)
+        .parameters(image(&broken))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(status(&cfn, &stack).await, StackStatus::UpdateInProgress);
     let mut seen: Vec<StackStatus> = vec![];
     let start = std::time::Instant::now();
     while seen.last() != Some(&StackStatus::UpdateRollbackComplete) {
-        assert!(start.elapsed() < Duration::from_secs(30), "no rollback: {seen:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no rollback: {seen:?}"
+        );
         let s = status(&cfn, &stack).await;
         if seen.last() != Some(&s) {
             seen.push(s);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(seen.contains(&StackStatus::UpdateRollbackInProgress), "{seen:?}");
+    assert!(
+        seen.contains(&StackStatus::UpdateRollbackInProgress),
+        "{seen:?}"
+    );
 
-    let events = cfn.describe_stack_events().stack_name(&stack).send().await.unwrap();
+    let events = cfn
+        .describe_stack_events()
+        .stack_name(&stack)
+        .send()
+        .await
+        .unwrap();
     let events = events.stack_events();
-    assert_eq!(events[0].resource_status(), Some(&aws_sdk_cloudformation::types::ResourceStatus::UpdateRollbackComplete), "newest first");
+    assert_eq!(
+        events[0].resource_status(),
+        Some(&aws_sdk_cloudformation::types::ResourceStatus::UpdateRollbackComplete),
+        "newest first"
+    );
     let failed = events
         .iter()
-        .find(|e| e.resource_status() == Some(&aws_sdk_cloudformation::types::ResourceStatus::UpdateFailed))
+        .find(|e| {
+            e.resource_status()
+                == Some(&aws_sdk_cloudformation::types::ResourceStatus::UpdateFailed)
+        })
         .expect("an UPDATE_FAILED event");
     assert_eq!(failed.logical_resource_id(), Some("TaskDef"));
     assert_eq!(failed.resource_type(), Some("AWS::ECS::TaskDefinition"));
-    assert!(failed.resource_status_reason().unwrap().contains("Invalid request provided"));
+    assert!(failed
+        .resource_status_reason()
+        .unwrap()
+        .contains("Invalid request provided"));
     let rolling = events
         .iter()
-        .find(|e| e.resource_status() == Some(&aws_sdk_cloudformation::types::ResourceStatus::UpdateRollbackInProgress))
+        .find(|e| {
+            e.resource_status()
+                == Some(&aws_sdk_cloudformation::types::ResourceStatus::UpdateRollbackInProgress)
+        })
         .unwrap();
-    assert_eq!(rolling.resource_status_reason(), Some("The following resource(s) failed to update: [TaskDef]. "));
+    assert_eq!(
+        rolling.resource_status_reason(),
+        Some("The following resource(s) failed to update: [TaskDef]. ")
+    );
 
-    let described = cfn.describe_stacks().stack_name(&stack).send().await.unwrap();
+    let described = cfn
+        .describe_stacks()
+        .stack_name(&stack)
+        .send()
+        .await
+        .unwrap();
     let params = described.stacks()[0].parameters();
-    let img = params.iter().find(|p| p.parameter_key() == Some("Image")).unwrap();
-    assert_eq!(img.parameter_value(), Some("repo/auth:v1"), "parameters rolled back");
-    assert_eq!(service_image(&bed, &stack).await, "repo/auth:v1", "the service never moved");
+    let img = params
+        .iter()
+        .find(|p| p.parameter_key() == Some("Image"))
+        .unwrap();
+    assert_eq!(
+        img.parameter_value(),
+        Some("repo/auth:v1"),
+        "parameters rolled back"
+    );
+    assert_eq!(
+        service_image(&bed, &stack).await,
+        "repo/auth:v1",
+        "the service never moved"
+    );
 
     // CancelUpdateStack: only while UPDATE_IN_PROGRESS; rolls the update back.
-    let not_now = cfn.cancel_update_stack().stack_name(&stack).send().await.unwrap_err();
-    assert!(format!("{not_now:?}").contains("CancelUpdateStack cannot be called from current stack status"));
-    cfn.update_stack().stack_name(&stack).use_previous_template(true).parameters(image("repo/auth:v3")).send().await.unwrap();
-    cfn.cancel_update_stack().stack_name(&stack).send().await.unwrap();
-    assert_eq!(status(&cfn, &stack).await, StackStatus::UpdateRollbackInProgress);
+    let not_now = cfn
+        .cancel_update_stack()
+        .stack_name(&stack)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(format!("{not_now:?}")
+        .contains("CancelUpdateStack cannot be called from current stack status"));
+    cfn.update_stack()
+        .stack_name(&stack)
+        .use_previous_template(true)
+        .parameters(image("repo/auth:v3"))
+        .send()
+        .await
+        .unwrap();
+    cfn.cancel_update_stack()
+        .stack_name(&stack)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        status(&cfn, &stack).await,
+        StackStatus::UpdateRollbackInProgress
+    );
     wait_status(&cfn, &stack, StackStatus::UpdateRollbackComplete).await;
     assert_eq!(service_image(&bed, &stack).await, "repo/auth:v1");
 
     cfn.delete_stack().stack_name(&stack).send().await.unwrap();
-    eventually("the stack to be deleted", Duration::from_secs(30), || async {
-        cfn.describe_stacks().stack_name(&stack).send().await.is_err().then_some(())
-    })
+    eventually(
+        "the stack to be deleted",
+        Duration::from_secs(30),
+        || async {
+            cfn.describe_stacks()
+                .stack_name(&stack)
+                .send()
+                .await
+                .is_err()
+                .then_some(())
+        },
+    )
     .await;
 }

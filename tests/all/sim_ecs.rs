@@ -1,7 +1,8 @@
 use std::time::Duration;
 
 use aws_sdk_ecs::types::{
-    ContainerDefinition, DeploymentCircuitBreaker, DeploymentConfiguration, DeploymentRolloutState, Service,
+    ContainerDefinition, DeploymentCircuitBreaker, DeploymentConfiguration, DeploymentRolloutState,
+    Service,
 };
 use aws_sdk_ecs::Client;
 use serde_json::json;
@@ -12,7 +13,11 @@ use slipway_tests::{eventually, unique, Testbed};
 pub async fn service_running(ecs: &Client, image: &str, desired: i32) -> (String, String, String) {
     let cluster = unique("cluster");
     let name = unique("svc");
-    ecs.create_cluster().cluster_name(&cluster).send().await.unwrap();
+    ecs.create_cluster()
+        .cluster_name(&cluster)
+        .send()
+        .await
+        .unwrap();
     let td = register(ecs, &name, image).await;
     ecs.create_service()
         .cluster(&cluster)
@@ -21,7 +26,12 @@ pub async fn service_running(ecs: &Client, image: &str, desired: i32) -> (String
         .desired_count(desired)
         .deployment_configuration(
             DeploymentConfiguration::builder()
-                .deployment_circuit_breaker(DeploymentCircuitBreaker::builder().enable(true).rollback(true).build())
+                .deployment_circuit_breaker(
+                    DeploymentCircuitBreaker::builder()
+                        .enable(true)
+                        .rollback(true)
+                        .build(),
+                )
                 .build(),
         )
         .send()
@@ -44,31 +54,50 @@ pub async fn register(ecs: &Client, family: &str, image: &str) -> String {
                 .name("app")
                 .image(image)
                 .essential(true)
-                .environment(aws_sdk_ecs::types::KeyValuePair::builder().name("MODE").value("staging").build())
+                .environment(
+                    aws_sdk_ecs::types::KeyValuePair::builder()
+                        .name("MODE")
+                        .value("staging")
+                        .build(),
+                )
                 .build(),
         )
         .send()
         .await
         .unwrap();
-    out.task_definition().unwrap().task_definition_arn().unwrap().to_owned()
+    out.task_definition()
+        .unwrap()
+        .task_definition_arn()
+        .unwrap()
+        .to_owned()
 }
 
 pub async fn describe(ecs: &Client, cluster: &str, service: &str) -> Service {
-    let out = ecs.describe_services().cluster(cluster).services(service).send().await.unwrap();
+    let out = ecs
+        .describe_services()
+        .cluster(cluster)
+        .services(service)
+        .send()
+        .await
+        .unwrap();
     out.services()[0].clone()
 }
 
 /// Waits until the PRIMARY deployment is `td`, COMPLETED, alone and at its desired count.
 pub async fn wait_completed(ecs: &Client, cluster: &str, service: &str, td: &str) -> Service {
-    eventually("the rollout to complete", Duration::from_secs(30), || async {
-        let s = describe(ecs, cluster, service).await;
-        let d = s.deployments();
-        (d.len() == 1
-            && d[0].task_definition() == Some(td)
-            && d[0].rollout_state() == Some(&DeploymentRolloutState::Completed)
-            && s.running_count() == s.desired_count())
-        .then_some(s)
-    })
+    eventually(
+        "the rollout to complete",
+        Duration::from_secs(30),
+        || async {
+            let s = describe(ecs, cluster, service).await;
+            let d = s.deployments();
+            (d.len() == 1
+                && d[0].task_definition() == Some(td)
+                && d[0].rollout_state() == Some(&DeploymentRolloutState::Completed)
+                && s.running_count() == s.desired_count())
+            .then_some(s)
+        },
+    )
     .await
 }
 
@@ -81,30 +110,63 @@ async fn rollout_goes_in_progress_then_completed() {
     let (cluster, name, v1) = service_running(&ecs, "repo/web:v1", 2).await;
 
     let v2 = register(&ecs, &name, "repo/web:v2").await;
-    ecs.update_service().cluster(&cluster).service(&name).task_definition(&v2).send().await.unwrap();
+    ecs.update_service()
+        .cluster(&cluster)
+        .service(&name)
+        .task_definition(&v2)
+        .send()
+        .await
+        .unwrap();
     let s = describe(&ecs, &cluster, &name).await;
     let d = s.deployments();
     assert_eq!(d.len(), 2, "{d:?}");
     assert_eq!(d[0].status(), Some("PRIMARY"));
     assert_eq!(d[0].task_definition(), Some(v2.as_str()));
-    assert_eq!(d[0].rollout_state(), Some(&DeploymentRolloutState::InProgress));
+    assert_eq!(
+        d[0].rollout_state(),
+        Some(&DeploymentRolloutState::InProgress)
+    );
     assert_eq!(d[1].status(), Some("ACTIVE"));
     assert_eq!(d[1].task_definition(), Some(v1.as_str()));
-    assert_eq!(s.running_count(), 2, "the old tasks keep serving while the new ones start");
+    assert_eq!(
+        s.running_count(),
+        2,
+        "the old tasks keep serving while the new ones start"
+    );
 
     let s = wait_completed(&ecs, &cluster, &name, &v2).await;
-    assert!(s.deployments()[0].rollout_state_reason().unwrap().ends_with("completed."));
+    assert!(s.deployments()[0]
+        .rollout_state_reason()
+        .unwrap()
+        .ends_with("completed."));
     let messages: Vec<&str> = s.events().iter().filter_map(|e| e.message()).collect();
-    assert!(messages[0].contains("has reached a steady state"), "{messages:?}");
+    assert!(
+        messages[0].contains("has reached a steady state"),
+        "{messages:?}"
+    );
 
-    let td = ecs.describe_task_definition().task_definition(&v2).send().await.unwrap();
+    let td = ecs
+        .describe_task_definition()
+        .task_definition(&v2)
+        .send()
+        .await
+        .unwrap();
     let td = td.task_definition().unwrap();
     assert_eq!(td.revision(), 2);
     assert_eq!(td.cpu(), Some("256"));
-    assert_eq!(td.container_definitions()[0].environment()[0].value(), Some("staging"));
+    assert_eq!(
+        td.container_definitions()[0].environment()[0].value(),
+        Some("staging")
+    );
 
     // The same task definition again starts no new deployment.
-    ecs.update_service().cluster(&cluster).service(&name).task_definition(&v2).send().await.unwrap();
+    ecs.update_service()
+        .cluster(&cluster)
+        .service(&name)
+        .task_definition(&v2)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(describe(&ecs, &cluster, &name).await.deployments().len(), 1);
 }
 
@@ -117,19 +179,56 @@ async fn awscli_waits_for_services_stable() {
     let v2 = register(&ecs, &name, "repo/auth:v2").await;
     let (code, _, err) = bed.aws(
         bed.sim(),
-        &["ecs", "update-service", "--cluster", &cluster, "--service", &name, "--task-definition", &v2],
+        &[
+            "ecs",
+            "update-service",
+            "--cluster",
+            &cluster,
+            "--service",
+            &name,
+            "--task-definition",
+            &v2,
+        ],
     );
     assert_eq!(code, 0, "{err}");
-    assert_eq!(describe(&ecs, &cluster, &name).await.deployments().len(), 2, "not stable yet");
-    let (code, _, err) = bed.aws(bed.sim(), &["ecs", "wait", "services-stable", "--cluster", &cluster, "--services", &name]);
+    assert_eq!(
+        describe(&ecs, &cluster, &name).await.deployments().len(),
+        2,
+        "not stable yet"
+    );
+    let (code, _, err) = bed.aws(
+        bed.sim(),
+        &[
+            "ecs",
+            "wait",
+            "services-stable",
+            "--cluster",
+            &cluster,
+            "--services",
+            &name,
+        ],
+    );
     assert_eq!(code, 0, "{err}");
     let s = describe(&ecs, &cluster, &name).await;
     assert_eq!(s.deployments().len(), 1);
     assert_eq!(s.deployments()[0].task_definition(), Some(v2.as_str()));
-    assert_eq!(s.deployments()[0].rollout_state(), Some(&DeploymentRolloutState::Completed));
+    assert_eq!(
+        s.deployments()[0].rollout_state(),
+        Some(&DeploymentRolloutState::Completed)
+    );
 
     // awscli reads the simulator's errors too.
-    let (code, _, err) = bed.aws(bed.sim(), &["ecs", "describe-services", "--cluster", "no-such-cluster", "--services", "x"]);
+    let (code, _, err) = bed.aws(
+        bed.sim(),
+        &[
+            "ecs",
+            "describe-services",
+            "--cluster",
+            "no-such-cluster",
+            "--services",
+            "x",
+        ],
+    );
     assert_eq!(code, 255);
     assert!(err.contains("ClusterNotFoundException"), "{err}");
 }
@@ -143,25 +242,54 @@ async fn crashing_tasks_trip_the_circuit_breaker_and_roll_back() {
     let ecs = bed.ecs().await;
     let (cluster, name, v1) = service_running(&ecs, "repo/api:v1", 2).await;
     let bad_image = format!("repo/api:{}", unique("crash"));
-    bed.add_scenario(json!({"images": [{"match": bad_image, "failure": "crash"}]})).await;
+    bed.add_scenario(json!({"images": [{"match": bad_image, "failure": "crash"}]}))
+        .await;
     let bad = register(&ecs, &name, &bad_image).await;
-    ecs.update_service().cluster(&cluster).service(&name).task_definition(&bad).send().await.unwrap();
+    ecs.update_service()
+        .cluster(&cluster)
+        .service(&name)
+        .task_definition(&bad)
+        .send()
+        .await
+        .unwrap();
 
-    let s = eventually("the circuit breaker to roll back", Duration::from_secs(30), || async {
-        let s = describe(&ecs, &cluster, &name).await;
-        (s.deployments().len() >= 2 && s.deployments()[0].task_definition() == Some(v1.as_str())).then_some(s)
-    })
+    let s = eventually(
+        "the circuit breaker to roll back",
+        Duration::from_secs(30),
+        || async {
+            let s = describe(&ecs, &cluster, &name).await;
+            (s.deployments().len() >= 2
+                && s.deployments()[0].task_definition() == Some(v1.as_str()))
+            .then_some(s)
+        },
+    )
     .await;
     // The rollback is PRIMARY; the failed deployment (and the original one, whose tasks still
     // serve) stay ACTIVE until the rollback completes.
     let rollback = &s.deployments()[0];
-    let failed = s.deployments().iter().find(|d| d.task_definition() == Some(bad.as_str())).unwrap();
-    assert_eq!(failed.rollout_state(), Some(&DeploymentRolloutState::Failed));
-    assert!(failed.failed_tasks() >= 3, "threshold is at least 3: {failed:?}");
-    assert!(failed.rollout_state_reason().unwrap().contains("circuit breaker"));
+    let failed = s
+        .deployments()
+        .iter()
+        .find(|d| d.task_definition() == Some(bad.as_str()))
+        .unwrap();
+    assert_eq!(
+        failed.rollout_state(),
+        Some(&DeploymentRolloutState::Failed)
+    );
+    assert!(
+        failed.failed_tasks() >= 3,
+        "threshold is at least 3: {failed:?}"
+    );
+    assert!(failed
+        .rollout_state_reason()
+        .unwrap()
+        .contains("circuit breaker"));
     assert_eq!(rollback.status(), Some("PRIMARY"));
     assert!(
-        rollback.rollout_state_reason().unwrap().contains("rolling back to deploymentId"),
+        rollback
+            .rollout_state_reason()
+            .unwrap()
+            .contains("rolling back to deploymentId"),
         "{rollback:?}"
     );
     assert_eq!(s.task_definition(), Some(v1.as_str()));
@@ -179,10 +307,16 @@ async fn crashing_tasks_trip_the_circuit_breaker_and_roll_back() {
         .map(|e| e["detail"]["eventName"].as_str().unwrap())
         .collect();
     assert!(names.contains(&"SERVICE_DEPLOYMENT_FAILED"), "{names:?}");
-    assert_eq!(names.last(), Some(&"SERVICE_DEPLOYMENT_COMPLETED"), "{names:?}");
+    assert_eq!(
+        names.last(),
+        Some(&"SERVICE_DEPLOYMENT_COMPLETED"),
+        "{names:?}"
+    );
     // The events file the test bed configured has them too.
     let file = std::fs::read_to_string(bed.var("SLIPWAY_SIM_EVENTS_FILE")).unwrap();
-    assert!(file.lines().any(|l| l.contains(arn) && l.contains("SERVICE_DEPLOYMENT_FAILED")));
+    assert!(file
+        .lines()
+        .any(|l| l.contains(arn) && l.contains("SERVICE_DEPLOYMENT_FAILED")));
 }
 
 /// Throttling errors from the simulator are retried by the SDK's standard retry.
@@ -191,14 +325,27 @@ async fn sdk_retries_recover_from_throttling() {
     let bed = Testbed::get();
     let ecs = bed.ecs().await;
     let cluster = unique("throttled");
-    ecs.create_cluster().cluster_name(&cluster).send().await.unwrap();
-    bed.add_scenario(json!({"throttle": {"one_in": 2, "actions": ["DescribeClusters"]}})).await;
+    ecs.create_cluster()
+        .cluster_name(&cluster)
+        .send()
+        .await
+        .unwrap();
+    bed.add_scenario(json!({"throttle": {"one_in": 2, "actions": ["DescribeClusters"]}}))
+        .await;
     for _ in 0..6 {
-        let out = ecs.describe_clusters().clusters(&cluster).send().await.unwrap();
+        let out = ecs
+            .describe_clusters()
+            .clusters(&cluster)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(out.clusters()[0].cluster_name(), Some(cluster.as_str()));
     }
     let stats = bed.sim_json("/_sim/stats").await;
     bed.add_scenario(json!({"throttle": null})).await;
     let throttled = stats["throttled"]["DescribeClusters"].as_u64().unwrap_or(0);
-    assert!(throttled >= 5, "every other call was throttled and retried: {stats}");
+    assert!(
+        throttled >= 5,
+        "every other call was throttled and retried: {stats}"
+    );
 }

@@ -29,26 +29,59 @@ async fn target_health_and_app_health_follow_the_tasks() {
     let tg_arn = tg.target_groups()[0].target_group_arn().unwrap().to_owned();
 
     let cluster = unique("cluster");
-    ecs.create_cluster().cluster_name(&cluster).send().await.unwrap();
+    ecs.create_cluster()
+        .cluster_name(&cluster)
+        .send()
+        .await
+        .unwrap();
     let v1 = register(&ecs, &name, "repo/web:v1").await;
     ecs.create_service()
         .cluster(&cluster)
         .service_name(&name)
         .task_definition(&v1)
         .desired_count(2)
-        .load_balancers(LoadBalancer::builder().target_group_arn(&tg_arn).container_name("app").container_port(8080).build())
+        .load_balancers(
+            LoadBalancer::builder()
+                .target_group_arn(&tg_arn)
+                .container_name("app")
+                .container_port(8080)
+                .build(),
+        )
         .send()
         .await
         .unwrap();
 
-    let health = elb.describe_target_health().target_group_arn(&tg_arn).send().await.unwrap();
-    let states: Vec<_> = health.target_health_descriptions().iter().map(|d| d.target_health().unwrap().state().unwrap().clone()).collect();
-    assert_eq!(states, [TargetHealthStateEnum::Initial, TargetHealthStateEnum::Initial]);
+    let health = elb
+        .describe_target_health()
+        .target_group_arn(&tg_arn)
+        .send()
+        .await
+        .unwrap();
+    let states: Vec<_> = health
+        .target_health_descriptions()
+        .iter()
+        .map(|d| d.target_health().unwrap().state().unwrap().clone())
+        .collect();
+    assert_eq!(
+        states,
+        [
+            TargetHealthStateEnum::Initial,
+            TargetHealthStateEnum::Initial
+        ]
+    );
     wait_completed(&ecs, &cluster, &name, &v1).await;
-    let health = elb.describe_target_health().target_group_arn(&tg_arn).send().await.unwrap();
+    let health = elb
+        .describe_target_health()
+        .target_group_arn(&tg_arn)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.target_health_descriptions().len(), 2);
     for d in health.target_health_descriptions() {
-        assert_eq!(d.target_health().unwrap().state(), Some(&TargetHealthStateEnum::Healthy));
+        assert_eq!(
+            d.target_health().unwrap().state(),
+            Some(&TargetHealthStateEnum::Healthy)
+        );
         assert_eq!(d.target().unwrap().port(), Some(8080));
     }
 
@@ -65,15 +98,27 @@ async fn target_health_and_app_health_follow_the_tasks() {
     assert_eq!(body["image"], "repo/web:v1");
 
     let sick = format!("repo/web:{}", unique("sick"));
-    bed.add_scenario(json!({"images": [{"match": sick, "failure": "health-500"}]})).await;
+    bed.add_scenario(json!({"images": [{"match": sick, "failure": "health-500"}]}))
+        .await;
     let v2 = register(&ecs, &name, &sick).await;
-    ecs.update_service().cluster(&cluster).service(&name).task_definition(&v2).send().await.unwrap();
+    ecs.update_service()
+        .cluster(&cluster)
+        .service(&name)
+        .task_definition(&v2)
+        .send()
+        .await
+        .unwrap();
     wait_completed(&ecs, &cluster, &name, &v2).await;
     eventually("/health to answer 500", Duration::from_secs(10), || async {
         (get(format!("{name}.staging.test")).await.status() == 500).then_some(())
     })
     .await;
-    let health = elb.describe_target_health().target_group_arn(&tg_arn).send().await.unwrap();
+    let health = elb
+        .describe_target_health()
+        .target_group_arn(&tg_arn)
+        .send()
+        .await
+        .unwrap();
     assert!(health
         .target_health_descriptions()
         .iter()
@@ -81,7 +126,11 @@ async fn target_health_and_app_health_follow_the_tasks() {
     assert_eq!(describe(&ecs, &cluster, &name).await.deployments().len(), 1);
 
     // Unknown target groups and hosts get errors, not empty answers.
-    let missing = elb.describe_target_health().target_group_arn(format!("{tg_arn}0")).send().await;
+    let missing = elb
+        .describe_target_health()
+        .target_group_arn(format!("{tg_arn}0"))
+        .send()
+        .await;
     assert!(format!("{:?}", missing.unwrap_err()).contains("TargetGroupNotFound"));
     assert_eq!(get("nobody.staging.test".into()).await.status(), 404);
 }

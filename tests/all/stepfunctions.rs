@@ -24,7 +24,11 @@ fn fixture_definition_passes_asl_validator() {
         .arg(root().join("tests/fixtures/asl/plan-only.asl.json"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 /// A Task invokes the real plan function; the 60 s Wait runs at the simulator's speed.
@@ -50,5 +54,12 @@ fn handler_error_arrives_as_the_named_step_functions_error() {
     assert_eq!(execution.status, "FAILED");
     assert_eq!(execution.path, ["Plan", "InputRejected"]);
     assert_eq!(execution.error.as_deref(), Some("Slipway.InvalidInput"));
-    assert!(execution.cause.as_deref().unwrap().starts_with("services: empty list"), "{execution:?}");
+    assert!(
+        execution
+            .cause
+            .as_deref()
+            .unwrap()
+            .starts_with("services: empty list"),
+        "{execution:?}"
+    );
 }
