@@ -1,0 +1,41 @@
+//! The `slipway` binary, run as a user runs it.
+#![allow(missing_docs)]
+
+use std::process::Command;
+
+fn slipway(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .expect("run slipway");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_input_prints_the_normalised_request() {
+    let (code, out, err) = slipway(&["check-input", "tests/fixtures/events/ecr-push.json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON on stdout");
+    assert_eq!(v["action"], "deploy");
+    assert_eq!(v["request"]["image"]["tag"], "latest");
+}
+
+#[test]
+fn check_input_names_the_bad_field_and_fails() {
+    let dir = std::env::temp_dir().join(format!("slipway-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("bad.json");
+    std::fs::write(&file, r#"{"services": ["api"], "tag": "no spaces allowed"}"#).expect("write");
+    let (code, out, err) = slipway(&["check-input", file.to_str().expect("utf-8 path")]);
+    assert_eq!(code, 1);
+    assert!(out.is_empty());
+    assert!(err.contains("(Slipway.InvalidInput): tag: \"no spaces allowed\" contains ' '"), "{err}");
+    let (code, _, err) = slipway(&["check-input", "no/such/file.json"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot read no/such/file.json"), "{err}");
+}
