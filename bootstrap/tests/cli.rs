@@ -30,11 +30,18 @@ fn check_input_names_the_bad_field_and_fails() {
     let dir = std::env::temp_dir().join(format!("slipway-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let file = dir.join("bad.json");
-    std::fs::write(&file, r#"{"services": ["api"], "tag": "no spaces allowed"}"#).expect("write");
+    std::fs::write(
+        &file,
+        r#"{"services": ["api"], "tag": "no spaces allowed"}"#,
+    )
+    .expect("write");
     let (code, out, err) = slipway(&["check-input", file.to_str().expect("utf-8 path")]);
     assert_eq!(code, 1);
     assert!(out.is_empty());
-    assert!(err.contains("(Slipway.InvalidInput): tag: \"no spaces allowed\" contains ' '"), "{err}");
+    assert!(
+        err.contains("(Slipway.InvalidInput): tag: \"no spaces allowed\" contains ' '"),
+        "{err}"
+    );
     let (code, _, err) = slipway(&["check-input", "no/such/file.json"]);
     assert_eq!(code, 2);
     assert!(err.contains("cannot read no/such/file.json"), "{err}");
