@@ -115,6 +115,51 @@ impl Testbed {
         aws_sdk_lambda::Client::new(&self.sdk_config(self.lambda()).await)
     }
 
+    /// Slipway's clients, each at its test bed endpoint, on state table `table`.
+    pub async fn clients(&self, table: &str) -> slipway_core::aws::Clients {
+        let moto = self.sdk_config(self.moto()).await;
+        let sim = self.sdk_config(self.sim()).await;
+        slipway_core::aws::Clients {
+            ecs: aws_sdk_ecs::Client::new(&sim),
+            ecr: aws_sdk_ecr::Client::new(&moto),
+            cloudformation: aws_sdk_cloudformation::Client::new(&sim),
+            elbv2: aws_sdk_elasticloadbalancingv2::Client::new(&sim),
+            dynamodb: aws_sdk_dynamodb::Client::new(&moto),
+            sns: aws_sdk_sns::Client::new(&moto),
+            eventbridge: aws_sdk_eventbridge::Client::new(&moto),
+            table: table.to_owned(),
+        }
+    }
+
+    /// The state table the Lambdas under `cargo lambda watch` use (`SLIPWAY_TABLE`).
+    pub fn lambda_table(&self) -> &str {
+        self.var("SLIPWAY_TABLE")
+    }
+
+    /// Invokes a function through `cargo lambda watch`'s Invoke API: `Ok(output)`, or
+    /// `Err((errorType, errorMessage))` for a handler error.
+    pub async fn invoke(&self, function: &str, payload: &Value) -> Result<Value, (String, String)> {
+        let response = reqwest::Client::new()
+            .post(format!(
+                "{}/2015-03-31/functions/{function}/invocations",
+                self.lambda()
+            ))
+            .body(payload.to_string())
+            .send()
+            .await
+            .expect("reach cargo lambda watch");
+        let status = response.status();
+        let body: Value = response.json().await.expect("JSON from the function");
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err((
+                body["errorType"].as_str().unwrap_or_default().to_owned(),
+                body["errorMessage"].as_str().unwrap_or_default().to_owned(),
+            ))
+        }
+    }
+
     /// Runs the project's awscli (`.venv/bin/aws`) against `endpoint`; returns (exit code,
     /// stdout, stderr).
     pub fn aws(&self, endpoint: &str, args: &[&str]) -> (i32, String, String) {
@@ -200,6 +245,9 @@ impl Testbed {
             .unwrap_or_else(|e| panic!("run-execution printed {stdout:?}: {e}"))
     }
 }
+
+/// Serialises the tests that use the Lambdas' shared state table.
+pub static LAMBDA_TABLE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// One execution's result, as `tests/sfn/run-execution.mjs` prints it.
 #[derive(Debug, Clone, serde::Deserialize)]

@@ -22,11 +22,69 @@ enum Command {
         /// The input file; `-` reads standard input.
         file: PathBuf,
     },
+    /// Print a JSON Schema: of the execution input, or of slipway.toml.
+    Schema {
+        /// `input` or `config`.
+        #[arg(value_enum)]
+        of: SchemaOf,
+    },
+    /// Check a slipway.toml, naming the file, line and field of the first problem.
+    CheckConfig {
+        /// The configuration file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SchemaOf {
+    /// The execution input (an ECR event, or the manual form).
+    Input,
+    /// slipway.toml.
+    Config,
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::CheckInput { file } => check_input(&file),
+        Command::Schema { of } => {
+            let schema = match of {
+                SchemaOf::Input => schemars::schema_for!(slipway_core::input::ExecutionInput),
+                SchemaOf::Config => schemars::schema_for!(slipway_core::config::Config),
+            };
+            match serde_json::to_string_pretty(&schema) {
+                Ok(json) => {
+                    println!("{json}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::CheckConfig { file } => match std::fs::read_to_string(&file) {
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", file.display());
+                ExitCode::from(2)
+            }
+            Ok(text) => {
+                match slipway_core::config::Config::parse(&text, &file.display().to_string()) {
+                    Ok(c) => {
+                        eprintln!(
+                            "{}: ok ({} services, {} stacks)",
+                            file.display(),
+                            c.services.len(),
+                            c.stacks.len()
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+        },
     }
 }
 

@@ -46,3 +46,38 @@ fn check_input_names_the_bad_field_and_fails() {
     assert_eq!(code, 2);
     assert!(err.contains("cannot read no/such/file.json"), "{err}");
 }
+
+#[test]
+fn schema_of_the_input_describes_both_forms() {
+    let (code, out, err) = slipway(&["schema", "input"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON schema");
+    let forms = v["anyOf"].as_array().expect("two forms");
+    assert_eq!(forms.len(), 2);
+    let text = out.as_str();
+    assert!(
+        text.contains("repository-name") && text.contains("\"tag\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_config_accepts_the_staging_example_and_names_errors() {
+    let (code, _, err) = slipway(&["check-config", "examples/staging/slipway.toml"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("4 services, 6 stacks"), "{err}");
+    let dir = std::env::temp_dir().join(format!("slipway-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("slipway.toml");
+    std::fs::write(
+        &file,
+        "environment = \"x\"\ncluster = \"c\"\n[[services]]\nname = \"api\"\nrepo = \"r\"\n",
+    )
+    .expect("write");
+    let (code, _, err) = slipway(&["check-config", file.to_str().expect("utf-8")]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("slipway.toml:5: services[0].repo: unknown field `repo`"),
+        "{err}"
+    );
+}

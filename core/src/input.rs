@@ -8,6 +8,7 @@
 //! [`parse`] turns either into a [`PlanInput`]; anything else is
 //! [`StepError::InvalidInput`] naming the field at fault.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -17,7 +18,7 @@ use crate::StepError;
 pub const MAX_INPUT_BYTES: usize = 256 * 1024;
 
 /// What an execution input asks for, once parsed and validated.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum PlanInput {
     /// Deploy an image.
@@ -34,7 +35,7 @@ pub enum PlanInput {
 }
 
 /// A validated request to deploy one image to a set of services.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct DeployRequest {
     /// Which services: every one, those named, or those whose ECR repository this is.
     pub services: ServiceSelection,
@@ -45,7 +46,7 @@ pub struct DeployRequest {
 }
 
 /// Which services a request moves.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "by", rename_all = "kebab-case")]
 pub enum ServiceSelection {
     /// Every service of the configuration (manual input without `services`).
@@ -63,7 +64,7 @@ pub enum ServiceSelection {
 }
 
 /// An image, by tag and/or digest. At least one of the two is set.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ImageRef {
     /// The tag, e.g. the commit SHA or `latest`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,7 +75,7 @@ pub struct ImageRef {
 }
 
 /// What started the execution.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Trigger {
     /// An image push reported by ECR through EventBridge.
@@ -100,14 +101,71 @@ pub enum Trigger {
 }
 
 /// The manual form of the execution input, as callers write it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ManualInput {
-    services: Option<Vec<String>>,
-    tag: Option<String>,
-    digest: Option<String>,
-    reason: Option<String>,
-    commit: Option<String>,
+pub struct ManualInput {
+    /// The services to deploy, by configured name; absent means every service.
+    #[schemars(length(min = 1))]
+    pub services: Option<Vec<String>>,
+    /// The image tag to deploy (resolved to its digest in ECR). Give `tag` or `digest`.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"))]
+    pub tag: Option<String>,
+    /// The image digest to deploy, `sha256:<hex>`. Give `tag` or `digest`.
+    #[schemars(regex(pattern = r"^sha(256|512):[0-9a-f]{32,128}$"))]
+    pub digest: Option<String>,
+    /// Why, in the caller's words (at most 1024 bytes).
+    pub reason: Option<String>,
+    /// The commit the image was built from (at most 128 bytes).
+    pub commit: Option<String>,
+}
+
+/// The execution input, either form: what `slipway schema input` publishes.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ExecutionInput {
+    /// An EventBridge "ECR Image Action" event, as delivered.
+    EcrEvent(EcrEventSchema),
+    /// The manual form.
+    Manual(ManualInput),
+}
+
+/// An "ECR Image Action" event as EventBridge delivers it (documented fields only; AWS may add more).
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct EcrEventSchema {
+    /// The event id.
+    pub id: String,
+    /// Always "ECR Image Action".
+    #[serde(rename = "detail-type")]
+    pub detail_type: String,
+    /// Always "aws.ecr".
+    pub source: String,
+    /// The account.
+    pub account: String,
+    /// When, RFC 3339.
+    pub time: String,
+    /// The region.
+    pub region: String,
+    /// What happened.
+    pub detail: EcrDetailSchema,
+}
+
+/// The `detail` of an "ECR Image Action" event.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct EcrDetailSchema {
+    /// `SUCCESS` or `FAILURE`.
+    pub result: String,
+    /// The repository.
+    #[serde(rename = "repository-name")]
+    pub repository_name: String,
+    /// The image digest.
+    #[serde(rename = "image-digest")]
+    pub image_digest: Option<String>,
+    /// `PUSH` or `DELETE`.
+    #[serde(rename = "action-type")]
+    pub action_type: String,
+    /// The tag pushed, absent for an untagged push.
+    #[serde(rename = "image-tag")]
+    pub image_tag: Option<String>,
 }
 
 /// An EventBridge event envelope. Unknown fields are allowed: AWS adds fields over time.

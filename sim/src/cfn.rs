@@ -99,6 +99,9 @@ struct Stack {
     updated_at: Option<f64>,
     steps: Vec<Step>,
     pending: Option<Pending>,
+    /// Parameters before the running update: CloudFormation shows the new ones while it
+    /// runs, and the old ones again once it has rolled back.
+    params_before: Option<BTreeMap<String, String>>,
     executing: Option<String>,
     deleted: bool,
 }
@@ -340,6 +343,7 @@ impl Cfn {
             updated_at: None,
             steps: Vec::new(),
             pending: None,
+            params_before: None,
             executing: None,
             deleted: false,
         });
@@ -818,10 +822,12 @@ impl Cfn {
         }
         let stack = &mut self.stacks[i];
         stack.steps = steps;
-        stack.pending = Some(pending);
-        if !creating {
+        if !creating && !pending.delete {
             stack.updated_at = Some(now);
+            stack.params_before =
+                Some(std::mem::replace(&mut stack.params, pending.params.clone()));
         }
+        stack.pending = Some(pending);
         Ok(())
     }
 
@@ -912,6 +918,11 @@ impl Cfn {
         });
         if let Some(ok) = step.end {
             let pending = stack.pending.take();
+            if let Some(before) = stack.params_before.take() {
+                if !ok {
+                    stack.params = before;
+                }
+            }
             if pending.as_ref().is_some_and(|p| p.delete) && ok {
                 stack.deleted = true;
             }

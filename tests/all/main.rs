@@ -2,9 +2,11 @@
 //! aws-local-stepfunctions), all over real HTTP. Run through the README's test command.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod app;
 mod lambda;
 mod moto;
 mod sim_cloudformation;
 mod sim_ecs;
 mod sim_elb;
 mod stepfunctions;
+mod steps;

@@ -1,13 +1,16 @@
-//! The `plan` Lambda: normalises the execution input. All logic is in `slipway_core::steps`.
+//! The `plan` Lambda: from the execution input to a release. All logic is in `slipway_core::steps`.
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
+use slipway_core::aws::Clients;
+use slipway_core::steps::{self, SystemClock};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        slipway_core::steps::plan(event.payload)
+    let clients = &Clients::from_env().await;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
+        steps::plan(clients, &SystemClock, event.payload).await
     }))
     .await
 }

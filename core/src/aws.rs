@@ -1,0 +1,148 @@
+//! The AWS clients the steps use, built once per Lambda, and how their errors map to
+//! [`StepError`]s.
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
+
+use crate::StepError;
+
+/// Every client a step may need, and the state table's name.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    /// ECS.
+    pub ecs: aws_sdk_ecs::Client,
+    /// ECR.
+    pub ecr: aws_sdk_ecr::Client,
+    /// CloudFormation.
+    pub cloudformation: aws_sdk_cloudformation::Client,
+    /// ELBv2.
+    pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
+    /// DynamoDB (the state table).
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    /// SNS.
+    pub sns: aws_sdk_sns::Client,
+    /// EventBridge.
+    pub eventbridge: aws_sdk_eventbridge::Client,
+    /// The state table's name.
+    pub table: String,
+}
+
+/// The environment variable naming the state table.
+pub const TABLE_ENV: &str = "SLIPWAY_TABLE";
+
+impl Clients {
+    /// Clients from the environment's configuration (region, credentials, and the
+    /// `AWS_ENDPOINT_URL*` overrides), the table from `SLIPWAY_TABLE` (default `slipway`).
+    pub async fn from_env() -> Self {
+        let conf = aws_config::load_defaults(BehaviorVersion::latest()).await;
+        let table = std::env::var(TABLE_ENV).unwrap_or_else(|_| "slipway".to_owned());
+        Self::new(&conf, table)
+    }
+
+    /// Clients from a configuration.
+    pub fn new(conf: &SdkConfig, table: impl Into<String>) -> Self {
+        Self {
+            ecs: aws_sdk_ecs::Client::new(conf),
+            ecr: aws_sdk_ecr::Client::new(conf),
+            cloudformation: aws_sdk_cloudformation::Client::new(conf),
+            elbv2: aws_sdk_elasticloadbalancingv2::Client::new(conf),
+            dynamodb: aws_sdk_dynamodb::Client::new(conf),
+            sns: aws_sdk_sns::Client::new(conf),
+            eventbridge: aws_sdk_eventbridge::Client::new(conf),
+            table: table.into(),
+        }
+    }
+}
+
+/// An AWS call that failed, classified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsError {
+    /// The operation, e.g. `ecs:DescribeServices`.
+    pub op: &'static str,
+    /// The error code (`ClusterNotFoundException`, `ValidationError`, …), empty if none.
+    pub code: String,
+    /// The message.
+    pub message: String,
+    /// Throttling, a 5xx answer, a timeout or a connection failure: worth retrying.
+    pub transient: bool,
+}
+
+const THROTTLING: [&str; 8] = [
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "SlowDown",
+];
+
+impl AwsError {
+    /// Classifies an SDK error of operation `op`.
+    pub fn of<E, R>(op: &'static str, error: SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        match &error {
+            SdkError::ServiceError(e) => {
+                let code = e.err().code().unwrap_or_default().to_owned();
+                let message = e.err().message().unwrap_or_default().to_owned();
+                let transient = THROTTLING.contains(&code.as_str())
+                    || code.ends_with("InternalError")
+                    || code == "ServiceUnavailable"
+                    || code == "ServerException"
+                    || code == "InternalFailure";
+                Self {
+                    op,
+                    code,
+                    message,
+                    transient,
+                }
+            }
+            SdkError::TimeoutError(_)
+            | SdkError::DispatchFailure(_)
+            | SdkError::ResponseError(_) => Self {
+                op,
+                code: String::new(),
+                message: format!("{}", aws_sdk_ecs::error::DisplayErrorContext(&error)),
+                transient: true,
+            },
+            _ => Self {
+                op,
+                code: String::new(),
+                message: format!("{}", aws_sdk_ecs::error::DisplayErrorContext(&error)),
+                transient: false,
+            },
+        }
+    }
+
+    /// `Slipway.Transient` when worth retrying, else what `otherwise` makes of the text.
+    pub fn step(self, otherwise: impl FnOnce(String) -> StepError) -> StepError {
+        if self.transient {
+            StepError::Transient(self.to_string())
+        } else {
+            otherwise(self.to_string())
+        }
+    }
+}
+
+impl std::fmt::Display for AwsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.code.is_empty(), self.message.is_empty()) {
+            (true, _) => write!(f, "{}: {}", self.op, self.message),
+            (false, true) => write!(f, "{}: {}", self.op, self.code),
+            (false, false) => write!(f, "{}: {}: {}", self.op, self.code, self.message),
+        }
+    }
+}
+
+/// Shorthand: `.map_err(aws("ecs:DescribeServices"))`.
+pub fn aws<E, R>(op: &'static str) -> impl FnOnce(SdkError<E, R>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    move |e| AwsError::of(op, e)
+}

@@ -1,0 +1,432 @@
+//! `slipway.toml`: one file per environment. Every field is documented here; these doc
+//! comments are the configuration reference (`slipway schema config` prints them as JSON
+//! Schema).
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// An environment's configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The environment's name, e.g. `staging`: shown in records and notifications.
+    pub environment: String,
+    /// The ECS cluster the services run in (name or ARN).
+    pub cluster: String,
+    /// Minutes a release may take, from plan until its services are stable, before it is
+    /// rolled back with `Slipway.NotStable`.
+    #[serde(default = "defaults::deadline_minutes")]
+    pub deadline_minutes: u32,
+    /// Seconds to wait after the first passing health check before checking again
+    /// ("bake" time); 0 skips the second check.
+    #[serde(default = "defaults::bake_seconds")]
+    pub bake_seconds: u32,
+    /// The deploy lock.
+    #[serde(default)]
+    pub lock: LockConfig,
+    /// Where results are announced.
+    #[serde(default)]
+    pub notifications: Notifications,
+    /// CloudFormation stacks updated by every release, in this order, before any service moves.
+    #[serde(default)]
+    pub stacks: Vec<StackConfig>,
+    /// The services Slipway deploys.
+    pub services: Vec<ServiceConfig>,
+}
+
+mod defaults {
+    pub fn deadline_minutes() -> u32 {
+        20
+    }
+    pub fn bake_seconds() -> u32 {
+        60
+    }
+    pub fn ttl_minutes() -> u32 {
+        60
+    }
+    pub fn group() -> u32 {
+        1
+    }
+    pub fn status() -> u16 {
+        200
+    }
+    pub fn passes() -> u32 {
+        3
+    }
+    pub fn timeout_ms() -> u64 {
+        2000
+    }
+    pub fn interval_ms() -> u64 {
+        1000
+    }
+}
+
+/// The per-service deploy lock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LockConfig {
+    /// Minutes after which a lock expires even if its execution never released it (a crashed
+    /// or cancelled execution cannot block deploys for longer).
+    #[serde(default = "defaults::ttl_minutes")]
+    pub ttl_minutes: u32,
+}
+
+impl Default for LockConfig {
+    fn default() -> Self {
+        Self {
+            ttl_minutes: defaults::ttl_minutes(),
+        }
+    }
+}
+
+/// Where each release's result is announced.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Notifications {
+    /// An SNS topic that gets one message per finished release.
+    #[serde(default)]
+    pub sns_topic_arn: Option<String>,
+    /// The EventBridge bus that gets a `Slipway Deployment State Change` event per finished
+    /// release (`default` for the account's default bus); none when absent.
+    #[serde(default)]
+    pub event_bus: Option<String>,
+}
+
+/// A CloudFormation stack a release updates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StackConfig {
+    /// The stack name.
+    pub name: String,
+    /// Parameters set by each release: `"image:<service>"` is the image the release deploys
+    /// to that service (pinned by digest; the running one when the release does not move
+    /// it); anything else is a literal value. Parameters not listed keep their value.
+    #[serde(default)]
+    pub parameters: BTreeMap<String, String>,
+}
+
+/// A service Slipway deploys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// The name used in inputs, records and the lock (letters, digits, `-`, `_`).
+    pub name: String,
+    /// The ECR repository its images are pushed to, e.g. `staging/api`.
+    pub repository: String,
+    /// The ECS service name; defaults to `name`.
+    #[serde(default)]
+    pub ecs_service: Option<String>,
+    /// The container whose image is replaced; may be left out when the task definition has
+    /// exactly one container.
+    #[serde(default)]
+    pub container: Option<String>,
+    /// A regular expression an image tag must match for an ECR push to deploy it (e.g.
+    /// `^[0-9a-f]{7,40}$` for commit SHAs). Pushes of other tags are ignored. Manual inputs
+    /// may name any tag. Absent: every tag deploys.
+    #[serde(default)]
+    pub tag_pattern: Option<String>,
+    /// Order group: services of group 1 deploy (in parallel) and become stable before
+    /// group 2 starts, and so on.
+    #[serde(default = "defaults::group")]
+    pub group: u32,
+    /// The HTTP health check run after the services are stable.
+    #[serde(default)]
+    pub health: Option<HealthConfig>,
+    /// The ALB target group of the service, whose target health is checked too.
+    #[serde(default)]
+    pub target_group_arn: Option<String>,
+}
+
+impl ServiceConfig {
+    /// The ECS service name.
+    pub fn ecs_service(&self) -> &str {
+        self.ecs_service.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// An HTTP health check, usually through the load balancer with a Host header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// The URL to GET, e.g. `https://alb-123.us-east-1.elb.amazonaws.com/health`.
+    pub url: String,
+    /// The Host header to send (for host-header routing), e.g. `api.staging.example.com`.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// The status a healthy service answers.
+    #[serde(default = "defaults::status")]
+    pub expect_status: u16,
+    /// Text a healthy answer's body contains.
+    #[serde(default)]
+    pub body_contains: Option<String>,
+    /// Consecutive passing requests needed.
+    #[serde(default = "defaults::passes")]
+    pub passes: u32,
+    /// Per-request timeout in milliseconds.
+    #[serde(default = "defaults::timeout_ms")]
+    pub timeout_ms: u64,
+    /// Milliseconds between requests.
+    #[serde(default = "defaults::interval_ms")]
+    pub interval_ms: u64,
+}
+
+/// A configuration error: which file, which line, which field, what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}{}: {field}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct ConfigError {
+    /// The file (or `state table` when loaded from DynamoDB).
+    pub file: String,
+    /// The 1-based line, when known.
+    pub line: Option<usize>,
+    /// The field's path, e.g. `services[1].repository`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Config {
+    /// Parses and validates a configuration; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
+        let err = |line, field: String, message: String| ConfigError {
+            file: file.to_owned(),
+            line,
+            field,
+            message,
+        };
+        let de = toml::Deserializer::parse(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start));
+            err(line, "$".into(), e.message().to_owned())
+        })?;
+        let config: Self = serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let inner = e.into_inner();
+            let line = inner.span().map(|s| line_of(text, s.start));
+            let message = inner.message().to_owned();
+            let field = if field == "." { "$".to_owned() } else { field };
+            err(line, field, message)
+        })?;
+        config.validate().map_err(|(field, message)| {
+            let line = find_line(text, &field, &config);
+            err(line, field, message)
+        })?;
+        Ok(config)
+    }
+
+    /// Checks what types cannot: names, duplicates, references, patterns.
+    fn validate(&self) -> Result<(), (String, String)> {
+        if self.environment.trim().is_empty() {
+            return Err(("environment".into(), "must not be empty".into()));
+        }
+        if self.cluster.trim().is_empty() {
+            return Err(("cluster".into(), "must not be empty".into()));
+        }
+        if self.services.is_empty() {
+            return Err(("services".into(), "name at least one service".into()));
+        }
+        if self.deadline_minutes == 0 {
+            return Err(("deadline_minutes".into(), "must be at least 1".into()));
+        }
+        if self.lock.ttl_minutes < self.deadline_minutes {
+            return Err((
+                "lock.ttl_minutes".into(),
+                format!(
+                    "{} is shorter than deadline_minutes ({}): a lock could expire while its release still runs",
+                    self.lock.ttl_minutes, self.deadline_minutes
+                ),
+            ));
+        }
+        for (i, s) in self.services.iter().enumerate() {
+            let at = |f: &str| format!("services[{i}].{f}");
+            if s.name.is_empty()
+                || !s
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err((
+                    at("name"),
+                    format!("{:?}: use letters, digits, - and _", s.name),
+                ));
+            }
+            if self.services[..i].iter().any(|o| o.name == s.name) {
+                return Err((at("name"), format!("{:?} is configured twice", s.name)));
+            }
+            if s.repository.is_empty() {
+                return Err((at("repository"), "must not be empty".into()));
+            }
+            if let Some(p) = &s.tag_pattern {
+                regex_lite::Regex::new(p).map_err(|e| {
+                    (
+                        at("tag_pattern"),
+                        format!("{p:?} is not a regular expression: {e}"),
+                    )
+                })?;
+            }
+            if s.group == 0 {
+                return Err((at("group"), "groups start at 1".into()));
+            }
+            if let Some(h) = &s.health {
+                if !(h.url.starts_with("http://") || h.url.starts_with("https://")) {
+                    return Err((
+                        at("health.url"),
+                        format!("{:?} is not an http(s) URL", h.url),
+                    ));
+                }
+                if h.passes == 0 {
+                    return Err((at("health.passes"), "must be at least 1".into()));
+                }
+                if h.timeout_ms == 0 {
+                    return Err((at("health.timeout_ms"), "must be at least 1".into()));
+                }
+                if !(100..=599).contains(&h.expect_status) {
+                    return Err((
+                        at("health.expect_status"),
+                        format!("{} is not an HTTP status", h.expect_status),
+                    ));
+                }
+            }
+        }
+        for (i, st) in self.stacks.iter().enumerate() {
+            if st.name.is_empty() {
+                return Err((format!("stacks[{i}].name"), "must not be empty".into()));
+            }
+            if self.stacks[..i].iter().any(|o| o.name == st.name) {
+                return Err((
+                    format!("stacks[{i}].name"),
+                    format!("{:?} is configured twice", st.name),
+                ));
+            }
+            for (param, value) in &st.parameters {
+                if let Some(service) = value.strip_prefix("image:") {
+                    if self.service(service).is_none() {
+                        return Err((
+                            format!("stacks[{i}].parameters.{param}"),
+                            format!("{value:?} names no configured service"),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The service of this name.
+    pub fn service(&self, name: &str) -> Option<&ServiceConfig> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+/// The 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The line of a semantic error's field: the `key =` line inside the n-th `[[services]]` /
+/// `[[stacks]]` table, or the top-level key.
+fn find_line(text: &str, field: &str, _config: &Config) -> Option<usize> {
+    let (table, index, key) = match field.split_once('[') {
+        Some((table, rest)) => {
+            let (index, key) = rest.split_once("].")?;
+            (Some(table), index.parse::<usize>().ok()?, key)
+        }
+        None => (None, 0, field),
+    };
+    let key = key.rsplit('.').next().unwrap_or(key);
+    let mut seen = 0usize;
+    let mut inside = table.is_none();
+    for (n, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        if let Some(t) = table {
+            if trimmed == format!("[[{t}]]") {
+                inside = seen == index;
+                seen += 1;
+                continue;
+            }
+            if trimmed.starts_with("[[") && !trimmed.starts_with(&format!("[[{t}.")) {
+                inside = false;
+            }
+        } else if trimmed.starts_with('[') {
+            inside = false;
+        }
+        if inside && trimmed.split('=').next().map(str::trim) == Some(key) {
+            return Some(n + 1);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAGING: &str = include_str!("../../examples/staging/slipway.toml");
+
+    #[test]
+    fn the_staging_example_is_valid() {
+        let c = Config::parse(STAGING, "examples/staging/slipway.toml").expect("valid");
+        assert_eq!(c.services.len(), 4);
+        let names: Vec<&str> = c.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["web", "api", "auth", "admin"]);
+        assert!(c
+            .services
+            .iter()
+            .all(|s| s.health.as_ref().is_some_and(|h| h.host.is_some())));
+        let stacks: Vec<&str> = c.stacks.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(stacks.len(), 6, "{stacks:?}");
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let text = "environment = \"staging\"\ncluster = \"c\"\n\n[[services]]\nname = \"api\"\nrepository = \"staging/api\"\ncolour = \"red\"\n";
+        let e = Config::parse(text, "slipway.toml").expect_err("unknown field");
+        assert_eq!(e.file, "slipway.toml");
+        assert_eq!(e.field, "services[0].colour");
+        assert_eq!(e.line, Some(7), "{e}");
+        assert!(e.message.contains("unknown field `colour`"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("slipway.toml:7: services[0].colour: unknown field"),
+            "{e}"
+        );
+
+        let text = "environment = \"staging\"\ncluster = \"c\"\n[[services]]\nname = \"api\"\nrepository = \"r\"\n[[services]]\nname = \"web\"\nrepository = \"r2\"\ntag_pattern = \"([\"\n";
+        let e = Config::parse(text, "slipway.toml").expect_err("bad pattern");
+        assert_eq!(e.field, "services[1].tag_pattern");
+        assert_eq!(e.line, Some(9), "{e}");
+
+        let text = "environment = \"staging\"\ncluster = \"c\"\ndeadline_minutes = \"soon\"\n[[services]]\nname = \"api\"\nrepository = \"r\"\n";
+        let e = Config::parse(text, "slipway.toml").expect_err("wrong type");
+        assert_eq!(e.field, "deadline_minutes");
+        assert_eq!(e.line, Some(3), "{e}");
+
+        let e = Config::parse("environment = \"staging\"\n", "slipway.toml").expect_err("missing");
+        assert!(e.message.contains("missing field `cluster`"), "{e}");
+        let e = Config::parse("cluster = [", "slipway.toml").expect_err("syntax");
+        assert_eq!(e.line, Some(1));
+    }
+
+    #[test]
+    fn references_and_duplicates_are_checked() {
+        let base = "environment = \"s\"\ncluster = \"c\"\n[[services]]\nname = \"api\"\nrepository = \"r\"\n";
+        let e = Config::parse(
+            &format!(
+                "{base}[[stacks]]\nname = \"ecs\"\nparameters = {{ ApiImage = \"image:apii\" }}\n"
+            ),
+            "f",
+        )
+        .expect_err("unknown service");
+        assert_eq!(e.field, "stacks[0].parameters.ApiImage");
+        let e = Config::parse(
+            &format!("{base}[[services]]\nname = \"api\"\nrepository = \"r2\"\n"),
+            "f",
+        )
+        .expect_err("duplicate");
+        assert_eq!(e.field, "services[1].name");
+        assert_eq!(e.line, Some(7));
+        let e =
+            Config::parse(&format!("{base}[lock]\nttl_minutes = 5\n"), "f").expect_err("short ttl");
+        assert_eq!(e.field, "lock.ttl_minutes");
+    }
+}

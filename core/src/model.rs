@@ -1,0 +1,339 @@
+//! The documents that travel through an execution: the release `plan` makes, and what each
+//! later step writes beside it. Field docs are the contract with `statemachine/`.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::input::{ImageRef, Trigger};
+
+/// What `plan` receives: the execution input, and who is asking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanEvent {
+    /// The execution input, in either form (see [`crate::input`]).
+    pub input: Value,
+    /// The execution's id (`$$.Execution.Id`): the lock owner and the release id's source.
+    pub execution: String,
+}
+
+/// What `plan` decided.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum PlanOutput {
+    /// Deploy this release.
+    Deploy {
+        /// The release.
+        release: Release,
+    },
+    /// Nothing to deploy; the execution ends successfully.
+    NothingToDo {
+        /// Why, in a sentence.
+        reason: String,
+        /// Each service considered and why it is not deployed.
+        #[serde(default)]
+        skipped: Vec<Skipped>,
+    },
+}
+
+/// A service left out of a release, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Skipped {
+    /// The service.
+    pub service: String,
+    /// Why it is not deployed.
+    pub reason: String,
+}
+
+/// One release: what an execution deploys, and what ran before it (for rollback).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Release {
+    /// The release id (derived from the execution; names change sets and records).
+    pub id: String,
+    /// The execution that owns the locks.
+    pub owner: String,
+    /// The environment (from the configuration).
+    pub environment: String,
+    /// What started it.
+    pub trigger: Trigger,
+    /// The image requested.
+    pub image: ImageRef,
+    /// When plan ran, epoch seconds.
+    pub started_at: i64,
+    /// Past this (epoch seconds) the release is not stable in time: `Slipway.NotStable`.
+    pub deadline: i64,
+    /// Seconds between the two health checks.
+    pub bake_seconds: u32,
+    /// The services it moves.
+    pub services: Vec<ServiceRelease>,
+    /// Service names by order group, groups in order: each group deploys after the one before
+    /// is stable.
+    pub groups: Vec<Vec<String>>,
+    /// The stacks it updates, in order.
+    pub stacks: Vec<StackRelease>,
+    /// Services considered and left out.
+    pub skipped: Vec<Skipped>,
+    /// Where the result is announced.
+    #[serde(default)]
+    pub notifications: crate::config::Notifications,
+}
+
+impl Release {
+    /// The service of this name.
+    pub fn service(&self, name: &str) -> Option<&ServiceRelease> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+/// A service a release moves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ServiceRelease {
+    /// The configured name.
+    pub name: String,
+    /// The ECS cluster.
+    pub cluster: String,
+    /// The ECS service.
+    pub ecs_service: String,
+    /// The container whose image changes.
+    pub container: String,
+    /// The ECR repository.
+    pub repository: String,
+    /// The image to run, pinned: `<repository URI>@sha256:…`.
+    pub image: String,
+    /// The digest.
+    pub digest: String,
+    /// The task definition running before (rollback target).
+    pub previous_task_definition: String,
+    /// The container's image before.
+    pub previous_image: String,
+    /// Its order group.
+    pub group: u32,
+    /// Its HTTP health check.
+    #[serde(default)]
+    pub health: Option<crate::config::HealthConfig>,
+    /// Its ALB target group.
+    #[serde(default)]
+    pub target_group_arn: Option<String>,
+}
+
+/// A stack a release updates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StackRelease {
+    /// The stack name.
+    pub name: String,
+    /// Its parameters before (rollback target).
+    pub parameters_before: BTreeMap<String, String>,
+    /// Its parameters for this release.
+    pub parameters: BTreeMap<String, String>,
+}
+
+/// Where the stack loop is: `deploy-stack`'s input and output (one look per call).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StackProgress {
+    /// Index of the stack being worked on; `release.stacks.len()` when done.
+    pub index: usize,
+    /// The change set created for it, once created.
+    #[serde(default)]
+    pub change_set: Option<String>,
+    /// Whether that change set is executing.
+    #[serde(default)]
+    pub executing: bool,
+    /// Stacks this release changed (rollback restores them).
+    #[serde(default)]
+    pub changed: Vec<String>,
+    /// Stacks with nothing to change.
+    #[serde(default)]
+    pub unchanged: Vec<String>,
+    /// Every stack is done.
+    #[serde(default)]
+    pub done: bool,
+}
+
+/// `deploy-stack`'s input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeployStackInput {
+    /// The release.
+    pub release: Release,
+    /// The previous call's output; absent on the first call.
+    #[serde(default)]
+    pub progress: Option<StackProgress>,
+}
+
+/// `update-services`' input: one service of the release (a `Map` iteration).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateServiceInput {
+    /// The release.
+    pub release: Release,
+    /// The service to move.
+    pub service: String,
+}
+
+/// `update-services`' output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ServiceTarget {
+    /// The service.
+    pub service: String,
+    /// The task definition it must end on.
+    pub task_definition: String,
+    /// Whether this call started the deployment (false when an earlier attempt had).
+    #[serde(default)]
+    pub started: bool,
+}
+
+/// `check-stability`'s input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckStabilityInput {
+    /// The release.
+    pub release: Release,
+    /// The services to check and the task definition each must be on.
+    pub targets: Vec<ServiceTarget>,
+    /// Checking a rollback: a circuit breaker rollback is then not a failure, and the
+    /// deadline does not apply.
+    #[serde(default)]
+    pub rollback: bool,
+}
+
+/// `check-stability`'s output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Stability {
+    /// Every service is on its task definition, COMPLETED, running = desired.
+    pub stable: bool,
+    /// Per service.
+    pub services: Vec<ServiceProgress>,
+}
+
+/// One service's rollout, as seen now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ServiceProgress {
+    /// The service.
+    pub service: String,
+    /// Running tasks of the target deployment.
+    pub running: i32,
+    /// Desired tasks.
+    pub desired: i32,
+    /// The target deployment's rollout state (`IN_PROGRESS`, `COMPLETED`, …).
+    pub rollout_state: String,
+    /// ECS's reason for it.
+    pub reason: String,
+}
+
+/// `health-check`'s input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthCheckInput {
+    /// The release.
+    pub release: Release,
+}
+
+/// `health-check`'s output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HealthReport {
+    /// Per service checked.
+    pub services: Vec<ServiceHealth>,
+}
+
+/// One service's health.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ServiceHealth {
+    /// The service.
+    pub service: String,
+    /// Consecutive passing requests.
+    pub passes: u32,
+    /// Slowest passing request, milliseconds.
+    pub max_latency_ms: u64,
+    /// Healthy targets / all targets of its target group (when configured).
+    #[serde(default)]
+    pub targets: Option<(usize, usize)>,
+}
+
+/// `roll-back`'s input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollBackInput {
+    /// The release.
+    pub release: Release,
+    /// How far the stack loop got (absent if it never ran).
+    #[serde(default)]
+    pub stacks: Option<StackProgress>,
+    /// The error that started the rollback (`{"Error", "Cause"}` as Step Functions catches it).
+    #[serde(default)]
+    pub error: Option<Value>,
+}
+
+/// `roll-back`'s output (one look per call, like the other loops).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Rollback {
+    /// Every stack is back (or never changed) and no stack operation is in progress.
+    pub done: bool,
+    /// What happened to each service.
+    pub services: Vec<RollbackAction>,
+    /// What happened to each stack.
+    pub stacks: Vec<RollbackAction>,
+    /// The services to watch until stable, and the task definition each returns to.
+    pub targets: Vec<ServiceTarget>,
+}
+
+/// What roll-back did to one service or stack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RollbackAction {
+    /// The service or stack.
+    pub name: String,
+    /// `restored`, `already-rolled-back-by-ecs`, `on-previous` (never moved, or already restored), `moved-by-someone-else`,
+    /// `cancelled`, `rolling-back`, `unchanged`.
+    pub action: String,
+}
+
+/// `finish`'s input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinishInput {
+    /// The release.
+    pub release: Release,
+    /// `succeeded`, `failed` or `rollback-failed`.
+    pub result: String,
+    /// The error, for a failure.
+    #[serde(default)]
+    pub error: Option<Value>,
+    /// The rollback's report, when there was one.
+    #[serde(default)]
+    pub rollback: Option<Rollback>,
+    /// Per-step timings (state name → seconds), as the state machine measured them.
+    #[serde(default)]
+    pub timings: BTreeMap<String, f64>,
+}
+
+/// The record of one deployment, as the state table keeps it and `slipway history` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeploymentRecord {
+    /// The release id.
+    pub release: String,
+    /// The environment.
+    pub environment: String,
+    /// Who or what started it.
+    pub trigger: Trigger,
+    /// `succeeded`, `failed`, `rollback-failed`.
+    pub result: String,
+    /// The error name and cause, for a failure.
+    pub error: Option<Value>,
+    /// Per service: from which image to which.
+    pub services: Vec<RecordedService>,
+    /// Stacks updated.
+    pub stacks: Vec<String>,
+    /// Started, epoch seconds.
+    pub started_at: i64,
+    /// Finished, epoch seconds.
+    pub finished_at: i64,
+    /// Per-step timings, seconds.
+    pub timings: BTreeMap<String, f64>,
+    /// What the rollback did, if any.
+    pub rollback: Option<Rollback>,
+}
+
+/// One service in a record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RecordedService {
+    /// The service.
+    pub service: String,
+    /// The image before.
+    pub from: String,
+    /// The image deployed.
+    pub to: String,
+}

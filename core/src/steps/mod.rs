@@ -1,0 +1,80 @@
+//! The steps, one per Lambda. Each takes its input document (see [`crate::model`]) and
+//! returns its output document or a [`StepError`](crate::StepError). None of them sleeps
+//! waiting for AWS: a step that waits looks once and returns, and the state machine loops.
+
+mod check_stability;
+mod deploy_stack;
+mod finish;
+mod health_check;
+mod plan;
+mod roll_back;
+mod update_services;
+
+pub use check_stability::check_stability;
+pub use deploy_stack::deploy_stack;
+pub use finish::finish;
+pub use health_check::{health_check, HttpProber, Probe, Prober};
+pub use plan::{plan, validate_input};
+pub use roll_back::roll_back;
+pub use update_services::update_services;
+
+/// Where "now" comes from (a trait so tests can move time).
+pub trait Clock: Send + Sync {
+    /// Seconds since the epoch.
+    fn now(&self) -> i64;
+}
+
+/// The system's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    }
+}
+
+/// Parses a step's input document, naming the field at fault (`Slipway.InvalidInput`).
+pub fn input<T: serde::de::DeserializeOwned>(
+    value: serde_json::Value,
+) -> Result<T, crate::StepError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        crate::StepError::invalid(
+            if path == "." { "$".to_owned() } else { path },
+            e.into_inner().to_string(),
+        )
+    })
+}
+
+/// Describes ECS services, at most 10 a call (DescribeServices' limit), in the given order;
+/// a missing service is `None`.
+pub(crate) async fn describe_services(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    names: &[String],
+) -> Result<Vec<Option<aws_sdk_ecs::types::Service>>, crate::aws::AwsError> {
+    let mut found = Vec::with_capacity(names.len());
+    for chunk in names.chunks(10) {
+        let out = ecs
+            .describe_services()
+            .cluster(cluster)
+            .set_services(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(crate::aws::aws("ecs:DescribeServices"))?;
+        for name in chunk {
+            found.push(
+                out.services()
+                    .iter()
+                    .find(|s| {
+                        s.service_name() == Some(name.as_str()) && s.status() != Some("INACTIVE")
+                    })
+                    .cloned(),
+            );
+        }
+    }
+    Ok(found)
+}

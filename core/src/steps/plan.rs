@@ -1,0 +1,552 @@
+//! `plan`: from the execution input to a release — or to "nothing to do", with the reason.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ecr::types::ImageIdentifier;
+use serde_json::Value;
+
+use crate::aws::{aws, Clients};
+use crate::config::{Config, ServiceConfig};
+use crate::input::{self, DeployRequest, PlanInput, ServiceSelection};
+use crate::model::{PlanEvent, PlanOutput, Release, ServiceRelease, Skipped, StackRelease};
+use crate::state;
+use crate::steps::{describe_services, Clock};
+use crate::StepError;
+
+/// Only validates an execution input (no AWS calls): what `slipway check-input` shows.
+pub fn validate_input(event: Value) -> Result<PlanInput, StepError> {
+    input::parse(event)
+}
+
+/// Splits the state machine's `{"input": …, "execution": …}` from a bare input (a direct
+/// invoke), which gets an execution id of its own.
+fn event_parts(event: Value, clock: &dyn Clock) -> Result<(Value, String), StepError> {
+    let wrapped = event
+        .as_object()
+        .is_some_and(|o| o.len() == 2 && o.contains_key("input") && o.contains_key("execution"));
+    if wrapped {
+        let e: PlanEvent = super::input(event)?;
+        if e.execution.is_empty() {
+            return Err(StepError::invalid("execution", "empty execution id"));
+        }
+        Ok((e.input, e.execution))
+    } else {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        Ok((
+            event,
+            format!("direct-{}-{:08x}", clock.now(), nanos ^ std::process::id()),
+        ))
+    }
+}
+
+/// The release id: the execution's name (its ARN's last part), safe for change set names.
+fn release_id(execution: &str) -> String {
+    let name = execution.rsplit(':').next().unwrap_or(execution);
+    let mut id: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if !id.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        id.insert_str(0, "r-");
+    }
+    id.truncate(100);
+    id
+}
+
+/// `plan`: validates the input, loads the configuration, picks the services, resolves the
+/// image to its digest in ECR, skips what already runs it, takes the locks and snapshots
+/// what runs now. Locks taken are released again if it then fails.
+#[tracing::instrument(skip_all)]
+pub async fn plan(
+    clients: &Clients,
+    clock: &dyn Clock,
+    event: Value,
+) -> Result<PlanOutput, StepError> {
+    let (input, execution) = event_parts(event, clock)?;
+    let request = match input::parse(input)? {
+        PlanInput::NothingToDo { reason } => {
+            tracing::info!(%reason, "nothing to do");
+            return Ok(PlanOutput::NothingToDo {
+                reason,
+                skipped: vec![],
+            });
+        }
+        PlanInput::Deploy { request } => request,
+    };
+    let config = state::load_config(clients).await?;
+    let mut skipped = Vec::new();
+    let chosen = choose_services(&config, &request, &mut skipped)?;
+    if chosen.is_empty() {
+        let reason = match &request.services {
+            ServiceSelection::Repository { name } if skipped.is_empty() => {
+                format!("no configured service uses the ECR repository {name}")
+            }
+            _ => "no service to deploy".to_owned(),
+        };
+        return Ok(PlanOutput::NothingToDo { reason, skipped });
+    }
+
+    // Resolve the image per repository (a digest is checked to exist).
+    let mut images: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for s in &chosen {
+        if !images.contains_key(&s.repository) {
+            let resolved = resolve_image(clients, &s.repository, &request).await?;
+            images.insert(s.repository.clone(), resolved);
+        }
+    }
+
+    let now = clock.now();
+    let id = release_id(&execution);
+    let ttl = i64::from(config.lock.ttl_minutes) * 60;
+    let mut locked: Vec<String> = Vec::new();
+    let mut sorted: Vec<&ServiceConfig> = chosen.clone();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name)); // one order for everyone: no deadlock
+    for s in sorted {
+        let digest = &images[&s.repository].1;
+        match state::acquire_lock(clients, &s.name, &execution, &id, digest, now, ttl).await {
+            Ok(Ok(())) => locked.push(s.name.clone()),
+            Ok(Err(holder)) => {
+                release_all(clients, &locked, &execution).await;
+                if &holder.digest == digest {
+                    return Ok(PlanOutput::NothingToDo {
+                        reason: format!(
+                            "{} is already being deployed to {digest} by {}",
+                            s.name, holder.owner
+                        ),
+                        skipped,
+                    });
+                }
+                return Err(StepError::Locked(format!(
+                    "service {} is being deployed by {} (release {}, {}); the lock expires at {} (epoch seconds)",
+                    s.name, holder.owner, holder.release, holder.digest, holder.expires_at
+                )));
+            }
+            Err(e) => {
+                release_all(clients, &locked, &execution).await;
+                return Err(e);
+            }
+        }
+    }
+
+    let outcome = snapshot(clients, &config, &chosen, &images, &id, &mut skipped).await;
+    let (services, stacks) = match outcome {
+        Ok(v) => v,
+        Err(e) => {
+            release_all(clients, &locked, &execution).await;
+            return Err(e);
+        }
+    };
+    // Locks of services that turned out to need nothing go back at once.
+    let idle: Vec<String> = locked
+        .iter()
+        .filter(|n| !services.iter().any(|s| &s.name == *n))
+        .cloned()
+        .collect();
+    release_all(clients, &idle, &execution).await;
+    if services.is_empty() {
+        return Ok(PlanOutput::NothingToDo {
+            reason: "every service already runs this image".into(),
+            skipped,
+        });
+    }
+
+    let mut group_ids: Vec<u32> = services.iter().map(|s| s.group).collect();
+    group_ids.sort_unstable();
+    group_ids.dedup();
+    let groups = group_ids
+        .iter()
+        .map(|g| {
+            services
+                .iter()
+                .filter(|s| s.group == *g)
+                .map(|s| s.name.clone())
+                .collect()
+        })
+        .collect();
+    let release = Release {
+        id,
+        owner: execution,
+        environment: config.environment.clone(),
+        trigger: request.trigger.clone(),
+        image: request.image.clone(),
+        started_at: now,
+        deadline: now + i64::from(config.deadline_minutes) * 60,
+        bake_seconds: config.bake_seconds,
+        services,
+        groups,
+        stacks,
+        skipped,
+        notifications: config.notifications.clone(),
+    };
+    tracing::info!(release = %release.id, services = release.services.len(), stacks = release.stacks.len(), "planned");
+    Ok(PlanOutput::Deploy { release })
+}
+
+async fn release_all(clients: &Clients, services: &[String], owner: &str) {
+    for s in services {
+        if let Err(e) = state::release_lock(clients, s, owner).await {
+            // The lock expires on its own; say so rather than hide the original error.
+            tracing::error!(service = %s, error = %e, "could not release a lock; it will expire");
+        }
+    }
+}
+
+/// The configured services the request names, minus those an ECR push must not deploy.
+fn choose_services<'a>(
+    config: &'a Config,
+    request: &DeployRequest,
+    skipped: &mut Vec<Skipped>,
+) -> Result<Vec<&'a ServiceConfig>, StepError> {
+    match &request.services {
+        ServiceSelection::All => Ok(config.services.iter().collect()),
+        ServiceSelection::Named { names } => names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                config.service(n).ok_or_else(|| {
+                    let known: Vec<&str> =
+                        config.services.iter().map(|s| s.name.as_str()).collect();
+                    StepError::invalid(
+                        format!("services[{i}]"),
+                        format!(
+                            "no service named {n:?} in the {} configuration (configured: {})",
+                            config.environment,
+                            known.join(", ")
+                        ),
+                    )
+                })
+            })
+            .collect(),
+        ServiceSelection::Repository { name } => {
+            let mut chosen = Vec::new();
+            for s in config.services.iter().filter(|s| &s.repository == name) {
+                let pattern = s
+                    .tag_pattern
+                    .as_deref()
+                    .map(regex_lite::Regex::new)
+                    .transpose();
+                let pattern = pattern.map_err(|e| {
+                    StepError::invalid("config", format!("services.{}.tag_pattern: {e}", s.name))
+                })?;
+                match (&pattern, &request.image.tag) {
+                    (Some(p), Some(tag)) if !p.is_match(tag) => skipped.push(Skipped {
+                        service: s.name.clone(),
+                        reason: format!(
+                            "tag {tag:?} does not match its tag_pattern {:?}",
+                            p.as_str()
+                        ),
+                    }),
+                    (Some(p), None) => skipped.push(Skipped {
+                        service: s.name.clone(),
+                        reason: format!(
+                            "untagged push; its tag_pattern {:?} needs a tag",
+                            p.as_str()
+                        ),
+                    }),
+                    _ => chosen.push(s),
+                }
+            }
+            Ok(chosen)
+        }
+    }
+}
+
+/// The repository's URI and the digest to deploy.
+async fn resolve_image(
+    clients: &Clients,
+    repository: &str,
+    request: &DeployRequest,
+) -> Result<(String, String), StepError> {
+    let not_found = |what: String| {
+        StepError::invalid(
+            if request.image.digest.is_some() {
+                "digest"
+            } else {
+                "tag"
+            },
+            what,
+        )
+    };
+    let repos = clients
+        .ecr
+        .describe_repositories()
+        .repository_names(repository)
+        .send()
+        .await
+        .map_err(aws("ecr:DescribeRepositories"))
+        .map_err(|e| {
+            let code = e.code.clone();
+            e.step(|m| {
+                if code == "RepositoryNotFoundException" {
+                    StepError::invalid(
+                        "config",
+                        format!("ECR repository {repository} does not exist ({m})"),
+                    )
+                } else {
+                    StepError::invalid("config", m)
+                }
+            })
+        })?;
+    let uri = repos
+        .repositories()
+        .first()
+        .and_then(|r| r.repository_uri())
+        .ok_or_else(|| {
+            StepError::invalid(
+                "config",
+                format!("ECR repository {repository} does not exist"),
+            )
+        })?
+        .to_owned();
+    let id = match (&request.image.digest, &request.image.tag) {
+        (Some(d), _) => ImageIdentifier::builder().image_digest(d).build(),
+        (None, Some(t)) => ImageIdentifier::builder().image_tag(t).build(),
+        (None, None) => return Err(StepError::invalid("tag", "missing")),
+    };
+    let out = clients
+        .ecr
+        .describe_images()
+        .repository_name(repository)
+        .image_ids(id)
+        .send()
+        .await
+        .map_err(aws("ecr:DescribeImages"))
+        .map_err(|e| {
+            let code = e.code.clone();
+            e.step(|m| {
+                if code == "ImageNotFoundException" {
+                    let which = request
+                        .image
+                        .digest
+                        .clone()
+                        .or(request.image.tag.clone())
+                        .unwrap_or_default();
+                    not_found(format!("{which} is not in the ECR repository {repository}"))
+                } else {
+                    StepError::invalid("config", m)
+                }
+            })
+        })?;
+    let digest = out
+        .image_details()
+        .first()
+        .and_then(|d| d.image_digest())
+        .ok_or_else(|| not_found(format!("no image in {repository} matches")))?
+        .to_owned();
+    Ok((uri, digest))
+}
+
+type Snapshot = (Vec<ServiceRelease>, Vec<StackRelease>);
+
+/// What runs now: each service's task definition and image (services already on the digest
+/// are skipped), each stack's parameters and template.
+async fn snapshot(
+    clients: &Clients,
+    config: &Config,
+    chosen: &[&ServiceConfig],
+    images: &BTreeMap<String, (String, String)>,
+    release: &str,
+    skipped: &mut Vec<Skipped>,
+) -> Result<Snapshot, StepError> {
+    let names: Vec<String> = chosen.iter().map(|s| s.ecs_service().to_owned()).collect();
+    let described = describe_services(&clients.ecs, &config.cluster, &names)
+        .await
+        .map_err(|e| {
+            let code = e.code.clone();
+            let cluster = config.cluster.clone();
+            e.step(|m| {
+                if code == "ClusterNotFoundException" {
+                    StepError::invalid(
+                        "config",
+                        format!("ECS cluster {cluster} does not exist ({m})"),
+                    )
+                } else {
+                    StepError::invalid("config", m)
+                }
+            })
+        })?;
+    let mut services = Vec::new();
+    for (s, found) in chosen.iter().zip(described) {
+        let service = found.ok_or_else(|| {
+            StepError::invalid(
+                "config",
+                format!(
+                    "service {}: ECS service {} not found in cluster {}",
+                    s.name,
+                    s.ecs_service(),
+                    config.cluster
+                ),
+            )
+        })?;
+        let td_arn = service.task_definition().unwrap_or_default().to_owned();
+        let td = clients
+            .ecs
+            .describe_task_definition()
+            .task_definition(&td_arn)
+            .send()
+            .await
+            .map_err(aws("ecs:DescribeTaskDefinition"))
+            .map_err(|e| {
+                e.step(|m| StepError::invalid("config", format!("service {}: {m}", s.name)))
+            })?;
+        let containers = td
+            .task_definition()
+            .map(|t| t.container_definitions())
+            .unwrap_or_default();
+        let container = pick_container(s, &td_arn, containers)?;
+        let current = container.image().unwrap_or_default().to_owned();
+        let (uri, digest) = &images[&s.repository];
+        if current.ends_with(&format!("@{digest}")) {
+            skipped.push(Skipped {
+                service: s.name.clone(),
+                reason: format!("already runs {digest}"),
+            });
+            continue;
+        }
+        services.push(ServiceRelease {
+            name: s.name.clone(),
+            cluster: config.cluster.clone(),
+            ecs_service: s.ecs_service().to_owned(),
+            container: container.name().unwrap_or_default().to_owned(),
+            repository: s.repository.clone(),
+            image: format!("{uri}@{digest}"),
+            digest: digest.clone(),
+            previous_task_definition: td_arn,
+            previous_image: current,
+            group: s.group,
+            health: s.health.clone(),
+            target_group_arn: s.target_group_arn.clone(),
+        });
+    }
+
+    let mut stacks = Vec::new();
+    if !services.is_empty() {
+        for st in &config.stacks {
+            let out = clients
+                .cloudformation
+                .describe_stacks()
+                .stack_name(&st.name)
+                .send()
+                .await
+                .map_err(aws("cloudformation:DescribeStacks"))
+                .map_err(|e| {
+                    e.step(|m| StepError::invalid("config", format!("stack {}: {m}", st.name)))
+                })?;
+            let stack = out.stacks().first().ok_or_else(|| {
+                StepError::invalid("config", format!("stack {} does not exist", st.name))
+            })?;
+            let status = stack
+                .stack_status()
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default();
+            if status.ends_with("_IN_PROGRESS") {
+                return Err(StepError::Locked(format!(
+                    "stack {} is {status}: another operation is running on it",
+                    st.name
+                )));
+            }
+            let before: BTreeMap<String, String> = stack
+                .parameters()
+                .iter()
+                .filter_map(|p| {
+                    Some((
+                        p.parameter_key()?.to_owned(),
+                        p.parameter_value().unwrap_or_default().to_owned(),
+                    ))
+                })
+                .collect();
+            let mut next = before.clone();
+            for (key, value) in &st.parameters {
+                let v = match value.strip_prefix("image:") {
+                    Some(svc) => match services.iter().find(|s| s.name == svc) {
+                        Some(s) => s.image.clone(),
+                        None => continue, // not moving: keep its value
+                    },
+                    None => value.clone(),
+                };
+                if !before.contains_key(key) {
+                    return Err(StepError::invalid(
+                        "config",
+                        format!(
+                            "stacks.{}.parameters.{key}: the stack has no such parameter",
+                            st.name
+                        ),
+                    ));
+                }
+                next.insert(key.clone(), v);
+            }
+            let template = clients
+                .cloudformation
+                .get_template()
+                .stack_name(&st.name)
+                .send()
+                .await
+                .map_err(aws("cloudformation:GetTemplate"))
+                .map_err(|e| {
+                    e.step(|m| StepError::invalid("config", format!("stack {}: {m}", st.name)))
+                })?;
+            state::put_snapshot(
+                clients,
+                release,
+                &st.name,
+                template.template_body().unwrap_or_default(),
+            )
+            .await?;
+            stacks.push(StackRelease {
+                name: st.name.clone(),
+                parameters_before: before,
+                parameters: next,
+            });
+        }
+    }
+    Ok((services, stacks))
+}
+
+/// The container whose image a release replaces.
+fn pick_container<'a>(
+    s: &ServiceConfig,
+    td: &str,
+    containers: &'a [aws_sdk_ecs::types::ContainerDefinition],
+) -> Result<&'a aws_sdk_ecs::types::ContainerDefinition, StepError> {
+    let names: Vec<&str> = containers.iter().filter_map(|c| c.name()).collect();
+    match &s.container {
+        Some(name) => containers.iter().find(|c| c.name() == Some(name.as_str())).ok_or_else(|| {
+            StepError::invalid(
+                "config",
+                format!("services.{}.container: task definition {td} has no container {name:?} (it has: {})", s.name, names.join(", ")),
+            )
+        }),
+        None if containers.len() == 1 => Ok(&containers[0]),
+        None => Err(StepError::invalid(
+            "config",
+            format!(
+                "services.{}.container: task definition {td} has {} containers ({}); name the one to deploy with `container`",
+                s.name,
+                containers.len(),
+                names.join(", ")
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_ids_come_from_execution_names() {
+        assert_eq!(
+            release_id("arn:aws:states:us-east-1:1:execution:slipway:api-3f2a1bc"),
+            "api-3f2a1bc"
+        );
+        assert_eq!(release_id("9f1c_x"), "r-9f1c-x");
+    }
+}

@@ -1,0 +1,200 @@
+//! `roll-back`: puts back what this release moved — services first (they moved last), then
+//! stacks, in reverse order. One look per call; idempotent.
+
+use aws_sdk_cloudformation::types::{Parameter, StackStatus};
+
+use crate::aws::{aws, Clients};
+use crate::model::{RollBackInput, Rollback, RollbackAction, ServiceTarget};
+use crate::state;
+use crate::steps::describe_services;
+use crate::StepError;
+
+/// Services this release moved go back to their snapshot task definition (one the circuit
+/// breaker already rolled back is left alone; one someone else moved since is left alone and
+/// reported); stacks it changed go back to their snapshot template and parameters (an update
+/// still running is cancelled). `done` once no stack operation is still running.
+#[tracing::instrument(skip_all, fields(release = %input.release.id))]
+pub async fn roll_back(clients: &Clients, input: RollBackInput) -> Result<Rollback, StepError> {
+    let release = &input.release;
+    let failed = |m: String| StepError::RollbackFailed(m);
+    let mut report = Rollback {
+        done: true,
+        services: vec![],
+        stacks: vec![],
+        targets: vec![],
+    };
+
+    let ordered: Vec<&crate::model::ServiceRelease> = release
+        .groups
+        .iter()
+        .rev()
+        .flatten()
+        .filter_map(|n| release.service(n))
+        .collect();
+    for svc in ordered {
+        let found = describe_services(
+            &clients.ecs,
+            &svc.cluster,
+            std::slice::from_ref(&svc.ecs_service),
+        )
+        .await
+        .map_err(|e| e.step(|m| failed(format!("service {}: {m}", svc.name))))?;
+        let service = found.into_iter().next().flatten().ok_or_else(|| {
+            failed(format!(
+                "service {}: ECS service {} no longer exists",
+                svc.name, svc.ecs_service
+            ))
+        })?;
+        let current = service.task_definition().unwrap_or_default().to_owned();
+        let action = if current == svc.previous_task_definition {
+            let by_ecs = service.deployments().iter().any(|d| {
+                d.rollout_state_reason()
+                    .is_some_and(|r| r.contains("circuit breaker"))
+            });
+            if by_ecs {
+                "already-rolled-back-by-ecs"
+            } else {
+                "on-previous"
+            }
+        } else {
+            let td = clients
+                .ecs
+                .describe_task_definition()
+                .task_definition(&current)
+                .send()
+                .await
+                .map_err(aws("ecs:DescribeTaskDefinition"))
+                .map_err(|e| e.step(|m| failed(format!("service {}: {m}", svc.name))))?;
+            let ours = td.task_definition().is_some_and(|t| {
+                t.container_definitions().iter().any(|c| {
+                    c.name() == Some(svc.container.as_str())
+                        && c.image() == Some(svc.image.as_str())
+                })
+            });
+            if ours {
+                clients
+                    .ecs
+                    .update_service()
+                    .cluster(&svc.cluster)
+                    .service(&svc.ecs_service)
+                    .task_definition(&svc.previous_task_definition)
+                    .send()
+                    .await
+                    .map_err(aws("ecs:UpdateService"))
+                    .map_err(|e| e.step(|m| failed(format!("service {}: {m}", svc.name))))?;
+                tracing::info!(service = %svc.name, task_definition = %svc.previous_task_definition, "restored");
+                "restored"
+            } else {
+                "moved-by-someone-else"
+            }
+        };
+        if action != "moved-by-someone-else" {
+            report.targets.push(ServiceTarget {
+                service: svc.name.clone(),
+                task_definition: svc.previous_task_definition.clone(),
+                started: action == "restored",
+            });
+        }
+        report.services.push(RollbackAction {
+            name: svc.name.clone(),
+            action: action.to_owned(),
+        });
+    }
+
+    let changed: Vec<String> = input
+        .stacks
+        .as_ref()
+        .map(|p| p.changed.clone())
+        .unwrap_or_default();
+    for stack in release
+        .stacks
+        .iter()
+        .rev()
+        .filter(|s| changed.contains(&s.name))
+    {
+        let out = clients
+            .cloudformation
+            .describe_stacks()
+            .stack_name(&stack.name)
+            .send()
+            .await
+            .map_err(aws("cloudformation:DescribeStacks"))
+            .map_err(|e| e.step(|m| failed(format!("stack {}: {m}", stack.name))))?;
+        let Some(now) = out.stacks().first() else {
+            return Err(failed(format!("stack {} no longer exists", stack.name)));
+        };
+        let status = now.stack_status().cloned();
+        let params: std::collections::BTreeMap<String, String> = now
+            .parameters()
+            .iter()
+            .filter_map(|p| {
+                Some((
+                    p.parameter_key()?.to_owned(),
+                    p.parameter_value().unwrap_or_default().to_owned(),
+                ))
+            })
+            .collect();
+        let action = match status {
+            Some(StackStatus::UpdateInProgress) if params == stack.parameters => {
+                clients
+                    .cloudformation
+                    .cancel_update_stack()
+                    .stack_name(&stack.name)
+                    .send()
+                    .await
+                    .map_err(aws("cloudformation:CancelUpdateStack"))
+                    .map_err(|e| e.step(|m| failed(format!("stack {}: {m}", stack.name))))?;
+                report.done = false;
+                "cancelled"
+            }
+            Some(s) if s.as_str().ends_with("_IN_PROGRESS") => {
+                report.done = false;
+                "rolling-back"
+            }
+            Some(s) if s.as_str().ends_with("_FAILED") => {
+                return Err(failed(format!(
+                    "stack {} is {}: it needs a person",
+                    stack.name,
+                    s.as_str()
+                )));
+            }
+            _ if params == stack.parameters_before => "unchanged",
+            _ => {
+                let template = state::get_snapshot(clients, &release.id, &stack.name).await?;
+                let mut update = clients
+                    .cloudformation
+                    .update_stack()
+                    .stack_name(&stack.name);
+                update = match template {
+                    Some(t) => update.template_body(t),
+                    None => update.use_previous_template(true),
+                };
+                for (k, v) in &stack.parameters_before {
+                    update = update.parameters(
+                        Parameter::builder()
+                            .parameter_key(k)
+                            .parameter_value(v)
+                            .build(),
+                    );
+                }
+                match update
+                    .send()
+                    .await
+                    .map_err(aws("cloudformation:UpdateStack"))
+                {
+                    Ok(_) => {
+                        report.done = false;
+                        "restored"
+                    }
+                    Err(e) if e.message.contains("No updates are to be performed") => "unchanged",
+                    Err(e) => return Err(e.step(|m| failed(format!("stack {}: {m}", stack.name)))),
+                }
+            }
+        };
+        report.stacks.push(RollbackAction {
+            name: stack.name.clone(),
+            action: action.to_owned(),
+        });
+    }
+    Ok(report)
+}

@@ -1,0 +1,172 @@
+//! `update-services`: points one service at a new task definition revision that pins the
+//! release's image by digest, copied from the running one with every other field kept.
+
+use aws_sdk_ecs::types::{ContainerDefinition, TaskDefinition};
+
+use crate::aws::{aws, Clients};
+use crate::model::{ServiceTarget, UpdateServiceInput};
+use crate::steps::describe_services;
+use crate::StepError;
+
+/// Moves one service of the release. Idempotent: when the service already runs a revision
+/// with the release's image, or an earlier attempt registered one, nothing new is made — the
+/// same input twice gives one revision and one deployment.
+#[tracing::instrument(skip_all, fields(release = %input.release.id, service = %input.service))]
+pub async fn update_services(
+    clients: &Clients,
+    input: UpdateServiceInput,
+) -> Result<ServiceTarget, StepError> {
+    let svc = input.release.service(&input.service).ok_or_else(|| {
+        StepError::invalid(
+            "service",
+            format!(
+                "{:?} is not part of release {}",
+                input.service, input.release.id
+            ),
+        )
+    })?;
+    let failed = |m: String| StepError::DeploymentFailed(format!("service {}: {m}", svc.name));
+    let ecs = &clients.ecs;
+    let found = describe_services(ecs, &svc.cluster, std::slice::from_ref(&svc.ecs_service))
+        .await
+        .map_err(|e| e.step(failed))?;
+    let service = found.into_iter().next().flatten().ok_or_else(|| {
+        failed(format!(
+            "ECS service {} not found in cluster {}",
+            svc.ecs_service, svc.cluster
+        ))
+    })?;
+    let current_arn = service.task_definition().unwrap_or_default().to_owned();
+    let current = describe_td(clients, &current_arn).await.map_err(failed)?;
+    if image_of(&current, &svc.container) == Some(svc.image.as_str()) {
+        tracing::info!(task_definition = %current_arn, "already on the release's image");
+        return Ok(ServiceTarget {
+            service: svc.name.clone(),
+            task_definition: current_arn,
+            started: false,
+        });
+    }
+    let wanted = with_image(current.container_definitions(), &svc.container, &svc.image);
+
+    // The family's latest revision may be one an earlier attempt registered.
+    let family = current.family().unwrap_or_default();
+    let latest = describe_td(clients, family).await.map_err(failed)?;
+    let target = if latest.task_definition_arn() != Some(current_arn.as_str())
+        && latest.container_definitions() == wanted.as_slice()
+        && same_settings(&latest, &current)
+    {
+        latest.task_definition_arn().unwrap_or_default().to_owned()
+    } else {
+        register_copy(clients, &current, wanted)
+            .await
+            .map_err(failed)?
+    };
+
+    ecs.update_service()
+        .cluster(&svc.cluster)
+        .service(&svc.ecs_service)
+        .task_definition(&target)
+        .send()
+        .await
+        .map_err(aws("ecs:UpdateService"))
+        .map_err(|e| e.step(failed))?;
+    tracing::info!(task_definition = %target, image = %svc.image, "deployment started");
+    Ok(ServiceTarget {
+        service: svc.name.clone(),
+        task_definition: target,
+        started: true,
+    })
+}
+
+async fn describe_td(clients: &Clients, reference: &str) -> Result<TaskDefinition, String> {
+    let out = clients
+        .ecs
+        .describe_task_definition()
+        .task_definition(reference)
+        .send()
+        .await
+        .map_err(aws("ecs:DescribeTaskDefinition"))
+        .map_err(|e| e.to_string())?;
+    out.task_definition()
+        .cloned()
+        .ok_or_else(|| format!("task definition {reference} not found"))
+}
+
+fn image_of<'a>(td: &'a TaskDefinition, container: &str) -> Option<&'a str> {
+    td.container_definitions()
+        .iter()
+        .find(|c| c.name() == Some(container))
+        .and_then(|c| c.image())
+}
+
+fn with_image(
+    containers: &[ContainerDefinition],
+    container: &str,
+    image: &str,
+) -> Vec<ContainerDefinition> {
+    containers
+        .iter()
+        .map(|c| {
+            if c.name() == Some(container) {
+                let mut c = c.clone();
+                c.image = Some(image.to_owned());
+                c
+            } else {
+                c.clone()
+            }
+        })
+        .collect()
+}
+
+/// Everything but the containers, as RegisterTaskDefinition takes it.
+fn same_settings(a: &TaskDefinition, b: &TaskDefinition) -> bool {
+    a.task_role_arn() == b.task_role_arn()
+        && a.execution_role_arn() == b.execution_role_arn()
+        && a.network_mode() == b.network_mode()
+        && a.cpu() == b.cpu()
+        && a.memory() == b.memory()
+        && a.volumes() == b.volumes()
+        && a.requires_compatibilities() == b.requires_compatibilities()
+        && a.runtime_platform() == b.runtime_platform()
+        && a.ephemeral_storage() == b.ephemeral_storage()
+}
+
+/// Registers a copy of `current` with `containers`: every field RegisterTaskDefinition
+/// accepts is carried over.
+async fn register_copy(
+    clients: &Clients,
+    current: &TaskDefinition,
+    containers: Vec<ContainerDefinition>,
+) -> Result<String, String> {
+    let out = clients
+        .ecs
+        .register_task_definition()
+        .family(current.family().unwrap_or_default())
+        .set_container_definitions(Some(containers))
+        .set_task_role_arn(current.task_role_arn().map(str::to_owned))
+        .set_execution_role_arn(current.execution_role_arn().map(str::to_owned))
+        .set_network_mode(current.network_mode().cloned())
+        .set_volumes(Some(current.volumes().to_vec()).filter(|v| !v.is_empty()))
+        .set_placement_constraints(
+            Some(current.placement_constraints().to_vec()).filter(|v| !v.is_empty()),
+        )
+        .set_requires_compatibilities(
+            Some(current.requires_compatibilities().to_vec()).filter(|v| !v.is_empty()),
+        )
+        .set_cpu(current.cpu().map(str::to_owned))
+        .set_memory(current.memory().map(str::to_owned))
+        .set_pid_mode(current.pid_mode().cloned())
+        .set_ipc_mode(current.ipc_mode().cloned())
+        .set_proxy_configuration(current.proxy_configuration().cloned())
+        .set_ephemeral_storage(current.ephemeral_storage().cloned())
+        .set_runtime_platform(current.runtime_platform().cloned())
+        .set_enable_fault_injection(current.enable_fault_injection())
+        .send()
+        .await
+        .map_err(aws("ecs:RegisterTaskDefinition"))
+        .map_err(|e| e.to_string())?;
+    out.task_definition()
+        .and_then(|t| t.task_definition_arn())
+        .map(str::to_owned)
+        .ok_or_else(|| "RegisterTaskDefinition returned no ARN".to_owned())
+}

@@ -1,0 +1,17 @@
+//! The `update-services` Lambda: points one service at a revision pinned by digest. All logic is in `slipway_core::steps`.
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::Value;
+use slipway_core::aws::Clients;
+use slipway_core::steps;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let clients = &Clients::from_env().await;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
+        let input = steps::input(event.payload)?;
+        steps::update_services(clients, input).await
+    }))
+    .await
+}

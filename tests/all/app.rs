@@ -1,0 +1,355 @@
+//! A small copy of the reference app, made fresh for each test: ECR repositories with
+//! images in moto, an ECS cluster with services behind target groups and a stack in
+//! slipway-sim, a state table with its configuration in moto.
+
+use std::time::Duration;
+
+use aws_sdk_ecs::types::{
+    ContainerDefinition, DeploymentCircuitBreaker, DeploymentConfiguration, HealthCheck,
+    KeyValuePair, LoadBalancer, LogConfiguration, LogDriver, NetworkMode, Secret,
+};
+use serde_json::{json, Value};
+use slipway_core::aws::Clients;
+use slipway_core::state;
+use slipway_tests::{eventually, unique, Testbed};
+
+/// One service of the app.
+#[derive(Debug, Clone)]
+pub struct AppService {
+    /// The configured name (`api`, …).
+    pub name: String,
+    /// Its ECR repository.
+    pub repository: String,
+    /// Its repository URI.
+    pub uri: String,
+    /// Its ECS service name (also the Host label its app answers to in the simulator).
+    pub ecs_service: String,
+    /// The task definition it runs at the start.
+    pub task_definition: String,
+    /// The digest it runs at the start.
+    pub digest: String,
+    /// Its target group.
+    pub target_group: String,
+}
+
+/// The app.
+pub struct App {
+    pub bed: Testbed,
+    pub clients: Clients,
+    pub cluster: String,
+    pub stack: String,
+    pub services: Vec<AppService>,
+    pub config: String,
+}
+
+pub const STACK_TEMPLATE: &str = r#"{
+  "Parameters": {"Environment": {"Type": "String"}, "Release": {"Type": "String", "Default": "none"}},
+  "Resources": {"Settings": {"Type": "AWS::SSM::Parameter", "Properties": {"Type": "String", "Value": {"Fn::Sub": "${Environment}/${Release}"}}}}
+}"#;
+
+impl App {
+    /// An app with these services (each in group 1 unless `groups` says otherwise), running
+    /// tag `1111111`, its configuration stored in a fresh state table (or `table`).
+    pub async fn create(names: &[&str], table: Option<&str>) -> Self {
+        Self::create_with(names, table, |_| String::new()).await
+    }
+
+    /// Like [`App::create`]; `extra(service)` adds lines to each `[[services]]` table.
+    pub async fn create_with(
+        names: &[&str],
+        table: Option<&str>,
+        extra: impl Fn(&str) -> String,
+    ) -> Self {
+        let bed = Testbed::get();
+        let prefix = unique("app");
+        let table = table.map_or_else(|| unique("state"), str::to_owned);
+        let clients = bed.clients(&table).await;
+        state::create_table(&clients).await.unwrap();
+        let cluster = prefix.clone();
+        clients
+            .ecs
+            .create_cluster()
+            .cluster_name(&cluster)
+            .send()
+            .await
+            .unwrap();
+
+        let mut app = App {
+            bed,
+            clients,
+            cluster,
+            stack: format!("{prefix}-settings"),
+            services: vec![],
+            config: String::new(),
+        };
+        for name in names {
+            let repository = format!("{prefix}/{name}");
+            let repo = app
+                .clients
+                .ecr
+                .create_repository()
+                .repository_name(&repository)
+                .send()
+                .await
+                .unwrap();
+            let uri = repo
+                .repository()
+                .unwrap()
+                .repository_uri()
+                .unwrap()
+                .to_owned();
+            let ecs_service = format!("{prefix}-{name}");
+            let tg = app
+                .clients
+                .elbv2
+                .create_target_group()
+                .name(unique(&format!(
+                    "tg{}",
+                    name.chars().take(4).collect::<String>()
+                )))
+                .port(8080)
+                .vpc_id("vpc-12345678")
+                .send()
+                .await
+                .unwrap();
+            let target_group = tg.target_groups()[0].target_group_arn().unwrap().to_owned();
+            let mut svc = AppService {
+                name: name.to_string(),
+                repository,
+                uri,
+                ecs_service,
+                task_definition: String::new(),
+                digest: String::new(),
+                target_group,
+            };
+            svc.digest = app.push(&svc, "1111111").await;
+            let td = app
+                .register(&svc, &format!("{}@{}", svc.uri, svc.digest))
+                .await;
+            app.clients
+                .ecs
+                .create_service()
+                .cluster(&app.cluster)
+                .service_name(&svc.ecs_service)
+                .task_definition(&td)
+                .desired_count(2)
+                .load_balancers(
+                    LoadBalancer::builder()
+                        .target_group_arn(&svc.target_group)
+                        .container_name(*name)
+                        .container_port(8080)
+                        .build(),
+                )
+                .deployment_configuration(
+                    DeploymentConfiguration::builder()
+                        .deployment_circuit_breaker(
+                            DeploymentCircuitBreaker::builder()
+                                .enable(true)
+                                .rollback(true)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+            svc.task_definition = td;
+            app.services.push(svc);
+        }
+        app.clients
+            .cloudformation
+            .create_stack()
+            .stack_name(&app.stack)
+            .template_body(STACK_TEMPLATE)
+            .parameters(
+                aws_sdk_cloudformation::types::Parameter::builder()
+                    .parameter_key("Environment")
+                    .parameter_value("test")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        for s in app.services.clone() {
+            app.wait_on(&s, &s.task_definition).await;
+        }
+        let mut config = format!(
+            "environment = \"test\"\ncluster = \"{}\"\ndeadline_minutes = 20\nbake_seconds = 1\n\n[[stacks]]\nname = \"{}\"\nparameters = {{ Environment = \"test\" }}\n",
+            app.cluster, app.stack
+        );
+        for s in &app.services {
+            config.push_str(&format!(
+                "\n[[services]]\nname = \"{}\"\nrepository = \"{}\"\necs_service = \"{}\"\ncontainer = \"{}\"\ntag_pattern = \"^[0-9a-f]{{7,40}}$\"\ntarget_group_arn = \"{}\"\n{}[services.health]\nurl = \"{}/health\"\nhost = \"{}.staging.test\"\nbody_contains = \"ok\"\npasses = 2\ninterval_ms = 10\n",
+                s.name, s.repository, s.ecs_service, s.name, s.target_group, extra(&s.name), app.bed.sim(), s.ecs_service
+            ));
+        }
+        state::store_config(&app.clients, &config).await.unwrap();
+        app.config = config;
+        eventually(
+            "the stack to be created",
+            Duration::from_secs(30),
+            || async {
+                let out = app
+                    .clients
+                    .cloudformation
+                    .describe_stacks()
+                    .stack_name(&app.stack)
+                    .send()
+                    .await
+                    .unwrap();
+                (out.stacks()[0].stack_status().unwrap().as_str() == "CREATE_COMPLETE")
+                    .then_some(())
+            },
+        )
+        .await;
+        app
+    }
+
+    pub fn service(&self, name: &str) -> &AppService {
+        self.services.iter().find(|s| s.name == name).unwrap()
+    }
+
+    /// Pushes an image (distinct layers, so a distinct digest) tagged `tag`; returns its digest.
+    pub async fn push(&self, s: &AppService, tag: &str) -> String {
+        let layer = format!("sha256:{:0>64}", format!("{:x}", unique_number()));
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1000, "digest": layer},
+            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 1000, "digest": layer}]
+        });
+        let out = self
+            .clients
+            .ecr
+            .put_image()
+            .repository_name(&s.repository)
+            .image_manifest(manifest.to_string())
+            .image_tag(tag)
+            .send()
+            .await
+            .unwrap();
+        out.image()
+            .unwrap()
+            .image_id()
+            .unwrap()
+            .image_digest()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Registers the service's task definition family with `image`, and the fields a copy
+    /// must keep.
+    pub async fn register(&self, s: &AppService, image: &str) -> String {
+        let out = self
+            .clients
+            .ecs
+            .register_task_definition()
+            .family(&s.ecs_service)
+            .cpu("512")
+            .memory("1024")
+            .network_mode(NetworkMode::Awsvpc)
+            .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Fargate)
+            .task_role_arn("arn:aws:iam::123456789012:role/app-task")
+            .execution_role_arn("arn:aws:iam::123456789012:role/app-execution")
+            .container_definitions(
+                ContainerDefinition::builder()
+                    .name(&s.name)
+                    .image(image)
+                    .essential(true)
+                    .environment(
+                        KeyValuePair::builder()
+                            .name("NODE_ENV")
+                            .value("staging")
+                            .build(),
+                    )
+                    .secrets(
+                        Secret::builder()
+                            .name("DATABASE_URL")
+                            .value_from("arn:aws:secretsmanager:us-east-1:123456789012:secret:db")
+                            .build()
+                            .unwrap(),
+                    )
+                    .log_configuration(
+                        LogConfiguration::builder()
+                            .log_driver(LogDriver::Awslogs)
+                            .options("awslogs-group", format!("/ecs/{}", s.name))
+                            .build()
+                            .unwrap(),
+                    )
+                    .health_check(
+                        HealthCheck::builder()
+                            .command("CMD-SHELL")
+                            .command("curl -f localhost:8080/health")
+                            .interval(10)
+                            .build()
+                            .unwrap(),
+                    )
+                    .build(),
+            )
+            .container_definitions(
+                ContainerDefinition::builder()
+                    .name("log-router")
+                    .image("public.ecr.aws/aws-observability/aws-for-fluent-bit:stable")
+                    .essential(false)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        out.task_definition()
+            .unwrap()
+            .task_definition_arn()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Waits until the service runs `td`, rolled out.
+    pub async fn wait_on(&self, s: &AppService, td: &str) {
+        crate::sim_ecs::wait_completed(&self.clients.ecs, &self.cluster, &s.ecs_service, td).await;
+    }
+
+    /// The ECR push event EventBridge would deliver for `tag` → `digest` of `s`.
+    pub fn event(&self, s: &AppService, tag: &str, digest: &str) -> Value {
+        json!({
+            "version": "0", "id": unique("event"), "detail-type": "ECR Image Action", "source": "aws.ecr",
+            "account": "123456789012", "time": "2026-11-25T21:00:00Z", "region": "us-east-1", "resources": [],
+            "detail": {"result": "SUCCESS", "repository-name": s.repository, "image-digest": digest, "action-type": "PUSH", "image-tag": tag}
+        })
+    }
+
+    /// The task definition a service runs now.
+    pub async fn running(&self, s: &AppService) -> String {
+        crate::sim_ecs::describe(&self.clients.ecs, &self.cluster, &s.ecs_service)
+            .await
+            .task_definition()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Lock items left in the state table.
+    pub async fn locks(&self) -> Vec<String> {
+        let out = self
+            .clients
+            .dynamodb
+            .scan()
+            .table_name(&self.clients.table)
+            .send()
+            .await
+            .unwrap();
+        out.items()
+            .iter()
+            .filter_map(|i| i.get("pk").and_then(|v| v.as_s().ok()).cloned())
+            .filter(|pk| pk.starts_with("LOCK#"))
+            .collect()
+    }
+}
+
+fn unique_number() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    t ^ (N.fetch_add(1, Ordering::Relaxed) << 48) ^ u64::from(std::process::id())
+}

@@ -1,0 +1,661 @@
+//! Every step against moto + slipway-sim over HTTP, called as the core functions the Lambdas
+//! wrap.
+
+use std::time::Duration;
+
+use serde_json::json;
+use slipway_core::model::{
+    CheckStabilityInput, DeployStackInput, FinishInput, HealthCheckInput, PlanOutput, Release,
+    RollBackInput, ServiceTarget, StackProgress, UpdateServiceInput,
+};
+use slipway_core::steps::{self, HttpProber, SystemClock};
+use slipway_core::{state, StepError};
+
+use crate::app::App;
+
+fn release(out: PlanOutput) -> Release {
+    match out {
+        PlanOutput::Deploy { release } => release,
+        other => panic!("expected a release, got {other:?}"),
+    }
+}
+
+async fn plan(
+    app: &App,
+    input: serde_json::Value,
+    execution: &str,
+) -> Result<PlanOutput, StepError> {
+    steps::plan(
+        &app.clients,
+        &SystemClock,
+        json!({"input": input, "execution": execution}),
+    )
+    .await
+}
+
+/// Loops deploy-stack until done, as the state machine does.
+async fn deploy_stacks(app: &App, release: &Release) -> Result<StackProgress, StepError> {
+    let mut progress = None;
+    for _ in 0..400 {
+        let p = steps::deploy_stack(
+            &app.clients,
+            DeployStackInput {
+                release: release.clone(),
+                progress,
+            },
+        )
+        .await?;
+        if p.done {
+            return Ok(p);
+        }
+        progress = Some(p);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the stack loop never finished");
+}
+
+/// Loops check-stability until stable.
+async fn until_stable(
+    app: &App,
+    release: &Release,
+    targets: Vec<ServiceTarget>,
+    rollback: bool,
+) -> Result<(), StepError> {
+    for _ in 0..600 {
+        let s = steps::check_stability(
+            &app.clients,
+            &SystemClock,
+            CheckStabilityInput {
+                release: release.clone(),
+                targets: targets.clone(),
+                rollback,
+            },
+        )
+        .await?;
+        if s.stable {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never stable");
+}
+
+/// plan: an ECR push of a matching tag makes a release of that one service, pinned by
+/// digest, with its lock taken and the snapshot of what runs now.
+#[tokio::test]
+async fn plan_makes_a_release_from_an_ecr_push() {
+    let app = App::create(&["api", "web"], None).await;
+    let api = app.service("api");
+    let digest = app.push(api, "2222222").await;
+    let r = release(
+        plan(&app, app.event(api, "2222222", &digest), "exec-1")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(r.services.len(), 1, "only api moves: {r:?}");
+    let s = &r.services[0];
+    assert_eq!(s.name, "api");
+    assert_eq!(s.image, format!("{}@{digest}", api.uri));
+    assert_eq!(s.previous_task_definition, api.task_definition);
+    assert_eq!(s.previous_image, format!("{}@{}", api.uri, api.digest));
+    assert_eq!(s.container, "api");
+    assert_eq!(r.groups, vec![vec!["api".to_owned()]]);
+    assert_eq!(r.stacks.len(), 1);
+    assert_eq!(r.stacks[0].parameters_before["Environment"], "test");
+    assert!(r.deadline > r.started_at);
+    assert_eq!(app.locks().await, ["LOCK#api"]);
+    let snapshot = state::get_snapshot(&app.clients, &r.id, &app.stack)
+        .await
+        .unwrap();
+    assert_eq!(snapshot.as_deref(), Some(crate::app::STACK_TEMPLATE));
+
+    // The same execution again (Lambda retries) gets the same lock; another is Locked out.
+    release(
+        plan(&app, app.event(api, "2222222", &digest), "exec-1")
+            .await
+            .unwrap(),
+    );
+    let other = app.push(api, "3333333").await;
+    let e = plan(&app, app.event(api, "3333333", &other), "exec-2")
+        .await
+        .unwrap_err();
+    assert_eq!(e.name(), "Slipway.Locked");
+    assert!(e.to_string().contains("exec-1"), "{e}");
+    // A second event for the digest being deployed (the `latest` tag, say) is nothing to do.
+    let manual = json!({"services": ["api"], "digest": digest});
+    match plan(&app, manual, "exec-3").await.unwrap() {
+        PlanOutput::NothingToDo { reason, .. } => {
+            assert!(reason.contains("already being deployed"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        app.locks().await,
+        ["LOCK#api"],
+        "no lock taken by the refused executions"
+    );
+}
+
+/// plan: what it ignores, each with its reason.
+#[tokio::test]
+async fn plan_ignores_what_it_must_not_deploy() {
+    let app = App::create(&["api"], None).await;
+    let api = app.service("api");
+    let nothing = |out: PlanOutput| match out {
+        PlanOutput::NothingToDo { reason, skipped } => (reason, skipped),
+        other => panic!("{other:?}"),
+    };
+    // A tag that does not match the service's pattern (`latest`).
+    let latest = app.push(api, "latest").await;
+    let (_, skipped) = nothing(
+        plan(&app, app.event(api, "latest", &latest), "e1")
+            .await
+            .unwrap(),
+    );
+    assert!(
+        skipped[0].reason.contains("does not match its tag_pattern"),
+        "{skipped:?}"
+    );
+    // The digest it already runs.
+    let (reason, skipped) = nothing(
+        plan(&app, app.event(api, "1111111", &api.digest), "e2")
+            .await
+            .unwrap(),
+    );
+    assert!(reason.contains("already runs"), "{reason}");
+    assert!(skipped[0].reason.contains("already runs"));
+    // A repository no service uses.
+    let mut other = app.event(api, "1111111", &api.digest);
+    other["detail"]["repository-name"] = json!("elsewhere/thing");
+    let (reason, _) = nothing(plan(&app, other, "e3").await.unwrap());
+    assert!(
+        reason.contains("no configured service uses the ECR repository elsewhere/thing"),
+        "{reason}"
+    );
+    // A failed push.
+    let mut failed = app.event(api, "1111111", &api.digest);
+    failed["detail"]["result"] = json!("FAILURE");
+    let (reason, _) = nothing(plan(&app, failed, "e4").await.unwrap());
+    assert!(reason.contains("did not succeed"), "{reason}");
+    assert!(app.locks().await.is_empty(), "nothing to do holds no lock");
+}
+
+/// deploy-stack: an unchanged stack is an empty change set (a no-op); a changed parameter is
+/// executed to UPDATE_COMPLETE; a failing update is Slipway.StackFailed naming the resource.
+#[tokio::test]
+async fn deploy_stack_updates_through_change_sets() {
+    let app = App::create(&["api"], None).await;
+    let api = app.service("api");
+    let digest = app.push(api, "2222222").await;
+    let mut r = release(
+        plan(&app, app.event(api, "2222222", &digest), "exec-s")
+            .await
+            .unwrap(),
+    );
+    let p = deploy_stacks(&app, &r).await.unwrap();
+    assert_eq!(p.unchanged, [app.stack.clone()]);
+    assert!(p.changed.is_empty());
+
+    r.stacks[0].parameters.insert("Release".into(), "r2".into());
+    r.id = format!("{}-2", r.id);
+    let p = deploy_stacks(&app, &r).await.unwrap();
+    assert_eq!(p.changed, [app.stack.clone()]);
+    let out = app
+        .clients
+        .cloudformation
+        .describe_stacks()
+        .stack_name(&app.stack)
+        .send()
+        .await
+        .unwrap();
+    let stack = &out.stacks()[0];
+    assert_eq!(stack.stack_status().unwrap().as_str(), "UPDATE_COMPLETE");
+    assert!(stack
+        .parameters()
+        .iter()
+        .any(|p| p.parameter_key() == Some("Release") && p.parameter_value() == Some("r2")));
+
+    app.bed.add_scenario(json!({"stacks": [{"name": app.stack, "fail_update": {"resource": "Settings", "reason": "Parameter value too long"}}]})).await;
+    r.stacks[0].parameters_before = r.stacks[0].parameters.clone();
+    r.stacks[0].parameters.insert("Release".into(), "r3".into());
+    r.id = format!("{}-3", r.id);
+    let e = deploy_stacks(&app, &r).await.unwrap_err();
+    assert_eq!(e.name(), "Slipway.StackFailed");
+    let text = e.to_string();
+    assert!(text.contains("UPDATE_ROLLBACK_COMPLETE"), "{text}");
+    assert!(
+        text.contains("Settings (AWS::SSM::Parameter) UPDATE_FAILED: Parameter value too long"),
+        "{text}"
+    );
+}
+
+/// update-services: a new revision pinned by digest with every other field kept; the same
+/// input twice gives one revision and one deployment.
+#[tokio::test]
+async fn update_services_pins_the_digest_and_is_idempotent() {
+    let app = App::create(&["api"], None).await;
+    let api = app.service("api");
+    let digest = app.push(api, "2222222").await;
+    let r = release(
+        plan(&app, app.event(api, "2222222", &digest), "exec-u")
+            .await
+            .unwrap(),
+    );
+    let input = UpdateServiceInput {
+        release: r.clone(),
+        service: "api".into(),
+    };
+    let first = steps::update_services(&app.clients, input.clone())
+        .await
+        .unwrap();
+    assert!(first.started);
+    assert_ne!(first.task_definition, api.task_definition);
+    let second = steps::update_services(&app.clients, input).await.unwrap();
+    assert!(!second.started);
+    assert_eq!(second.task_definition, first.task_definition);
+    let service = crate::sim_ecs::describe(&app.clients.ecs, &app.cluster, &api.ecs_service).await;
+    assert_eq!(
+        service.deployments().len(),
+        2,
+        "one new deployment beside the old one"
+    );
+
+    let old = app
+        .clients
+        .ecs
+        .describe_task_definition()
+        .task_definition(&api.task_definition)
+        .send()
+        .await
+        .unwrap();
+    let new = app
+        .clients
+        .ecs
+        .describe_task_definition()
+        .task_definition(&first.task_definition)
+        .send()
+        .await
+        .unwrap();
+    let (old, new) = (
+        old.task_definition().unwrap(),
+        new.task_definition().unwrap(),
+    );
+    assert_eq!(new.revision(), old.revision() + 1);
+    assert_eq!(
+        new.container_definitions()[0].image(),
+        Some(format!("{}@{digest}", api.uri).as_str())
+    );
+    let mut expected = old.container_definitions().to_vec();
+    expected[0].image = new.container_definitions()[0].image.clone();
+    assert_eq!(
+        new.container_definitions(),
+        expected.as_slice(),
+        "environment, secrets, logs, health check, sidecar kept"
+    );
+    assert_eq!((new.cpu(), new.memory()), (Some("512"), Some("1024")));
+    assert_eq!(new.task_role_arn(), old.task_role_arn());
+    assert_eq!(new.execution_role_arn(), old.execution_role_arn());
+    assert_eq!(new.network_mode(), old.network_mode());
+    assert_eq!(
+        new.requires_compatibilities(),
+        old.requires_compatibilities()
+    );
+}
+
+/// check-stability reports progress, then stable; a circuit breaker rollback is
+/// Slipway.DeploymentFailed with ECS's reason; past the deadline, Slipway.NotStable.
+#[tokio::test]
+async fn check_stability_sees_progress_failure_and_deadline() {
+    let app = App::create(&["api", "auth"], None).await;
+    let (api, auth) = (app.service("api"), app.service("auth"));
+    let digest = app.push(api, "2222222").await;
+    let r = release(
+        plan(
+            &app,
+            json!({"services": ["api"], "digest": digest}),
+            "exec-c",
+        )
+        .await
+        .unwrap(),
+    );
+    let t = steps::update_services(
+        &app.clients,
+        UpdateServiceInput {
+            release: r.clone(),
+            service: "api".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let look = steps::check_stability(
+        &app.clients,
+        &SystemClock,
+        CheckStabilityInput {
+            release: r.clone(),
+            targets: vec![t.clone()],
+            rollback: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(!look.stable);
+    assert_eq!(look.services[0].rollout_state, "IN_PROGRESS");
+    assert_eq!(look.services[0].desired, 2);
+    until_stable(&app, &r, vec![t.clone()], false)
+        .await
+        .unwrap();
+    steps::finish(
+        &app.clients,
+        &SystemClock,
+        FinishInput {
+            release: r,
+            result: "succeeded".into(),
+            error: None,
+            rollback: None,
+            timings: Default::default(),
+        },
+    )
+    .await
+    .unwrap();
+
+    // Past the deadline while not stable: NotStable.
+    let slow = app.push(api, "4444444").await;
+    app.bed
+        .add_scenario(
+            json!({"images": [{"match": slow, "failure": "slow", "start_seconds": 100000}]}),
+        )
+        .await;
+    let mut late = release(
+        plan(
+            &app,
+            json!({"services": ["api"], "digest": slow}),
+            "exec-late",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let t2 = steps::update_services(
+        &app.clients,
+        UpdateServiceInput {
+            release: late.clone(),
+            service: "api".into(),
+        },
+    )
+    .await
+    .unwrap();
+    late.deadline = late.started_at - 1;
+    let e = steps::check_stability(
+        &app.clients,
+        &SystemClock,
+        CheckStabilityInput {
+            release: late.clone(),
+            targets: vec![t2],
+            rollback: false,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.name(), "Slipway.NotStable");
+    assert!(e.to_string().contains("passed its deadline"), "{e}");
+
+    // Crashing tasks: the circuit breaker rolls back; that is a failure, never "stable".
+    let bad = app.push(auth, "5555555").await;
+    app.bed
+        .add_scenario(json!({"images": [{"match": bad, "failure": "crash"}]}))
+        .await;
+    let r3 = release(
+        plan(
+            &app,
+            json!({"services": ["auth"], "digest": bad}),
+            "exec-crash",
+        )
+        .await
+        .unwrap(),
+    );
+    let t3 = steps::update_services(
+        &app.clients,
+        UpdateServiceInput {
+            release: r3.clone(),
+            service: "auth".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let e = until_stable(&app, &r3, vec![t3], false).await.unwrap_err();
+    assert_eq!(e.name(), "Slipway.DeploymentFailed");
+    assert!(e.to_string().contains("circuit breaker"), "{e}");
+}
+
+/// health-check passes on a healthy image and fails, saying what it saw, on one whose
+/// /health answers 500 — which ECS and the load balancer do not catch.
+#[tokio::test]
+async fn health_check_catches_a_500() {
+    let app = App::create(&["api"], None).await;
+    let api = app.service("api");
+    let prober = HttpProber::new();
+    let good = app.push(api, "2222222").await;
+    let r = release(
+        plan(
+            &app,
+            json!({"services": ["api"], "digest": good}),
+            "exec-h1",
+        )
+        .await
+        .unwrap(),
+    );
+    let t = steps::update_services(
+        &app.clients,
+        UpdateServiceInput {
+            release: r.clone(),
+            service: "api".into(),
+        },
+    )
+    .await
+    .unwrap();
+    until_stable(&app, &r, vec![t], false).await.unwrap();
+    let report = steps::health_check(
+        &app.clients,
+        &prober,
+        HealthCheckInput { release: r.clone() },
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.services[0].passes, 2);
+    assert_eq!(report.services[0].targets, Some((2, 2)));
+    steps::finish(
+        &app.clients,
+        &SystemClock,
+        FinishInput {
+            release: r,
+            result: "succeeded".into(),
+            error: None,
+            rollback: None,
+            timings: Default::default(),
+        },
+    )
+    .await
+    .unwrap();
+
+    let sick = app.push(api, "6666666").await;
+    app.bed
+        .add_scenario(json!({"images": [{"match": sick, "failure": "health-500"}]}))
+        .await;
+    let r = release(
+        plan(
+            &app,
+            json!({"services": ["api"], "digest": sick}),
+            "exec-h2",
+        )
+        .await
+        .unwrap(),
+    );
+    let t = steps::update_services(
+        &app.clients,
+        UpdateServiceInput {
+            release: r.clone(),
+            service: "api".into(),
+        },
+    )
+    .await
+    .unwrap();
+    until_stable(&app, &r, vec![t], false).await.unwrap();
+    let e = steps::health_check(&app.clients, &prober, HealthCheckInput { release: r })
+        .await
+        .unwrap_err();
+    assert_eq!(e.name(), "Slipway.HealthCheckFailed");
+    let text = e.to_string();
+    assert!(
+        text.contains("answered 500") && text.contains("expected 200") && text.contains("body:"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("Host {}.staging.test", api.ecs_service)),
+        "{text}"
+    );
+}
+
+/// roll-back puts the moved service and the changed stack back, is idempotent, and leaves a
+/// service the circuit breaker already rolled back alone; finish then releases the locks and
+/// records the result.
+#[tokio::test]
+async fn roll_back_restores_and_finish_records() {
+    let app = App::create(&["api", "auth"], None).await;
+    let (api, auth) = (app.service("api"), app.service("auth"));
+    let good = app.push(api, "2222222").await;
+    let bad = app.push(auth, "2222222").await;
+    app.bed
+        .add_scenario(json!({"images": [{"match": bad, "failure": "crash"}]}))
+        .await;
+    // One release, two services: api moves fine, auth crashes.
+    let mut r = release(
+        plan(
+            &app,
+            json!({"services": ["api", "auth"], "tag": "2222222"}),
+            "exec-rb",
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(app.service("api").digest, api.digest);
+    assert_eq!(r.services.len(), 2);
+    r.stacks[0].parameters.insert("Release".into(), "rb".into());
+    let stacks = deploy_stacks(&app, &r).await.unwrap();
+    assert_eq!(stacks.changed, [app.stack.clone()]);
+    let mut targets = vec![];
+    for s in ["api", "auth"] {
+        targets.push(
+            steps::update_services(
+                &app.clients,
+                UpdateServiceInput {
+                    release: r.clone(),
+                    service: s.into(),
+                },
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    let e = until_stable(&app, &r, targets, false).await.unwrap_err();
+    assert_eq!(e.name(), "Slipway.DeploymentFailed");
+    assert!(
+        app.running(api).await.ends_with(&format!(":{}", 2)),
+        "api moved to revision 2"
+    );
+    let _ = good;
+
+    let input = RollBackInput {
+        release: r.clone(),
+        stacks: Some(stacks),
+        error: Some(json!({"Error": e.name(), "Cause": e.to_string()})),
+    };
+    let first = steps::roll_back(&app.clients, input.clone()).await.unwrap();
+    let action = |name: &str| {
+        first
+            .services
+            .iter()
+            .find(|a| a.name == name)
+            .unwrap()
+            .action
+            .clone()
+    };
+    assert_eq!(action("api"), "restored");
+    assert_eq!(action("auth"), "already-rolled-back-by-ecs");
+    assert_eq!(first.stacks[0].action, "restored");
+    assert!(!first.done, "the stack update back is running");
+    let mut last = first.clone();
+    for _ in 0..400 {
+        if last.done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        last = steps::roll_back(&app.clients, input.clone()).await.unwrap();
+    }
+    assert!(last.done);
+    assert!(
+        last.services
+            .iter()
+            .all(|a| a.action != "restored" || a.name == "none"),
+        "idempotent: nothing restored twice: {last:?}"
+    );
+    until_stable(&app, &r, first.targets.clone(), true)
+        .await
+        .unwrap();
+    assert_eq!(app.running(api).await, api.task_definition);
+    assert_eq!(app.running(auth).await, auth.task_definition);
+    let out = app
+        .clients
+        .cloudformation
+        .describe_stacks()
+        .stack_name(&app.stack)
+        .send()
+        .await
+        .unwrap();
+    assert!(out.stacks()[0]
+        .parameters()
+        .iter()
+        .any(|p| p.parameter_key() == Some("Release") && p.parameter_value() == Some("none")));
+
+    assert_eq!(app.locks().await.len(), 2);
+    let record = steps::finish(
+        &app.clients,
+        &SystemClock,
+        FinishInput {
+            release: r.clone(),
+            result: "failed".into(),
+            error: input.error.clone(),
+            rollback: Some(last),
+            timings: [("Plan".to_owned(), 0.5)].into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(app.locks().await.is_empty(), "finish releases every lock");
+    assert_eq!(record.result, "failed");
+    let records = state::records(&app.clients, 10).await.unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].release, r.id);
+    assert_eq!(records[0].services.len(), 2);
+    assert_eq!(
+        records[0].services[0].from,
+        format!("{}@{}", api.uri, api.digest)
+    );
+    assert_eq!(
+        records[0].error.as_ref().unwrap()["Error"],
+        "Slipway.DeploymentFailed"
+    );
+    // finish again (a retried Lambda) changes nothing.
+    steps::finish(
+        &app.clients,
+        &SystemClock,
+        FinishInput {
+            release: r,
+            result: "failed".into(),
+            error: None,
+            rollback: None,
+            timings: Default::default(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(state::records(&app.clients, 10).await.unwrap().len(), 1);
+}
