@@ -1,79 +1,128 @@
+//! The step functions as Lambdas: real binaries behind `cargo lambda watch`'s Invoke API.
+
+use std::time::Duration;
+
 use aws_sdk_lambda::primitives::Blob;
 use serde_json::{json, Value};
-use slipway_tests::{root, Testbed};
+use slipway_tests::{Testbed, LAMBDA_TABLE};
 
-fn fixture(name: &str) -> Value {
-    let text = std::fs::read_to_string(root().join("tests/fixtures/events").join(name)).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
+use crate::app::App;
 
-/// `plan` answers a valid ECR event through cargo lambda watch's Invoke API, called with the
-/// unmodified Lambda SDK client.
+/// `plan` answers through the Invoke API, called with the unmodified Lambda SDK client.
 #[tokio::test]
-async fn plan_normalises_an_ecr_push_through_the_invoke_api() {
+async fn plan_answers_through_the_invoke_api() {
+    let _table = LAMBDA_TABLE.lock().await;
     let bed = Testbed::get();
-    let lambda = bed.lambda_client().await;
-    let out = lambda
+    let app = App::create(&["api"], Some(bed.lambda_table())).await;
+    let api = app.service("api");
+    let digest = app.push(api, "2222222").await;
+    let payload = json!({"input": app.event(api, "2222222", &digest), "execution": "arn:aws:states:us-east-1:123456789012:execution:slipway:sdk-1"});
+    let out = bed
+        .lambda_client()
+        .await
         .invoke()
         .function_name("plan")
-        .payload(Blob::new(fixture("ecr-push.json").to_string()))
+        .payload(Blob::new(payload.to_string()))
         .send()
         .await
         .unwrap();
     assert_eq!(out.status_code(), 200);
     assert_eq!(out.function_error(), None);
     let body: Value = serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap();
-    assert_eq!(body["action"], "deploy");
-    assert_eq!(
-        body["request"]["services"],
-        json!({"by": "repository", "name": "my-repository-name"})
-    );
-    assert_eq!(
-        body["request"]["image"]["digest"],
-        "sha256:7f5b2640fe6fb4f46592dfd3410c4a79dac4f89e4782432e0378abcd1234"
-    );
-    assert_eq!(
-        body["request"]["trigger"]["event_id"],
-        "13cde686-328b-6117-af20-0e5566167482"
-    );
+    assert_eq!(body["action"], "deploy", "{body}");
+    assert_eq!(body["release"]["id"], "sdk-1");
+    assert_eq!(body["release"]["services"][0]["image"], format!("{}@{digest}", api.uri));
+    let finished = bed.invoke("finish", &json!({"release": body["release"], "result": "succeeded"})).await.unwrap();
+    assert_eq!(finished["result"], "succeeded");
+    assert!(app.locks().await.is_empty());
 }
 
-/// An invalid input comes back as HTTP 500 with the stable error name, not a Rust type path,
-/// and a message naming the field.
+/// An invalid input comes back as HTTP 500 with the stable error name, not a Rust type
+/// path, and a message naming the field.
 #[tokio::test]
 async fn plan_rejects_an_invalid_input_with_its_error_name() {
     let bed = Testbed::get();
-    let url = format!("{}/2015-03-31/functions/plan/invocations", bed.lambda());
-    let client = reqwest::Client::new();
     for (input, field) in [
-        (
-            json!({"services": ["api", 3], "tag": "3f2a1bc"}),
-            "services[1]",
-        ),
+        (json!({"services": ["api", 3], "tag": "3f2a1bc"}), "services[1]"),
         (json!({"services": ["api"], "tag": "bad tag"}), "tag"),
-        (
-            json!({"services": ["api"], "tag": "x", "colour": "red"}),
-            "colour",
-        ),
-        (
-            json!({"detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2",
-                "id": "1", "account": "1", "time": "t", "region": "r", "detail": {}}),
-            "detail-type",
-        ),
+        (json!({"services": ["api"], "tag": "x", "colour": "red"}), "colour"),
+        (json!({"detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2",
+                "id": "1", "account": "1", "time": "t", "region": "r", "detail": {}}), "detail-type"),
     ] {
-        let response = client
-            .post(&url)
-            .body(input.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 500, "{input}");
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(body["errorType"], "Slipway.InvalidInput", "{input}");
-        let message = body["errorMessage"].as_str().unwrap();
-        assert!(
-            message.starts_with(&format!("{field}:")),
-            "{input} → {message}"
-        );
+        let (name, message) = bed.invoke("plan", &input).await.unwrap_err();
+        assert_eq!(name, "Slipway.InvalidInput", "{input}");
+        assert!(message.starts_with(&format!("{field}:")), "{input} → {message}");
     }
+    // Every other step names the bad field of its own input the same way.
+    for function in ["deploy-stack", "update-services", "check-stability", "health-check", "roll-back", "finish"] {
+        let (name, message) = bed.invoke(function, &json!({"release": 7})).await.unwrap_err();
+        assert_eq!(name, "Slipway.InvalidInput", "{function}");
+        assert!(message.starts_with("release:"), "{function}: {message}");
+    }
+}
+
+/// Every step once through `cargo lambda watch`: a release deployed, then one rolled back.
+#[tokio::test]
+async fn every_step_runs_as_a_lambda() {
+    let _table = LAMBDA_TABLE.lock().await;
+    let bed = Testbed::get();
+    let app = App::create(&["api"], Some(bed.lambda_table())).await;
+    let api = app.service("api");
+    let digest = app.push(api, "2222222").await;
+    let planned = bed
+        .invoke("plan", &json!({"input": {"services": ["api"], "tag": "2222222"}, "execution": "lambda-deploy"}))
+        .await
+        .unwrap();
+    let release = planned["release"].clone();
+
+    let mut progress = Value::Null;
+    for _ in 0..400 {
+        progress = bed.invoke("deploy-stack", &json!({"release": release, "progress": progress})).await.unwrap();
+        if progress["done"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(progress["done"], true);
+    assert_eq!(progress["unchanged"][0], app.stack);
+
+    let target = bed.invoke("update-services", &json!({"release": release, "service": "api"})).await.unwrap();
+    assert_eq!(target["started"], true);
+    let stable = until_stable(&bed, &release, &target, false).await;
+    assert_eq!(stable["services"][0]["rollout_state"], "COMPLETED");
+    let health = bed.invoke("health-check", &json!({"release": release})).await.unwrap();
+    assert_eq!(health["services"][0]["passes"], 2);
+    let record = bed.invoke("finish", &json!({"release": release, "result": "succeeded"})).await.unwrap();
+    assert_eq!(record["services"][0]["to"], format!("{}@{digest}", api.uri));
+    assert_eq!(app.running(api).await, target["task_definition"].as_str().unwrap());
+
+    // A second release, rolled back by the roll-back Lambda.
+    let next = app.push(api, "3333333").await;
+    let planned = bed.invoke("plan", &json!({"input": {"services": ["api"], "digest": next}, "execution": "lambda-rollback"})).await.unwrap();
+    let release = planned["release"].clone();
+    bed.invoke("update-services", &json!({"release": release, "service": "api"})).await.unwrap();
+    let rollback = bed
+        .invoke("roll-back", &json!({"release": release, "error": {"Error": "Slipway.HealthCheckFailed", "Cause": "test"}}))
+        .await
+        .unwrap();
+    assert_eq!(rollback["services"][0]["action"], "restored");
+    until_stable(&bed, &release, &rollback["targets"][0], true).await;
+    assert_eq!(app.running(api).await, target["task_definition"].as_str().unwrap());
+    let record = bed.invoke("finish", &json!({"release": release, "result": "failed", "rollback": rollback})).await.unwrap();
+    assert_eq!(record["result"], "failed");
+    assert!(app.locks().await.is_empty());
+}
+
+async fn until_stable(bed: &Testbed, release: &Value, target: &Value, rollback: bool) -> Value {
+    for _ in 0..600 {
+        let look = bed
+            .invoke("check-stability", &json!({"release": release, "targets": [target], "rollback": rollback}))
+            .await
+            .unwrap_or_else(|e| panic!("check-stability: {e:?}"));
+        if look["stable"] == true {
+            return look;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never stable");
 }

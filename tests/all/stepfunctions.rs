@@ -1,5 +1,7 @@
 use serde_json::{json, Value};
-use slipway_tests::{root, Testbed};
+use slipway_tests::{root, Testbed, LAMBDA_TABLE};
+
+use crate::app::App;
 
 const PLAN_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:plan";
 
@@ -31,14 +33,23 @@ fn fixture_definition_passes_asl_validator() {
     );
 }
 
-/// A Task invokes the real plan function; the 60 s Wait runs at the simulator's speed.
-#[test]
-fn execution_runs_the_plan_function() {
+/// A Task invokes the real plan function with `$$.Execution.Id`; the 60 s Wait runs at the
+/// simulator's speed.
+#[tokio::test]
+async fn execution_runs_the_plan_function() {
+    let _table = LAMBDA_TABLE.lock().await;
     let bed = Testbed::get();
-    let execution = run(&bed, &fixture("ecr-push.json"));
+    let app = App::create(&["api"], Some(bed.lambda_table())).await;
+    let api = app.service("api");
+    let digest = app.push(api, "2222222").await;
+    let execution = run(&bed, &app.event(api, "2222222", &digest));
     assert_eq!(execution.status, "SUCCEEDED", "{execution:?}");
     assert_eq!(execution.path, ["Plan", "WhatToDo", "Settle", "Planned"]);
-    assert_eq!(execution.output["services"]["name"], "my-repository-name");
+    let release = &execution.output;
+    assert_eq!(release["services"][0]["digest"], digest);
+    assert!(release["owner"].as_str().unwrap().starts_with("arn:aws:states:us-east-1:123456789012:execution:slipway:local-"));
+    bed.invoke("finish", &json!({"release": release, "result": "succeeded"})).await.unwrap();
+    assert!(app.locks().await.is_empty());
 
     let execution = run(&bed, &fixture("ecr-delete.json"));
     assert_eq!(execution.status, "SUCCEEDED", "{execution:?}");

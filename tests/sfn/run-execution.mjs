@@ -2,7 +2,7 @@
 // Lambda Task invoking the real function served by `cargo lambda watch`.
 //
 //   node tests/sfn/run-execution.mjs --definition FILE --input JSON --lambda-endpoint URL \
-//        [--sub NAME=VALUE]... [--wait-scale N]
+//        [--sub NAME=VALUE]... [--wait-scale N] [--name EXECUTION_NAME]
 //
 // Prints one JSON line: {"status","output","error","cause","path":[states entered, in order]}.
 // A function's HTTP 500 {"errorType","errorMessage"} becomes the Step Functions error named
@@ -27,6 +27,7 @@ const { values: args } = parseArgs({
     'lambda-endpoint': { type: 'string' },
     sub: { type: 'string', multiple: true, default: [] },
     'wait-scale': { type: 'string', default: '1' },
+    name: { type: 'string' },
   },
 });
 
@@ -93,8 +94,23 @@ async function invoke(fn, input) {
 let input;
 try { input = JSON.parse(args.input); } catch (e) { die(`--input is not JSON: ${e.message}`); }
 
+// The Context Object as Step Functions fills it ($$.Execution.Id is the lock owner).
+const name = args.name ?? `local-${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
+const context = {
+  Execution: {
+    Id: `arn:aws:states:us-east-1:123456789012:execution:slipway:${name}`,
+    Name: name,
+    Input: input,
+    StartTime: new Date().toISOString(),
+    RoleArn: 'arn:aws:iam::123456789012:role/slipway-state-machine',
+  },
+  StateMachine: { Id: 'arn:aws:states:us-east-1:123456789012:stateMachine:slipway', Name: 'slipway' },
+};
 const machine = new StateMachine(definition, { validationOptions: { checkArn: true, checkPaths: true } });
-const execution = machine.run(input, { overrides: { taskResourceLocalHandlers: handlers, waitTimeOverrides: waits } });
+const execution = machine.run(input, {
+  overrides: { taskResourceLocalHandlers: handlers, waitTimeOverrides: waits },
+  context,
+});
 const path = [];
 let failure = null;
 const logs = (async () => {
