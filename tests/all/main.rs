@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod app;
+mod bad_inputs;
 mod lambda;
 mod moto;
 mod sim_cloudformation;
