@@ -25,7 +25,7 @@ pub enum PlanOutput {
     /// Deploy this release.
     Deploy {
         /// The release.
-        release: Release,
+        release: Box<Release>,
     },
     /// Nothing to deploy; the execution ends successfully.
     NothingToDo {

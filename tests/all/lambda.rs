@@ -31,8 +31,17 @@ async fn plan_answers_through_the_invoke_api() {
     let body: Value = serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap();
     assert_eq!(body["action"], "deploy", "{body}");
     assert_eq!(body["release"]["id"], "sdk-1");
-    assert_eq!(body["release"]["services"][0]["image"], format!("{}@{digest}", api.uri));
-    let finished = bed.invoke("finish", &json!({"release": body["release"], "result": "succeeded"})).await.unwrap();
+    assert_eq!(
+        body["release"]["services"][0]["image"],
+        format!("{}@{digest}", api.uri)
+    );
+    let finished = bed
+        .invoke(
+            "finish",
+            &json!({"release": body["release"], "result": "succeeded"}),
+        )
+        .await
+        .unwrap();
     assert_eq!(finished["result"], "succeeded");
     assert!(app.locks().await.is_empty());
 }
@@ -43,19 +52,41 @@ async fn plan_answers_through_the_invoke_api() {
 async fn plan_rejects_an_invalid_input_with_its_error_name() {
     let bed = Testbed::get();
     for (input, field) in [
-        (json!({"services": ["api", 3], "tag": "3f2a1bc"}), "services[1]"),
+        (
+            json!({"services": ["api", 3], "tag": "3f2a1bc"}),
+            "services[1]",
+        ),
         (json!({"services": ["api"], "tag": "bad tag"}), "tag"),
-        (json!({"services": ["api"], "tag": "x", "colour": "red"}), "colour"),
-        (json!({"detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2",
-                "id": "1", "account": "1", "time": "t", "region": "r", "detail": {}}), "detail-type"),
+        (
+            json!({"services": ["api"], "tag": "x", "colour": "red"}),
+            "colour",
+        ),
+        (
+            json!({"detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2",
+                "id": "1", "account": "1", "time": "t", "region": "r", "detail": {}}),
+            "detail-type",
+        ),
     ] {
         let (name, message) = bed.invoke("plan", &input).await.unwrap_err();
         assert_eq!(name, "Slipway.InvalidInput", "{input}");
-        assert!(message.starts_with(&format!("{field}:")), "{input} → {message}");
+        assert!(
+            message.starts_with(&format!("{field}:")),
+            "{input} → {message}"
+        );
     }
     // Every other step names the bad field of its own input the same way.
-    for function in ["deploy-stack", "update-services", "check-stability", "health-check", "roll-back", "finish"] {
-        let (name, message) = bed.invoke(function, &json!({"release": 7})).await.unwrap_err();
+    for function in [
+        "deploy-stack",
+        "update-services",
+        "check-stability",
+        "health-check",
+        "roll-back",
+        "finish",
+    ] {
+        let (name, message) = bed
+            .invoke(function, &json!({"release": 7}))
+            .await
+            .unwrap_err();
         assert_eq!(name, "Slipway.InvalidInput", "{function}");
         assert!(message.starts_with("release:"), "{function}: {message}");
     }
@@ -77,7 +108,13 @@ async fn every_step_runs_as_a_lambda() {
 
     let mut progress = Value::Null;
     for _ in 0..400 {
-        progress = bed.invoke("deploy-stack", &json!({"release": release, "progress": progress})).await.unwrap();
+        progress = bed
+            .invoke(
+                "deploy-stack",
+                &json!({"release": release, "progress": progress}),
+            )
+            .await
+            .unwrap();
         if progress["done"] == true {
             break;
         }
@@ -86,29 +123,61 @@ async fn every_step_runs_as_a_lambda() {
     assert_eq!(progress["done"], true);
     assert_eq!(progress["unchanged"][0], app.stack);
 
-    let target = bed.invoke("update-services", &json!({"release": release, "service": "api"})).await.unwrap();
+    let target = bed
+        .invoke(
+            "update-services",
+            &json!({"release": release, "service": "api"}),
+        )
+        .await
+        .unwrap();
     assert_eq!(target["started"], true);
     let stable = until_stable(&bed, &release, &target, false).await;
     assert_eq!(stable["services"][0]["rollout_state"], "COMPLETED");
-    let health = bed.invoke("health-check", &json!({"release": release})).await.unwrap();
+    let health = bed
+        .invoke("health-check", &json!({"release": release}))
+        .await
+        .unwrap();
     assert_eq!(health["services"][0]["passes"], 2);
-    let record = bed.invoke("finish", &json!({"release": release, "result": "succeeded"})).await.unwrap();
+    let record = bed
+        .invoke(
+            "finish",
+            &json!({"release": release, "result": "succeeded"}),
+        )
+        .await
+        .unwrap();
     assert_eq!(record["services"][0]["to"], format!("{}@{digest}", api.uri));
-    assert_eq!(app.running(api).await, target["task_definition"].as_str().unwrap());
+    assert_eq!(
+        app.running(api).await,
+        target["task_definition"].as_str().unwrap()
+    );
 
     // A second release, rolled back by the roll-back Lambda.
     let next = app.push(api, "3333333").await;
     let planned = bed.invoke("plan", &json!({"input": {"services": ["api"], "digest": next}, "execution": "lambda-rollback"})).await.unwrap();
     let release = planned["release"].clone();
-    bed.invoke("update-services", &json!({"release": release, "service": "api"})).await.unwrap();
+    bed.invoke(
+        "update-services",
+        &json!({"release": release, "service": "api"}),
+    )
+    .await
+    .unwrap();
     let rollback = bed
         .invoke("roll-back", &json!({"release": release, "error": {"Error": "Slipway.HealthCheckFailed", "Cause": "test"}}))
         .await
         .unwrap();
     assert_eq!(rollback["services"][0]["action"], "restored");
     until_stable(&bed, &release, &rollback["targets"][0], true).await;
-    assert_eq!(app.running(api).await, target["task_definition"].as_str().unwrap());
-    let record = bed.invoke("finish", &json!({"release": release, "result": "failed", "rollback": rollback})).await.unwrap();
+    assert_eq!(
+        app.running(api).await,
+        target["task_definition"].as_str().unwrap()
+    );
+    let record = bed
+        .invoke(
+            "finish",
+            &json!({"release": release, "result": "failed", "rollback": rollback}),
+        )
+        .await
+        .unwrap();
     assert_eq!(record["result"], "failed");
     assert!(app.locks().await.is_empty());
 }
@@ -116,7 +185,10 @@ async fn every_step_runs_as_a_lambda() {
 async fn until_stable(bed: &Testbed, release: &Value, target: &Value, rollback: bool) -> Value {
     for _ in 0..600 {
         let look = bed
-            .invoke("check-stability", &json!({"release": release, "targets": [target], "rollback": rollback}))
+            .invoke(
+                "check-stability",
+                &json!({"release": release, "targets": [target], "rollback": rollback}),
+            )
             .await
             .unwrap_or_else(|e| panic!("check-stability: {e:?}"));
         if look["stable"] == true {

@@ -47,8 +47,16 @@ async fn execution_runs_the_plan_function() {
     assert_eq!(execution.path, ["Plan", "WhatToDo", "Settle", "Planned"]);
     let release = &execution.output;
     assert_eq!(release["services"][0]["digest"], digest);
-    assert!(release["owner"].as_str().unwrap().starts_with("arn:aws:states:us-east-1:123456789012:execution:slipway:local-"));
-    bed.invoke("finish", &json!({"release": release, "result": "succeeded"})).await.unwrap();
+    assert!(release["owner"]
+        .as_str()
+        .unwrap()
+        .starts_with("arn:aws:states:us-east-1:123456789012:execution:slipway:local-"));
+    bed.invoke(
+        "finish",
+        &json!({"release": release, "result": "succeeded"}),
+    )
+    .await
+    .unwrap();
     assert!(app.locks().await.is_empty());
 
     let execution = run(&bed, &fixture("ecr-delete.json"));

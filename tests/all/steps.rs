@@ -15,7 +15,7 @@ use crate::app::App;
 
 fn release(out: PlanOutput) -> Release {
     match out {
-        PlanOutput::Deploy { release } => release,
+        PlanOutput::Deploy { release } => *release,
         other => panic!("expected a release, got {other:?}"),
     }
 }
@@ -193,13 +193,13 @@ async fn deploy_stack_updates_through_change_sets() {
             .unwrap(),
     );
     let p = deploy_stacks(&app, &r).await.unwrap();
-    assert_eq!(p.unchanged, [app.stack.clone()]);
+    assert_eq!(p.unchanged, std::slice::from_ref(&app.stack));
     assert!(p.changed.is_empty());
 
     r.stacks[0].parameters.insert("Release".into(), "r2".into());
     r.id = format!("{}-2", r.id);
     let p = deploy_stacks(&app, &r).await.unwrap();
-    assert_eq!(p.changed, [app.stack.clone()]);
+    assert_eq!(p.changed, std::slice::from_ref(&app.stack));
     let out = app
         .clients
         .cloudformation
@@ -540,7 +540,7 @@ async fn roll_back_restores_and_finish_records() {
     assert_eq!(r.services.len(), 2);
     r.stacks[0].parameters.insert("Release".into(), "rb".into());
     let stacks = deploy_stacks(&app, &r).await.unwrap();
-    assert_eq!(stacks.changed, [app.stack.clone()]);
+    assert_eq!(stacks.changed, std::slice::from_ref(&app.stack));
     let mut targets = vec![];
     for s in ["api", "auth"] {
         targets.push(

@@ -78,3 +78,6 @@ pub(crate) async fn describe_services(
     }
     Ok(found)
 }
+
+#[cfg(test)]
+mod mocked_tests;

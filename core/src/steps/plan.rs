@@ -187,7 +187,9 @@ pub async fn plan(
         notifications: config.notifications.clone(),
     };
     tracing::info!(release = %release.id, services = release.services.len(), stacks = release.stacks.len(), "planned");
-    Ok(PlanOutput::Deploy { release })
+    Ok(PlanOutput::Deploy {
+        release: Box::new(release),
+    })
 }
 
 async fn release_all(clients: &Clients, services: &[String], owner: &str) {

@@ -1,0 +1,694 @@
+//! Unit tests of the steps' branches with `aws-smithy-mocks`: the SDK clients answer from
+//! rules, and the tests assert what was asked.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aws_sdk_cloudformation::operation::describe_change_set::DescribeChangeSetOutput;
+use aws_sdk_cloudformation::operation::describe_stack_events::DescribeStackEventsOutput;
+use aws_sdk_cloudformation::operation::describe_stacks::DescribeStacksOutput;
+use aws_sdk_cloudformation::types::{
+    ChangeSetStatus, ResourceStatus, Stack, StackEvent, StackStatus,
+};
+use aws_sdk_ecs::operation::describe_services::{DescribeServicesError, DescribeServicesOutput};
+use aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput;
+use aws_sdk_ecs::types::{
+    ContainerDefinition, Deployment, DeploymentRolloutState, Service, TaskDefinition,
+};
+use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+
+use super::*;
+use crate::aws::Clients;
+use crate::config::HealthConfig;
+use crate::input::{ImageRef, Trigger};
+use crate::model::*;
+use crate::StepError;
+
+struct FixedClock(i64);
+impl Clock for FixedClock {
+    fn now(&self) -> i64 {
+        self.0
+    }
+}
+
+fn clients(ecs: &[&Rule], cfn: &[&Rule], elb: &[&Rule]) -> Clients {
+    let no_retries = |c: aws_sdk_ecs::config::Builder| {
+        c.retry_config(aws_sdk_ecs::config::retry::RetryConfig::disabled())
+    };
+    Clients {
+        ecs: mock_client!(aws_sdk_ecs, RuleMode::MatchAny, ecs, no_retries),
+        ecr: mock_client!(aws_sdk_ecr, RuleMode::MatchAny, Vec::<&Rule>::new()),
+        cloudformation: mock_client!(aws_sdk_cloudformation, RuleMode::MatchAny, cfn),
+        elbv2: mock_client!(aws_sdk_elasticloadbalancingv2, RuleMode::MatchAny, elb),
+        dynamodb: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, Vec::<&Rule>::new()),
+        sns: mock_client!(aws_sdk_sns, RuleMode::MatchAny, Vec::<&Rule>::new()),
+        eventbridge: mock_client!(aws_sdk_eventbridge, RuleMode::MatchAny, Vec::<&Rule>::new()),
+        table: "slipway".into(),
+    }
+}
+
+fn service_release(name: &str) -> ServiceRelease {
+    ServiceRelease {
+        name: name.into(),
+        cluster: "staging".into(),
+        ecs_service: format!("staging-{name}"),
+        container: name.into(),
+        repository: format!("staging/{name}"),
+        image: format!(
+            "123.dkr.ecr.us-east-1.amazonaws.com/staging/{name}@sha256:{}",
+            "b".repeat(64)
+        ),
+        digest: format!("sha256:{}", "b".repeat(64)),
+        previous_task_definition: format!(
+            "arn:aws:ecs:us-east-1:123:task-definition/staging-{name}:1"
+        ),
+        previous_image: format!(
+            "123.dkr.ecr.us-east-1.amazonaws.com/staging/{name}@sha256:{}",
+            "a".repeat(64)
+        ),
+        group: 1,
+        health: None,
+        target_group_arn: None,
+    }
+}
+
+fn release(names: &[&str]) -> Release {
+    Release {
+        id: "r1".into(),
+        owner: "exec".into(),
+        environment: "staging".into(),
+        trigger: Trigger::Manual {
+            reason: None,
+            commit: None,
+        },
+        image: ImageRef {
+            tag: Some("3f2a1bc".into()),
+            digest: None,
+        },
+        started_at: 1000,
+        deadline: 2000,
+        bake_seconds: 0,
+        services: names.iter().map(|n| service_release(n)).collect(),
+        groups: vec![names.iter().map(|n| n.to_string()).collect()],
+        stacks: vec![],
+        skipped: vec![],
+        notifications: Default::default(),
+    }
+}
+
+fn td(name: &str, rev: u32) -> String {
+    format!("arn:aws:ecs:us-east-1:123:task-definition/staging-{name}:{rev}")
+}
+
+fn deployment(
+    status: &str,
+    td: &str,
+    state: DeploymentRolloutState,
+    reason: &str,
+    running: i32,
+) -> Deployment {
+    Deployment::builder()
+        .id(format!("ecs-svc/{}", td.len()))
+        .status(status)
+        .task_definition(td)
+        .rollout_state(state)
+        .rollout_state_reason(reason)
+        .running_count(running)
+        .desired_count(2)
+        .build()
+}
+
+fn service(name: &str, deployments: Vec<Deployment>) -> Service {
+    let current = deployments
+        .iter()
+        .find(|d| d.status() == Some("PRIMARY"))
+        .and_then(|d| d.task_definition())
+        .map(str::to_owned);
+    Service::builder()
+        .service_name(format!("staging-{name}"))
+        .set_task_definition(current)
+        .desired_count(2)
+        .set_deployments(Some(deployments))
+        .build()
+}
+
+fn target(name: &str, rev: u32) -> ServiceTarget {
+    ServiceTarget {
+        service: name.into(),
+        task_definition: td(name, rev),
+        started: true,
+    }
+}
+
+fn describe(services: Vec<Service>) -> Rule {
+    mock!(aws_sdk_ecs::Client::describe_services).then_output(move || {
+        DescribeServicesOutput::builder()
+            .set_services(Some(services.clone()))
+            .build()
+    })
+}
+
+#[tokio::test]
+async fn stability_failed_deployment_is_deployment_failed_with_ecs_reason() {
+    let rule = describe(vec![service(
+        "api",
+        vec![deployment(
+            "PRIMARY",
+            &td("api", 2),
+            DeploymentRolloutState::Failed,
+            "ECS deployment circuit breaker: tasks failed to start.",
+            0,
+        )],
+    )]);
+    let c = clients(&[&rule], &[], &[]);
+    let input = CheckStabilityInput {
+        release: release(&["api"]),
+        targets: vec![target("api", 2)],
+        rollback: false,
+    };
+    let e = check_stability(&c, &FixedClock(1500), input)
+        .await
+        .unwrap_err();
+    assert_eq!(e.name(), "Slipway.DeploymentFailed");
+    assert!(e.to_string().contains("tasks failed to start"), "{e}");
+}
+
+#[tokio::test]
+async fn stability_circuit_breaker_rollback_is_never_stable() {
+    let rule = describe(vec![service(
+        "api",
+        vec![deployment(
+            "PRIMARY",
+            &td("api", 1),
+            DeploymentRolloutState::Completed,
+            "ECS deployment circuit breaker: rolling back to deploymentId ecs-svc/1.",
+            2,
+        )],
+    )]);
+    let c = clients(&[&rule], &[], &[]);
+    let input = CheckStabilityInput {
+        release: release(&["api"]),
+        targets: vec![target("api", 2)],
+        rollback: false,
+    };
+    let e = check_stability(&c, &FixedClock(1500), input.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(e.name(), "Slipway.DeploymentFailed");
+    assert!(
+        e.to_string().contains("circuit breaker rolled it back"),
+        "{e}"
+    );
+    // Watching a rollback to revision 1, the same answer is stable.
+    let rollback = CheckStabilityInput {
+        targets: vec![target("api", 1)],
+        rollback: true,
+        ..input
+    };
+    assert!(
+        check_stability(&c, &FixedClock(1500), rollback)
+            .await
+            .unwrap()
+            .stable
+    );
+}
+
+#[tokio::test]
+async fn stability_in_progress_reports_progress_until_the_deadline() {
+    let rule = describe(vec![service(
+        "api",
+        vec![
+            deployment(
+                "PRIMARY",
+                &td("api", 2),
+                DeploymentRolloutState::InProgress,
+                "in progress",
+                1,
+            ),
+            deployment(
+                "ACTIVE",
+                &td("api", 1),
+                DeploymentRolloutState::Completed,
+                "completed",
+                2,
+            ),
+        ],
+    )]);
+    let c = clients(&[&rule], &[], &[]);
+    let input = CheckStabilityInput {
+        release: release(&["api"]),
+        targets: vec![target("api", 2)],
+        rollback: false,
+    };
+    let s = check_stability(&c, &FixedClock(1500), input.clone())
+        .await
+        .unwrap();
+    assert!(!s.stable);
+    assert_eq!((s.services[0].running, s.services[0].desired), (1, 2));
+    assert_eq!(s.services[0].rollout_state, "IN_PROGRESS");
+    let e = check_stability(&c, &FixedClock(2001), input)
+        .await
+        .unwrap_err();
+    assert_eq!(e.name(), "Slipway.NotStable");
+    assert!(
+        e.to_string().contains("api 1/2 running, IN_PROGRESS"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn stability_asks_for_at_most_ten_services_a_call() {
+    let names: Vec<String> = (0..12).map(|i| format!("s{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let all: Vec<Service> = names
+        .iter()
+        .map(|n| {
+            service(
+                n,
+                vec![deployment(
+                    "PRIMARY",
+                    &td(n, 2),
+                    DeploymentRolloutState::Completed,
+                    "done",
+                    2,
+                )],
+            )
+        })
+        .collect();
+    let rule = mock!(aws_sdk_ecs::Client::describe_services)
+        .match_requests(|r| r.services().len() <= 10)
+        .then_output(move || {
+            DescribeServicesOutput::builder()
+                .set_services(Some(all.clone()))
+                .build()
+        });
+    let c = clients(&[&rule], &[], &[]);
+    let targets = names.iter().map(|n| target(n, 2)).collect();
+    let s = check_stability(
+        &c,
+        &FixedClock(1500),
+        CheckStabilityInput {
+            release: release(&refs),
+            targets,
+            rollback: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(s.stable);
+    assert_eq!(s.services.len(), 12);
+    assert_eq!(rule.num_calls(), 2, "10 + 2");
+}
+
+#[tokio::test]
+async fn throttling_is_transient() {
+    let rule = mock!(aws_sdk_ecs::Client::describe_services).then_error(|| {
+        DescribeServicesError::generic(
+            aws_sdk_ecs::error::ErrorMetadata::builder()
+                .code("ThrottlingException")
+                .message("Rate exceeded")
+                .build(),
+        )
+    });
+    let c = clients(&[&rule], &[], &[]);
+    let input = CheckStabilityInput {
+        release: release(&["api"]),
+        targets: vec![target("api", 2)],
+        rollback: false,
+    };
+    let e = check_stability(&c, &FixedClock(1500), input)
+        .await
+        .unwrap_err();
+    assert_eq!(e.name(), "Slipway.Transient");
+    assert!(
+        e.to_string()
+            .contains("ecs:DescribeServices: ThrottlingException: Rate exceeded"),
+        "{e}"
+    );
+}
+
+fn stack_release() -> Release {
+    let mut r = release(&["api"]);
+    r.stacks = vec![StackRelease {
+        name: "staging-ecs".into(),
+        parameters_before: BTreeMap::from([("Environment".into(), "staging".into())]),
+        parameters: BTreeMap::from([("Environment".into(), "staging".into())]),
+    }];
+    r
+}
+
+fn looking_at_change_set() -> Option<StackProgress> {
+    Some(StackProgress {
+        change_set: Some("slipway-r1".into()),
+        ..Default::default()
+    })
+}
+
+#[tokio::test]
+async fn empty_change_set_is_a_no_op() {
+    let describe = mock!(aws_sdk_cloudformation::Client::describe_change_set).then_output(|| {
+        DescribeChangeSetOutput::builder()
+            .status(ChangeSetStatus::Failed)
+            .status_reason("The submitted information didn't contain changes. Submit different information to create a change set.")
+            .build()
+    });
+    let delete = mock!(aws_sdk_cloudformation::Client::delete_change_set).then_output(|| {
+        aws_sdk_cloudformation::operation::delete_change_set::DeleteChangeSetOutput::builder()
+            .build()
+    });
+    let c = clients(&[], &[&describe, &delete], &[]);
+    let p = deploy_stack(
+        &c,
+        DeployStackInput {
+            release: stack_release(),
+            progress: looking_at_change_set(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(p.done);
+    assert_eq!(p.unchanged, ["staging-ecs"]);
+    assert!(p.changed.is_empty());
+}
+
+#[tokio::test]
+async fn change_set_in_progress_is_looked_at_again_and_a_failed_one_is_stack_failed() {
+    let pending = mock!(aws_sdk_cloudformation::Client::describe_change_set)
+        .sequence()
+        .output(|| {
+            DescribeChangeSetOutput::builder()
+                .status(ChangeSetStatus::CreateInProgress)
+                .build()
+        })
+        .output(|| {
+            DescribeChangeSetOutput::builder()
+                .status(ChangeSetStatus::Failed)
+                .status_reason("Parameters: [Colour] do not exist in the template")
+                .build()
+        })
+        .build();
+    let c = clients(&[], &[&pending], &[]);
+    let input = DeployStackInput {
+        release: stack_release(),
+        progress: looking_at_change_set(),
+    };
+    let p = deploy_stack(&c, input.clone()).await.unwrap();
+    assert!(!p.done && !p.executing && p.change_set.is_some(), "{p:?}");
+    let e = deploy_stack(&c, input).await.unwrap_err();
+    assert_eq!(e.name(), "Slipway.StackFailed");
+    assert!(
+        e.to_string().contains("do not exist in the template"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn failed_update_names_the_failed_resources_from_the_events() {
+    let stacks = mock!(aws_sdk_cloudformation::Client::describe_stacks).then_output(|| {
+        DescribeStacksOutput::builder()
+            .stacks(
+                Stack::builder()
+                    .stack_name("staging-ecs")
+                    .stack_status(StackStatus::UpdateRollbackComplete)
+                    .build(),
+            )
+            .build()
+    });
+    let event = |id: &str, status: ResourceStatus, reason: &str| {
+        StackEvent::builder()
+            .logical_resource_id(id)
+            .resource_type(if id == "staging-ecs" {
+                "AWS::CloudFormation::Stack"
+            } else {
+                "AWS::ECS::Service"
+            })
+            .resource_status(status)
+            .resource_status_reason(reason)
+            .build()
+    };
+    let events =
+        mock!(aws_sdk_cloudformation::Client::describe_stack_events).then_output(move || {
+            DescribeStackEventsOutput::builder()
+                .stack_events(event(
+                    "staging-ecs",
+                    ResourceStatus::UpdateRollbackComplete,
+                    "",
+                ))
+                .stack_events(event(
+                    "ApiService",
+                    ResourceStatus::UpdateFailed,
+                    "Invalid request provided",
+                ))
+                .stack_events(event(
+                    "staging-ecs",
+                    ResourceStatus::UpdateInProgress,
+                    "User Initiated",
+                ))
+                .stack_events(event(
+                    "OldService",
+                    ResourceStatus::UpdateFailed,
+                    "from an older update",
+                ))
+                .build()
+        });
+    let c = clients(&[], &[&stacks, &events], &[]);
+    let progress = Some(StackProgress {
+        change_set: Some("slipway-r1".into()),
+        executing: true,
+        changed: vec!["staging-ecs".into()],
+        ..Default::default()
+    });
+    let e = deploy_stack(
+        &c,
+        DeployStackInput {
+            release: stack_release(),
+            progress,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.name(), "Slipway.StackFailed");
+    let text = e.to_string();
+    assert!(
+        text.contains("ApiService (AWS::ECS::Service) UPDATE_FAILED: Invalid request provided"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("OldService"),
+        "only this update's failures: {text}"
+    );
+}
+
+#[tokio::test]
+async fn update_on_the_release_image_already_registers_nothing() {
+    let r = release(&["api"]);
+    let image = r.services[0].image.clone();
+    let svc = describe(vec![service(
+        "api",
+        vec![deployment(
+            "PRIMARY",
+            &td("api", 2),
+            DeploymentRolloutState::InProgress,
+            "",
+            0,
+        )],
+    )]);
+    let describe_td = mock!(aws_sdk_ecs::Client::describe_task_definition).then_output(move || {
+        DescribeTaskDefinitionOutput::builder()
+            .task_definition(
+                TaskDefinition::builder()
+                    .task_definition_arn(td("api", 2))
+                    .family("staging-api")
+                    .container_definitions(
+                        ContainerDefinition::builder()
+                            .name("api")
+                            .image(&image)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+    });
+    let register = mock!(aws_sdk_ecs::Client::register_task_definition).then_output(|| {
+        aws_sdk_ecs::operation::register_task_definition::RegisterTaskDefinitionOutput::builder()
+            .build()
+    });
+    let update = mock!(aws_sdk_ecs::Client::update_service).then_output(|| {
+        aws_sdk_ecs::operation::update_service::UpdateServiceOutput::builder().build()
+    });
+    let c = clients(&[&svc, &describe_td, &register, &update], &[], &[]);
+    let t = update_services(
+        &c,
+        UpdateServiceInput {
+            release: r,
+            service: "api".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(!t.started);
+    assert_eq!(t.task_definition, td("api", 2));
+    assert_eq!((register.num_calls(), update.num_calls()), (0, 0));
+}
+
+#[tokio::test]
+async fn roll_back_leaves_a_service_the_circuit_breaker_rolled_back() {
+    let svc = describe(vec![service(
+        "api",
+        vec![deployment(
+            "PRIMARY",
+            &td("api", 1),
+            DeploymentRolloutState::InProgress,
+            "ECS deployment circuit breaker: rolling back to deploymentId ecs-svc/1.",
+            1,
+        )],
+    )]);
+    let update = mock!(aws_sdk_ecs::Client::update_service).then_output(|| {
+        aws_sdk_ecs::operation::update_service::UpdateServiceOutput::builder().build()
+    });
+    let c = clients(&[&svc, &update], &[], &[]);
+    let out = roll_back(
+        &c,
+        RollBackInput {
+            release: release(&["api"]),
+            stacks: None,
+            error: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.services[0].action, "already-rolled-back-by-ecs");
+    assert_eq!(
+        out.targets,
+        vec![ServiceTarget {
+            service: "api".into(),
+            task_definition: td("api", 1),
+            started: false
+        }]
+    );
+    assert_eq!(update.num_calls(), 0);
+    assert!(out.done);
+}
+
+/// Answers health checks from a list, and records what was asked.
+struct FakeProber {
+    answers: Mutex<Vec<Result<Probe, String>>>,
+    asked: Mutex<Vec<(String, Option<String>, Duration)>>,
+}
+
+impl Prober for FakeProber {
+    fn get<'a>(
+        &'a self,
+        url: &'a str,
+        host: Option<&'a str>,
+        timeout: Duration,
+    ) -> Pin<Box<dyn Future<Output = Result<Probe, String>> + Send + 'a>> {
+        self.asked
+            .lock()
+            .unwrap()
+            .push((url.into(), host.map(str::to_owned), timeout));
+        let next = self.answers.lock().unwrap().remove(0);
+        Box::pin(async move { next })
+    }
+}
+
+fn probe(status: u16, body: &str) -> Result<Probe, String> {
+    Ok(Probe {
+        status,
+        body: body.into(),
+        latency_ms: 7,
+    })
+}
+
+async fn check(
+    answers: Vec<Result<Probe, String>>,
+) -> (Result<HealthReport, StepError>, FakeProber) {
+    let mut r = release(&["api"]);
+    r.services[0].health = Some(HealthConfig {
+        url: "http://alb.example/health".into(),
+        host: Some("api.staging.example.com".into()),
+        expect_status: 200,
+        body_contains: Some("ok".into()),
+        passes: 3,
+        timeout_ms: 1500,
+        interval_ms: 1,
+    });
+    let prober = FakeProber {
+        answers: Mutex::new(answers),
+        asked: Mutex::new(vec![]),
+    };
+    let c = clients(&[], &[], &[]);
+    let out = health_check(&c, &prober, HealthCheckInput { release: r }).await;
+    (out, prober)
+}
+
+#[tokio::test]
+async fn health_needs_n_consecutive_passes_with_the_host_header_and_timeout() {
+    let (out, prober) = check(vec![
+        probe(200, "ok"),
+        probe(200, "ok"),
+        probe(200, "all ok"),
+    ])
+    .await;
+    let report = out.unwrap();
+    assert_eq!(report.services[0].passes, 3);
+    assert_eq!(report.services[0].max_latency_ms, 7);
+    let asked = prober.asked.lock().unwrap();
+    assert_eq!(asked.len(), 3);
+    assert_eq!(
+        asked[0],
+        (
+            "http://alb.example/health".into(),
+            Some("api.staging.example.com".into()),
+            Duration::from_millis(1500)
+        )
+    );
+}
+
+#[tokio::test]
+async fn health_failures_say_what_failed() {
+    let (out, _) = check(vec![
+        probe(200, "ok"),
+        probe(502, "<html>Bad Gateway</html>"),
+    ])
+    .await;
+    let e = out.unwrap_err();
+    assert_eq!(e.name(), "Slipway.HealthCheckFailed");
+    assert!(
+        e.to_string()
+            .contains("answered 502 in 7 ms, expected 200; body: \"<html>Bad Gateway</html>\""),
+        "{e}"
+    );
+
+    let (out, _) = check(vec![probe(200, "degraded")]).await;
+    assert!(out
+        .unwrap_err()
+        .to_string()
+        .contains("without \"ok\" in its body: \"degraded\""));
+
+    let (out, _) = check(vec![Err("no answer within 1500 ms".into())]).await;
+    let e = out.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("(Host api.staging.example.com): no answer within 1500 ms (after 0 passes)"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn finish_refuses_an_unknown_result() {
+    let c = clients(&[], &[], &[]);
+    let input = FinishInput {
+        release: release(&["api"]),
+        result: "maybe".into(),
+        error: None,
+        rollback: None,
+        timings: BTreeMap::new(),
+    };
+    let e = finish(&c, &FixedClock(1), input).await.unwrap_err();
+    assert_eq!(e.name(), "Slipway.InvalidInput");
+    assert!(e.to_string().starts_with("result: \"maybe\""), "{e}");
+}
