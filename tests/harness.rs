@@ -212,12 +212,14 @@ impl Testbed {
     }
 
     /// Runs an ASL definition in aws-local-stepfunctions, its Lambda Tasks invoking the
-    /// functions served by `cargo lambda watch`. `subs` are DefinitionSubstitutions.
+    /// functions served by `cargo lambda watch`. `subs` are DefinitionSubstitutions; `name`
+    /// the execution's name (random when absent).
     pub fn run_execution(
         &self,
         definition: &Path,
         input: &Value,
         subs: &[(&str, &str)],
+        name: Option<&str>,
     ) -> Execution {
         let mut cmd = Command::new("node");
         cmd.arg(root().join("tests/sfn/run-execution.mjs"))
@@ -233,6 +235,9 @@ impl Testbed {
             .current_dir(root());
         for (k, v) in subs {
             cmd.args(["--sub", &format!("{k}={v}")]);
+        }
+        if let Some(name) = name {
+            cmd.args(["--name", name]);
         }
         let out = cmd.output().expect("run node");
         let stdout = String::from_utf8_lossy(&out.stdout);

@@ -29,6 +29,10 @@ struct Args {
     /// Account id used in ARNs and events.
     #[arg(long, default_value = "123456789012")]
     account: String,
+    /// The epoch second from which the clock runs fast (default: start-up); give the same
+    /// one to every process that must agree with the simulator on the time.
+    #[arg(long)]
+    epoch_anchor: Option<f64>,
     /// Append every EventBridge event emitted (e.g. "ECS Deployment State Change") to this file, one JSON per line.
     #[arg(long)]
     events_file: Option<PathBuf>,
@@ -63,6 +67,7 @@ async fn run(args: Args) -> Result<(), String> {
         region: args.region,
         account: args.account,
         events_file: args.events_file,
+        anchor: args.epoch_anchor,
     })
     .map_err(|e| format!("cannot open the events file: {e}"))?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))

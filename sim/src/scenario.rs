@@ -16,6 +16,11 @@
 //! match = "api:bad"
 //! failure = "crash"
 //!
+//! [[faults]]               # calls that fail outright
+//! action = "UpdateService"
+//! contains = "task-definition/api:1"
+//! code = "AccessDeniedException"
+//!
 //! [[stacks]]               # every update of stack "alb" fails on resource Listener
 //! name = "alb"
 //! fail_update = { resource = "Listener", reason = "Invalid listener rule priority" }
@@ -35,6 +40,24 @@ pub struct Scenario {
     pub images: Vec<ImageRule>,
     /// Stacks whose updates fail.
     pub stacks: Vec<StackRule>,
+    /// API calls that fail.
+    pub faults: Vec<Fault>,
+}
+
+/// An API call that fails: every call of `action` whose request contains `contains`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// The action (`UpdateService`, `UpdateStack`, …).
+    pub action: String,
+    /// A substring of the request (JSON body, or the Query parameters' values); empty: any.
+    #[serde(default)]
+    pub contains: String,
+    /// The error code returned (`AccessDeniedException`, …).
+    pub code: String,
+    /// The error message.
+    #[serde(default)]
+    pub message: String,
 }
 
 /// Durations in simulated seconds.
@@ -203,30 +226,35 @@ impl Scenario {
     }
 }
 
-/// The simulated clock: real time since start, times `speed`, from the real start instant.
+/// The simulated clock: time since the anchor runs `speed` times faster than real time.
+/// Processes given the same anchor and speed (the test bed's Lambdas, through
+/// `SLIPWAY_CLOCK_ANCHOR`/`SLIPWAY_CLOCK_SPEED`) agree on "now".
 #[derive(Debug, Clone)]
 pub struct Clock {
-    start: std::time::Instant,
-    start_epoch: f64,
+    anchor: f64,
     speed: f64,
 }
 
+fn real_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 impl Clock {
-    /// A clock running `speed` times faster than real time.
+    /// A clock running `speed` times faster than real time from now on.
     pub fn new(speed: f64) -> Self {
-        let start_epoch = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        Self {
-            start: std::time::Instant::now(),
-            start_epoch,
-            speed,
-        }
+        Self::anchored(real_now(), speed)
+    }
+
+    /// A clock running `speed` times faster than real time since `anchor` (epoch seconds).
+    pub fn anchored(anchor: f64, speed: f64) -> Self {
+        Self { anchor, speed }
     }
 
     /// Simulated now, seconds since the epoch.
     pub fn now(&self) -> f64 {
-        self.start_epoch + self.start.elapsed().as_secs_f64() * self.speed
+        self.anchor + (real_now() - self.anchor) * self.speed
     }
 
     /// How many times faster than real time.

@@ -51,6 +51,8 @@ pub struct Options {
     pub account: String,
     /// Where to append events as JSON lines, besides `GET /_sim/events`.
     pub events_file: Option<std::path::PathBuf>,
+    /// The epoch second from which the clock runs fast (default: start-up).
+    pub anchor: Option<f64>,
 }
 
 impl Default for Options {
@@ -61,6 +63,7 @@ impl Default for Options {
             region: "us-east-1".into(),
             account: "123456789012".into(),
             events_file: None,
+            anchor: None,
         }
     }
 }
@@ -84,7 +87,10 @@ impl World {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64);
         Ok(Self {
-            clock: Clock::new(options.speed),
+            clock: match options.anchor {
+                Some(anchor) => Clock::anchored(anchor, options.speed),
+                None => Clock::new(options.speed),
+            },
             scenario: options.scenario,
             ids: Ids::new(seed),
             events: Events::with_file(file),
@@ -138,6 +144,16 @@ impl World {
             *self.throttled.entry(action.to_owned()).or_default() += 1;
         }
         throttled
+    }
+
+    /// The injected fault for this call, if any.
+    fn fault(&self, action: &str, request: &str) -> Option<ApiError> {
+        let f = self
+            .scenario
+            .faults
+            .iter()
+            .find(|f| f.action == action && request.contains(&f.contains))?;
+        Some(ApiError::new(f.code.clone(), f.message.clone()))
     }
 
     fn ecs_call(&mut self, op: &str, input: &Value) -> Result<Value, ApiError> {
@@ -275,6 +291,7 @@ async fn add_scenario(State(shared): State<Shared>, body: Bytes) -> Response {
     let mut next = w.scenario.clone();
     next.images.extend(addition.images);
     next.stacks.extend(addition.stacks);
+    next.faults.extend(addition.faults);
     if given.get("timings").is_some() {
         next.timings = addition.timings;
     }
@@ -336,6 +353,9 @@ fn ecs_request(w: &mut World, target: &str, body: &[u8]) -> Response {
             format!("unknown target {target}"),
         )),
         Some(op) if w.throttled(op) => Err(ApiError::new("ThrottlingException", "Rate exceeded")),
+        Some(op) if w.fault(op, &String::from_utf8_lossy(body)).is_some() => Err(w
+            .fault(op, &String::from_utf8_lossy(body))
+            .unwrap_or_else(|| ApiError::new("InternalFailure", ""))),
         Some(op) => {
             match serde_json::from_slice::<Value>(if body.is_empty() { b"{}" } else { body }) {
                 Ok(input) => w.ecs_call(op, &input),
@@ -389,8 +409,11 @@ fn query_request(w: &mut World, body: &[u8]) -> Response {
     } else {
         elb::NAMESPACE
     };
+    let values: Vec<&str> = params.0.values().map(String::as_str).collect();
     let result = if w.throttled(&action) {
         Err(ApiError::new("Throttling", "Rate exceeded"))
+    } else if let Some(fault) = w.fault(&action, &values.join("\n")) {
+        Err(fault)
     } else {
         w.query_call(cloudformation, &action, &params)
     };

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
     /// The error code the SDKs match on (`ValidationError`, `ServiceNotFoundException`, …).
-    pub code: &'static str,
+    pub code: std::borrow::Cow<'static, str>,
     /// The message, worded as AWS words it where we know the wording.
     pub message: String,
     /// HTTP status: 400 for the caller's fault, 500 for ours.
@@ -22,9 +22,12 @@ pub struct ApiError {
 
 impl ApiError {
     /// A 400 error.
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(
+        code: impl Into<std::borrow::Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
-            code,
+            code: code.into(),
             message: message.into(),
             status: 400,
         }

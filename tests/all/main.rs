@@ -6,6 +6,7 @@ mod app;
 mod bad_inputs;
 mod lambda;
 mod moto;
+mod scenarios;
 mod sim_cloudformation;
 mod sim_ecs;
 mod sim_elb;

@@ -10,6 +10,7 @@ fn run(bed: &Testbed, input: &Value) -> slipway_tests::Execution {
         &root().join("tests/fixtures/asl/plan-only.asl.json"),
         input,
         &[("PlanFunctionArn", PLAN_ARN)],
+        None,
     )
 }
 
@@ -80,5 +81,122 @@ fn handler_error_arrives_as_the_named_step_functions_error() {
             .unwrap()
             .starts_with("services: empty list"),
         "{execution:?}"
+    );
+}
+
+fn error_names(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                if k == "ErrorEquals" {
+                    out.extend(
+                        v.as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|e| e.as_str().unwrap().to_owned()),
+                    );
+                } else {
+                    error_names(v, out);
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| error_names(v, out)),
+        _ => {}
+    }
+}
+
+/// The deploy state machine: valid ASL; every error it retries or catches exists (in the
+/// core error enum, or as a Step Functions / Lambda service error); every substitution names
+/// a function the workspace builds, and every function is used.
+#[test]
+fn deploy_definition_matches_the_code() {
+    let path = root().join("statemachine/deploy.asl.json");
+    let out = std::process::Command::new(root().join("node_modules/.bin/asl-validator"))
+        .arg("--json-path")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    let definition: Value = serde_json::from_str(&text).unwrap();
+    let mut names = vec![];
+    error_names(&definition, &mut names);
+    assert!(
+        names.iter().any(|n| n == "Slipway.Locked"),
+        "waits while locked"
+    );
+    const LAMBDA_ERRORS: [&str; 4] = [
+        "Lambda.ServiceException",
+        "Lambda.AWSLambdaException",
+        "Lambda.SdkClientException",
+        "Lambda.TooManyRequestsException",
+    ];
+    for name in &names {
+        assert!(
+            slipway_core::StepError::NAMES.contains(&name.as_str())
+                || LAMBDA_ERRORS.contains(&name.as_str())
+                || name == "States.ALL",
+            "ErrorEquals names {name:?}, which no step returns"
+        );
+    }
+
+    let mut used = vec![];
+    let mut rest = text.as_str();
+    while let Some(start) = rest.find("${") {
+        let end = rest[start..].find('}').unwrap() + start;
+        used.push(rest[start + 2..end].to_owned());
+        rest = &rest[end..];
+    }
+    let kebab = |camel: &str| {
+        let mut out = String::new();
+        for (i, c) in camel.chars().enumerate() {
+            if c.is_ascii_uppercase() && i > 0 {
+                out.push('-');
+            }
+            out.push(c.to_ascii_lowercase());
+        }
+        out
+    };
+    let mut functions: Vec<String> = std::fs::read_dir(root().join("functions"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    functions.sort();
+    let mut named: Vec<String> = used
+        .iter()
+        .map(|s| {
+            let f = s
+                .strip_suffix("FunctionArn")
+                .unwrap_or_else(|| panic!("${{{s}}} is not a function ARN substitution"));
+            let f = kebab(f);
+            let manifest =
+                std::fs::read_to_string(root().join("functions").join(&f).join("Cargo.toml"))
+                    .unwrap_or_else(|_| {
+                        panic!("${{{s}}} names {f}, which the workspace does not build")
+                    });
+            assert!(
+                manifest.contains(&format!("name = \"{f}\"")),
+                "functions/{f} builds a binary named {f}"
+            );
+            f
+        })
+        .collect();
+    named.sort();
+    named.dedup();
+    assert_eq!(
+        named, functions,
+        "every function is used by the state machine"
+    );
+    assert_eq!(
+        crate::scenarios::FUNCTIONS
+            .iter()
+            .map(|(k, _)| (*k).to_owned())
+            .collect::<std::collections::BTreeSet<_>>(),
+        used.into_iter().collect::<std::collections::BTreeSet<_>>()
     );
 }

@@ -7,7 +7,7 @@
 // Prints one JSON line: {"status","output","error","cause","path":[states entered, in order]}.
 // A function's HTTP 500 {"errorType","errorMessage"} becomes the Step Functions error named
 // errorType, as Lambda + Step Functions do it. --wait-scale N runs every `Seconds` Wait N times
-// faster (match the simulator's --speed). Exit code 0 when the execution ran (whatever its
+// faster (match the simulator's --speed), and so is every Retry interval (without backoff). Exit code 0 when the execution ran (whatever its
 // result), 2 when it could not run.
 
 // aws-local-stepfunctions 3 wants Node 22; on Node 20 it runs with this one polyfill.
@@ -54,6 +54,7 @@ if (!(scale > 0)) die(`--wait-scale ${args['wait-scale']}: must be a positive nu
 
 const handlers = {};
 const waits = {};
+const retries = {};
 function collect(states) {
   for (const [name, state] of Object.entries(states)) {
     if (state.Type === 'Task' && typeof state.Resource === 'string' && state.Resource.includes(':function:')) {
@@ -61,6 +62,9 @@ function collect(states) {
       handlers[name] = (input) => invoke(fn, input);
     }
     if (state.Type === 'Wait' && typeof state.Seconds === 'number') waits[name] = (state.Seconds * 1000) / scale;
+    // A SecondsPath wait's length is only known at run time: it gets 100 ms here.
+    if (state.Type === 'Wait' && state.SecondsPath) waits[name] = 100;
+    if (Array.isArray(state.Retry)) retries[name] = state.Retry.map((r) => ((r.IntervalSeconds ?? 1) * 1000) / scale);
     const inner = state.ItemProcessor ?? state.Iterator;
     if (inner) collect(inner.States);
     for (const branch of state.Branches ?? []) collect(branch.States);
@@ -108,7 +112,7 @@ const context = {
 };
 const machine = new StateMachine(definition, { validationOptions: { checkArn: true, checkPaths: true } });
 const execution = machine.run(input, {
-  overrides: { taskResourceLocalHandlers: handlers, waitTimeOverrides: waits },
+  overrides: { taskResourceLocalHandlers: handlers, waitTimeOverrides: waits, retryIntervalOverrides: retries },
   context,
 });
 const path = [];

@@ -24,15 +24,23 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> i64;
 }
 
-/// The system's clock.
+/// The system's clock. On the local test bed (only), `SLIPWAY_CLOCK_ANCHOR` and
+/// `SLIPWAY_CLOCK_SPEED` make it run as fast as slipway-sim's: time since the anchor,
+/// times the speed, so deadlines mean the same to the steps and to the simulated ECS.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> i64 {
-        std::time::SystemTime::now()
+        let real = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let scaled = || -> Option<f64> {
+            let anchor: f64 = std::env::var("SLIPWAY_CLOCK_ANCHOR").ok()?.parse().ok()?;
+            let speed: f64 = std::env::var("SLIPWAY_CLOCK_SPEED").ok()?.parse().ok()?;
+            Some(anchor + (real - anchor) * speed)
+        };
+        scaled().unwrap_or(real) as i64
     }
 }
 

@@ -1,0 +1,622 @@
+//! Whole deployments: `statemachine/deploy.asl.json` executed by aws-local-stepfunctions,
+//! each Task invoking the real Lambda binary through `cargo lambda watch`, the Lambdas
+//! talking to moto + slipway-sim. Each scenario asserts the execution's result, its path, the
+//! final state in the simulator, the state table's records and locks.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use slipway_core::model::DeploymentRecord;
+use slipway_core::state;
+use slipway_tests::{root, Execution, Testbed, LAMBDA_TABLE};
+
+use crate::app::App;
+
+/// The state machine's substitutions: every function the workspace builds.
+pub const FUNCTIONS: [(&str, &str); 7] = [
+    ("PlanFunctionArn", "plan"),
+    ("DeployStackFunctionArn", "deploy-stack"),
+    ("UpdateServicesFunctionArn", "update-services"),
+    ("CheckStabilityFunctionArn", "check-stability"),
+    ("HealthCheckFunctionArn", "health-check"),
+    ("RollBackFunctionArn", "roll-back"),
+    ("FinishFunctionArn", "finish"),
+];
+
+async fn execute(bed: &Testbed, input: Value, name: &str) -> Execution {
+    let bed = bed.clone();
+    let name = name.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let arns: Vec<(String, String)> = FUNCTIONS
+            .iter()
+            .map(|(k, f)| {
+                (
+                    (*k).to_owned(),
+                    format!("arn:aws:lambda:us-east-1:123456789012:function:{f}"),
+                )
+            })
+            .collect();
+        let subs: Vec<(&str, &str)> = arns.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        bed.run_execution(
+            &root().join("statemachine/deploy.asl.json"),
+            &input,
+            &subs,
+            Some(&name),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+/// `expected` appear in `path` in this order (loops repeat states in between).
+fn visited(execution: &Execution, expected: &[&str]) {
+    let mut it = execution.path.iter();
+    for want in expected {
+        assert!(
+            it.any(|s| s == want),
+            "{want} missing (in order) from {:?}",
+            execution.path
+        );
+    }
+}
+
+fn never(execution: &Execution, states: &[&str]) {
+    for s in states {
+        assert!(
+            !execution.path.iter().any(|p| p == s),
+            "{s} entered: {:?}",
+            execution.path
+        );
+    }
+}
+
+async fn record(app: &App, release: &str) -> DeploymentRecord {
+    let all = state::records(&app.clients, 100).await.unwrap();
+    all.into_iter()
+        .find(|r| r.release == release)
+        .unwrap_or_else(|| panic!("no record of {release}"))
+}
+
+/// The reference app: web and admin in group 2, api and auth in group 1.
+async fn staging(bed: &Testbed) -> App {
+    App::create_with(
+        &["web", "api", "auth", "admin"],
+        Some(bed.lambda_table()),
+        |s| {
+            if s == "web" || s == "admin" {
+                "group = 2\n".into()
+            } else {
+                "group = 1\n".into()
+            }
+        },
+    )
+    .await
+}
+
+const HAPPY: [&str; 14] = [
+    "Plan",
+    "WhatToDo",
+    "Start",
+    "DeployStacks",
+    "StacksDone",
+    "DeployGroups",
+    "UpdateServices",
+    "UpdateService",
+    "CheckStability",
+    "GroupStable",
+    "HealthCheck",
+    "Bake",
+    "HealthCheckAfterBake",
+    "FinishSucceeded",
+];
+
+/// 1. An ECR push for api: only api moves, to a task definition pinned by the digest; 4.
+/// the stack's change set is empty, a no-op.
+#[tokio::test]
+async fn s01_ecr_push_moves_only_that_service() {
+    let _t = LAMBDA_TABLE.lock().await;
+    let bed = Testbed::get();
+    let app = staging(&bed).await;
+    let api = app.service("api");
+    let digest = app.push(api, "2222222").await;
+    let x = execute(&bed, app.event(api, "2222222", &digest), "s01").await;
+    assert_eq!(x.status, "SUCCEEDED", "{x:?}");
+    visited(&x, &HAPPY);
+    visited(&x, &["Succeeded"]);
+    never(&x, &["RollBack"]);
+    assert_eq!(x.output["result"], "succeeded");
+    for s in &app.services {
+        let running = app.running(s).await;
+        if s.name == "api" {
+            assert_ne!(running, s.task_definition);
+            let td = app
+                .clients
+                .ecs
+                .describe_task_definition()
+                .task_definition(&running)
+                .send()
+                .await
+                .unwrap();
+            let image = td.task_definition().unwrap().container_definitions()[0]
+                .image()
+                .unwrap()
+                .to_owned();
+            assert_eq!(image, format!("{}@{digest}", api.uri));
+        } else {
+            assert_eq!(running, s.task_definition, "{} must not move", s.name);
+        }
+    }
+    // The stack's change set was empty: a no-op, the stack never updated.
+    let stack = app
+        .clients
+        .cloudformation
+        .describe_stacks()
+        .stack_name(&app.stack)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        stack.stacks()[0].stack_status().unwrap().as_str(),
+        "CREATE_COMPLETE"
+    );
+    let r = record(&app, "s01").await;
+    assert_eq!(r.result, "succeeded");
+    assert_eq!(r.services.len(), 1);
+    assert!(app.locks().await.is_empty());
+    // 4. The digest that already runs: nothing to do.
+    let again = execute(&bed, app.event(api, "2222222", &digest), "s01-again").await;
+    assert_eq!(again.status, "SUCCEEDED");
+    assert_eq!(again.path, ["Plan", "WhatToDo", "NothingToDo"]);
+    assert!(
+        again.output["reason"]
+            .as_str()
+            .unwrap()
+            .contains("already runs"),
+        "{again:?}"
+    );
+}
+
+/// 2. Manual input for all four services in two groups: the second group starts only after
+/// the first is stable.
+#[tokio::test]
+async fn s02_groups_deploy_in_order() {
+    let _t = LAMBDA_TABLE.lock().await;
+    let bed = Testbed::get();
+    let app = staging(&bed).await;
+    for s in &app.services {
+        app.push(s, "3333333").await;
+    }
+    let x = execute(
+        &bed,
+        json!({"tag": "3333333", "reason": "all four", "commit": "3333333"}),
+        "s02",
+    )
+    .await;
+    assert_eq!(x.status, "SUCCEEDED", "{x:?}");
+    visited(&x, &HAPPY);
+    let events = bed.sim_json("/_sim/events").await;
+    let arn_of = |s: &str| {
+        format!(
+            "arn:aws:ecs:us-east-1:123456789012:service/{}/{}",
+            app.cluster,
+            app.service(s).ecs_service
+        )
+    };
+    let times = |service: &str, name: &str| -> Vec<String> {
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["resources"][0] == arn_of(service) && e["detail"]["eventName"] == name)
+            .map(|e| e["detail"]["updatedAt"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Each service: created (IN_PROGRESS, COMPLETED), then released (IN_PROGRESS, COMPLETED).
+    let first_done = ["api", "auth"]
+        .iter()
+        .map(|s| times(s, "SERVICE_DEPLOYMENT_COMPLETED")[1].clone())
+        .max()
+        .unwrap();
+    let second_start = ["web", "admin"]
+        .iter()
+        .map(|s| times(s, "SERVICE_DEPLOYMENT_IN_PROGRESS")[1].clone())
+        .min()
+        .unwrap();
+    assert!(
+        first_done <= second_start,
+        "group 2 started at {second_start}, before group 1 was stable at {first_done}"
+    );
+    let r = record(&app, "s02").await;
+    assert_eq!(r.services.len(), 4);
+    assert!(app.locks().await.is_empty());
+}
+
+/// 3. `latest` and the SHA tag pushed for one digest: two events, one deployment.
+#[tokio::test]
+async fn s03_two_tags_one_digest_deploy_once() {
+    let _t = LAMBDA_TABLE.lock().await;
+    let bed = Testbed::get();
+    let app = App::create(&["api"], Some(bed.lambda_table())).await;
+    // No tag pattern here, so both events are candidates.
+    let config = app
+        .config
+        .replace("tag_pattern = \"^[0-9a-f]{7,40}$\"\n", "");
+    state::store_config(&app.clients, &config).await.unwrap();
+    let api = app.service("api");
+    let digest = app.push(api, "4444444").await;
+    let manifest = app
+        .clients
+        .ecr
+        .batch_get_image()
+        .repository_name(&api.repository)
+        .image_ids(
+            aws_sdk_ecr::types::ImageIdentifier::builder()
+                .image_digest(&digest)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let manifest = manifest.images()[0].image_manifest().unwrap().to_owned();
+    app.clients
+        .ecr
+        .put_image()
+        .repository_name(&api.repository)
+        .image_manifest(manifest)
+        .image_tag("latest")
+        .send()
+        .await
+        .unwrap();
+    let (a, b) = tokio::join!(
+        execute(&bed, app.event(api, "4444444", &digest), "s03-sha"),
+        execute(&bed, app.event(api, "latest", &digest), "s03-latest"),
+    );
+    assert_eq!(
+        (a.status.as_str(), b.status.as_str()),
+        ("SUCCEEDED", "SUCCEEDED"),
+        "{a:?} {b:?}"
+    );
+    let deployed: Vec<&Execution> = [&a, &b]
+        .into_iter()
+        .filter(|x| x.path.iter().any(|s| s == "UpdateService"))
+        .collect();
+    assert_eq!(
+        deployed.len(),
+        1,
+        "exactly one deployment: {:?} / {:?}",
+        a.path,
+        b.path
+    );
+    let revisions = app
+        .clients
+        .ecs
+        .describe_task_definition()
+        .task_definition(&api.ecs_service)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        revisions.task_definition().unwrap().revision(),
+        2,
+        "one new revision"
+    );
+    assert!(app.locks().await.is_empty());
+}
+
+/// 5. The stack update fails: CloudFormation rolls it back, no service is touched,
+/// `Slipway.StackFailed`.
+#[tokio::test]
+async fn s05_stack_failure_touches_no_service() {
+    let _t = LAMBDA_TABLE.lock().await;
+    let bed = Testbed::get();
+    let app = App::create(&["api"], Some(bed.lambda_table())).await;
+    let config = app.config.replace(
+        "parameters = { Environment = \"test\" }",
+        "parameters = { Environment = \"test\", Release = \"image:api\" }",
+    );
+    state::store_config(&app.clients, &config).await.unwrap();
+    bed.add_scenario(json!({"stacks": [{"name": app.stack, "fail_update": {"resource": "Settings", "reason": "Value too long"}}]})).await;
+    let api = app.service("api");
+    let digest = app.push(api, "5555555").await;
+    let x = execute(&bed, app.event(api, "5555555", &digest), "s05").await;
+    assert_eq!(x.status, "FAILED");
+    assert_eq!(x.error.as_deref(), Some("Slipway.StackFailed"));
+    assert!(
+        x.cause
+            .as_deref()
+            .unwrap()
+            .contains("Settings (AWS::SSM::Parameter) UPDATE_FAILED: Value too long"),
+        "{x:?}"
+    );
+    visited(
+        &x,
+        &[
+            "Plan",
+            "DeployStacks",
+            "RollBack",
+            "CheckRollback",
+            "FinishFailed",
+            "Failed",
+        ],
+    );
+    never(&x, &["UpdateService", "HealthCheck"]);
+    assert_eq!(app.running(api).await, api.task_definition);
+    let out = app
+        .clients
+        .cloudformation
+        .describe_stacks()
+        .stack_name(&app.stack)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.stacks()[0].stack_status().unwrap().as_str(),
+        "UPDATE_ROLLBACK_COMPLETE"
+    );
+    let r = record(&app, "s05").await;
+    assert_eq!(r.result, "failed");
+    assert_eq!(r.error.unwrap()["Error"], "Slipway.StackFailed");
+    assert!(app.locks().await.is_empty());
+}
+
+/// 6. New tasks crash: the circuit breaker fails the deployment, `Slipway.DeploymentFailed`;
+/// the services are on their old revision.
+#[tokio::test]
+async fn s06_crashing_tasks_fail_the_release() {
+    let _t = LAMBDA_TABLE.lock().await;
+    let bed = Testbed::get();
+    let app = App::create(&["api", "auth"], Some(bed.lambda_table())).await;
+    let (api, auth) = (app.service("api"), app.service("auth"));
+    app.push(api, "6666666").await;
+    let bad = app.push(auth, "6666666").await;
+    bed.add_scenario(json!({"images": [{"match": bad, "failure": "crash"}]}))
+        .await;
+    let x = execute(
+        &bed,
+        json!({"services": ["api", "auth"], "tag": "6666666"}),
+        "s06",
+    )
+    .await;
+    assert_eq!(x.status, "FAILED", "{x:?}");
+    assert_eq!(x.error.as_deref(), Some("Slipway.DeploymentFailed"));
+    assert!(
+        x.cause.as_deref().unwrap().contains("circuit breaker"),
+        "{x:?}"
+    );
+    visited(
+        &x,
+        &[
+            "UpdateServices",
+            "CheckStability",
+            "RollBack",
+            "CheckRollback",
+            "RollbackStable",
+            "FinishFailed",
+            "Failed",
+        ],
+    );
+    never(&x, &["HealthCheck"]);
+    assert_eq!(app.running(api).await, api.task_definition);
+    assert_eq!(app.running(auth).await, auth.task_definition);
+    let r = record(&app, "s06").await;
+    let actions: Vec<(String, String)> = r
+        .rollback
+        .unwrap()
+        .services
+        .into_iter()
+        .map(|a| (a.name, a.action))
+        .collect();
+    assert!(
+        actions.contains(&("auth".into(), "already-rolled-back-by-ecs".into())),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&("api".into(), "restored".into())),
+        "{actions:?}"
+    );
+    assert!(app.locks().await.is_empty());
+}
+
+/// 7. The new image answers 500 on /health: every service this release moved goes back,
+/// `Slipway.HealthCheckFailed`; health is OK again afterwards.
+#[tokio::test]
+async fn s07_unhealthy_release_is_rolled_back() {
+    let _t = LAMBDA_TABLE.lock().await;
+    let bed = Testbed::get();
+    let app = App::create(&["api", "auth"], Some(bed.lambda_table())).await;
+    let (api, auth) = (app.service("api"), app.service("auth"));
+    let sick = app.push(api, "7777777").await;
+    app.push(auth, "7777777").await;
+    bed.add_scenario(json!({"images": [{"match": sick, "failure": "health-500"}]}))
+        .await;
+    let x = execute(
+        &bed,
+        json!({"services": ["api", "auth"], "tag": "7777777"}),
+        "s07",
+    )
+    .await;
+    assert_eq!(x.status, "FAILED", "{x:?}");
+    assert_eq!(x.error.as_deref(), Some("Slipway.HealthCheckFailed"));
+    assert!(
+        x.cause.as_deref().unwrap().contains("answered 500"),
+        "{x:?}"
+    );
+    visited(
+        &x,
+        &[
+            "CheckStability",
+            "HealthCheck",
+            "RollBack",
+            "CheckRollback",
+            "FinishFailed",
+            "Failed",
+        ],
+    );
+    assert_eq!(app.running(api).await, api.task_definition);
+    assert_eq!(app.running(auth).await, auth.task_definition);
+    let health = reqwest::Client::new()
+        .get(format!("{}/health", bed.sim()))
+        .header("host", format!("{}.x", api.ecs_service))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200, "healthy again");
+    assert!(app.locks().await.is_empty());
+}
+
+/// 8. A rollout slower than the deadline: rolled back, `Slipway.NotStable`.
+#[tokio::test]
+async fn s08_too_slow_is_not_stable() {
+    let _t = LAMBDA_TABLE.lock().await;
+    let bed = Testbed::get();
+    let app = App::create(&["api"], Some(bed.lambda_table())).await;
+    state::store_config(
+        &app.clients,
+        &app.config
+            .replace("deadline_minutes = 20", "deadline_minutes = 2"),
+    )
+    .await
+    .unwrap();
+    let api = app.service("api");
+    let slow = app.push(api, "8888888").await;
+    bed.add_scenario(
+        json!({"images": [{"match": slow, "failure": "slow", "start_seconds": 100000}]}),
+    )
+    .await;
+    let x = execute(&bed, app.event(api, "8888888", &slow), "s08").await;
+    assert_eq!(x.status, "FAILED", "{x:?}");
+    assert_eq!(x.error.as_deref(), Some("Slipway.NotStable"));
+    assert!(
+        x.cause.as_deref().unwrap().contains("passed its deadline"),
+        "{x:?}"
+    );
+    visited(
+        &x,
+        &[
+            "CheckStability",
+            "WaitForGroup",
+            "CheckStability",
+            "RollBack",
+            "CheckRollback",
+            "Failed",
+        ],
+    );
+    assert_eq!(app.running(api).await, api.task_definition);
+    assert!(app.locks().await.is_empty());
+}
+
+/// 9. The rollback itself fails: `Slipway.RollbackFailed` reporting both errors; the lock
+/// is released; the record says so.
+#[tokio::test]
+async fn s09_failed_rollback_is_reported() {
+    let _t = LAMBDA_TABLE.lock().await;
+    let bed = Testbed::get();
+    let app = App::create(&["api"], Some(bed.lambda_table())).await;
+    let api = app.service("api");
+    let sick = app.push(api, "9999999").await;
+    bed.add_scenario(json!({
+        "images": [{"match": sick, "failure": "health-500"}],
+        "faults": [{"action": "UpdateService", "contains": api.task_definition, "code": "AccessDeniedException", "message": "not allowed to roll back"}]
+    }))
+    .await;
+    let x = execute(&bed, app.event(api, "9999999", &sick), "s09").await;
+    assert_eq!(x.status, "FAILED", "{x:?}");
+    assert_eq!(x.error.as_deref(), Some("Slipway.RollbackFailed"));
+    let cause = x.cause.as_deref().unwrap();
+    assert!(
+        cause.contains("Slipway.HealthCheckFailed") && cause.contains("not allowed to roll back"),
+        "{cause}"
+    );
+    visited(
+        &x,
+        &[
+            "HealthCheck",
+            "RollBack",
+            "FinishRollbackFailed",
+            "RollbackFailed",
+        ],
+    );
+    let r = record(&app, "s09").await;
+    assert_eq!(r.result, "rollback-failed");
+    assert!(app.locks().await.is_empty());
+}
+
+/// 10. Two pushes to one service while the first deploys: never interleaved; the later
+/// digest ends up running.
+#[tokio::test]
+async fn s10_pushes_never_interleave_and_the_later_wins() {
+    let _t = LAMBDA_TABLE.lock().await;
+    let bed = Testbed::get();
+    let app = App::create(&["api"], Some(bed.lambda_table())).await;
+    let api = app.service("api");
+    let first = app.push(api, "aaaaaaa").await;
+    let second = app.push(api, "bbbbbbb").await;
+    let a = execute(&bed, app.event(api, "aaaaaaa", &first), "s10-first");
+    let b = async {
+        // The second push arrives once the first holds the lock.
+        slipway_tests::eventually(
+            "the first execution's lock",
+            Duration::from_secs(30),
+            || async {
+                state::lock_holder(&app.clients, "api")
+                    .await
+                    .unwrap()
+                    .filter(|h| h.owner.ends_with("s10-first"))
+            },
+        )
+        .await;
+        execute(&bed, app.event(api, "bbbbbbb", &second), "s10-second").await
+    };
+    let (a, b) = tokio::join!(a, b);
+    assert_eq!(
+        (a.status.as_str(), b.status.as_str()),
+        ("SUCCEEDED", "SUCCEEDED"),
+        "{a:?}\n{b:?}"
+    );
+    let (ra, rb) = (
+        record(&app, "s10-first").await,
+        record(&app, "s10-second").await,
+    );
+    assert!(
+        rb.started_at >= ra.finished_at,
+        "the second planned ({}) only after the first finished ({})",
+        rb.started_at,
+        ra.finished_at
+    );
+    let running = app.running(api).await;
+    let td = app
+        .clients
+        .ecs
+        .describe_task_definition()
+        .task_definition(&running)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        td.task_definition().unwrap().container_definitions()[0].image(),
+        Some(format!("{}@{second}", api.uri).as_str())
+    );
+    assert!(app.locks().await.is_empty());
+}
+
+/// 11. A throttling storm while polling: retried; the deployment succeeds.
+#[tokio::test]
+async fn s11_throttling_storm_is_retried() {
+    let _t = LAMBDA_TABLE.lock().await;
+    let bed = Testbed::get();
+    let app = App::create(&["api"], Some(bed.lambda_table())).await;
+    let api = app.service("api");
+    let digest = app.push(api, "ccccccc").await;
+    let before = bed.sim_json("/_sim/stats").await;
+    bed.add_scenario(json!({"throttle": {"one_in": 2, "actions": ["DescribeServices", "DescribeChangeSet", "DescribeStacks", "DescribeTaskDefinition"]}})).await;
+    let x = execute(&bed, app.event(api, "ccccccc", &digest), "s11").await;
+    let after = bed.sim_json("/_sim/stats").await;
+    bed.add_scenario(json!({"throttle": null})).await;
+    assert_eq!(x.status, "SUCCEEDED", "{x:?}");
+    let count = |v: &Value| v["throttled"]["DescribeServices"].as_u64().unwrap_or(0);
+    assert!(
+        count(&after) > count(&before),
+        "calls were throttled: {before} → {after}"
+    );
+    assert!(app.locks().await.is_empty());
+}
