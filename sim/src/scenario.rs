@@ -98,6 +98,9 @@ pub struct Throttle {
     /// The actions throttled (`DescribeServices`, `DescribeStacks`, …); empty = all.
     #[serde(default)]
     pub actions: Vec<String>,
+    /// Only calls whose request contains this (a cluster or stack name, say); empty = all.
+    #[serde(default)]
+    pub contains: String,
 }
 
 /// How an image misbehaves.

@@ -131,11 +131,12 @@ impl World {
     }
 
     /// The throttling error for this call, if the scenario throttles it.
-    fn throttled(&mut self, action: &str) -> bool {
+    fn throttled(&mut self, action: &str, request: &str) -> bool {
         let Some(t) = &self.scenario.throttle else {
             return false;
         };
-        if !t.actions.is_empty() && !t.actions.iter().any(|a| a == action) {
+        let other_action = !t.actions.is_empty() && !t.actions.iter().any(|a| a == action);
+        if other_action || !request.contains(&t.contains) {
             return false;
         }
         self.calls += 1;
@@ -352,7 +353,9 @@ fn ecs_request(w: &mut World, target: &str, body: &[u8]) -> Response {
             "UnknownOperationException",
             format!("unknown target {target}"),
         )),
-        Some(op) if w.throttled(op) => Err(ApiError::new("ThrottlingException", "Rate exceeded")),
+        Some(op) if w.throttled(op, &String::from_utf8_lossy(body)) => {
+            Err(ApiError::new("ThrottlingException", "Rate exceeded"))
+        }
         Some(op) if w.fault(op, &String::from_utf8_lossy(body)).is_some() => Err(w
             .fault(op, &String::from_utf8_lossy(body))
             .unwrap_or_else(|| ApiError::new("InternalFailure", ""))),
@@ -410,9 +413,10 @@ fn query_request(w: &mut World, body: &[u8]) -> Response {
         elb::NAMESPACE
     };
     let values: Vec<&str> = params.0.values().map(String::as_str).collect();
-    let result = if w.throttled(&action) {
+    let request = values.join("\n");
+    let result = if w.throttled(&action, &request) {
         Err(ApiError::new("Throttling", "Rate exceeded"))
-    } else if let Some(fault) = w.fault(&action, &values.join("\n")) {
+    } else if let Some(fault) = w.fault(&action, &request) {
         Err(fault)
     } else {
         w.query_call(cloudformation, &action, &params)

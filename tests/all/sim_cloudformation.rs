@@ -84,8 +84,27 @@ async fn create(cfn: &Client, stack: &str, img: &str) {
         .send()
         .await
         .unwrap();
-    assert_eq!(status(cfn, stack).await, StackStatus::CreateInProgress);
     wait_status(cfn, stack, StackStatus::CreateComplete).await;
+    let seen = statuses(cfn, stack).await;
+    assert_eq!(seen, ["CREATE_IN_PROGRESS", "CREATE_COMPLETE"]);
+}
+
+/// The stack's own statuses, oldest first, from its events.
+async fn statuses(cfn: &Client, stack: &str) -> Vec<String> {
+    let events = cfn
+        .describe_stack_events()
+        .stack_name(stack)
+        .send()
+        .await
+        .unwrap();
+    let mut out: Vec<String> = events
+        .stack_events()
+        .iter()
+        .filter(|e| e.logical_resource_id() == Some(stack))
+        .map(|e| e.resource_status().unwrap().as_str().to_owned())
+        .collect();
+    out.reverse();
+    out
 }
 
 /// Change sets diff for real: none → FAILED with AWS's reason (SDK and awscli); a new image →
@@ -249,22 +268,16 @@ async fn failed_update_rolls_back_and_names_the_failed_resource() {
         .send()
         .await
         .unwrap();
-    assert_eq!(status(&cfn, &stack).await, StackStatus::UpdateInProgress);
-    let mut seen: Vec<StackStatus> = vec![];
-    let start = std::time::Instant::now();
-    while seen.last() != Some(&StackStatus::UpdateRollbackComplete) {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no rollback: {seen:?}"
-        );
-        let s = status(&cfn, &stack).await;
-        if seen.last() != Some(&s) {
-            seen.push(s);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        seen.contains(&StackStatus::UpdateRollbackInProgress),
+    wait_status(&cfn, &stack, StackStatus::UpdateRollbackComplete).await;
+    let seen = statuses(&cfn, &stack).await;
+    assert_eq!(
+        seen[2..],
+        [
+            "UPDATE_IN_PROGRESS",
+            "UPDATE_ROLLBACK_IN_PROGRESS",
+            "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS",
+            "UPDATE_ROLLBACK_COMPLETE"
+        ],
         "{seen:?}"
     );
 
@@ -348,11 +361,31 @@ async fn failed_update_rolls_back_and_names_the_failed_resource() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        status(&cfn, &stack).await,
-        StackStatus::UpdateRollbackInProgress
-    );
     wait_status(&cfn, &stack, StackStatus::UpdateRollbackComplete).await;
+    let seen = statuses(&cfn, &stack).await;
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("UPDATE_ROLLBACK_COMPLETE")
+    );
+    let events = cfn
+        .describe_stack_events()
+        .stack_name(&stack)
+        .send()
+        .await
+        .unwrap();
+    let cancelled = events
+        .stack_events()
+        .iter()
+        .find(|e| {
+            e.logical_resource_id() == Some(stack.as_str())
+                && e.resource_status().map(|s| s.as_str()) == Some("UPDATE_ROLLBACK_IN_PROGRESS")
+        })
+        .unwrap();
+    assert_eq!(
+        cancelled.resource_status_reason(),
+        Some("User Initiated"),
+        "the newest rollback is the cancel's"
+    );
     assert_eq!(service_image(&bed, &stack).await, "repo/auth:v1");
 
     cfn.delete_stack().stack_name(&stack).send().await.unwrap();

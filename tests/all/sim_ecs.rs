@@ -109,7 +109,11 @@ async fn rollout_goes_in_progress_then_completed() {
     let ecs = bed.ecs().await;
     let (cluster, name, v1) = service_running(&ecs, "repo/web:v1", 2).await;
 
-    let v2 = register(&ecs, &name, "repo/web:v2").await;
+    // Its tasks take 60 simulated seconds to start: a wide window to see it IN_PROGRESS.
+    let image = format!("repo/web:{}", unique("v2"));
+    bed.add_scenario(json!({"images": [{"match": image, "failure": "slow", "start_seconds": 60}]}))
+        .await;
+    let v2 = register(&ecs, &name, &image).await;
     ecs.update_service()
         .cluster(&cluster)
         .service(&name)
@@ -176,7 +180,13 @@ async fn awscli_waits_for_services_stable() {
     let bed = Testbed::get();
     let ecs = bed.ecs().await;
     let (cluster, name, _) = service_running(&ecs, "repo/auth:v1", 1).await;
-    let v2 = register(&ecs, &name, "repo/auth:v2").await;
+    // 100 simulated seconds to start: not stable at the waiter's first look.
+    let image = format!("repo/auth:{}", unique("v2"));
+    bed.add_scenario(
+        json!({"images": [{"match": image, "failure": "slow", "start_seconds": 100}]}),
+    )
+    .await;
+    let v2 = register(&ecs, &name, &image).await;
     let (code, _, err) = bed.aws(
         bed.sim(),
         &[
