@@ -251,6 +251,77 @@ impl Testbed {
     }
 }
 
+/// The deploy state machine's substitutions: every function the workspace builds.
+pub const FUNCTIONS: [(&str, &str); 7] = [
+    ("PlanFunctionArn", "plan"),
+    ("DeployStackFunctionArn", "deploy-stack"),
+    ("UpdateServicesFunctionArn", "update-services"),
+    ("CheckStabilityFunctionArn", "check-stability"),
+    ("HealthCheckFunctionArn", "health-check"),
+    ("RollBackFunctionArn", "roll-back"),
+    ("FinishFunctionArn", "finish"),
+];
+
+impl Testbed {
+    /// Runs `statemachine/deploy.asl.json` as execution `name`, every Task the real Lambda.
+    pub async fn deploy(&self, input: &Value, name: &str) -> Execution {
+        let (bed, input, name) = (self.clone(), input.clone(), name.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let arns: Vec<(String, String)> = FUNCTIONS
+                .iter()
+                .map(|(k, f)| {
+                    (
+                        (*k).to_owned(),
+                        format!("arn:aws:lambda:us-east-1:123456789012:function:{f}"),
+                    )
+                })
+                .collect();
+            let subs: Vec<(&str, &str)> =
+                arns.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            bed.run_execution(
+                &root().join("statemachine/deploy.asl.json"),
+                &input,
+                &subs,
+                Some(&name),
+            )
+        })
+        .await
+        .expect("the execution runner thread")
+    }
+}
+
+/// A digest-like layer id, different on every call (moto derives image digests from layers).
+pub fn fresh_layer() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n =
+        u128::from(N.fetch_add(1, Ordering::Relaxed)) << 100 | u128::from(std::process::id()) << 80;
+    format!("sha256:{:064x}", nanos ^ n)
+}
+
+/// An image manifest with one fresh layer.
+pub fn manifest() -> Value {
+    let layer = fresh_layer();
+    serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1000, "digest": layer},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 1000, "digest": layer}]
+    })
+}
+
+/// The "ECR Image Action" event EventBridge delivers for a push.
+pub fn ecr_push_event(repository: &str, tag: &str, digest: &str) -> Value {
+    serde_json::json!({
+        "version": "0", "id": unique("event"), "detail-type": "ECR Image Action", "source": "aws.ecr",
+        "account": "123456789012", "time": "2026-11-25T21:00:00Z", "region": "us-east-1", "resources": [],
+        "detail": {"result": "SUCCESS", "repository-name": repository, "image-digest": digest, "action-type": "PUSH", "image-tag": tag}
+    })
+}
+
 /// Serialises the tests that use the Lambdas' shared state table.
 pub static LAMBDA_TABLE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -270,6 +341,9 @@ pub struct Execution {
     pub cause: Option<String>,
     /// The states entered, in order.
     pub path: Vec<String>,
+    /// Each state entered and when, in milliseconds since the execution started.
+    #[serde(default)]
+    pub timeline: Vec<(String, u64)>,
 }
 
 /// A name unique to this test run: `prefix-<pid><n>`.

@@ -1186,6 +1186,41 @@ impl Cfn {
                 attrs.insert("TargetGroupName".into(), name);
                 arn
             }
+            "AWS::ElasticLoadBalancingV2::ListenerRule" => {
+                // Host-header routing: requests for these hosts go to the forward action's group.
+                let hosts: Vec<String> = props["Conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|c| c["Field"] == "host-header")
+                    .flat_map(|c| {
+                        let values = c["HostHeaderConfig"]["Values"]
+                            .as_array()
+                            .or(c["Values"].as_array());
+                        values
+                            .into_iter()
+                            .flatten()
+                            .filter_map(Value::as_str)
+                            .map(str::to_owned)
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                let forward = props["Actions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|a| a["Type"] == "forward")
+                    .and_then(|a| a["TargetGroupArn"].as_str());
+                if let Some(tg) = forward {
+                    for h in &hosts {
+                        elb.add_host_rule(h, tg);
+                    }
+                }
+                match previous {
+                    Some(p) => p.physical.clone(),
+                    None => generated(env),
+                }
+            }
             _ => match previous {
                 Some(p) => p.physical.clone(),
                 None => generated(env),

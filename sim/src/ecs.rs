@@ -617,6 +617,19 @@ impl Ecs {
         out
     }
 
+    /// The ACTIVE service registered with this target group.
+    pub fn service_of_target_group(&self, target_group: &str) -> Option<String> {
+        self.services
+            .values()
+            .find(|s| {
+                s.status == "ACTIVE"
+                    && s.load_balancers
+                        .iter()
+                        .any(|lb| str_field(lb, "targetGroupArn") == Some(target_group))
+            })
+            .map(|s| s.name.clone())
+    }
+
     /// The running task that answers the next request to service `name` (any cluster),
     /// round robin, as a load balancer would pick it.
     pub fn answering_task(&mut self, name: &str) -> Option<Answering> {

@@ -15,6 +15,8 @@ pub const NAMESPACE: &str = "http://elasticloadbalancing.amazonaws.com/doc/2015-
 #[derive(Debug, Default)]
 pub struct Elb {
     target_groups: BTreeMap<String, TargetGroup>,
+    /// Listener rules with a host-header condition: host → target group ARN.
+    host_rules: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -117,6 +119,19 @@ impl Elb {
             },
         );
         Ok(arn)
+    }
+
+    /// Routes requests for `host` to `target_group` (a listener rule's host-header condition).
+    pub fn add_host_rule(&mut self, host: &str, target_group: &str) {
+        self.host_rules
+            .insert(host.to_ascii_lowercase(), target_group.to_owned());
+    }
+
+    /// The target group a listener rule sends `host` to.
+    pub fn target_group_for_host(&self, host: &str) -> Option<&str> {
+        self.host_rules
+            .get(&host.to_ascii_lowercase())
+            .map(String::as_str)
     }
 
     /// Forgets a target group (stack deletion).

@@ -7,9 +7,11 @@
 //! - `POST /` with `X-Amz-Target: AmazonEC2ContainerServiceV20141113.*`: ECS (JSON 1.1);
 //! - `POST /` with a form body `Action=…&Version=2010-05-15`: CloudFormation (Query),
 //!   `Version=2015-12-01`: ELBv2 (Query);
-//! - any `GET` whose `Host` header's first label names an ECS service (`api.staging.test`):
-//!   the service's app, answered by one of its RUNNING tasks in turn, as a load balancer with
-//!   host-header routing would (503 when none runs);
+//! - any other `GET`: the app behind the load balancer, routed by the `Host` header — through
+//!   a listener rule's host-header condition (from `AWS::ElasticLoadBalancingV2::ListenerRule`
+//!   resources) to its target group's service, or else to the ECS service named by the host's
+//!   first label (`api.staging.test`); answered by one of its RUNNING tasks in turn
+//!   (503 when none runs);
 //! - `/_sim/…`: the simulator's own control endpoints (health, clock, scenario, events).
 
 pub mod cfn;

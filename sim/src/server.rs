@@ -448,14 +448,21 @@ fn xml(status: StatusCode, body: String, request_id: &str) -> Response {
         .into_response()
 }
 
-/// A request to an app behind the simulated load balancer: the Host header's first label
-/// names the ECS service.
+/// A request to an app behind the simulated load balancer: routed by a listener rule's
+/// host-header condition when one matches, else the Host header's first label names the ECS
+/// service.
 fn app_request(w: &mut World, headers: &HeaderMap, uri: &Uri) -> Response {
     let host = headers
         .get("host")
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default();
-    let service = host.split(['.', ':']).next().unwrap_or_default().to_owned();
+    let bare = host.split(':').next().unwrap_or_default();
+    // A listener rule for the host wins; else the first label names the ECS service.
+    let routed = w
+        .elb
+        .target_group_for_host(bare)
+        .and_then(|tg| w.ecs.service_of_target_group(tg));
+    let service = routed.unwrap_or_else(|| bare.split('.').next().unwrap_or_default().to_owned());
     if service.is_empty() || !w.ecs.has_service(&service) {
         return (
             StatusCode::NOT_FOUND,

@@ -8,7 +8,7 @@ use aws_sdk_ecs::types::{
     ContainerDefinition, DeploymentCircuitBreaker, DeploymentConfiguration, HealthCheck,
     KeyValuePair, LoadBalancer, LogConfiguration, LogDriver, NetworkMode, Secret,
 };
-use serde_json::{json, Value};
+use serde_json::Value;
 use slipway_core::aws::Clients;
 use slipway_core::state;
 use slipway_tests::{eventually, unique, Testbed};
@@ -211,19 +211,13 @@ impl App {
 
     /// Pushes an image (distinct layers, so a distinct digest) tagged `tag`; returns its digest.
     pub async fn push(&self, s: &AppService, tag: &str) -> String {
-        let layer = format!("sha256:{:0>64}", format!("{:x}", unique_number()));
-        let manifest = json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1000, "digest": layer},
-            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 1000, "digest": layer}]
-        });
+        let manifest = slipway_tests::manifest().to_string();
         let out = self
             .clients
             .ecr
             .put_image()
             .repository_name(&s.repository)
-            .image_manifest(manifest.to_string())
+            .image_manifest(manifest)
             .image_tag(tag)
             .send()
             .await
@@ -310,11 +304,7 @@ impl App {
 
     /// The ECR push event EventBridge would deliver for `tag` → `digest` of `s`.
     pub fn event(&self, s: &AppService, tag: &str, digest: &str) -> Value {
-        json!({
-            "version": "0", "id": unique("event"), "detail-type": "ECR Image Action", "source": "aws.ecr",
-            "account": "123456789012", "time": "2026-11-25T21:00:00Z", "region": "us-east-1", "resources": [],
-            "detail": {"result": "SUCCESS", "repository-name": s.repository, "image-digest": digest, "action-type": "PUSH", "image-tag": tag}
-        })
+        slipway_tests::ecr_push_event(&s.repository, tag, digest)
     }
 
     /// The task definition a service runs now.
@@ -342,14 +332,4 @@ impl App {
             .filter(|pk| pk.starts_with("LOCK#"))
             .collect()
     }
-}
-
-fn unique_number() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    t ^ (N.fetch_add(1, Ordering::Relaxed) << 48) ^ u64::from(std::process::id())
 }

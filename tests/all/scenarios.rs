@@ -8,44 +8,12 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use slipway_core::model::DeploymentRecord;
 use slipway_core::state;
-use slipway_tests::{root, Execution, Testbed, LAMBDA_TABLE};
+use slipway_tests::{Execution, Testbed, LAMBDA_TABLE};
 
 use crate::app::App;
 
-/// The state machine's substitutions: every function the workspace builds.
-pub const FUNCTIONS: [(&str, &str); 7] = [
-    ("PlanFunctionArn", "plan"),
-    ("DeployStackFunctionArn", "deploy-stack"),
-    ("UpdateServicesFunctionArn", "update-services"),
-    ("CheckStabilityFunctionArn", "check-stability"),
-    ("HealthCheckFunctionArn", "health-check"),
-    ("RollBackFunctionArn", "roll-back"),
-    ("FinishFunctionArn", "finish"),
-];
-
 async fn execute(bed: &Testbed, input: Value, name: &str) -> Execution {
-    let bed = bed.clone();
-    let name = name.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let arns: Vec<(String, String)> = FUNCTIONS
-            .iter()
-            .map(|(k, f)| {
-                (
-                    (*k).to_owned(),
-                    format!("arn:aws:lambda:us-east-1:123456789012:function:{f}"),
-                )
-            })
-            .collect();
-        let subs: Vec<(&str, &str)> = arns.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        bed.run_execution(
-            &root().join("statemachine/deploy.asl.json"),
-            &input,
-            &subs,
-            Some(&name),
-        )
-    })
-    .await
-    .unwrap()
+    bed.deploy(&input, name).await
 }
 
 /// `expected` appear in `path` in this order (loops repeat states in between).

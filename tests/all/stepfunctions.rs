@@ -193,7 +193,7 @@ fn deploy_definition_matches_the_code() {
         "every function is used by the state machine"
     );
     assert_eq!(
-        crate::scenarios::FUNCTIONS
+        slipway_tests::FUNCTIONS
             .iter()
             .map(|(k, _)| (*k).to_owned())
             .collect::<std::collections::BTreeSet<_>>(),

@@ -4,7 +4,8 @@
 //   node tests/sfn/run-execution.mjs --definition FILE --input JSON --lambda-endpoint URL \
 //        [--sub NAME=VALUE]... [--wait-scale N] [--name EXECUTION_NAME]
 //
-// Prints one JSON line: {"status","output","error","cause","path":[states entered, in order]}.
+// Prints one JSON line: {"status","output","error","cause","path":[states entered, in order],
+// "timeline":[[state, ms since start], …]}.
 // A function's HTTP 500 {"errorType","errorMessage"} becomes the Step Functions error named
 // errorType, as Lambda + Step Functions do it. --wait-scale N runs every `Seconds` Wait N times
 // faster (match the simulator's --speed), and so is every Retry interval (without backoff). Exit code 0 when the execution ran (whatever its
@@ -110,16 +111,22 @@ const context = {
   },
   StateMachine: { Id: 'arn:aws:states:us-east-1:123456789012:stateMachine:slipway', Name: 'slipway' },
 };
+const t0 = Date.now();
 const machine = new StateMachine(definition, { validationOptions: { checkArn: true, checkPaths: true } });
 const execution = machine.run(input, {
   overrides: { taskResourceLocalHandlers: handlers, waitTimeOverrides: waits, retryIntervalOverrides: retries },
   context,
 });
 const path = [];
+const timeline = [];
+
 let failure = null;
 const logs = (async () => {
   for await (const event of execution.eventLogs) {
-    if (event.type === 'StateEntered') path.push(event.state.name);
+    if (event.type === 'StateEntered') {
+      path.push(event.state.name);
+      timeline.push([event.state.name, Math.max(0, event.timestamp - t0)]);
+    }
     if (event.type === 'ExecutionFailed') failure = { error: event.Error, cause: event.Cause };
   }
 })();
@@ -139,4 +146,5 @@ try {
   };
 }
 await logs;
+result.timeline = timeline;
 process.stdout.write(JSON.stringify(result) + '\n');

@@ -1,0 +1,342 @@
+//! `scripts/demo`: Slipway's main job on the local test bed, end to end.
+//!
+//! Sets up the reference staging app of `examples/staging` (six stacks, four services) in
+//! slipway-sim and moto, stores its `slipway.toml` in the state table, pushes a new `api`
+//! image to ECR and runs `statemachine/deploy.asl.json` from that push's ECR event — every
+//! step the real Lambda — to SUCCEEDED, with a per-step timeline. Then pushes a bad image and
+//! shows the automatic rollback. Runs inside `scripts/testbed run`, which provides the bed.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_cloudformation::types::Parameter;
+use serde_json::json;
+use slipway_core::{model::DeploymentRecord, state};
+use slipway_tests::{ecr_push_event, manifest, root, Execution, Testbed};
+
+const SERVICES: [&str; 4] = ["web", "api", "auth", "admin"];
+const STACKS: [&str; 6] = [
+    "staging-network",
+    "staging-database",
+    "staging-cache",
+    "staging-secrets",
+    "staging-alb",
+    "staging-ecs",
+];
+type Result<T> = std::result::Result<T, String>;
+
+fn say(start: Instant, text: impl AsRef<str>) {
+    println!("[{:6.1}s] {}", start.elapsed().as_secs_f64(), text.as_ref());
+}
+
+#[tokio::main]
+async fn main() {
+    if let Err(e) = run().await {
+        eprintln!("demo failed: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<()> {
+    let t = Instant::now();
+    let bed = Testbed::get();
+    let clients = bed.clients(bed.lambda_table()).await;
+    let err = |what: &'static str| move |e: &dyn std::fmt::Debug| format!("{what}: {e:?}");
+
+    say(t, format!("state table {} (DynamoDB, moto)", clients.table));
+    state::create_table(&clients)
+        .await
+        .map_err(|e| e.to_string())?;
+
+    say(
+        t,
+        "ECR (moto): one repository per service, each with image 0000001",
+    );
+    let mut uris = Vec::new();
+    for s in SERVICES {
+        let repo = format!("staging/{s}");
+        let out = clients
+            .ecr
+            .create_repository()
+            .repository_name(&repo)
+            .send()
+            .await
+            .map_err(|e| err("create-repository")(&e))?;
+        let uri = out
+            .repository()
+            .and_then(|r| r.repository_uri())
+            .unwrap_or_default()
+            .to_owned();
+        let digest = push(&clients, &repo, "0000001").await?;
+        uris.push((s, uri, digest));
+    }
+
+    say(
+        t,
+        "CloudFormation (slipway-sim): the six staging stacks of examples/staging/templates",
+    );
+    for stack in STACKS {
+        let body = std::fs::read_to_string(
+            root().join(format!("examples/staging/templates/{stack}.json")),
+        )
+        .map_err(|e| e.to_string())?;
+        let mut create = clients
+            .cloudformation
+            .create_stack()
+            .stack_name(stack)
+            .template_body(body);
+        if stack == "staging-ecs" {
+            for (s, uri, digest) in &uris {
+                let key = format!("{}Image", capitalize(s));
+                create = create.parameters(
+                    Parameter::builder()
+                        .parameter_key(key)
+                        .parameter_value(format!("{uri}@{digest}"))
+                        .build(),
+                );
+            }
+        }
+        create.send().await.map_err(|e| err("create-stack")(&e))?;
+        wait_for_stack(&clients, stack).await?;
+        say(t, format!("  {stack}: CREATE_COMPLETE"));
+    }
+    for s in SERVICES {
+        wait_for_service(&clients, &format!("staging-{s}")).await?;
+    }
+    say(t, "ECS (slipway-sim): cluster staging, services staging-{web,api,auth,admin} running 2 tasks each");
+
+    // The example configuration, pointed at this test bed: the ALB's address is the
+    // simulator's, the target groups are the ones the alb stack made.
+    let mut config = std::fs::read_to_string(root().join("examples/staging/slipway.toml"))
+        .map_err(|e| e.to_string())?;
+    config = config.replace(
+        "http://staging-alb-1234567890.us-east-1.elb.amazonaws.com",
+        bed.sim(),
+    );
+    let alb = clients
+        .cloudformation
+        .describe_stacks()
+        .stack_name("staging-alb")
+        .send()
+        .await
+        .map_err(|e| err("describe-stacks")(&e))?;
+    for o in alb
+        .stacks()
+        .first()
+        .map(|s| s.outputs())
+        .unwrap_or_default()
+    {
+        let service = o
+            .output_key()
+            .unwrap_or_default()
+            .trim_end_matches("TargetGroup")
+            .to_ascii_lowercase();
+        let line = config
+            .lines()
+            .find(|l| {
+                l.starts_with("target_group_arn")
+                    && l.contains(&format!("targetgroup/staging-{service}/"))
+            })
+            .map(str::to_owned);
+        if let Some(line) = line {
+            config = config.replace(
+                &line,
+                &format!(
+                    "target_group_arn = \"{}\"",
+                    o.output_value().unwrap_or_default()
+                ),
+            );
+        }
+    }
+    state::store_config(&clients, &config)
+        .await
+        .map_err(|e| e.to_string())?;
+    say(t, "examples/staging/slipway.toml stored in the state table (health checks through the simulated ALB)");
+
+    let digest = push(&clients, "staging/api", "3f2a1bc").await?;
+    let event = ecr_push_event("staging/api", "3f2a1bc", &digest);
+    say(t, format!("pushed staging/api:3f2a1bc = {digest}"));
+    println!("           ECR event: {event}");
+    let x = bed.deploy(&event, "demo-api-3f2a1bc").await;
+    report(t, &x, &clients).await?;
+    if x.status != "SUCCEEDED" {
+        return Err("the deployment did not succeed".into());
+    }
+
+    // A bad image: it starts and passes the load balancer's checks, but its /health says 500.
+    let bad = push(&clients, "staging/api", "badc0de").await?;
+    let mut scenario = json!({"images": [{"match": bad, "failure": "health-500"}]});
+    reqwest::Client::new()
+        .post(format!("{}/_sim/scenario", bed.sim()))
+        .body(scenario.take().to_string())
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    say(
+        t,
+        format!("pushed staging/api:badc0de = {bad} (its /health answers 500)"),
+    );
+    let x = bed
+        .deploy(
+            &ecr_push_event("staging/api", "badc0de", &bad),
+            "demo-api-badc0de",
+        )
+        .await;
+    report(t, &x, &clients).await?;
+    if x.status != "FAILED" || x.error.as_deref() != Some("Slipway.HealthCheckFailed") {
+        return Err("the bad image was not caught and rolled back".into());
+    }
+    let ecs = clients
+        .ecs
+        .describe_services()
+        .cluster("staging")
+        .services("staging-api")
+        .send()
+        .await
+        .map_err(|e| err("describe-services")(&e))?;
+    let running = ecs
+        .services()
+        .first()
+        .and_then(|s| s.task_definition())
+        .unwrap_or_default()
+        .to_owned();
+    say(
+        t,
+        format!("staging-api runs {running} again: the release that pinned {digest}"),
+    );
+    Ok(())
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+        .unwrap_or_default()
+}
+
+async fn push(clients: &slipway_core::aws::Clients, repo: &str, tag: &str) -> Result<String> {
+    let out = clients
+        .ecr
+        .put_image()
+        .repository_name(repo)
+        .image_manifest(manifest().to_string())
+        .image_tag(tag)
+        .send()
+        .await
+        .map_err(|e| format!("put-image: {e:?}"))?;
+    Ok(out
+        .image()
+        .and_then(|i| i.image_id())
+        .and_then(|i| i.image_digest())
+        .unwrap_or_default()
+        .to_owned())
+}
+
+async fn wait_for_stack(clients: &slipway_core::aws::Clients, stack: &str) -> Result<()> {
+    for _ in 0..600 {
+        let out = clients
+            .cloudformation
+            .describe_stacks()
+            .stack_name(stack)
+            .send()
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        let status = out
+            .stacks()
+            .first()
+            .and_then(|s| s.stack_status())
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default();
+        match status.as_str() {
+            "CREATE_COMPLETE" => return Ok(()),
+            s if s.ends_with("_IN_PROGRESS") => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            s => return Err(format!("stack {stack} ended {s}")),
+        }
+    }
+    Err(format!("stack {stack} never completed"))
+}
+
+async fn wait_for_service(clients: &slipway_core::aws::Clients, service: &str) -> Result<()> {
+    for _ in 0..600 {
+        let out = clients
+            .ecs
+            .describe_services()
+            .cluster("staging")
+            .services(service)
+            .send()
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        if out
+            .services()
+            .first()
+            .is_some_and(|s| s.deployments().len() == 1 && s.running_count() == s.desired_count())
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("service {service} never became stable"))
+}
+
+/// The execution's timeline (each state with when it was first entered and how often),
+/// its result, and the deployment record.
+async fn report(t: Instant, x: &Execution, clients: &slipway_core::aws::Clients) -> Result<()> {
+    say(
+        t,
+        "Step Functions (aws-local-stepfunctions) → Lambdas (cargo lambda watch):",
+    );
+    let mut steps: Vec<(&str, u64, usize)> = Vec::new();
+    for (state, ms) in &x.timeline {
+        match steps.iter_mut().find(|(s, _, _)| s == state) {
+            Some(entry) => entry.2 += 1,
+            None => steps.push((state, *ms, 1)),
+        }
+    }
+    for (state, ms, n) in steps {
+        let times = if n > 1 {
+            format!(" (×{n})")
+        } else {
+            String::new()
+        };
+        println!("           {:>7.2}s  {state}{times}", ms as f64 / 1000.0);
+    }
+    match x.status.as_str() {
+        "SUCCEEDED" => say(t, "SUCCEEDED"),
+        _ => say(
+            t,
+            format!(
+                "FAILED: {}: {}",
+                x.error.as_deref().unwrap_or_default(),
+                x.cause.as_deref().unwrap_or_default()
+            ),
+        ),
+    }
+    let records: Vec<DeploymentRecord> = state::records(clients, 5)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(r) = records.first() {
+        for s in &r.services {
+            let short = |image: &str| {
+                image
+                    .rsplit('@')
+                    .next()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(19)
+                    .collect::<String>()
+            };
+            println!(
+                "           record: {} {} → {} ({})",
+                s.service,
+                short(&s.from),
+                short(&s.to),
+                r.result
+            );
+        }
+        for a in r.rollback.iter().flat_map(|rb| &rb.services) {
+            println!("           rollback: {} {}", a.name, a.action);
+        }
+    }
+    Ok(())
+}
