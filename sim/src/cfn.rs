@@ -1005,11 +1005,12 @@ impl Cfn {
                 template::resolve(r.get("Properties").unwrap_or(&json!({})), &scope)?
             };
             let previous = old.get(name).filter(|o| o.kind == kind);
-            let resource = if previous.is_some_and(|o| o.props == props) {
-                previous.cloned().ok_or("unreachable")?
-            } else {
-                let stack_name = self.stacks[i].name.clone();
-                self.apply_resource(env, ecs, elb, &stack_name, name, &kind, props, previous)?
+            let resource = match previous {
+                Some(unchanged) if unchanged.props == props => unchanged.clone(),
+                _ => {
+                    let stack_name = self.stacks[i].name.clone();
+                    self.apply_resource(env, ecs, elb, &stack_name, name, &kind, props, previous)?
+                }
             };
             physical.insert(name.clone(), resource.physical.clone());
             attrs.insert(name.clone(), resource.attrs.clone());

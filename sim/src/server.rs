@@ -104,8 +104,8 @@ impl World {
         })
     }
 
-    /// Brings the world up to the clock's now.
-    pub fn step(&mut self) {
+    /// The shared context at the clock's now, and the three services, borrowed apart.
+    fn parts(&mut self) -> (Env<'_>, &mut Ecs, &mut Cfn, &mut Elb) {
         let now = self.clock.now();
         let World {
             ids,
@@ -118,14 +118,24 @@ impl World {
             account,
             ..
         } = self;
-        let mut env = Env {
-            now,
-            ids,
-            events,
-            scenario,
-            region,
-            account,
-        };
+        (
+            Env {
+                now,
+                ids,
+                events,
+                scenario,
+                region,
+                account,
+            },
+            ecs,
+            cfn,
+            elb,
+        )
+    }
+
+    /// Brings the world up to the clock's now.
+    pub fn step(&mut self) {
+        let (mut env, ecs, cfn, elb) = self.parts();
         cfn.advance(&mut env, ecs, elb);
         ecs.advance(&mut env);
     }
@@ -158,24 +168,7 @@ impl World {
     }
 
     fn ecs_call(&mut self, op: &str, input: &Value) -> Result<Value, ApiError> {
-        let now = self.clock.now();
-        let World {
-            ids,
-            events,
-            scenario,
-            ecs,
-            region,
-            account,
-            ..
-        } = self;
-        let mut env = Env {
-            now,
-            ids,
-            events,
-            scenario,
-            region,
-            account,
-        };
+        let (mut env, ecs, _, _) = self.parts();
         ecs.call(&mut env, op, input)
     }
 
@@ -185,26 +178,7 @@ impl World {
         action: &str,
         params: &Params,
     ) -> Result<String, ApiError> {
-        let now = self.clock.now();
-        let World {
-            ids,
-            events,
-            scenario,
-            ecs,
-            cfn,
-            elb,
-            region,
-            account,
-            ..
-        } = self;
-        let mut env = Env {
-            now,
-            ids,
-            events,
-            scenario,
-            region,
-            account,
-        };
+        let (mut env, ecs, cfn, elb) = self.parts();
         if cloudformation {
             cfn.call(&mut env, action, params)
         } else {

@@ -429,6 +429,22 @@ async fn s07_unhealthy_release_is_rolled_back() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200, "healthy again");
+    let r = record(&app, "s07").await;
+    assert_eq!(r.result, "failed");
+    assert_eq!(r.error.unwrap()["Error"], "Slipway.HealthCheckFailed");
+    let restored: Vec<String> = r
+        .rollback
+        .unwrap()
+        .services
+        .into_iter()
+        .filter(|a| a.action == "restored")
+        .map(|a| a.name)
+        .collect();
+    assert_eq!(
+        restored.len(),
+        2,
+        "both moved services went back: {restored:?}"
+    );
     assert!(app.locks().await.is_empty());
 }
 
