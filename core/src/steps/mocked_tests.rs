@@ -35,18 +35,42 @@ impl Clock for FixedClock {
 }
 
 fn clients(ecs: &[&Rule], cfn: &[&Rule], elb: &[&Rule]) -> Clients {
-    let no_retries = |c: aws_sdk_ecs::config::Builder| {
-        c.retry_config(aws_sdk_ecs::config::retry::RetryConfig::disabled())
-    };
-    Clients {
-        ecs: mock_client!(aws_sdk_ecs, RuleMode::MatchAny, ecs, no_retries),
-        ecr: mock_client!(aws_sdk_ecr, RuleMode::MatchAny, Vec::<&Rule>::new()),
-        cloudformation: mock_client!(aws_sdk_cloudformation, RuleMode::MatchAny, cfn),
-        elbv2: mock_client!(aws_sdk_elasticloadbalancingv2, RuleMode::MatchAny, elb),
-        dynamodb: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, Vec::<&Rule>::new()),
-        sns: mock_client!(aws_sdk_sns, RuleMode::MatchAny, Vec::<&Rule>::new()),
-        eventbridge: mock_client!(aws_sdk_eventbridge, RuleMode::MatchAny, Vec::<&Rule>::new()),
-        table: "slipway".into(),
+    Mocks {
+        ecs,
+        cfn,
+        elb,
+        ..Mocks::default()
+    }
+    .clients()
+}
+
+/// Rules per client; a client without rules answers nothing (a call to it fails the test).
+#[derive(Default)]
+struct Mocks<'a> {
+    ecs: &'a [&'a Rule],
+    cfn: &'a [&'a Rule],
+    elb: &'a [&'a Rule],
+    ecr: &'a [&'a Rule],
+    dynamodb: &'a [&'a Rule],
+    sns: &'a [&'a Rule],
+    events: &'a [&'a Rule],
+}
+
+impl Mocks<'_> {
+    fn clients(self) -> Clients {
+        let no_retries = |c: aws_sdk_ecs::config::Builder| {
+            c.retry_config(aws_sdk_ecs::config::retry::RetryConfig::disabled())
+        };
+        Clients {
+            ecs: mock_client!(aws_sdk_ecs, RuleMode::MatchAny, self.ecs, no_retries),
+            ecr: mock_client!(aws_sdk_ecr, RuleMode::MatchAny, self.ecr),
+            cloudformation: mock_client!(aws_sdk_cloudformation, RuleMode::MatchAny, self.cfn),
+            elbv2: mock_client!(aws_sdk_elasticloadbalancingv2, RuleMode::MatchAny, self.elb),
+            dynamodb: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, self.dynamodb),
+            sns: mock_client!(aws_sdk_sns, RuleMode::MatchAny, self.sns),
+            eventbridge: mock_client!(aws_sdk_eventbridge, RuleMode::MatchAny, self.events),
+            table: "slipway".into(),
+        }
     }
 }
 
@@ -691,4 +715,320 @@ async fn finish_refuses_an_unknown_result() {
     let e = finish(&c, &FixedClock(1), input).await.unwrap_err();
     assert_eq!(e.name(), "Slipway.InvalidInput");
     assert!(e.to_string().starts_with("result: \"maybe\""), "{e}");
+}
+
+// --- plan ---------------------------------------------------------------------------------
+
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemOutput;
+use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_ecr::operation::describe_images::DescribeImagesOutput;
+use aws_sdk_ecr::operation::describe_repositories::DescribeRepositoriesOutput;
+use aws_sdk_ecr::types::{ImageDetail, Repository};
+use serde_json::json;
+
+const CONFIG: &str = "environment = \"staging\"\ncluster = \"staging\"\n[[services]]\nname = \"api\"\nrepository = \"staging/api\"\necs_service = \"staging-api\"\ntag_pattern = \"^[0-9a-f]{7}$\"\n";
+const DIGEST: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+fn config_item() -> Rule {
+    mock!(aws_sdk_dynamodb::Client::get_item)
+        .match_requests(|r| {
+            r.key()
+                .and_then(|k| k.get("pk"))
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+                == Some("CONFIG")
+        })
+        .then_output(|| {
+            GetItemOutput::builder()
+                .item("pk", AttributeValue::S("CONFIG".into()))
+                .item("toml", AttributeValue::S(CONFIG.into()))
+                .build()
+        })
+}
+
+fn ecr_rules() -> (Rule, Rule) {
+    let repos = mock!(aws_sdk_ecr::Client::describe_repositories).then_output(|| {
+        DescribeRepositoriesOutput::builder()
+            .repositories(
+                Repository::builder()
+                    .repository_name("staging/api")
+                    .repository_uri("123.dkr.ecr.us-east-1.amazonaws.com/staging/api")
+                    .build(),
+            )
+            .build()
+    });
+    // The event carries the digest: plan checks that it exists.
+    let images = mock!(aws_sdk_ecr::Client::describe_images)
+        .match_requests(|r| r.image_ids().first().and_then(|i| i.image_digest()) == Some(DIGEST))
+        .then_output(|| {
+            DescribeImagesOutput::builder()
+                .image_details(ImageDetail::builder().image_digest(DIGEST).build())
+                .build()
+        });
+    (repos, images)
+}
+
+fn push(tag: &str) -> serde_json::Value {
+    json!({"input": {"version": "0", "id": "e1", "detail-type": "ECR Image Action", "source": "aws.ecr", "account": "123",
+        "time": "2026-11-25T00:00:00Z", "region": "us-east-1",
+        "detail": {"result": "SUCCESS", "repository-name": "staging/api", "image-digest": DIGEST, "action-type": "PUSH", "image-tag": tag}},
+        "execution": "arn:aws:states:us-east-1:123:execution:slipway:exec-1"})
+}
+
+#[tokio::test]
+async fn plan_ignores_a_tag_outside_the_pattern_without_asking_ecr() {
+    let config = config_item();
+    let c = Mocks {
+        dynamodb: &[&config],
+        ..Mocks::default()
+    }
+    .clients();
+    match plan(&c, &FixedClock(1000), push("latest")).await.unwrap() {
+        PlanOutput::NothingToDo { skipped, .. } => {
+            assert_eq!(skipped[0].service, "api");
+            assert!(
+                skipped[0].reason.contains("does not match its tag_pattern"),
+                "{skipped:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn plan_locked_by_another_execution_is_locked_and_takes_nothing() {
+    let config = config_item();
+    let (repos, images) = ecr_rules();
+    let refused = mock!(aws_sdk_dynamodb::Client::put_item).then_error(|| {
+        PutItemError::ConditionalCheckFailedException(
+            aws_sdk_dynamodb::types::error::ConditionalCheckFailedException::builder()
+                .message("The conditional request failed")
+                .meta(
+                    aws_sdk_dynamodb::error::ErrorMetadata::builder()
+                        .code("ConditionalCheckFailedException")
+                        .build(),
+                )
+                .build(),
+        )
+    });
+    let holder = mock!(aws_sdk_dynamodb::Client::get_item)
+        .match_requests(|r| {
+            r.key()
+                .and_then(|k| k.get("pk"))
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+                == Some("LOCK#api")
+        })
+        .then_output(|| {
+            GetItemOutput::builder()
+                .item("owner", AttributeValue::S("exec-0".into()))
+                .item("release", AttributeValue::S("exec-0".into()))
+                .item("digest", AttributeValue::S("sha256:aaaa".into()))
+                .item("expires_at", AttributeValue::N("4600".into()))
+                .build()
+        });
+    let delete = mock!(aws_sdk_dynamodb::Client::delete_item)
+        .then_output(|| DeleteItemOutput::builder().build());
+    let c = Mocks {
+        dynamodb: &[&config, &refused, &holder, &delete],
+        ecr: &[&repos, &images],
+        ..Mocks::default()
+    }
+    .clients();
+    let e = plan(&c, &FixedClock(1000), push("3f2a1bc"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.name(), "Slipway.Locked", "{e}");
+    assert!(
+        e.to_string()
+            .contains("service api is being deployed by exec-0"),
+        "{e}"
+    );
+    assert_eq!(refused.num_calls(), 1);
+    assert_eq!(
+        delete.num_calls(),
+        0,
+        "it took no lock, so it releases none"
+    );
+}
+
+#[tokio::test]
+async fn plan_skips_a_service_already_on_the_digest_and_gives_its_lock_back() {
+    let config = config_item();
+    let (repos, images) = ecr_rules();
+    let lock = mock!(aws_sdk_dynamodb::Client::put_item)
+        .match_requests(|r| {
+            r.condition_expression()
+                .is_some_and(|c| c.contains("attribute_not_exists"))
+        })
+        .then_output(|| PutItemOutput::builder().build());
+    let unlock = mock!(aws_sdk_dynamodb::Client::delete_item)
+        .match_requests(|r| {
+            r.key()
+                .and_then(|k| k.get("pk"))
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+                == Some("LOCK#api")
+        })
+        .then_output(|| DeleteItemOutput::builder().build());
+    let svc = describe(vec![service(
+        "api",
+        vec![deployment(
+            "PRIMARY",
+            &td("api", 3),
+            DeploymentRolloutState::Completed,
+            "",
+            2,
+        )],
+    )]);
+    let current = mock!(aws_sdk_ecs::Client::describe_task_definition).then_output(|| {
+        DescribeTaskDefinitionOutput::builder()
+            .task_definition(
+                TaskDefinition::builder()
+                    .task_definition_arn(td("api", 3))
+                    .container_definitions(
+                        ContainerDefinition::builder()
+                            .name("api")
+                            .image(format!(
+                                "123.dkr.ecr.us-east-1.amazonaws.com/staging/api@{DIGEST}"
+                            ))
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+    });
+    let c = Mocks {
+        dynamodb: &[&config, &lock, &unlock],
+        ecr: &[&repos, &images],
+        ecs: &[&svc, &current],
+        ..Mocks::default()
+    }
+    .clients();
+    match plan(&c, &FixedClock(1000), push("3f2a1bc")).await.unwrap() {
+        PlanOutput::NothingToDo { reason, skipped } => {
+            assert_eq!(reason, "every service already runs this image");
+            assert_eq!(skipped[0].reason, format!("already runs {DIGEST}"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        (lock.num_calls(), unlock.num_calls()),
+        (1, 1),
+        "the lock taken is given back"
+    );
+}
+
+// --- roll-back of stacks, finish's announcements ------------------------------------------
+
+#[tokio::test]
+async fn roll_back_cancels_this_release_s_stack_update_still_running() {
+    let mut r = stack_release();
+    r.services.clear();
+    r.groups.clear();
+    r.stacks[0]
+        .parameters
+        .insert("Environment".into(), "next".into());
+    let running = mock!(aws_sdk_cloudformation::Client::describe_stacks).then_output(|| {
+        DescribeStacksOutput::builder()
+            .stacks(
+                Stack::builder()
+                    .stack_name("staging-ecs")
+                    .stack_status(StackStatus::UpdateInProgress)
+                    .parameters(
+                        aws_sdk_cloudformation::types::Parameter::builder()
+                            .parameter_key("Environment")
+                            .parameter_value("next")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+    });
+    let cancel = mock!(aws_sdk_cloudformation::Client::cancel_update_stack)
+        .then_output(|| aws_sdk_cloudformation::operation::cancel_update_stack::CancelUpdateStackOutput::builder().build());
+    let c = clients(&[], &[&running, &cancel], &[]);
+    let progress = StackProgress {
+        index: 0,
+        change_set: Some("slipway-r1".into()),
+        executing: true,
+        changed: vec!["staging-ecs".into()],
+        ..Default::default()
+    };
+    let out = roll_back(
+        &c,
+        RollBackInput {
+            release: r,
+            stacks: Some(progress),
+            error: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.stacks[0].action, "cancelled");
+    assert!(!out.done, "the cancelled update still has to roll back");
+    assert_eq!(cancel.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn finish_releases_locks_records_and_announces() {
+    let mut r = release(&["api"]);
+    r.notifications.event_bus = Some("default".into());
+    r.notifications.sns_topic_arn = Some("arn:aws:sns:us-east-1:123:deploys".into());
+    let unlock = mock!(aws_sdk_dynamodb::Client::delete_item)
+        .match_requests(|d| d.condition_expression() == Some("#owner = :owner"))
+        .then_output(|| DeleteItemOutput::builder().build());
+    let record = mock!(aws_sdk_dynamodb::Client::put_item)
+        .match_requests(|p| {
+            p.item()
+                .and_then(|i| i.get("pk"))
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+                == Some("DEPLOYMENTS")
+        })
+        .then_output(|| PutItemOutput::builder().build());
+    let event = mock!(aws_sdk_eventbridge::Client::put_events)
+        .match_requests(|e| {
+            e.entries().first().and_then(|x| x.detail_type())
+                == Some("Slipway Deployment State Change")
+        })
+        .then_output(|| {
+            aws_sdk_eventbridge::operation::put_events::PutEventsOutput::builder()
+                .failed_entry_count(0)
+                .build()
+        });
+    let sns = mock!(aws_sdk_sns::Client::publish)
+        .match_requests(|p| p.subject() == Some("[staging] release r1 succeeded"))
+        .then_output(|| {
+            aws_sdk_sns::operation::publish::PublishOutput::builder()
+                .message_id("m1")
+                .build()
+        });
+    let c = Mocks {
+        dynamodb: &[&unlock, &record],
+        events: &[&event],
+        sns: &[&sns],
+        ..Mocks::default()
+    }
+    .clients();
+    let input = FinishInput {
+        release: r,
+        result: "succeeded".into(),
+        error: None,
+        rollback: None,
+        timings: BTreeMap::new(),
+    };
+    let out = finish(&c, &FixedClock(1234), input).await.unwrap();
+    assert_eq!((out.result.as_str(), out.finished_at), ("succeeded", 1234));
+    assert_eq!(
+        (
+            unlock.num_calls(),
+            record.num_calls(),
+            event.num_calls(),
+            sns.num_calls()
+        ),
+        (1, 1, 1, 1)
+    );
 }
