@@ -344,8 +344,12 @@ fn parse_manual(input: Value) -> Result<PlanInput, StepError> {
     })
 }
 
-/// Deserialises with the path of the failing field in the error.
-fn from_value<T: serde::de::DeserializeOwned>(value: Value, prefix: &str) -> Result<T, StepError> {
+/// Deserialises with the path of the failing field in the error (`prefix` is prepended:
+/// `"detail."` for the fields of an event's detail).
+pub(crate) fn from_value<T: serde::de::DeserializeOwned>(
+    value: Value,
+    prefix: &str,
+) -> Result<T, StepError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();

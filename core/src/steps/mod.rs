@@ -14,7 +14,7 @@ pub use check_stability::check_stability;
 pub use deploy_stack::deploy_stack;
 pub use finish::finish;
 pub use health_check::{health_check, HttpProber, Probe, Prober};
-pub use plan::{plan, validate_input};
+pub use plan::plan;
 pub use roll_back::roll_back;
 pub use update_services::update_services;
 
@@ -32,15 +32,20 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> i64 {
+        // Read once per process (a Lambda's init), not per call.
+        static SCALE: std::sync::OnceLock<Option<(f64, f64)>> = std::sync::OnceLock::new();
+        let scale = SCALE.get_or_init(|| {
+            let anchor: f64 = std::env::var("SLIPWAY_CLOCK_ANCHOR").ok()?.parse().ok()?;
+            let speed: f64 = std::env::var("SLIPWAY_CLOCK_SPEED").ok()?.parse().ok()?;
+            Some((anchor, speed))
+        });
         let real = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
-        let scaled = || -> Option<f64> {
-            let anchor: f64 = std::env::var("SLIPWAY_CLOCK_ANCHOR").ok()?.parse().ok()?;
-            let speed: f64 = std::env::var("SLIPWAY_CLOCK_SPEED").ok()?.parse().ok()?;
-            Some(anchor + (real - anchor) * speed)
-        };
-        scaled().unwrap_or(real) as i64
+        match scale {
+            Some((anchor, speed)) => (anchor + (real - anchor) * speed) as i64,
+            None => real as i64,
+        }
     }
 }
 
@@ -48,13 +53,7 @@ impl Clock for SystemClock {
 pub fn input<T: serde::de::DeserializeOwned>(
     value: serde_json::Value,
 ) -> Result<T, crate::StepError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        crate::StepError::invalid(
-            if path == "." { "$".to_owned() } else { path },
-            e.into_inner().to_string(),
-        )
-    })
+    crate::input::from_value(value, "")
 }
 
 /// Describes ECS services, at most 10 a call (DescribeServices' limit), in the given order;

@@ -13,11 +13,6 @@ use crate::state;
 use crate::steps::{describe_services, Clock};
 use crate::StepError;
 
-/// Only validates an execution input (no AWS calls): what `slipway check-input` shows.
-pub fn validate_input(event: Value) -> Result<PlanInput, StepError> {
-    input::parse(event)
-}
-
 /// Splits the state machine's `{"input": …, "execution": …}` from a bare input (a direct
 /// invoke), which gets an execution id of its own.
 fn event_parts(event: Value, clock: &dyn Clock) -> Result<(Value, String), StepError> {
