@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod template;
+
 /// Slipway: deploy ECS Fargate services on every ECR push, through AWS Step Functions.
 #[derive(Debug, Parser)]
 #[command(version)]
@@ -27,6 +29,23 @@ enum Command {
         /// `input` or `config`.
         #[arg(value_enum)]
         of: SchemaOf,
+    },
+    /// Print the orchestrator's CloudFormation template for an environment: the seven step
+    /// functions with one least-privilege role each, the state machine, the state table, the
+    /// ECR push rule, log groups; optionally an SNS topic and a GitHub OIDC deploy role.
+    Template {
+        /// The environment's configuration.
+        #[arg(long)]
+        config: PathBuf,
+        /// GitHub `owner/repo` whose workflows may start and watch deployments (OIDC).
+        #[arg(long)]
+        github_repository: Option<String>,
+        /// The branch of that repository allowed to deploy.
+        #[arg(long, default_value = "main", requires = "github_repository")]
+        github_branch: String,
+        /// Create an SNS topic for notifications (when the configuration names none).
+        #[arg(long)]
+        create_topic: bool,
     },
     /// Check a slipway.toml, naming the file, line and field of the first problem.
     CheckConfig {
@@ -52,6 +71,43 @@ fn main() -> ExitCode {
                 SchemaOf::Config => schemars::schema_for!(slipway_core::config::Config),
             };
             match serde_json::to_string_pretty(&schema) {
+                Ok(json) => {
+                    println!("{json}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Template {
+            config,
+            github_repository,
+            github_branch,
+            create_topic,
+        } => {
+            let text = match std::fs::read_to_string(&config) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: cannot read {}: {e}", config.display());
+                    return ExitCode::from(2);
+                }
+            };
+            let parsed =
+                match slipway_core::config::Config::parse(&text, &config.display().to_string()) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+            let options = template::Options {
+                github_branch: github_repository.as_ref().map(|_| github_branch),
+                github_repository,
+                create_topic,
+            };
+            match serde_json::to_string_pretty(&template::template(&parsed, &options)) {
                 Ok(json) => {
                     println!("{json}");
                     ExitCode::SUCCESS

@@ -81,3 +81,38 @@ fn check_config_accepts_the_staging_example_and_names_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn template_for_the_staging_example_passes_cfn_lint() {
+    let (code, out, err) = slipway(&[
+        "template",
+        "--config",
+        "examples/staging/slipway.toml",
+        "--github-repository",
+        "acme/app",
+        "--github-branch",
+        "staging",
+        "--create-topic",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let dir = std::env::temp_dir().join(format!("slipway-template-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("slipway.template.json");
+    std::fs::write(&file, &out).expect("write");
+    let lint = concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/cfn-lint");
+    let lint = Command::new(lint)
+        .arg(&file)
+        .output()
+        .expect("cfn-lint from .venv (scripts/testbed install)");
+    assert!(
+        lint.status.success(),
+        "cfn-lint:\n{}{}",
+        String::from_utf8_lossy(&lint.stdout),
+        String::from_utf8_lossy(&lint.stderr)
+    );
+    let template: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(
+        template["Resources"]["StateMachine"]["Properties"]["StateMachineName"],
+        "slipway-staging"
+    );
+}
