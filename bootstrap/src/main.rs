@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod history;
 mod template;
 
 /// Slipway: deploy ECS Fargate services on every ECR push, through AWS Step Functions.
@@ -46,6 +47,21 @@ enum Command {
         /// Create an SNS topic for notifications (when the configuration names none).
         #[arg(long)]
         create_topic: bool,
+    },
+    /// Show past deployments, newest first, from the state table.
+    History {
+        /// Only deployments that moved this service.
+        #[arg(long)]
+        service: Option<String>,
+        /// How many records to read.
+        #[arg(long, default_value_t = 20)]
+        limit: i32,
+        /// The state table (default: $SLIPWAY_TABLE).
+        #[arg(long, env = "SLIPWAY_TABLE")]
+        table: Option<String>,
+        /// Print the records as JSON (one array) on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// Check a slipway.toml, naming the file, line and field of the first problem.
     CheckConfig {
@@ -118,6 +134,12 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::History {
+            service,
+            limit,
+            table,
+            json,
+        } => history::run(service, limit, table, json),
         Command::CheckConfig { file } => match std::fs::read_to_string(&file) {
             Err(e) => {
                 eprintln!("error: cannot read {}: {e}", file.display());

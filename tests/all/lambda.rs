@@ -198,3 +198,88 @@ async fn until_stable(bed: &Testbed, release: &Value, target: &Value, rollback: 
     }
     panic!("never stable");
 }
+
+/// `slipway history` reads the records `finish` wrote, as a table and as JSON.
+#[tokio::test]
+async fn history_shows_the_records() {
+    let bed = Testbed::get();
+    let app = App::create(&["api"], None).await;
+    let api = app.service("api");
+    let digest = app.push(api, "2222222").await;
+    let planned = slipway_core::steps::plan(
+        &app.clients,
+        &slipway_core::steps::SystemClock,
+        json!({"input": {"services": ["api"], "digest": digest}, "execution": "history-1"}),
+    )
+    .await
+    .unwrap();
+    let slipway_core::model::PlanOutput::Deploy { release } = planned else {
+        panic!("{planned:?}")
+    };
+    let input = slipway_core::model::FinishInput {
+        release: *release,
+        result: "failed".into(),
+        error: Some(json!({"Error": "Slipway.HealthCheckFailed", "Cause": "500"})),
+        rollback: None,
+        timings: Default::default(),
+    };
+    slipway_core::steps::finish(&app.clients, &slipway_core::steps::SystemClock, input)
+        .await
+        .unwrap();
+
+    let slipway = |args: &[&str]| {
+        let bin = slipway_tests::root().join("target/debug/slipway");
+        let out = std::process::Command::new(&bin)
+            .args(args)
+            .envs(bed.vars.iter().filter(|(k, _)| k.starts_with("AWS_")))
+            .env("AWS_ENDPOINT_URL_DYNAMODB", bed.moto())
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("{}: {e} (cargo build --workspace builds it)", bin.display())
+            });
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = slipway(&["history", "--table", &app.clients.table]);
+    assert_eq!(code, Some(0), "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["STARTED", "(UTC)", "RELEASE", "RESULT", "TOOK", "SERVICES", "ERROR"],
+        "{out}"
+    );
+    assert!(
+        lines[1].contains("history-1")
+            && lines[1].contains("failed")
+            && lines[1].contains("Slipway.HealthCheckFailed"),
+        "{out}"
+    );
+    assert!(
+        lines[1].contains(&format!("api {}", &api.digest[..19])),
+        "{out}"
+    );
+    let (code, out, _) = slipway(&[
+        "history",
+        "--table",
+        &app.clients.table,
+        "--service",
+        "web",
+        "--json",
+    ]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out.trim(), "[]");
+    let (code, out, _) = slipway(&["history", "--table", &app.clients.table, "--json"]);
+    assert_eq!(code, Some(0));
+    let records: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(records[0]["release"], "history-1");
+    let (code, _, err) = slipway(&["history", "--table", "no-such-table"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("cannot read the deployment records from table no-such-table"),
+        "{err}"
+    );
+}
