@@ -293,7 +293,6 @@ pub fn template(config: &Config, options: &Options) -> Value {
             }
         }),
     );
-    let definition: Value = serde_json::from_str(DEFINITION).unwrap_or(Value::Null);
     resources.insert(
         "StateMachine".into(),
         json!({
@@ -302,7 +301,9 @@ pub fn template(config: &Config, options: &Options) -> Value {
                 "StateMachineName": format!("slipway-{env}"),
                 "StateMachineType": "STANDARD",
                 "RoleArn": {"Fn::GetAtt": ["StateMachineRole", "Arn"]},
-                "Definition": definition,
+                // A string rather than an object: moto (the local test bed) reads only
+                // DefinitionString; real CloudFormation applies the substitutions to either.
+                "DefinitionString": DEFINITION,
                 "DefinitionSubstitutions": substitutions
             }
         }),

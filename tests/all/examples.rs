@@ -43,3 +43,23 @@ fn staging_config_names_its_stacks() {
         );
     }
 }
+
+/// This repository's workflows and the example workflow for users pass actionlint.
+#[test]
+fn workflows_pass_actionlint() {
+    let out = std::process::Command::new(root().join(".venv/bin/actionlint"))
+        .args([
+            ".github/workflows/ci.yml",
+            ".github/workflows/release.yml",
+            "examples/github/deploy-staging.yml",
+        ])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "actionlint:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
