@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod history;
+mod install;
 mod template;
 
 /// Slipway: deploy ECS Fargate services on every ECR push, through AWS Step Functions.
@@ -47,6 +48,52 @@ enum Command {
         /// Create an SNS topic for notifications (when the configuration names none).
         #[arg(long)]
         create_topic: bool,
+    },
+    /// Install (or update) Slipway for an environment: upload the functions, create or update
+    /// its stack (no changes is success), store the configuration; prints the state machine
+    /// ARN and what a GitHub workflow needs.
+    Bootstrap {
+        /// The environment's configuration.
+        #[arg(long)]
+        config: PathBuf,
+        /// A directory with the functions' zips (`<function>.zip`, as a release ships them);
+        /// without it they are built with `cargo lambda build --arm64`.
+        #[arg(long)]
+        artifacts: Option<PathBuf>,
+        /// The region (default: from the credentials' configuration).
+        #[arg(long)]
+        region: Option<String>,
+        /// GitHub `owner/repo` whose workflows may start and watch deployments (OIDC).
+        #[arg(long)]
+        github_repository: Option<String>,
+        /// The branch of that repository allowed to deploy.
+        #[arg(long, default_value = "main", requires = "github_repository")]
+        github_branch: String,
+        /// Create an SNS topic for notifications (when the configuration names none).
+        #[arg(long)]
+        create_topic: bool,
+        /// Seconds between looks at the stack while it changes.
+        #[arg(long, default_value_t = 5)]
+        poll_seconds: u64,
+        /// Print the installation as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an environment's installation; its state table (the history) only with
+    /// --delete-data.
+    Uninstall {
+        /// The environment, as in its slipway.toml.
+        #[arg(long)]
+        environment: String,
+        /// The region (default: from the credentials' configuration).
+        #[arg(long)]
+        region: Option<String>,
+        /// Delete the state table too.
+        #[arg(long)]
+        delete_data: bool,
+        /// Seconds between looks at the stack while it is deleted.
+        #[arg(long, default_value_t = 5)]
+        poll_seconds: u64,
     },
     /// Show past deployments, newest first, from the state table.
     History {
@@ -134,6 +181,72 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Bootstrap {
+            config,
+            artifacts,
+            region,
+            github_repository,
+            github_branch,
+            create_topic,
+            poll_seconds,
+            json,
+        } => {
+            let options = install::Options {
+                artifacts,
+                region,
+                template: template::Options {
+                    github_branch: github_repository.as_ref().map(|_| github_branch),
+                    github_repository,
+                    create_topic,
+                },
+                poll_seconds,
+            };
+            match runtime().block_on(install::bootstrap(&config, &options)) {
+                Ok(installed) => {
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&installed).unwrap_or_default()
+                        );
+                    } else {
+                        println!("state machine: {}", installed.state_machine_arn);
+                        println!("state table:   {}", installed.table);
+                        println!("for a GitHub workflow (repository variables/secrets):");
+                        println!(
+                            "  SLIPWAY_STATE_MACHINE_ARN={}",
+                            installed.state_machine_arn
+                        );
+                        if let Some(role) = &installed.github_role_arn {
+                            println!("  SLIPWAY_DEPLOY_ROLE_ARN={role}");
+                        }
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Uninstall {
+            environment,
+            region,
+            delete_data,
+            poll_seconds,
+        } => {
+            match runtime().block_on(install::uninstall(
+                &environment,
+                region.as_deref(),
+                delete_data,
+                poll_seconds,
+            )) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::History {
             service,
             limit,
@@ -164,6 +277,13 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("cannot start the async runtime: {e}"))
 }
 
 fn check_input(file: &PathBuf) -> ExitCode {

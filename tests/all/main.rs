@@ -4,6 +4,7 @@
 
 mod app;
 mod bad_inputs;
+mod bootstrap;
 mod examples;
 mod lambda;
 mod moto;
