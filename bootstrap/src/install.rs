@@ -44,7 +44,7 @@ pub fn stack_name(environment: &str) -> String {
     format!("slipway-{environment}")
 }
 
-async fn sdk(region: Option<&str>) -> Result<SdkConfig, String> {
+pub(crate) async fn sdk(region: Option<&str>) -> Result<SdkConfig, String> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(r) = region {
         loader = loader.region(Region::new(r.to_owned()));

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod history;
 mod install;
+mod run;
 mod template;
 
 /// Slipway: deploy ECS Fargate services on every ECR push, through AWS Step Functions.
@@ -94,6 +95,60 @@ enum Command {
         /// Seconds between looks at the stack while it is deleted.
         #[arg(long, default_value_t = 5)]
         poll_seconds: u64,
+    },
+    /// Start a release (the manual input); with --follow, show each step until it ends and
+    /// exit 0 only if it succeeded.
+    Deploy {
+        /// The environment (its state machine is slipway-<environment>).
+        #[arg(long, required_unless_present = "state_machine")]
+        environment: Option<String>,
+        /// The state machine, instead of --environment.
+        #[arg(long)]
+        state_machine: Option<String>,
+        /// A service to deploy (repeat for more); none: every service.
+        #[arg(long = "service")]
+        services: Vec<String>,
+        /// The image tag to deploy.
+        #[arg(long, required_unless_present = "digest", conflicts_with = "digest")]
+        tag: Option<String>,
+        /// The image digest to deploy (sha256:…).
+        #[arg(long)]
+        digest: Option<String>,
+        /// Why, for the record.
+        #[arg(long)]
+        reason: Option<String>,
+        /// The commit the image was built from.
+        #[arg(long)]
+        commit: Option<String>,
+        /// Follow the execution until it ends.
+        #[arg(long)]
+        follow: bool,
+        /// Stop following after this many seconds (the execution goes on).
+        #[arg(long, default_value_t = 3600)]
+        follow_timeout: u64,
+        /// The region (default: from the credentials' configuration).
+        #[arg(long)]
+        region: Option<String>,
+        /// Machine-readable output on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// An execution's status, or the latest executions of the environment's state machine.
+    Status {
+        /// The execution ARN; none: list the latest executions.
+        execution: Option<String>,
+        /// The environment.
+        #[arg(long)]
+        environment: Option<String>,
+        /// The state machine, instead of --environment.
+        #[arg(long)]
+        state_machine: Option<String>,
+        /// The region (default: from the credentials' configuration).
+        #[arg(long)]
+        region: Option<String>,
+        /// Machine-readable output on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// Show past deployments, newest first, from the state table.
     History {
@@ -240,6 +295,67 @@ fn main() -> ExitCode {
                 delete_data,
                 poll_seconds,
             )) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Deploy {
+            environment,
+            state_machine,
+            services,
+            tag,
+            digest,
+            reason,
+            commit,
+            follow,
+            follow_timeout,
+            region,
+            json,
+        } => {
+            let result = runtime().block_on(async {
+                let conf = install::sdk(region.as_deref()).await?;
+                let machine =
+                    run::state_machine(&conf, environment.as_deref(), state_machine).await?;
+                let request = run::Request {
+                    services,
+                    tag,
+                    digest,
+                    reason,
+                    commit,
+                };
+                let follow = follow.then(|| std::time::Duration::from_secs(follow_timeout));
+                run::deploy(&conf, &machine, request, follow, json).await
+            });
+            match result {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(if e.contains("still RUNNING") { 3 } else { 1 })
+                }
+            }
+        }
+        Command::Status {
+            execution,
+            environment,
+            state_machine,
+            region,
+            json,
+        } => {
+            let result = runtime().block_on(async {
+                let conf = install::sdk(region.as_deref()).await?;
+                let machine = match &execution {
+                    Some(_) => String::new(),
+                    None => {
+                        run::state_machine(&conf, environment.as_deref(), state_machine).await?
+                    }
+                };
+                run::status(&conf, &machine, execution.as_deref(), json).await
+            });
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");

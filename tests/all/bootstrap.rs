@@ -247,6 +247,76 @@ fn bootstrap_installs_everything_idempotently_and_uninstall_removes_it() {
         false
     );
 
+    // deploy and status against the installed state machine (moto keeps executions RUNNING:
+    // it runs no Lambda code, so --follow can only time out here).
+    let (code, out, err) = slipway(
+        &bed,
+        &[
+            "deploy",
+            "--environment",
+            &env,
+            "--service",
+            "api",
+            "--tag",
+            "3f2a1bc",
+            "--reason",
+            "test",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let started: Value = serde_json::from_str(&out).unwrap();
+    let execution = started["executionArn"].as_str().unwrap().to_owned();
+    assert!(
+        execution.contains(&format!(":execution:slipway-{env}:cli-3f2a1bc-")),
+        "{execution}"
+    );
+    let (code, out, err) = slipway(&bed, &["status", "--environment", &env, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let list: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list[0]["executionArn"], execution.as_str());
+    assert_eq!(list[0]["status"], "RUNNING");
+    let (code, out, err) = slipway(&bed, &["status", &execution, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let one: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        one["input"],
+        serde_json::json!({"services": ["api"], "tag": "3f2a1bc", "reason": "test"})
+    );
+    let (code, _, err) = slipway(
+        &bed,
+        &[
+            "deploy",
+            "--environment",
+            &env,
+            "--tag",
+            "3f2a1bc",
+            "--follow",
+            "--follow-timeout",
+            "1",
+        ],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("still RUNNING after 1 s"), "{err}");
+    let (code, _, err) = slipway(&bed, &["deploy", "--environment", &env, "--tag", "bad tag"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("tag: \"bad tag\" contains ' '") && err.contains("Slipway.InvalidInput"),
+        "{err}"
+    );
+    let (code, _, err) = slipway(
+        &bed,
+        &[
+            "deploy",
+            "--environment",
+            "not-installed",
+            "--tag",
+            "3f2a1bc",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("run `slipway bootstrap"), "{err}");
+
     // Uninstall: the stack and functions go, the history stays unless asked.
     let (code, _, err) = slipway(
         &bed,
