@@ -35,8 +35,28 @@ pub async fn state_machine(
     ))
 }
 
-fn missing_machine<E: std::error::Error + 'static>(arn: &str, e: &E) -> String {
-    let text = format!("{}", aws_sdk_sfn::error::DisplayErrorContext(e));
+/// An SDK error as `Code: message` (or its full context when the service said nothing).
+fn sdk_error<E, R>(e: &aws_sdk_sfn::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_sfn::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match e.as_service_error() {
+        Some(s) => format!(
+            "{}: {}",
+            s.code().unwrap_or("error"),
+            s.message().unwrap_or_default()
+        ),
+        None => format!("{}", aws_sdk_sfn::error::DisplayErrorContext(e)),
+    }
+}
+
+fn missing_machine<E, R>(arn: &str, e: &aws_sdk_sfn::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_sfn::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let text = sdk_error(e);
     if text.contains("StateMachineDoesNotExist") || text.contains("does not exist") {
         format!("no state machine {arn}: run `slipway bootstrap --config slipway.toml` first (or check --environment/--region)")
     } else {
@@ -85,10 +105,10 @@ pub async fn deploy(
             .clone()
             .map(|d| d.chars().skip(7).take(12).collect()))
         .unwrap_or_default();
-    let stamp = std::time::SystemTime::now()
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let name: String = format!("cli-{what}-{stamp}")
+        .unwrap_or_default();
+    let name: String = format!("cli-{what}-{}-{:05x}", now.as_secs(), now.subsec_micros())
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
         .take(80)
@@ -127,7 +147,7 @@ async fn watch(
             .execution_arn(arn)
             .send()
             .await
-            .map_err(|e| format!("{}", aws_sdk_sfn::error::DisplayErrorContext(&e)))?;
+            .map_err(|e| sdk_error(&e))?;
         for e in history.events() {
             // TaskStateEntered, ChoiceStateEntered, MapStateEntered, …
             if e.r#type().as_str().ends_with("StateEntered") && seen.insert(e.id()) {
@@ -143,7 +163,7 @@ async fn watch(
             .execution_arn(arn)
             .send()
             .await
-            .map_err(|e| format!("{}", aws_sdk_sfn::error::DisplayErrorContext(&e)))?;
+            .map_err(|e| sdk_error(&e))?;
         match d.status() {
             ExecutionStatus::Running | ExecutionStatus::PendingRedrive => {}
             status => {
