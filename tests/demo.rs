@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use aws_sdk_cloudformation::types::Parameter;
-use serde_json::json;
+use serde_json::{json, Value};
 use slipway_core::{model::DeploymentRecord, state};
 use slipway_tests::{ecr_push_event, manifest, root, Execution, Testbed};
 
@@ -152,10 +152,13 @@ async fn run() -> Result<()> {
         .map_err(|e| e.to_string())?;
     say(t, "examples/staging/slipway.toml stored in the state table (health checks through the simulated ALB)");
 
+    let installed = bootstrap(&bed, t)?;
+
     let digest = push(&clients, "staging/api", "3f2a1bc").await?;
     let event = ecr_push_event("staging/api", "3f2a1bc", &digest);
     say(t, format!("pushed staging/api:3f2a1bc = {digest}"));
     println!("           ECR event: {event}");
+    rule_matches(&bed, t, &installed, &event)?;
     let x = bed.deploy(&event, "demo-api-3f2a1bc").await;
     report(t, &x, &clients).await?;
     if x.status != "SUCCEEDED" {
@@ -202,6 +205,182 @@ async fn run() -> Result<()> {
     say(
         t,
         format!("staging-api runs {running} again: the release that pinned {digest}"),
+    );
+    Ok(())
+}
+
+/// `slipway bootstrap` into moto, with the debug binaries zipped as the functions (moto stores
+/// the code; it runs none — the deployment below runs the same binaries under
+/// `cargo lambda watch`). Returns the installed stack's name.
+fn bootstrap(bed: &Testbed, t: Instant) -> Result<String> {
+    let dir = root().join(".testbed/artifacts");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    for f in [
+        "plan",
+        "deploy-stack",
+        "update-services",
+        "check-stability",
+        "health-check",
+        "roll-back",
+        "finish",
+    ] {
+        let status = std::process::Command::new(root().join(".venv/bin/python"))
+            .args(["-c", "import sys, zipfile\nwith zipfile.ZipFile(sys.argv[2], 'w') as z: z.write(sys.argv[1], 'bootstrap')"])
+            .arg(root().join("target/debug").join(f))
+            .arg(dir.join(format!("{f}.zip")))
+            .status()
+            .map_err(|e| e.to_string())?;
+        if !status.success() {
+            return Err(format!("zipping {f} failed"));
+        }
+    }
+    say(
+        t,
+        "slipway bootstrap --config examples/staging/slipway.toml (into moto)",
+    );
+    let out = std::process::Command::new(root().join("target/debug/slipway"))
+        .args(["bootstrap", "--config"])
+        .arg(root().join("examples/staging/slipway.toml"))
+        .arg("--artifacts")
+        .arg(&dir)
+        .args(["--poll-seconds", "1", "--json"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", bed.moto())
+        .output()
+        .map_err(|e| e.to_string())?;
+    for line in String::from_utf8_lossy(&out.stderr).lines() {
+        println!("           {line}");
+    }
+    if !out.status.success() {
+        return Err("slipway bootstrap failed".into());
+    }
+    let installed: Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    say(
+        t,
+        format!(
+            "installed: state machine {}",
+            installed["state_machine_arn"].as_str().unwrap_or_default()
+        ),
+    );
+    Ok(installed["stack"].as_str().unwrap_or_default().to_owned())
+}
+
+/// Shows that `event` matches the installed ECR push rule: its pattern, copied to a bus of
+/// its own with an SQS target (moto delivers to SQS, not to Step Functions), gets the
+/// event; an event for a repository Slipway does not deploy does not get through.
+fn rule_matches(bed: &Testbed, t: Instant, stack: &str, event: &Value) -> Result<()> {
+    let aws = |args: &[&str]| -> Result<Value> {
+        let (code, out, err) = bed.aws(bed.moto(), args);
+        if code != 0 {
+            return Err(format!("aws {}: {err}", args.join(" ")));
+        }
+        Ok(serde_json::from_str(&out).unwrap_or(Value::Null))
+    };
+    let rule = aws(&[
+        "cloudformation",
+        "describe-stack-resource",
+        "--stack-name",
+        stack,
+        "--logical-resource-id",
+        "EcrPushRule",
+    ])?;
+    let rule = rule["StackResourceDetail"]["PhysicalResourceId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let pattern = aws(&["events", "describe-rule", "--name", &rule])?["EventPattern"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    aws(&["events", "create-event-bus", "--name", "slipway-demo-check"])?;
+    aws(&[
+        "events",
+        "put-rule",
+        "--name",
+        "pattern-check",
+        "--event-bus-name",
+        "slipway-demo-check",
+        "--event-pattern",
+        &pattern,
+    ])?;
+    let queue = aws(&["sqs", "create-queue", "--queue-name", "slipway-demo-check"])?["QueueUrl"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let arn = aws(&[
+        "sqs",
+        "get-queue-attributes",
+        "--queue-url",
+        &queue,
+        "--attribute-names",
+        "QueueArn",
+    ])?;
+    let arn = arn["Attributes"]["QueueArn"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    aws(&[
+        "events",
+        "put-targets",
+        "--rule",
+        "pattern-check",
+        "--event-bus-name",
+        "slipway-demo-check",
+        "--targets",
+        &format!("Id=sqs,Arn={arn}"),
+    ])?;
+    let mut delivered = Vec::new();
+    for repository in [
+        event["detail"]["repository-name"]
+            .as_str()
+            .unwrap_or_default(),
+        "elsewhere/unrelated",
+    ] {
+        let mut detail = event["detail"].clone();
+        detail["repository-name"] = json!(repository);
+        let entry = json!([{"EventBusName": "slipway-demo-check", "Source": "aws.ecr", "DetailType": "ECR Image Action", "Detail": detail.to_string()}]);
+        aws(&["events", "put-events", "--entries", &entry.to_string()])?;
+        let got = aws(&[
+            "sqs",
+            "receive-message",
+            "--queue-url",
+            &queue,
+            "--wait-time-seconds",
+            "1",
+        ])?;
+        let matched = got["Messages"].as_array().is_some_and(|m| !m.is_empty());
+        if let Some(handle) = got["Messages"][0]["ReceiptHandle"].as_str() {
+            aws(&[
+                "sqs",
+                "delete-message",
+                "--queue-url",
+                &queue,
+                "--receipt-handle",
+                handle,
+            ])?;
+        }
+        delivered.push(matched);
+        println!(
+            "           a push to {repository}: {}",
+            if matched {
+                "matches the installed rule"
+            } else {
+                "does not match"
+            }
+        );
+    }
+    if delivered != [true, false] {
+        return Err(format!(
+            "the installed rule's pattern did not behave: {pattern}"
+        ));
+    }
+    say(
+        t,
+        format!("EventBridge (moto): the installed rule {rule} starts Slipway for this push"),
     );
     Ok(())
 }
