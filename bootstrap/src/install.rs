@@ -18,6 +18,8 @@ pub struct Options {
     pub artifacts: Option<PathBuf>,
     /// Region override (else the credentials' configuration).
     pub region: Option<String>,
+    /// Account override (else STS says whose the credentials are).
+    pub account: Option<String>,
     /// Template options (GitHub OIDC, SNS topic).
     pub template: template::Options,
     /// Seconds between looks at the stack while it changes.
@@ -70,13 +72,22 @@ pub async fn bootstrap(config_path: &Path, options: &Options) -> Result<Installe
         Config::parse(&text, &config_path.display().to_string()).map_err(|e| e.to_string())?;
     let conf = sdk(options.region.as_deref()).await?;
     let region = conf.region().map(ToString::to_string).unwrap_or_default();
-    let identity = aws_sdk_sts::Client::new(&conf).get_caller_identity().send().await.map_err(|e| {
-        format!(
-            "no usable AWS credentials ({}): configure them (aws configure, AWS_PROFILE, or OIDC in CI) and run again",
-            aws_sdk_sts::error::DisplayErrorContext(&e)
-        )
-    })?;
-    let account = identity.account().unwrap_or_default().to_owned();
+    let account = match &options.account {
+        Some(a) => a.clone(),
+        None => aws_sdk_sts::Client::new(&conf)
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "no usable AWS credentials ({}): configure them (aws configure, AWS_PROFILE, or OIDC in CI) and run again",
+                    aws_sdk_sts::error::DisplayErrorContext(&e)
+                )
+            })?
+            .account()
+            .unwrap_or_default()
+            .to_owned(),
+    };
     say(format!(
         "account {account}, region {region}, environment {}",
         config.environment

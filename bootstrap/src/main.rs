@@ -64,6 +64,9 @@ enum Command {
         /// The region (default: from the credentials' configuration).
         #[arg(long)]
         region: Option<String>,
+        /// The account (default: whose the credentials are, from STS).
+        #[arg(long)]
+        account: Option<String>,
         /// GitHub `owner/repo` whose workflows may start and watch deployments (OIDC).
         #[arg(long)]
         github_repository: Option<String>,
@@ -150,6 +153,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The demo of the README's first line: the local test bed, the reference staging app,
+    /// bootstrap into moto, a deployment from an ECR push, and a rollback (runs
+    /// `scripts/demo` of the Slipway repository this is run in).
+    Demo,
     /// Show past deployments, newest first, from the state table.
     History {
         /// Only deployments that moved this service.
@@ -240,6 +247,7 @@ fn main() -> ExitCode {
             config,
             artifacts,
             region,
+            account,
             github_repository,
             github_branch,
             create_topic,
@@ -249,6 +257,7 @@ fn main() -> ExitCode {
             let options = install::Options {
                 artifacts,
                 region,
+                account,
                 template: template::Options {
                     github_branch: github_repository.as_ref().map(|_| github_branch),
                     github_repository,
@@ -363,6 +372,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Demo => demo(),
         Command::History {
             service,
             limit,
@@ -392,6 +402,28 @@ fn main() -> ExitCode {
                 }
             }
         },
+    }
+}
+
+/// Runs `scripts/demo` of the Slipway checkout containing the current directory.
+fn demo() -> ExitCode {
+    let mut dir = std::env::current_dir().unwrap_or_default();
+    loop {
+        let script = dir.join("scripts/demo");
+        if script.is_file() && dir.join("statemachine/deploy.asl.json").is_file() {
+            return match std::process::Command::new(&script).status() {
+                Ok(s) if s.success() => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("error: cannot run {}: {e}", script.display());
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        if !dir.pop() {
+            eprintln!("error: `slipway demo` runs the demo of a Slipway checkout: run it inside one (git clone, then `scripts/demo`)");
+            return ExitCode::from(2);
+        }
     }
 }
 

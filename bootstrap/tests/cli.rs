@@ -116,3 +116,14 @@ fn template_for_the_staging_example_passes_cfn_lint() {
         "slipway-staging"
     );
 }
+
+#[test]
+fn demo_outside_a_checkout_says_where_to_run_it() {
+    let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .arg("demo")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("run slipway");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("runs the demo of a Slipway checkout"));
+}

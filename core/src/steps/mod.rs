@@ -56,6 +56,22 @@ pub fn input<T: serde::de::DeserializeOwned>(
     crate::input::from_value(value, "")
 }
 
+/// A stack's parameters as a map (key → value).
+pub(crate) fn stack_parameters(
+    stack: &aws_sdk_cloudformation::types::Stack,
+) -> std::collections::BTreeMap<String, String> {
+    stack
+        .parameters()
+        .iter()
+        .filter_map(|p| {
+            Some((
+                p.parameter_key()?.to_owned(),
+                p.parameter_value().unwrap_or_default().to_owned(),
+            ))
+        })
+        .collect()
+}
+
 /// Describes ECS services, at most 10 a call (DescribeServices' limit), in the given order;
 /// a missing service is `None`.
 pub(crate) async fn describe_services(

@@ -450,16 +450,7 @@ async fn snapshot(
                     st.name
                 )));
             }
-            let before: BTreeMap<String, String> = stack
-                .parameters()
-                .iter()
-                .filter_map(|p| {
-                    Some((
-                        p.parameter_key()?.to_owned(),
-                        p.parameter_value().unwrap_or_default().to_owned(),
-                    ))
-                })
-                .collect();
+            let before = super::stack_parameters(stack);
             let mut next = before.clone();
             for (key, value) in &st.parameters {
                 let v = match value.strip_prefix("image:") {

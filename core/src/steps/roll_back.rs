@@ -124,16 +124,7 @@ pub async fn roll_back(clients: &Clients, input: RollBackInput) -> Result<Rollba
             return Err(failed(format!("stack {} no longer exists", stack.name)));
         };
         let status = now.stack_status().cloned();
-        let params: std::collections::BTreeMap<String, String> = now
-            .parameters()
-            .iter()
-            .filter_map(|p| {
-                Some((
-                    p.parameter_key()?.to_owned(),
-                    p.parameter_value().unwrap_or_default().to_owned(),
-                ))
-            })
-            .collect();
+        let params = super::stack_parameters(now);
         let action = match status {
             Some(StackStatus::UpdateInProgress) if params == stack.parameters => {
                 clients
