@@ -195,16 +195,7 @@ fn main() -> ExitCode {
                 SchemaOf::Input => schemars::schema_for!(slipway_core::input::ExecutionInput),
                 SchemaOf::Config => schemars::schema_for!(slipway_core::config::Config),
             };
-            match serde_json::to_string_pretty(&schema) {
-                Ok(json) => {
-                    println!("{json}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            print_json(&schema)
         }
         Command::Template {
             config,
@@ -232,16 +223,7 @@ fn main() -> ExitCode {
                 github_repository,
                 create_topic,
             };
-            match serde_json::to_string_pretty(&template::template(&parsed, &options)) {
-                Ok(json) => {
-                    println!("{json}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            print_json(&template::template(&parsed, &options))
         }
         Command::Bootstrap {
             config,
@@ -297,20 +279,12 @@ fn main() -> ExitCode {
             region,
             delete_data,
             poll_seconds,
-        } => {
-            match runtime().block_on(install::uninstall(
-                &environment,
-                region.as_deref(),
-                delete_data,
-                poll_seconds,
-            )) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        } => outcome(runtime().block_on(install::uninstall(
+            &environment,
+            region.as_deref(),
+            delete_data,
+            poll_seconds,
+        ))),
         Command::Deploy {
             environment,
             state_machine,
@@ -364,13 +338,7 @@ fn main() -> ExitCode {
                 };
                 run::status(&conf, &machine, execution.as_deref(), json).await
             });
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            outcome(result)
         }
         Command::Demo => demo(),
         Command::History {
@@ -403,6 +371,26 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// A command's exit code: 0, or its error on stderr and 1.
+fn outcome(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints `value` as pretty JSON on stdout.
+fn print_json(value: &impl serde::Serialize) -> ExitCode {
+    outcome(
+        serde_json::to_string_pretty(value)
+            .map(|json| println!("{json}"))
+            .map_err(|e| e.to_string()),
+    )
 }
 
 /// Runs `scripts/demo` of the Slipway checkout containing the current directory.

@@ -31,15 +31,17 @@ pub async fn roll_back(clients: &Clients, input: RollBackInput) -> Result<Rollba
         .flatten()
         .filter_map(|n| release.service(n))
         .collect();
-    for svc in ordered {
-        let found = describe_services(
-            &clients.ecs,
-            &svc.cluster,
-            std::slice::from_ref(&svc.ecs_service),
-        )
-        .await
-        .map_err(|e| e.step(|m| failed(format!("service {}: {m}", svc.name))))?;
-        let service = found.into_iter().next().flatten().ok_or_else(|| {
+    // One configuration, one cluster: every service of a release is looked at in one go
+    // (10 per DescribeServices call).
+    let names: Vec<String> = ordered.iter().map(|s| s.ecs_service.clone()).collect();
+    let described = match ordered.first() {
+        Some(first) => describe_services(&clients.ecs, &first.cluster, &names)
+            .await
+            .map_err(|e| e.step(|m| failed(format!("services: {m}"))))?,
+        None => Vec::new(),
+    };
+    for (svc, found) in ordered.into_iter().zip(described) {
+        let service = found.ok_or_else(|| {
             failed(format!(
                 "service {}: ECS service {} no longer exists",
                 svc.name, svc.ecs_service
