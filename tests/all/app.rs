@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use aws_sdk_ecs::types::{
-    ContainerDefinition, DeploymentCircuitBreaker, DeploymentConfiguration, HealthCheck,
-    KeyValuePair, LoadBalancer, LogConfiguration, LogDriver, NetworkMode, Secret,
+    ContainerDefinition, HealthCheck, KeyValuePair, LoadBalancer, LogConfiguration, LogDriver,
+    NetworkMode, Secret,
 };
 use serde_json::Value;
 use slipway_core::aws::Clients;
@@ -140,16 +140,7 @@ impl App {
                         .container_port(8080)
                         .build(),
                 )
-                .deployment_configuration(
-                    DeploymentConfiguration::builder()
-                        .deployment_circuit_breaker(
-                            DeploymentCircuitBreaker::builder()
-                                .enable(true)
-                                .rollback(true)
-                                .build(),
-                        )
-                        .build(),
-                )
+                .deployment_configuration(crate::sim_ecs::circuit_breaker_with_rollback())
                 .send()
                 .await
                 .unwrap();

@@ -24,21 +24,24 @@ pub async fn service_running(ecs: &Client, image: &str, desired: i32) -> (String
         .service_name(&name)
         .task_definition(&td)
         .desired_count(desired)
-        .deployment_configuration(
-            DeploymentConfiguration::builder()
-                .deployment_circuit_breaker(
-                    DeploymentCircuitBreaker::builder()
-                        .enable(true)
-                        .rollback(true)
-                        .build(),
-                )
-                .build(),
-        )
+        .deployment_configuration(circuit_breaker_with_rollback())
         .send()
         .await
         .unwrap();
     wait_completed(ecs, &cluster, &name, &td).await;
     (cluster, name, td)
+}
+
+/// The deployment configuration every test service uses: circuit breaker with rollback.
+pub fn circuit_breaker_with_rollback() -> DeploymentConfiguration {
+    DeploymentConfiguration::builder()
+        .deployment_circuit_breaker(
+            DeploymentCircuitBreaker::builder()
+                .enable(true)
+                .rollback(true)
+                .build(),
+        )
+        .build()
 }
 
 /// Registers a revision of `family` running `image` (with fields that must survive a copy).
