@@ -79,11 +79,20 @@ async fn run() -> Result<()> {
             root().join(format!("examples/staging/templates/{stack}.json")),
         )
         .map_err(|e| e.to_string())?;
+        // CDK's templates hold IAM roles (CAPABILITY_IAM); one over TemplateBody's 51,200
+        // bytes goes through S3, as `cdk deploy` sends it.
         let mut create = clients
             .cloudformation
             .create_stack()
             .stack_name(stack)
-            .template_body(body);
+            .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityIam);
+        create = if body.len() > 51_200 {
+            let url = bed.upload_template(&format!("{stack}.json"), &body).await;
+            say(t, format!("  {stack}: {} bytes, sent as TemplateURL {url}", body.len()));
+            create.template_url(url)
+        } else {
+            create.template_body(body)
+        };
         if stack == "staging-ecs" {
             for (s, uri, digest) in &uris {
                 let key = format!("{}Image", capitalize(s));
@@ -165,15 +174,14 @@ async fn run() -> Result<()> {
         return Err("the deployment did not succeed".into());
     }
 
-    // A bad image: it starts and passes the load balancer's checks, but its /health says 500.
+    let good_td = running_task_definition(&clients, "staging-api").await?;
+
+    // A bad image: its /health answers 500. The ALB's target group checks /health, so its
+    // targets go unhealthy, ECS stops them as failed tasks, and the circuit breaker fails the
+    // deployment and rolls it back — before Slipway's own health check would run.
     let bad = push(&clients, "staging/api", "badc0de").await?;
-    let mut scenario = json!({"images": [{"match": bad, "failure": "health-500"}]});
-    reqwest::Client::new()
-        .post(format!("{}/_sim/scenario", bed.sim()))
-        .body(scenario.take().to_string())
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
+    bed.add_scenario(json!({"images": [{"match": bad, "failure": "health-500"}]}))
+        .await;
     say(
         t,
         format!("pushed staging/api:badc0de = {bad} (its /health answers 500)"),
@@ -185,28 +193,40 @@ async fn run() -> Result<()> {
         )
         .await;
     report(t, &x, &clients).await?;
-    if x.status != "FAILED" || x.error.as_deref() != Some("Slipway.HealthCheckFailed") {
-        return Err("the bad image was not caught and rolled back".into());
+    if x.status != "FAILED" || x.error.as_deref() != Some("Slipway.DeploymentFailed") {
+        return Err(format!(
+            "the bad image was not caught by the circuit breaker and rolled back: {} {:?}",
+            x.status, x.error
+        ));
     }
-    let ecs = clients
-        .ecs
-        .describe_services()
-        .cluster("staging")
-        .services("staging-api")
-        .send()
-        .await
-        .map_err(|e| err("describe-services")(&e))?;
-    let running = ecs
-        .services()
-        .first()
-        .and_then(|s| s.task_definition())
-        .unwrap_or_default()
-        .to_owned();
+    let running = running_task_definition(&clients, "staging-api").await?;
+    if running != good_td {
+        return Err(format!(
+            "staging-api runs {running}, not {good_td} (the release that pinned {digest})"
+        ));
+    }
     say(
         t,
         format!("staging-api runs {running} again: the release that pinned {digest}"),
     );
     Ok(())
+}
+
+async fn running_task_definition(clients: &slipway_core::aws::Clients, service: &str) -> Result<String> {
+    let ecs = clients
+        .ecs
+        .describe_services()
+        .cluster("staging")
+        .services(service)
+        .send()
+        .await
+        .map_err(|e| format!("describe-services: {}", aws_sdk_ecs::error::DisplayErrorContext(&e)))?;
+    Ok(ecs
+        .services()
+        .first()
+        .and_then(|s| s.task_definition())
+        .unwrap_or_default()
+        .to_owned())
 }
 
 /// `slipway bootstrap` into moto, with the debug binaries zipped as the functions (moto stores

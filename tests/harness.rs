@@ -201,6 +201,17 @@ impl Testbed {
         );
     }
 
+    /// Removes the simulator's scenario rules scoped to `token` (those whose `match`,
+    /// `contains` or stack `name` contains it), so rules never outlive their test.
+    pub async fn remove_scenario(&self, token: &str) {
+        let response = reqwest::Client::new()
+            .delete(format!("{}/_sim/scenario?scope={token}", self.sim()))
+            .send()
+            .await
+            .expect("reach slipway-sim");
+        assert!(response.status().is_success(), "scenario removal refused");
+    }
+
     /// GETs a simulator path and parses the JSON answer.
     pub async fn sim_json(&self, path: &str) -> Value {
         reqwest::get(format!("{}{path}", self.sim()))
@@ -248,6 +259,26 @@ impl Testbed {
         );
         serde_json::from_str(stdout.trim())
             .unwrap_or_else(|e| panic!("run-execution printed {stdout:?}: {e}"))
+    }
+}
+
+impl Testbed {
+    /// Puts a template where CloudFormation reads `TemplateURL`s: moto's S3 (path style,
+    /// which moto serves without signatures), and returns the `https://` URL to pass —
+    /// as `cdk deploy` does for templates over `TemplateBody`'s 51,200 bytes.
+    pub async fn upload_template(&self, key: &str, body: &str) -> String {
+        const BUCKET: &str = "slipway-testbed-templates";
+        let http = reqwest::Client::new();
+        // Creating a bucket that exists is fine here (moto answers 200 or 409).
+        let _ = http.put(format!("{}/{BUCKET}", self.moto())).send().await;
+        let put = http
+            .put(format!("{}/{BUCKET}/{key}", self.moto()))
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("reach moto's S3");
+        assert!(put.status().is_success(), "S3 PutObject: {}", put.status());
+        format!("https://{BUCKET}.s3.amazonaws.com/{key}")
     }
 }
 

@@ -77,6 +77,22 @@ pub fn template(config: &Config, options: &Options) -> Value {
         .map(|s| sub(&format!("arn:${{AWS::Partition}}:cloudformation:${{AWS::Region}}:${{AWS::AccountId}}:stack/{}/*", s.name)))
         .collect();
     let table = json!({ "Fn::GetAtt": ["StateTable", "Arn"] });
+    // The stacks' CloudFormation service roles, passed on every stack call: only to
+    // CloudFormation.
+    let stack_roles: Vec<Value> = config
+        .stacks
+        .iter()
+        .filter_map(|s| s.role_arn.as_deref())
+        .map(|r| json!(r))
+        .collect();
+    let pass_stack_roles: Vec<Value> = if stack_roles.is_empty() {
+        vec![]
+    } else {
+        vec![json!({
+            "Effect": "Allow", "Action": ["iam:PassRole"], "Resource": stack_roles,
+            "Condition": { "StringEquals": { "iam:PassedToService": "cloudformation.amazonaws.com" } }
+        })]
+    };
     let topic: Option<Value> = match (&config.notifications.sns_topic_arn, options.create_topic) {
         (Some(arn), _) => Some(json!(arn)),
         (None, true) => Some(json!({ "Ref": "NotificationTopic" })),
@@ -114,7 +130,7 @@ pub fn template(config: &Config, options: &Options) -> Value {
                 p.push(statement(
                     &[
                         "cloudformation:DescribeStacks",
-                        "cloudformation:GetTemplate",
+                        "cloudformation:GetTemplateSummary",
                     ],
                     stack_arns.clone(),
                 ));
@@ -126,7 +142,7 @@ pub fn template(config: &Config, options: &Options) -> Value {
             if stack_arns.is_empty() {
                 vec![]
             } else {
-                vec![statement(
+                let mut p = vec![statement(
                     &[
                         "cloudformation:CreateChangeSet",
                         "cloudformation:DescribeChangeSet",
@@ -136,7 +152,9 @@ pub fn template(config: &Config, options: &Options) -> Value {
                         "cloudformation:DescribeStackEvents",
                     ],
                     stack_arns.clone(),
-                )]
+                )];
+                p.extend(pass_stack_roles.clone());
+                p
             },
         ),
         (
@@ -175,7 +193,6 @@ pub fn template(config: &Config, options: &Options) -> Value {
                     service_arns.clone(),
                 ),
                 statement(&["ecs:DescribeTaskDefinition"], vec![json!("*")]),
-                statement(&["dynamodb:GetItem"], vec![table.clone()]),
             ];
             if !stack_arns.is_empty() {
                 p.push(statement(
@@ -186,6 +203,7 @@ pub fn template(config: &Config, options: &Options) -> Value {
                     ],
                     stack_arns.clone(),
                 ));
+                p.extend(pass_stack_roles.clone());
             }
             p
         }),

@@ -61,6 +61,10 @@ mod defaults {
     pub fn interval_ms() -> u64 {
         1000
     }
+    pub fn capabilities() -> Vec<super::Capability> {
+        use super::Capability::*;
+        vec![Iam, NamedIam, AutoExpand]
+    }
 }
 
 /// The per-service deploy lock.
@@ -103,8 +107,46 @@ pub struct StackConfig {
     /// Parameters set by each release: `"image:<service>"` is the image the release deploys
     /// to that service (pinned by digest; the running one when the release does not move
     /// it); anything else is a literal value. Parameters not listed keep their value.
+    ///
+    /// A service whose image is a parameter here is *owned by this stack*: the stack's
+    /// update moves it (CloudFormation waits for its deployment), Slipway never also calls
+    /// UpdateService on it, and a rollback restores it through the stack.
     #[serde(default)]
     pub parameters: BTreeMap<String, String>,
+    /// Capabilities acknowledged on every change set and rollback of this stack. Stacks from
+    /// `cdk deploy` hold IAM roles, which CloudFormation refuses to change without them
+    /// (`InsufficientCapabilitiesException`).
+    #[serde(default = "defaults::capabilities")]
+    pub capabilities: Vec<Capability>,
+    /// The stack's CloudFormation service role, passed on every stack call (`RoleARN`); when
+    /// absent, CloudFormation uses the stack's own role, or the caller's credentials.
+    #[serde(default)]
+    pub role_arn: Option<String>,
+}
+
+/// A CloudFormation capability (the API's `Capabilities` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Capability {
+    /// The template creates or changes IAM resources.
+    #[serde(rename = "CAPABILITY_IAM")]
+    Iam,
+    /// The template creates or changes IAM resources with custom names.
+    #[serde(rename = "CAPABILITY_NAMED_IAM")]
+    NamedIam,
+    /// The template uses macros or transforms.
+    #[serde(rename = "CAPABILITY_AUTO_EXPAND")]
+    AutoExpand,
+}
+
+impl Capability {
+    /// The API's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Iam => "CAPABILITY_IAM",
+            Self::NamedIam => "CAPABILITY_NAMED_IAM",
+            Self::AutoExpand => "CAPABILITY_AUTO_EXPAND",
+        }
+    }
 }
 
 /// A service Slipway deploys.
@@ -306,10 +348,35 @@ impl Config {
                             format!("{value:?} names no configured service"),
                         ));
                     }
+                    let elsewhere = self.stacks[..i].iter().find(|o| {
+                        o.parameters.values().any(|v| v == value)
+                    });
+                    if let Some(o) = elsewhere {
+                        return Err((
+                            format!("stacks[{i}].parameters.{param}"),
+                            format!("{value:?} is already a parameter of stack {:?}: a service is owned by one stack", o.name),
+                        ));
+                    }
+                }
+            }
+            if let Some(role) = &st.role_arn {
+                if !(role.starts_with("arn:") && role.contains(":iam::") && role.contains(":role/")) {
+                    return Err((
+                        format!("stacks[{i}].role_arn"),
+                        format!("{role:?} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"),
+                    ));
                 }
             }
         }
         Ok(())
+    }
+
+    /// The stack whose `image:<service>` parameter moves this service, if one does.
+    pub fn owning_stack(&self, service: &str) -> Option<&StackConfig> {
+        let wanted = format!("image:{service}");
+        self.stacks
+            .iter()
+            .find(|st| st.parameters.values().any(|v| *v == wanted))
     }
 
     /// The service of this name.

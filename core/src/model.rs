@@ -115,6 +115,10 @@ pub struct ServiceRelease {
     /// Its ALB target group.
     #[serde(default)]
     pub target_group_arn: Option<String>,
+    /// The stack that owns it (its image is that stack's parameter): the stack's update
+    /// moves it and a rollback restores it through the stack, never UpdateService.
+    #[serde(default)]
+    pub stack: Option<String>,
 }
 
 /// A stack a release updates.
@@ -126,6 +130,12 @@ pub struct StackRelease {
     pub parameters_before: BTreeMap<String, String>,
     /// Its parameters for this release.
     pub parameters: BTreeMap<String, String>,
+    /// Capabilities acknowledged on its change sets and rollback.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Its CloudFormation service role, passed on every call.
+    #[serde(default)]
+    pub role_arn: Option<String>,
 }
 
 /// Where the stack loop is: `deploy-stack`'s input and output (one look per call).
@@ -278,6 +288,7 @@ pub struct RollbackAction {
     /// The service or stack.
     pub name: String,
     /// `restored`, `already-rolled-back-by-ecs`, `on-previous` (never moved, or already restored), `moved-by-someone-else`,
+    /// `restored-by-stack` (a stack-owned service: its stack's restore moves it back),
     /// `cancelled`, `rolling-back`, `unchanged`.
     pub action: String,
 }

@@ -18,13 +18,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::ecs::Ecs;
-use crate::elb::Elb;
+use crate::elb::{self, Elb};
 use crate::env::Env;
-use crate::scenario::Failure;
 use crate::template::{self, Scope};
+
+mod ops;
 use crate::wire::{iso8601, ApiError, ApiResult, Params, Xml};
 
 /// The XML namespace of CloudFormation (API version 2010-05-15).
@@ -41,8 +42,9 @@ pub struct Cfn {
     exports: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone)]
-struct Resource {
+/// A resource of a stack, as created.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource {
     kind: String,
     physical: String,
     props: Value,
@@ -60,26 +62,12 @@ struct StackEvent {
     reason: Option<String>,
 }
 
-/// A step of an operation, due at `at`.
+/// The template and parameters an operation moves a stack to.
 #[derive(Debug, Clone)]
-struct Step {
-    at: f64,
-    logical: String,
-    kind: String,
-    status: String,
-    reason: Option<String>,
-    /// Apply the pending template and parameters at this step.
-    apply: bool,
-    /// The operation ends with this step; `Some(true)` when it succeeded.
-    end: Option<bool>,
-}
-
-#[derive(Debug, Clone)]
-struct Pending {
+pub struct Pending {
     body: String,
     template: Value,
     params: BTreeMap<String, String>,
-    delete: bool,
 }
 
 #[derive(Debug)]
@@ -97,12 +85,14 @@ struct Stack {
     events: Vec<StackEvent>,
     created_at: f64,
     updated_at: Option<f64>,
-    steps: Vec<Step>,
-    pending: Option<Pending>,
-    /// Parameters before the running update: CloudFormation shows the new ones while it
-    /// runs, and the old ones again once it has rolled back.
-    params_before: Option<BTreeMap<String, String>>,
-    executing: Option<String>,
+    /// The operation running on it (or stopped in UPDATE_ROLLBACK_FAILED).
+    op: Option<ops::Operation>,
+    /// The template's NoEcho parameters: DescribeStacks masks them.
+    no_echo: Vec<String>,
+    /// The CloudFormation service role (`RoleARN`), once given.
+    role_arn: Option<String>,
+    /// Capabilities of the last operation.
+    capabilities: Vec<String>,
     deleted: bool,
 }
 
@@ -131,11 +121,19 @@ struct ChangeSet {
     failed: Option<String>,
     execution: &'static str,
     description: Option<String>,
+    capabilities: Vec<String>,
+    role_arn: Option<String>,
 }
 
 impl ChangeSet {
+    /// (Status, ExecutionStatus, StatusReason). Creation is asynchronous (bc:cfn
+    /// CreateChangeSet): CREATE_PENDING for its first quarter, then CREATE_IN_PROGRESS,
+    /// ExecutionStatus UNAVAILABLE ("CloudFormation is still creating it") until done.
     fn status(&self, now: f64) -> (&'static str, &'static str, Option<&str>) {
-        if now < self.ready_at {
+        let pending_until = self.created_at + (self.ready_at - self.created_at) / 4.0;
+        if now < pending_until {
+            ("CREATE_PENDING", "UNAVAILABLE", None)
+        } else if now < self.ready_at {
             ("CREATE_IN_PROGRESS", "UNAVAILABLE", None)
         } else if let Some(reason) = &self.failed {
             ("FAILED", "UNAVAILABLE", Some(reason.as_str()))
@@ -147,6 +145,171 @@ impl ChangeSet {
 
 fn validation(message: impl Into<String>) -> ApiError {
     ApiError::new("ValidationError", message)
+}
+
+/// The largest `TemplateBody`: "Minimum length of 1. Maximum length of 51200." (bc:cfn
+/// `CreateStackInput.TemplateBody`, the same for UpdateStack, CreateChangeSet,
+/// ValidateTemplate and GetTemplateSummary); the quota page counts bytes.
+pub const MAX_TEMPLATE_BODY: usize = 51_200;
+/// The largest template fetched from `TemplateURL`: "max size: 1 MB" (bc:cfn
+/// `CreateStackInput.TemplateURL`).
+pub const MAX_TEMPLATE_URL_OBJECT: usize = 1024 * 1024;
+/// The parameter the HTTP front sets when it fetched `TemplateURL` into `TemplateBody`
+/// (never taken from a client: the front removes it from every request).
+pub const FROM_URL: &str = "__SlipwaySimTemplateFromURL";
+
+/// The template the request gives (`TemplateBody`, or what the front fetched from
+/// `TemplateURL`), within AWS's size limits.
+fn template_body(p: &Params) -> ApiResult<Option<String>> {
+    let Some(body) = p.get("TemplateBody") else {
+        return Ok(None);
+    };
+    if p.get(FROM_URL).is_some() {
+        if body.len() > MAX_TEMPLATE_URL_OBJECT {
+            // UNVERIFIED text: AWS documents the 1 MB limit but not its error message.
+            return Err(validation(
+                "Template may not exceed 1048576 bytes in size.",
+            ));
+        }
+    } else if body.len() > MAX_TEMPLATE_BODY || body.is_empty() {
+        // Field-quoted text (mbailey/bash-my-aws#100, convox/rack#549); AWS echoes the value.
+        return Err(validation(format!(
+            "1 validation error detected: Value '{}' at 'templateBody' failed to satisfy constraint: Member must have length less than or equal to {MAX_TEMPLATE_BODY}",
+            body.chars().take(64).collect::<String>() + "…"
+        )));
+    }
+    Ok(Some(body.to_owned()))
+}
+
+/// The capabilities a request acknowledges; unknown values are refused (bc:cfn
+/// `Capability`: CAPABILITY_IAM | CAPABILITY_NAMED_IAM | CAPABILITY_AUTO_EXPAND).
+fn capabilities(p: &Params) -> ApiResult<Vec<String>> {
+    let given = p.strings("Capabilities");
+    for c in &given {
+        if !matches!(
+            c.as_str(),
+            "CAPABILITY_IAM" | "CAPABILITY_NAMED_IAM" | "CAPABILITY_AUTO_EXPAND"
+        ) {
+            return Err(validation(format!("1 validation error detected: Value '[{c}]' at 'capabilities' failed to satisfy constraint: Member must satisfy constraint: [Member must satisfy enum value set: [CAPABILITY_AUTO_EXPAND, CAPABILITY_NAMED_IAM, CAPABILITY_IAM]]")));
+        }
+    }
+    Ok(given)
+}
+
+/// The IAM resource types that need CAPABILITY_IAM, and the property that gives each a
+/// custom name (which needs CAPABILITY_NAMED_IAM) — bc:cfn `CreateStackInput.Capabilities`.
+const IAM_TYPES: [(&str, Option<&str>); 8] = [
+    ("AWS::IAM::AccessKey", None),
+    ("AWS::IAM::Group", Some("GroupName")),
+    ("AWS::IAM::InstanceProfile", Some("InstanceProfileName")),
+    ("AWS::IAM::ManagedPolicy", Some("ManagedPolicyName")),
+    ("AWS::IAM::Policy", None),
+    ("AWS::IAM::Role", Some("RoleName")),
+    ("AWS::IAM::User", Some("UserName")),
+    ("AWS::IAM::UserToGroupAddition", None),
+];
+
+/// The capabilities a template needs (bc:cfn `CreateStackInput.Capabilities`): IAM
+/// resources need CAPABILITY_IAM or CAPABILITY_NAMED_IAM, named ones CAPABILITY_NAMED_IAM;
+/// macros and transforms need CAPABILITY_AUTO_EXPAND, except in CreateChangeSet, where "it
+/// doesn't apply … and specifying it … has no effect" (bc:cfn
+/// `CreateChangeSetInput.Capabilities`).
+pub fn required_capabilities(template: &Value, change_set: bool) -> Vec<&'static str> {
+    let mut needed = Vec::new();
+    let resources = template
+        .get("Resources")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten();
+    let (mut iam, mut named) = (false, false);
+    for (_, r) in resources {
+        let kind = r.get("Type").and_then(Value::as_str).unwrap_or_default();
+        if let Some((_, name)) = IAM_TYPES.iter().find(|(t, _)| *t == kind) {
+            iam = true;
+            named |= name.is_some_and(|n| r.get("Properties").and_then(|p| p.get(n)).is_some());
+        }
+    }
+    if named {
+        needed.push("CAPABILITY_NAMED_IAM");
+    } else if iam {
+        needed.push("CAPABILITY_IAM");
+    }
+    let transforms = template.get("Transform").is_some() || template.to_string().contains("\"Fn::Transform\"");
+    if transforms && !change_set {
+        needed.push("CAPABILITY_AUTO_EXPAND");
+    }
+    needed
+}
+
+/// InsufficientCapabilitiesException (HTTP 400) when `given` lacks one the template needs.
+/// The message is the field-reported one: "Requires capabilities : [CAPABILITY_IAM]".
+/// CreateChangeSet refuses at once rather than going FAILED later (which path AWS takes
+/// for which template is UNVERIFIED; both are reported).
+fn check_capabilities(template: &Value, given: &[String], change_set: bool) -> ApiResult<()> {
+    for needed in required_capabilities(template, change_set) {
+        let ok = given.iter().any(|g| g == needed)
+            || (needed == "CAPABILITY_IAM" && given.iter().any(|g| g == "CAPABILITY_NAMED_IAM"));
+        if !ok {
+            return Err(ApiError::new(
+                "InsufficientCapabilitiesException",
+                format!("Requires capabilities : [{needed}]"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The parameters a template declares `NoEcho`.
+fn no_echo_parameters(template: &Value) -> Vec<String> {
+    template
+        .get("Parameters")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(_, d)| d.get("NoEcho").is_some_and(|v| v == true || v == "true"))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+/// How DescribeStacks shows a NoEcho value. The user guide says "masked as asterisks
+/// (*****)" (parameters-section-structure.html); the API returns four
+/// (mapbox/cfn-config#177 quotes the literal `****` read back from DescribeStacks).
+pub const MASKED: &str = "****";
+
+/// Stack events per DescribeStackEvents page (a simulator choice; see there).
+pub const EVENTS_PER_PAGE: usize = 100;
+
+fn scalar_text(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+}
+
+/// `Capabilities`, `CapabilitiesReason` and `DeclaredTransforms` of a template summary.
+fn capabilities_xml(x: &mut Xml, template: &Value) {
+    let needed = required_capabilities(template, false);
+    x.open("Capabilities");
+    for c in &needed {
+        x.leaf("member", c);
+    }
+    x.close("Capabilities");
+    if !needed.is_empty() {
+        x.leaf(
+            "CapabilitiesReason",
+            "The following resource(s) require capabilities: [AWS::IAM::Role]",
+        );
+    }
+    x.open("DeclaredTransforms");
+    match template.get("Transform") {
+        Some(Value::String(t)) => {
+            x.leaf("member", t);
+        }
+        Some(Value::Array(ts)) => {
+            for t in ts.iter().filter_map(Value::as_str) {
+                x.leaf("member", t);
+            }
+        }
+        _ => {}
+    }
+    x.close("DeclaredTransforms");
 }
 
 fn parse_template(body: &str) -> ApiResult<Value> {
@@ -287,7 +450,10 @@ impl Cfn {
             "ExecuteChangeSet" => self.execute_change_set(env, p),
             "DeleteChangeSet" => self.delete_change_set(p),
             "CancelUpdateStack" => self.cancel_update_stack(env, p),
+            "ContinueUpdateRollback" => self.continue_update_rollback(env, p),
             "ListExports" => Ok(self.list_exports()),
+            "ValidateTemplate" => self.validate_template(p),
+            "GetTemplateSummary" => self.get_template_summary(p),
             _ => Err(ApiError::new(
                 "InvalidAction",
                 format!("slipway-sim does not implement CloudFormation {action}"),
@@ -341,10 +507,10 @@ impl Cfn {
             events: Vec::new(),
             created_at: env.now,
             updated_at: None,
-            steps: Vec::new(),
-            pending: None,
-            params_before: None,
-            executing: None,
+            op: None,
+            no_echo: Vec::new(),
+            role_arn: None,
+            capabilities: Vec::new(),
             deleted: false,
         });
         Ok(self.stacks.len() - 1)
@@ -352,23 +518,29 @@ impl Cfn {
 
     fn create_stack(&mut self, env: &mut Env, p: &Params) -> ApiResult<String> {
         let name = p.required("StackName")?;
-        let body = p.required("TemplateBody")?;
-        let template = parse_template(body)?;
+        let body = template_body(p)?.ok_or_else(|| {
+            validation("Either Template URL or Template Body must be specified.")
+        })?;
+        let template = parse_template(&body)?;
+        let capabilities = capabilities(p)?;
+        check_capabilities(&template, &capabilities, false)?;
         let params = parameter_values(&template, &p.members("Parameters"), &BTreeMap::new())?;
         let description = template
             .get("Description")
             .and_then(Value::as_str)
             .map(str::to_owned);
         let i = self.new_stack(env, name, description)?;
+        self.stacks[i].capabilities = capabilities;
+        self.stacks[i].role_arn = p.get("RoleARN").map(str::to_owned);
         self.start(
             env,
             i,
             Pending {
-                body: body.to_owned(),
+                body,
                 template,
                 params,
-                delete: false,
             },
+            ops::Verb::Create,
         )?;
         let mut x = Xml::new();
         x.leaf("StackId", &self.stacks[i].id);
@@ -377,7 +549,7 @@ impl Cfn {
 
     fn updatable(&self, i: usize) -> ApiResult<()> {
         let s = &self.stacks[i];
-        if !s.steps.is_empty()
+        if s.op.is_some()
             || !matches!(
                 s.status.as_str(),
                 "CREATE_COMPLETE" | "UPDATE_COMPLETE" | "UPDATE_ROLLBACK_COMPLETE"
@@ -398,14 +570,22 @@ impl Cfn {
         p: &Params,
     ) -> ApiResult<(String, Value, BTreeMap<String, String>)> {
         let s = &self.stacks[i];
-        let body = if p.flag("UsePreviousTemplate") {
-            s.body.clone()
-        } else {
-            p.get("TemplateBody")
-                .ok_or_else(|| {
-                    validation("Either Template URL or Template Body must be specified.")
-                })?
-                .to_owned()
+        let given = template_body(p)?;
+        let body = match (p.flag("UsePreviousTemplate"), given) {
+            (true, None) => s.body.clone(),
+            (false, Some(body)) => body,
+            // bc:cfn:CreateChangeSetInput.TemplateBody: exactly one of TemplateBody,
+            // TemplateURL and UsePreviousTemplate.
+            (true, Some(_)) => {
+                return Err(validation(
+                    "Specify exactly one of TemplateBody, TemplateURL or UsePreviousTemplate.",
+                ))
+            }
+            (false, None) => {
+                return Err(validation(
+                    "Either Template URL or Template Body must be specified.",
+                ))
+            }
         };
         let template = parse_template(&body)?;
         let params = parameter_values(&template, &p.members("Parameters"), &s.params)?;
@@ -416,9 +596,15 @@ impl Cfn {
         let i = self.stack_index(p.required("StackName")?)?;
         self.updatable(i)?;
         let (body, template, params) = self.proposal(i, p)?;
+        let capabilities = capabilities(p)?;
+        check_capabilities(&template, &capabilities, false)?;
         let changes = self.diff(env, i, &template, &params)?;
         if changes.is_empty() && params == self.stacks[i].params {
             return Err(validation("No updates are to be performed."));
+        }
+        self.stacks[i].capabilities = capabilities;
+        if let Some(role) = p.get("RoleARN") {
+            self.stacks[i].role_arn = Some(role.to_owned());
         }
         self.start(
             env,
@@ -427,8 +613,8 @@ impl Cfn {
                 body,
                 template,
                 params,
-                delete: false,
             },
+            ops::Verb::Update,
         )?;
         let mut x = Xml::new();
         x.leaf("StackId", &self.stacks[i].id);
@@ -444,15 +630,21 @@ impl Cfn {
         if self.stacks[i].deleted || self.stacks[i].status == "DELETE_IN_PROGRESS" {
             return Ok(String::new());
         }
+        if self.stacks[i].status.ends_with("_IN_PROGRESS") {
+            // Field-quoted (aws/aws-toolkit-azure-devops#317).
+            return Err(validation(format!(
+                "Stack cannot be deleted while in status {}",
+                self.stacks[i].status
+            )));
+        }
         let s = &self.stacks[i];
         let pending = Pending {
             body: s.body.clone(),
             template: s.template.clone(),
             params: s.params.clone(),
-            delete: true,
         };
-        self.stacks[i].steps.clear();
-        self.start(env, i, pending)?;
+        self.stacks[i].op = None;
+        self.start(env, i, pending, ops::Verb::Delete)?;
         Ok(String::new())
     }
 
@@ -617,445 +809,207 @@ impl Cfn {
         Ok(changes)
     }
 
-    /// Where this operation fails, if the scenario says it does: (resource, reason).
-    fn failure(
-        &self,
-        env: &Env,
-        i: usize,
-        pending: &Pending,
-        changes: &[Change],
-    ) -> Option<(String, String)> {
-        let stack = &self.stacks[i];
-        if let Some(rule) = env.scenario.stacks.iter().find(|r| r.name == stack.name) {
-            return Some((
-                rule.fail_update.resource.clone(),
-                rule.fail_update.reason.clone(),
-            ));
-        }
-        let resources = pending.template.get("Resources")?.as_object()?;
-        for change in changes.iter().filter(|c| c.action != "Remove") {
-            let text = resources
-                .get(&change.logical)
-                .map(Value::to_string)
-                .unwrap_or_default();
-            // The resource's own text, and the parameters it refers to.
-            let mut refs = BTreeSet::new();
-            template::references(resources.get(&change.logical)?, &mut refs);
-            let values: Vec<&str> = std::iter::once(text.as_str())
-                .chain(
-                    refs.iter()
-                        .filter_map(|r| pending.params.get(r))
-                        .map(String::as_str),
-                )
-                .collect();
-            if let Some(rule) = env.scenario.image_rule(values, Failure::StackUpdateFails) {
-                let reason = rule.reason.clone().unwrap_or_else(|| {
-                    format!("Resource handler returned message: \"Invalid request provided: image {} cannot be pulled\" (HandlerErrorCode: InvalidRequest)", rule.pattern)
-                });
-                return Some((change.logical.clone(), reason));
-            }
-        }
-        None
+    /// Where the scenario makes stack `i`'s next update fail: (resource, reason).
+    fn stack_rule_failure(env: &Env, name: &str) -> Option<(String, String)> {
+        env.scenario
+            .stacks
+            .iter()
+            .filter(|r| r.name == name)
+            .find_map(|r| r.fail_update.as_ref())
+            .map(|f| (f.resource.clone(), f.reason.clone()))
     }
 
-    /// Starts an operation on stack `i` and lays out its steps in time.
-    fn start(&mut self, env: &mut Env, i: usize, pending: Pending) -> ApiResult<()> {
-        let creating = self.stacks[i].status == "REVIEW_IN_PROGRESS";
-        let changes = if pending.delete {
-            self.stacks[i]
-                .resources
-                .iter()
-                .map(|(k, r)| Change {
-                    action: "Remove",
-                    logical: k.clone(),
-                    physical: Some(r.physical.clone()),
-                    kind: r.kind.clone(),
-                    replacement: None,
-                    properties: vec![],
-                })
-                .collect()
-        } else {
-            self.diff(env, i, &pending.template, &pending.params)?
-        };
-        let failure = if pending.delete {
-            None
-        } else {
-            self.failure(env, i, &pending, &changes)
-        };
+    /// Starts an operation on stack `i`: its resources change one by one from now on
+    /// (see [`ops`]).
+    fn start(&mut self, env: &mut Env, i: usize, pending: Pending, verb: ops::Verb) -> ApiResult<()> {
         let t = &env.scenario.timings;
-        let (duration, verb) = if pending.delete {
-            (t.stack_delete, "DELETE")
-        } else if creating {
-            (t.stack_create, "CREATE")
-        } else {
-            (t.stack_update, "UPDATE")
+        let duration = match verb {
+            ops::Verb::Create => t.stack_create,
+            ops::Verb::Update => t.stack_update,
+            ops::Verb::Delete => t.stack_delete,
         };
-        let now = env.now;
-        let stack_kind = "AWS::CloudFormation::Stack".to_owned();
-        let name = self.stacks[i].name.clone();
-        let step =
-            |at: f64, logical: &str, kind: &str, status: String, reason: Option<String>| Step {
-                at,
-                logical: logical.to_owned(),
-                kind: kind.to_owned(),
-                status,
-                reason,
-                apply: false,
-                end: None,
-            };
-        let mut steps = vec![step(
-            now,
-            &name,
-            &stack_kind,
-            format!("{verb}_IN_PROGRESS"),
-            Some("User Initiated".into()),
-        )];
-        let n = changes.len().max(1) as f64;
-        let slot = duration / (n + 1.0);
-        let mut done: Vec<&Change> = Vec::new();
-        let mut failed_at = None;
-        for (k, c) in changes.iter().enumerate() {
-            let (res_verb, start_at) = match c.action {
-                "Add" => ("CREATE", now + slot * (k as f64 + 0.5)),
-                "Remove" => ("DELETE", now + slot * (k as f64 + 0.5)),
-                _ => ("UPDATE", now + slot * (k as f64 + 0.5)),
-            };
-            let end_at = now + slot * (k as f64 + 1.0);
-            steps.push(step(
-                start_at,
-                &c.logical,
-                &c.kind,
-                format!("{res_verb}_IN_PROGRESS"),
-                None,
-            ));
-            if let Some((res, reason)) = failure.as_ref().filter(|(r, _)| *r == c.logical) {
-                steps.push(step(
-                    end_at,
-                    res,
-                    &c.kind,
-                    format!("{res_verb}_FAILED"),
-                    Some(reason.clone()),
-                ));
-                failed_at = Some((end_at, res.clone()));
-                break;
+        let work: Vec<ops::Work> = match verb {
+            ops::Verb::Delete => {
+                // Dependents first: the reverse of the creation order.
+                let resources = self.stacks[i]
+                    .template
+                    .get("Resources")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                let mut order = template::creation_order(&resources).unwrap_or_default();
+                order.retain(|k| self.stacks[i].resources.contains_key(k));
+                order
+                    .iter()
+                    .rev()
+                    .map(|k| ops::Work {
+                        logical: k.clone(),
+                        kind: self.stacks[i].resources[k].kind.clone(),
+                        action: ops::Action::Delete,
+                        resource: None,
+                    })
+                    .collect()
             }
-            steps.push(step(
-                end_at,
-                &c.logical,
-                &c.kind,
-                format!("{res_verb}_COMPLETE"),
-                None,
-            ));
-            done.push(c);
-        }
-        // A scenario failure on a resource this update does not change fails it at the end.
-        if let (Some((res, reason)), None) = (&failure, &failed_at) {
-            let end_at = now + duration * 0.9;
-            steps.push(step(
-                end_at,
-                res,
-                "AWS::CloudFormation::CustomResource",
-                format!("{verb}_FAILED"),
-                Some(reason.clone()),
-            ));
-            failed_at = Some((end_at, res.clone()));
-        }
-        match failed_at {
-            None => {
-                let end = now + duration;
-                if verb == "UPDATE" {
-                    let mut s = step(
-                        end,
-                        &name,
-                        &stack_kind,
-                        "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS".into(),
-                        None,
-                    );
-                    s.apply = true;
-                    steps.push(s);
-                    let mut s = step(end, &name, &stack_kind, "UPDATE_COMPLETE".into(), None);
-                    s.end = Some(true);
-                    steps.push(s);
-                } else {
-                    let mut s = step(end, &name, &stack_kind, format!("{verb}_COMPLETE"), None);
-                    s.apply = true;
-                    s.end = Some(true);
-                    steps.push(s);
-                }
-            }
-            Some((at, res)) => {
-                let (rolling, complete) = if creating {
-                    ("ROLLBACK_IN_PROGRESS", "ROLLBACK_COMPLETE")
-                } else {
-                    ("UPDATE_ROLLBACK_IN_PROGRESS", "UPDATE_ROLLBACK_COMPLETE")
-                };
-                let reason = if creating {
-                    format!("The following resource(s) failed to create: [{res}]. Rollback requested by user.")
-                } else {
-                    format!("The following resource(s) failed to update: [{res}]. ")
-                };
-                steps.push(step(at, &name, &stack_kind, rolling.into(), Some(reason)));
-                let back = at + duration / 2.0;
-                for (k, c) in done.iter().rev().enumerate() {
-                    let t = at + (back - at) * (k as f64 + 1.0) / (done.len() as f64 + 2.0);
-                    let (a, b) = if c.action == "Add" {
-                        ("DELETE_IN_PROGRESS", "DELETE_COMPLETE")
-                    } else {
-                        ("UPDATE_IN_PROGRESS", "UPDATE_COMPLETE")
-                    };
-                    steps.push(step(t, &c.logical, &c.kind, a.into(), None));
-                    steps.push(step(t, &c.logical, &c.kind, b.into(), None));
-                }
-                if !creating {
-                    steps.push(step(
-                        back,
-                        &name,
-                        &stack_kind,
-                        "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS".into(),
-                        None,
-                    ));
-                }
-                let mut s = step(back, &name, &stack_kind, complete.into(), None);
-                s.end = Some(false);
-                steps.push(s);
-            }
-        }
+            _ => self
+                .diff(env, i, &pending.template, &pending.params)?
+                .into_iter()
+                .filter(|c| c.action != "Remove")
+                .map(|c| ops::Work {
+                    logical: c.logical,
+                    kind: c.kind,
+                    action: match (c.action, c.replacement) {
+                        ("Add", _) => ops::Action::Add,
+                        (_, Some("True")) => ops::Action::Replace,
+                        _ => ops::Action::Modify,
+                    },
+                    resource: None,
+                })
+                .collect(),
+        };
+        let slot = duration / (work.len() as f64 + 1.0);
+        let conditions = {
+            let stack = &self.stacks[i];
+            let types = param_types(&pending.template);
+            let (none, no_attrs, no_conditions) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+            let scope = Self::scope(
+                env,
+                stack,
+                &pending.params,
+                &types,
+                &none,
+                &no_attrs,
+                &self.exports,
+                &no_conditions,
+            );
+            template::conditions(&pending.template, &scope).map_err(validation)?
+        };
+        let failure = match verb {
+            ops::Verb::Delete => None,
+            _ => Self::stack_rule_failure(env, &self.stacks[i].name),
+        };
         let stack = &mut self.stacks[i];
-        stack.steps = steps;
-        if !creating && !pending.delete {
-            stack.updated_at = Some(now);
-            stack.params_before =
-                Some(std::mem::replace(&mut stack.params, pending.params.clone()));
+        let before = ops::Before {
+            params: stack.params.clone(),
+            resources: stack.resources.clone(),
+        };
+        stack.no_echo = no_echo_parameters(&pending.template);
+        if verb == ops::Verb::Update {
+            stack.updated_at = Some(env.now);
         }
-        stack.pending = Some(pending);
+        // CloudFormation shows the new parameters while the operation runs, and the old ones
+        // again once it has rolled back.
+        if verb != ops::Verb::Delete {
+            stack.params = pending.params.clone();
+        }
+        stack.op = Some(ops::Operation::new(
+            verb, pending, before, conditions, work, slot, failure,
+        ));
+        let status = match verb {
+            ops::Verb::Create => "CREATE_IN_PROGRESS",
+            ops::Verb::Update => "UPDATE_IN_PROGRESS",
+            ops::Verb::Delete => "DELETE_IN_PROGRESS",
+        };
+        let s = &mut self.stacks[i];
+        s.status = status.to_owned();
+        s.reason = Some("User Initiated".into());
+        let (logical, physical) = (s.name.clone(), s.id.clone());
+        s.events.push(StackEvent {
+            id: env.ids.uuid(),
+            at: env.now,
+            logical,
+            physical,
+            kind: "AWS::CloudFormation::Stack".into(),
+            status: status.into(),
+            reason: Some("User Initiated".into()),
+        });
         Ok(())
     }
 
     fn cancel_update_stack(&mut self, env: &mut Env, p: &Params) -> ApiResult<String> {
         let i = self.stack_index(p.required("StackName")?)?;
-        let stack = &mut self.stacks[i];
-        if stack.status != "UPDATE_IN_PROGRESS" {
+        let stack = &self.stacks[i];
+        let forward = stack
+            .op
+            .as_ref()
+            .is_some_and(|op| op.phase == ops::Phase::Forward && op.verb == ops::Verb::Update);
+        if stack.status != "UPDATE_IN_PROGRESS" || !forward {
             return Err(validation(format!(
                 "CancelUpdateStack cannot be called from current stack status: {}",
                 stack.status
             )));
         }
-        let now = env.now;
-        let back = now + env.scenario.timings.stack_update / 2.0;
-        let kind = "AWS::CloudFormation::Stack".to_owned();
-        let mk = |at, status: &str, reason: Option<String>, end| Step {
-            at,
-            logical: stack.name.clone(),
-            kind: kind.clone(),
-            status: status.into(),
-            reason,
-            apply: false,
-            end,
-        };
-        stack.steps = vec![
-            mk(
-                now,
-                "UPDATE_ROLLBACK_IN_PROGRESS",
-                Some("User Initiated".into()),
-                None,
-            ),
-            mk(
-                back,
-                "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS",
-                None,
-                None,
-            ),
-            mk(back, "UPDATE_ROLLBACK_COMPLETE", None, Some(false)),
-        ];
+        self.cancel(env, i);
         Ok(String::new())
     }
 
-    /// Moves every stack and change set forward to `env.now`.
-    pub fn advance(&mut self, env: &mut Env, ecs: &mut Ecs, elb: &mut Elb) {
-        for i in 0..self.stacks.len() {
-            while self.stacks[i]
-                .steps
-                .first()
-                .is_some_and(|s| s.at <= env.now)
-            {
-                let step = self.stacks[i].steps.remove(0);
-                self.run_step(env, ecs, elb, i, step);
-            }
+    fn continue_update_rollback(&mut self, env: &mut Env, p: &Params) -> ApiResult<String> {
+        let i = self.stack_index(p.required("StackName")?)?;
+        if self.stacks[i].status != "UPDATE_ROLLBACK_FAILED" {
+            return Err(validation(format!(
+                "Stack {} is in {} state and can not continue the update rollback: ContinueUpdateRollback cannot be called from current stack status",
+                self.stacks[i].name, self.stacks[i].status
+            )));
         }
+        let skip = p.strings("ResourcesToSkip");
+        self.continue_rollback(env, i, &skip).map_err(validation)?;
+        Ok(String::new())
     }
 
-    fn run_step(&mut self, env: &mut Env, ecs: &mut Ecs, elb: &mut Elb, i: usize, step: Step) {
-        if step.apply {
-            if let Some(pending) = self.stacks[i].pending.clone() {
-                if let Err(e) = self.apply(env, ecs, elb, i, &pending) {
-                    tracing::warn!(stack = %self.stacks[i].name, error = %e, "applying the stack's resources failed");
-                }
-            }
-        }
-        let stack = &mut self.stacks[i];
-        let is_stack = step.kind == "AWS::CloudFormation::Stack";
-        let physical = if is_stack {
-            stack.id.clone()
-        } else {
-            stack
-                .resources
-                .get(&step.logical)
-                .map(|r| r.physical.clone())
-                .unwrap_or_default()
-        };
-        if is_stack {
-            stack.status = step.status.clone();
-            stack.reason = step.reason.clone();
-        }
-        stack.events.push(StackEvent {
-            id: env.ids.uuid(),
-            at: step.at,
-            logical: step.logical,
-            physical,
-            kind: step.kind,
-            status: step.status.clone(),
-            reason: step.reason,
-        });
-        if let Some(ok) = step.end {
-            let pending = stack.pending.take();
-            if let Some(before) = stack.params_before.take() {
-                if !ok {
-                    stack.params = before;
-                }
-            }
-            if pending.as_ref().is_some_and(|p| p.delete) && ok {
-                stack.deleted = true;
-            }
-            if let Some(cs) = stack.executing.take() {
-                if let Some(cs) = self.change_sets.iter_mut().find(|c| c.id == cs) {
-                    cs.execution = if ok {
-                        "EXECUTE_COMPLETE"
-                    } else {
-                        "EXECUTE_FAILED"
-                    };
-                }
-            }
-        }
-    }
-
-    /// Puts the pending template in place: resources created, updated or deleted in ECS/ELBv2.
-    fn apply(
-        &mut self,
-        env: &mut Env,
-        ecs: &mut Ecs,
-        elb: &mut Elb,
-        i: usize,
-        pending: &Pending,
-    ) -> Result<(), String> {
-        let old = self.stacks[i].resources.clone();
-        let template = &pending.template;
-        let resources = if pending.delete {
-            Map::new()
-        } else {
-            template
-                .get("Resources")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default()
-        };
-        let types = param_types(template);
-        let order = template::creation_order(&resources)?;
-        let mut physical: BTreeMap<String, String> = BTreeMap::new();
-        let mut attrs: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-        let mut applied: BTreeMap<String, Resource> = BTreeMap::new();
-        let no_conditions = BTreeMap::new();
-        let conditions = {
-            let stack = &self.stacks[i];
-            let scope = Self::scope(
-                env,
-                stack,
-                &pending.params,
-                &types,
-                &physical,
-                &attrs,
-                &self.exports,
-                &no_conditions,
-            );
-            template::conditions(template, &scope)?
-        };
-        for name in &order {
-            let r = &resources[name];
-            if let Some(c) = r.get("Condition").and_then(Value::as_str) {
+    /// Sets stack `i`'s outputs and exports from `pending`, as its resources are now.
+    fn set_outputs(&mut self, env: &Env, i: usize, pending: &Pending) {
+        let stack = &self.stacks[i];
+        let types = param_types(&pending.template);
+        let physical: BTreeMap<String, String> = stack
+            .resources
+            .iter()
+            .map(|(k, r)| (k.clone(), r.physical.clone()))
+            .collect();
+        let attrs: BTreeMap<String, BTreeMap<String, String>> = stack
+            .resources
+            .iter()
+            .map(|(k, r)| (k.clone(), r.attrs.clone()))
+            .collect();
+        let conditions = stack
+            .op
+            .as_ref()
+            .map(|op| op.conditions().clone())
+            .unwrap_or_default();
+        let scope = Self::scope(
+            env,
+            stack,
+            &pending.params,
+            &types,
+            &physical,
+            &attrs,
+            &self.exports,
+            &conditions,
+        );
+        let mut outputs = Vec::new();
+        for (key, o) in pending
+            .template
+            .get("Outputs")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(c) = o.get("Condition").and_then(Value::as_str) {
                 if conditions.get(c) == Some(&false) {
                     continue;
                 }
             }
-            let kind = r
-                .get("Type")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            let props = {
-                let stack = &self.stacks[i];
-                let scope = Self::scope(
-                    env,
-                    stack,
-                    &pending.params,
-                    &types,
-                    &physical,
-                    &attrs,
-                    &self.exports,
-                    &conditions,
-                );
-                template::resolve(r.get("Properties").unwrap_or(&json!({})), &scope)?
+            let Ok(value) = template::resolve(o.get("Value").unwrap_or(&Value::Null), &scope)
+            else {
+                continue;
             };
-            let previous = old.get(name).filter(|o| o.kind == kind);
-            let resource = match previous {
-                Some(unchanged) if unchanged.props == props => unchanged.clone(),
-                _ => {
-                    let stack_name = self.stacks[i].name.clone();
-                    self.apply_resource(env, ecs, elb, &stack_name, name, &kind, props, previous)?
-                }
-            };
-            physical.insert(name.clone(), resource.physical.clone());
-            attrs.insert(name.clone(), resource.attrs.clone());
-            applied.insert(name.clone(), resource);
-        }
-        for (name, r) in &old {
-            if !applied.contains_key(name) {
-                Self::remove_resource(env, ecs, elb, r);
-            }
-        }
-        // Outputs and exports.
-        let mut outputs = Vec::new();
-        if !pending.delete {
-            let stack = &self.stacks[i];
-            let scope = Self::scope(
-                env,
-                stack,
-                &pending.params,
-                &types,
-                &physical,
-                &attrs,
-                &self.exports,
-                &conditions,
-            );
-            for (key, o) in template
-                .get("Outputs")
-                .and_then(Value::as_object)
-                .into_iter()
-                .flatten()
-            {
-                let value = template::resolve(o.get("Value").unwrap_or(&Value::Null), &scope)?;
-                let value = value
-                    .as_str()
-                    .map_or_else(|| value.to_string(), str::to_owned);
-                let export = match o.get("Export").and_then(|e| e.get("Name")) {
-                    Some(n) => Some(
-                        template::resolve(n, &scope)?
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_owned(),
-                    ),
-                    None => None,
-                };
-                outputs.push((key.clone(), value, export));
-            }
+            let value = value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_owned);
+            let export = o
+                .get("Export")
+                .and_then(|e| e.get("Name"))
+                .and_then(|n| template::resolve(n, &scope).ok())
+                .and_then(|n| n.as_str().map(str::to_owned));
+            outputs.push((key.clone(), value, export));
         }
         let stack = &mut self.stacks[i];
         for (_, _, e) in &stack.outputs {
@@ -1069,11 +1023,6 @@ impl Cfn {
             }
         }
         stack.outputs = outputs;
-        stack.resources = applied;
-        stack.body = pending.body.clone();
-        stack.template = pending.template.clone();
-        stack.params = pending.params.clone();
-        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1164,7 +1113,15 @@ impl Cfn {
                     .get("Port")
                     .and_then(|p| p.as_i64().or_else(|| p.as_str()?.parse().ok()))
                     .unwrap_or(80);
-                let arn = elb
+                let arn = match previous {
+                    // Health check settings and attributes change in place.
+                    Some(p) => {
+                        elb.delete(&p.physical);
+                        p.physical.clone()
+                    }
+                    None => String::new(),
+                };
+                let created = elb
                     .create_target_group(
                         env,
                         &name,
@@ -1177,50 +1134,137 @@ impl Cfn {
                             .get("VpcId")
                             .and_then(Value::as_str)
                             .unwrap_or("vpc-00000000"),
-                        props
-                            .get("HealthCheckPath")
-                            .and_then(Value::as_str)
-                            .unwrap_or("/"),
+                        elb::health_from_template(&props),
                     )
                     .map_err(|e| e.message)?;
-                attrs.insert("TargetGroupArn".into(), arn.clone());
-                attrs.insert("TargetGroupName".into(), name);
-                arn
-            }
-            "AWS::ElasticLoadBalancingV2::ListenerRule" => {
-                // Host-header routing: requests for these hosts go to the forward action's group.
-                let hosts: Vec<String> = props["Conditions"]
+                let arn = if arn.is_empty() { created } else { elb.rename(&created, &arn); arn };
+                let attributes: Vec<(String, String)> = props["TargetGroupAttributes"]
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .filter(|c| c["Field"] == "host-header")
-                    .flat_map(|c| {
-                        let values = c["HostHeaderConfig"]["Values"]
-                            .as_array()
-                            .or(c["Values"].as_array());
-                        values
-                            .into_iter()
-                            .flatten()
-                            .filter_map(Value::as_str)
-                            .map(str::to_owned)
-                            .collect::<Vec<_>>()
+                    .filter_map(|a| {
+                        Some((
+                            a.get("Key")?.as_str()?.to_owned(),
+                            a.get("Value").map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))?,
+                        ))
                     })
                     .collect();
-                let forward = props["Actions"]
+                elb.set_attributes(&arn, &attributes);
+                attrs.insert("TargetGroupArn".into(), arn.clone());
+                attrs.insert("TargetGroupName".into(), name);
+                attrs.insert(
+                    "TargetGroupFullName".into(),
+                    arn.rsplit(':').next().unwrap_or_default().to_owned(),
+                );
+                arn
+            }
+            "AWS::ElasticLoadBalancingV2::LoadBalancer" => {
+                if let Some(p) = previous {
+                    attrs.clone_from(&p.attrs);
+                    p.physical.clone()
+                } else {
+                    let name = props
+                        .get("Name")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| {
+                            let g = generated(env);
+                            g[g.len().saturating_sub(32)..].trim_start_matches('-').to_owned()
+                        });
+                    let arn = elb.create_load_balancer(env, &name).map_err(|e| e.message)?;
+                    attrs.insert("DNSName".into(), elb.dns_name(&arn).unwrap_or_default().to_owned());
+                    attrs.insert("LoadBalancerName".into(), name);
+                    attrs.insert(
+                        "LoadBalancerFullName".into(),
+                        arn.split(":loadbalancer/").nth(1).unwrap_or_default().to_owned(),
+                    );
+                    attrs.insert("CanonicalHostedZoneID".into(), "Z35SXDOTRQ7X7K".into());
+                    attrs.insert("LoadBalancerArn".into(), arn.clone());
+                    arn
+                }
+            }
+            "AWS::ElasticLoadBalancingV2::Listener" => {
+                if let Some(p) = previous {
+                    elb.delete(&p.physical);
+                }
+                let lb = props
+                    .get("LoadBalancerArn")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let default = props["DefaultActions"]
                     .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|a| a["Type"] == "forward")
-                    .and_then(|a| a["TargetGroupArn"].as_str());
-                if let Some(tg) = forward {
-                    for h in &hosts {
-                        elb.add_host_rule(h, tg);
-                    }
+                    .and_then(|a| a.first())
+                    .and_then(elb::action_from_template);
+                let port = props
+                    .get("Port")
+                    .and_then(|p| p.as_i64().or_else(|| p.as_str()?.parse().ok()))
+                    .unwrap_or(80);
+                let protocol = props.get("Protocol").and_then(Value::as_str).unwrap_or("HTTP");
+                let arn = elb
+                    .create_listener(env, lb, port, protocol, default)
+                    .map_err(|e| e.message)?;
+                attrs.insert("ListenerArn".into(), arn.clone());
+                arn
+            }
+            "AWS::IAM::Role" => {
+                // Physical id = RoleName (or a generated one, at most 64 characters); the
+                // `Arn` and `RoleId` attributes (AWS::IAM::Role return values).
+                let name = props
+                    .get("RoleName")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .or_else(|| previous.map(|p| p.physical.clone()))
+                    .unwrap_or_else(|| {
+                        let g = generated(env);
+                        g[g.len().saturating_sub(64)..].to_owned()
+                    });
+                let path = props.get("Path").and_then(Value::as_str).unwrap_or("/");
+                attrs.insert(
+                    "Arn".into(),
+                    format!("arn:aws:iam::{}:role{path}{name}", env.account),
+                );
+                attrs.insert(
+                    "RoleId".into(),
+                    format!("AROA{:016X}", env.ids.next_u64()),
+                );
+                name
+            }
+            "AWS::Logs::LogGroup" => {
+                let name = props
+                    .get("LogGroupName")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .or_else(|| previous.map(|p| p.physical.clone()))
+                    .unwrap_or_else(|| generated(env));
+                attrs.insert(
+                    "Arn".into(),
+                    env.arn("logs", &format!("log-group:{name}:*")),
+                );
+                name
+            }
+            "AWS::ElasticLoadBalancingV2::ListenerRule" => {
+                // Host-header routing: requests for these hosts take the rule's action.
+                if let Some(p) = previous {
+                    elb.delete(&p.physical);
                 }
-                match previous {
-                    Some(p) => p.physical.clone(),
-                    None => generated(env),
-                }
+                let hosts = elb::hosts_from_template(&props["Conditions"]);
+                let action = props["Actions"]
+                    .as_array()
+                    .and_then(|a| a.iter().find_map(elb::action_from_template))
+                    .ok_or("a listener rule needs a forward or fixed-response action")?;
+                let priority = props
+                    .get("Priority")
+                    .and_then(|p| p.as_i64().or_else(|| p.as_str()?.parse().ok()))
+                    .unwrap_or(1);
+                let listener = props
+                    .get("ListenerArn")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let arn = elb
+                    .create_rule(env, listener, priority, hosts, action)
+                    .map_err(|e| e.message)?;
+                attrs.insert("RuleArn".into(), arn.clone());
+                arn
             }
             _ => match previous {
                 Some(p) => p.physical.clone(),
@@ -1248,7 +1292,16 @@ impl Cfn {
                     &json!({ "cluster": cluster, "service": r.physical, "force": true }),
                 );
             }
-            "AWS::ElasticLoadBalancingV2::TargetGroup" => elb.delete_target_group(&r.physical),
+            "AWS::ElasticLoadBalancingV2::TargetGroup"
+            | "AWS::ElasticLoadBalancingV2::LoadBalancer"
+            | "AWS::ElasticLoadBalancingV2::Listener"
+            | "AWS::ElasticLoadBalancingV2::ListenerRule" => elb.delete(&r.physical),
+            // Deleting a task definition resource deregisters the revision: INACTIVE
+            // (field: aws/containers-roadmap#328, "the stack cleans up old task
+            // definitions ... marked INACTIVE").
+            "AWS::ECS::TaskDefinition" => {
+                let _ = ecs.deregister(env, &r.physical);
+            }
             _ => {}
         }
     }
@@ -1267,12 +1320,18 @@ impl Cfn {
                 .opt("Description", s.description.as_deref())
                 .open("Parameters");
             for (k, v) in &s.params {
+                let shown = if s.no_echo.contains(k) { MASKED } else { v };
                 x.open("member")
                     .leaf("ParameterKey", k)
-                    .leaf("ParameterValue", v)
+                    .leaf("ParameterValue", shown)
                     .close("member");
             }
-            x.close("Parameters")
+            x.close("Parameters").open("Capabilities");
+            for c in &s.capabilities {
+                x.leaf("member", c);
+            }
+            x.close("Capabilities")
+                .opt("RoleARN", s.role_arn.as_deref())
                 .leaf("CreationTime", iso8601(s.created_at))
                 .opt("LastUpdatedTime", s.updated_at.map(iso8601))
                 .leaf("StackStatus", &s.status)
@@ -1300,9 +1359,19 @@ impl Cfn {
 
     fn describe_stack_events(&self, p: &Params) -> ApiResult<String> {
         let s = &self.stacks[self.stack_index(p.required("StackName")?)?];
+        // Newest first (bc:cfn DescribeStackEvents: "reverse chronological order"), in pages
+        // with NextToken. AWS pages by size (1 MB); the number per page is UNVERIFIED, so
+        // the simulator pages every EVENTS_PER_PAGE events to make clients follow NextToken.
+        let start: usize = match p.get("NextToken") {
+            Some(t) => t
+                .strip_prefix("events-")
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| validation("Invalid NextToken"))?,
+            None => 0,
+        };
         let mut x = Xml::new();
         x.open("StackEvents");
-        for e in s.events.iter().rev() {
+        for e in s.events.iter().rev().skip(start).take(EVENTS_PER_PAGE) {
             x.open("member")
                 .leaf("StackId", &s.id)
                 .leaf("EventId", &e.id)
@@ -1316,6 +1385,98 @@ impl Cfn {
                 .close("member");
         }
         x.close("StackEvents");
+        let next = start + EVENTS_PER_PAGE;
+        if next < s.events.len() {
+            x.leaf("NextToken", format!("events-{next}"));
+        }
+        Ok(x.finish())
+    }
+
+    /// ValidateTemplate: the template's parameters, description, capabilities and
+    /// transforms (bc:cfn `ValidateTemplateOutput`).
+    fn validate_template(&self, p: &Params) -> ApiResult<String> {
+        let body = template_body(p)?.ok_or_else(|| {
+            validation("Either Template URL or Template Body must be specified.")
+        })?;
+        let template = parse_template(&body)?;
+        let mut x = Xml::new();
+        x.open("Parameters");
+        for (k, d) in template
+            .get("Parameters")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            x.open("member")
+                .leaf("ParameterKey", k)
+                .opt("DefaultValue", d.get("Default").map(scalar_text))
+                .leaf("NoEcho", no_echo_parameters(&template).contains(k).to_string())
+                .opt("Description", d.get("Description").and_then(Value::as_str))
+                .close("member");
+        }
+        x.close("Parameters")
+            .opt("Description", template.get("Description").and_then(Value::as_str));
+        capabilities_xml(&mut x, &template);
+        Ok(x.finish())
+    }
+
+    /// GetTemplateSummary for a template or an existing stack (bc:cfn
+    /// `GetTemplateSummaryOutput`); `aws cloudformation deploy` reads it.
+    fn get_template_summary(&self, p: &Params) -> ApiResult<String> {
+        let template = match (template_body(p)?, p.get("StackName")) {
+            (Some(body), None) => parse_template(&body)?,
+            (None, Some(name)) => self.stacks[self.stack_index(name)?].template.clone(),
+            _ => {
+                return Err(validation(
+                    "Specify exactly one of TemplateBody, TemplateURL or StackName.",
+                ))
+            }
+        };
+        let mut x = Xml::new();
+        x.open("Parameters");
+        let no_echo = no_echo_parameters(&template);
+        for (k, d) in template
+            .get("Parameters")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            x.open("member")
+                .leaf("ParameterKey", k)
+                .opt("DefaultValue", d.get("Default").map(scalar_text))
+                .leaf(
+                    "ParameterType",
+                    d.get("Type").and_then(Value::as_str).unwrap_or("String"),
+                )
+                .leaf("NoEcho", no_echo.contains(k).to_string())
+                .opt("Description", d.get("Description").and_then(Value::as_str))
+                .open("ParameterConstraints")
+                .close("ParameterConstraints")
+                .close("member");
+        }
+        x.close("Parameters")
+            .opt("Description", template.get("Description").and_then(Value::as_str));
+        capabilities_xml(&mut x, &template);
+        x.open("ResourceTypes");
+        let mut types: Vec<&str> = template
+            .get("Resources")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, r)| r.get("Type").and_then(Value::as_str))
+            .collect();
+        types.sort_unstable();
+        types.dedup();
+        for t in types {
+            x.leaf("member", t);
+        }
+        x.close("ResourceTypes").leaf(
+            "Version",
+            template
+                .get("AWSTemplateFormatVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("2010-09-09"),
+        );
         Ok(x.finish())
     }
 
@@ -1396,8 +1557,32 @@ impl Cfn {
                 format!("ChangeSet {name} already exists"),
             ));
         }
-        let (body, template, params) = self.proposal(i, p)?;
-        let changes = self.diff(env, i, &template, &params)?;
+        let created_here = self.stacks[i].status == "REVIEW_IN_PROGRESS"
+            && self.stacks[i].events.is_empty()
+            && !self.change_sets.iter().any(|c| c.stack_id == self.stacks[i].id);
+        let checked = self.proposal(i, p).and_then(|(body, template, params)| {
+            let caps = capabilities(p)?;
+            check_capabilities(&template, &caps, true)?;
+            if p.get("ChangeSetType") == Some("CREATE")
+                && p.members("Parameters").iter().any(|m| m.flag("UsePreviousValue"))
+            {
+                return Err(validation(
+                    "Cannot specify UsePreviousValue on Parameters when ChangeSetType is CREATE",
+                ));
+            }
+            let changes = self.diff(env, i, &template, &params)?;
+            Ok((body, template, params, caps, changes))
+        });
+        let (body, template, params, caps, changes) = match checked {
+            Ok(v) => v,
+            Err(e) => {
+                // A stack this call made only for the change set goes with it.
+                if created_here {
+                    self.stacks.remove(i);
+                }
+                return Err(e);
+            }
+        };
         let failed = changes.is_empty().then(|| NO_CHANGES.to_owned());
         let stack = &self.stacks[i];
         let uuid = env.ids.uuid();
@@ -1416,6 +1601,8 @@ impl Cfn {
             failed,
             execution: "AVAILABLE",
             description: p.get("Description").map(str::to_owned),
+            capabilities: caps,
+            role_arn: p.get("RoleARN").map(str::to_owned),
         });
         let mut x = Xml::new();
         x.leaf("Id", &id).leaf("StackId", &stack.id);
@@ -1436,8 +1623,10 @@ impl Cfn {
                 .rev()
                 .find(|c| c.name == name_or_id && (c.stack_name == stack || c.stack_id == stack))
         };
-        found.ok_or_else(|| {
-            ApiError::new(
+        // bc:cfn ChangeSetNotFoundException: code ChangeSetNotFound, HTTP 404.
+        found.ok_or_else(|| ApiError {
+            status: 404,
+            ..ApiError::new(
                 "ChangeSetNotFound",
                 format!("ChangeSet [{name_or_id}] does not exist"),
             )
@@ -1454,10 +1643,13 @@ impl Cfn {
             .leaf("StackName", &cs.stack_name)
             .opt("Description", cs.description.as_deref())
             .open("Parameters");
+        // Masked as in DescribeStacks (AWS does not say; LocalStack masks here too — UNVERIFIED).
+        let no_echo = no_echo_parameters(&cs.template);
         for (k, v) in &cs.params {
+            let shown = if no_echo.contains(k) { MASKED } else { v };
             x.open("member")
                 .leaf("ParameterKey", k)
-                .leaf("ParameterValue", v)
+                .leaf("ParameterValue", shown)
                 .close("member");
         }
         x.close("Parameters")
@@ -1516,7 +1708,9 @@ impl Cfn {
         if status != "CREATE_COMPLETE" || execution != "AVAILABLE" {
             return Err(ApiError::new(
                 "InvalidChangeSetStatus",
-                format!("ChangeSet [{id}] cannot be executed in its current status of [{status}] and execution status of [{execution}]"),
+                // Field-quoted form (aws/amazon-chime-sdk-js#1089); bc:cfn
+                // InvalidChangeSetStatusException.
+                format!("ChangeSet [{id}] cannot be executed in its current execution status of [{execution}]"),
             ));
         }
         let cs = self
@@ -1525,28 +1719,32 @@ impl Cfn {
             .find(|c| c.id == id)
             .ok_or_else(|| validation("change set vanished"))?;
         let i = self.stack_index(&cs.stack_id)?;
-        if self.stacks[i].status != "REVIEW_IN_PROGRESS" {
+        let verb = if self.stacks[i].status == "REVIEW_IN_PROGRESS" {
+            ops::Verb::Create
+        } else {
             self.updatable(i)?;
-        }
+            ops::Verb::Update
+        };
         let pending = Pending {
             body: cs.body.clone(),
             template: cs.template.clone(),
             params: cs.params.clone(),
-            delete: false,
         };
-        let stack_id = cs.stack_id.clone();
-        self.start(env, i, pending)?;
-        self.stacks[i].executing = Some(id.clone());
-        for c in self
-            .change_sets
-            .iter_mut()
-            .filter(|c| c.stack_id == stack_id)
-        {
-            c.execution = if c.id == id {
-                "EXECUTE_IN_PROGRESS"
-            } else {
-                "OBSOLETE"
-            };
+        let (stack_id, caps, role) = (cs.stack_id.clone(), cs.capabilities.clone(), cs.role_arn.clone());
+        self.stacks[i].capabilities = caps;
+        if role.is_some() {
+            self.stacks[i].role_arn = role;
+        }
+        self.start(env, i, pending, verb)?;
+        if let Some(op) = self.stacks[i].op.as_mut() {
+            op.change_set = Some(id.clone());
+        }
+        // "CloudFormation deletes all other change sets associated with the stack because
+        // they aren't valid for the updated stack" (bc:cfn ExecuteChangeSet).
+        self.change_sets
+            .retain(|c| c.stack_id != stack_id || c.id == id);
+        if let Some(c) = self.change_sets.iter_mut().find(|c| c.id == id) {
+            c.execution = "EXECUTE_IN_PROGRESS";
         }
         Ok(String::new())
     }

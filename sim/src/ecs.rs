@@ -1,10 +1,17 @@
 //! Amazon ECS: clusters, task definitions and services whose deployments progress in time.
 //!
-//! Behaviour follows the ECS Developer Guide:
-//! - rolling update (`minimumHealthyPercent` 100, `maximumPercent` 200): the new deployment is
-//!   PRIMARY and starts its tasks; each new task that reaches RUNNING lets one old task stop;
-//!   the rollout is COMPLETED when the PRIMARY runs `desiredCount` tasks and no older
-//!   deployment has any ("Deploy Amazon ECS services by replacing tasks");
+//! Behaviour follows the ECS Developer Guide and botocore's `ecs` shapes (AWS-BEHAVIOUR.md §7):
+//! - rolling update ("Deploy Amazon ECS services by replacing tasks"): the new deployment is
+//!   PRIMARY and starts tasks while RUNNING+PENDING stays within `maximumPercent` of the
+//!   desired count (rounded down); old tasks stop while the healthy ones stay at or above
+//!   `minimumHealthyPercent` (rounded up); the rollout is COMPLETED when the PRIMARY runs
+//!   `desiredCount` healthy tasks and no older deployment has any;
+//! - a task is healthy when its load balancer target is healthy (each target group checks
+//!   its own path, see [`crate::elb`]); without a load balancer, 40 s after it is RUNNING;
+//!   a task whose target is unhealthy is stopped ("Task failed ELB health checks") and
+//!   counts as failed — except during `healthCheckGracePeriodSeconds` after it started;
+//! - a task leaving a load balancer drains first: its target is `draining` for the target
+//!   group's deregistration delay, then the task stops;
 //! - the deployment circuit breaker ("How the Amazon ECS deployment circuit breaker detects
 //!   failures"): stage 1 counts tasks that never reach RUNNING, stage 2 tasks that fail their
 //!   ELB health checks; at `failedTasks` ≥ the threshold (0.5 × desired count, at least 3,
@@ -15,14 +22,16 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
+use crate::elb::Elb;
 use crate::env::Env;
 use crate::scenario::Failure;
 use crate::wire::{ApiError, ApiResult};
 
-/// Seconds a task that fails its ELB health checks stays RUNNING before ECS stops it.
-const ELB_FAIL_AFTER: f64 = 10.0;
+/// Without a load balancer (or container health check), a task counts as healthy this long
+/// after it is RUNNING ("Deploy Amazon ECS services by replacing tasks").
+const HEALTHY_WITHOUT_LB_AFTER: f64 = 40.0;
 /// The most service events ECS keeps.
 const MAX_SERVICE_EVENTS: usize = 100;
 
@@ -63,14 +72,20 @@ struct Service {
     events: Vec<(String, f64, String)>,
     /// The last deployment that COMPLETED: (id, task definition ARN).
     last_completed: Option<(String, String)>,
-    /// Round-robin position for requests to the service's tasks.
-    next_target: usize,
+    /// `healthCheckGracePeriodSeconds`.
+    grace: f64,
+    /// The configuration event was emitted for this deployment (not to repeat it).
+    stuck_reported: Option<String>,
 }
 
+/// A deployment's `rolloutState`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Rollout {
+pub enum Rollout {
+    /// IN_PROGRESS.
     InProgress,
+    /// COMPLETED.
     Completed,
+    /// FAILED.
     Failed,
 }
 
@@ -100,8 +115,12 @@ struct Deployment {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum TaskState {
+    /// PROVISIONING/PENDING until `ready_at`.
     Pending { ready_at: f64 },
-    Running { fails_at: Option<f64> },
+    /// RUNNING since `since`.
+    Running { since: f64 },
+    /// RUNNING, deregistered from its target groups, stopping at `stop_at`.
+    Draining { since: f64, stop_at: f64 },
 }
 
 #[derive(Debug)]
@@ -110,27 +129,25 @@ struct Task {
     deployment: String,
     ip: String,
     state: TaskState,
+    /// Whether it has counted as healthy (its first healthy moment resets the circuit
+    /// breaker's count).
+    was_healthy: bool,
 }
 
-/// A load balancer target backed by a task, for ELBv2's DescribeTargetHealth.
+/// A load balancer target backed by a task: ELBv2 judges its health.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Target {
+pub struct TaskTarget {
+    /// The task id.
+    pub task: String,
     /// The task's private IP (awsvpc network mode: targets are IPs).
     pub ip: String,
     /// The container port registered.
     pub port: i64,
-    /// `initial`, `healthy` or `unhealthy`.
-    pub state: &'static str,
-    /// ELB's reason code for a state other than healthy.
-    pub reason: Option<&'static str>,
-}
-
-/// The task that answers a request sent to a service.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Answering {
-    /// The task id.
-    pub task: String,
-    /// The images it runs.
+    /// When it was registered (the task became RUNNING).
+    pub registered_at: f64,
+    /// Deregistered, draining.
+    pub draining: bool,
+    /// The images the task runs.
     pub images: Vec<String>,
 }
 
@@ -181,6 +198,7 @@ impl Ecs {
             "DescribeClusters" => Ok(self.describe_clusters(input)),
             "RegisterTaskDefinition" => self.register_task_definition(env, input),
             "DescribeTaskDefinition" => self.describe_task_definition(input),
+            "DeregisterTaskDefinition" => self.deregister_task_definition(env, input),
             "CreateService" => self.create_service(env, input),
             "UpdateService" => self.update_service(env, input),
             "DescribeServices" => self.describe_services(input),
@@ -255,9 +273,10 @@ impl Ecs {
             .ok_or_else(|| ApiError::new("ClusterNotFoundException", "Cluster not found."))
     }
 
-    /// Registers a task definition revision from an ECS API shaped (camelCase) document.
+    /// Registers a task definition revision from an ECS API shaped (camelCase) document,
+    /// validated and normalised as ECS does (see [`crate::taskdef`]).
     pub fn register(&mut self, env: &mut Env, input: &Value) -> ApiResult<Value> {
-        let family = required_str(input, "family")?;
+        let family = required_str(input, "family")?.to_owned();
         if family.is_empty()
             || family.len() > 255
             || !family
@@ -269,35 +288,9 @@ impl Ecs {
                 format!("Family contains invalid characters or is too long: {family:?}. Up to 255 letters (uppercase and lowercase), numbers, hyphens, and underscores are allowed."),
             ));
         }
-        let containers = input
-            .get("containerDefinitions")
-            .and_then(Value::as_array)
-            .filter(|a| !a.is_empty())
-            .ok_or_else(|| {
-                ApiError::new("ClientException", "Container definitions are required.")
-            })?;
-        for (i, c) in containers.iter().enumerate() {
-            if str_field(c, "name").is_none_or(str::is_empty) {
-                return Err(ApiError::new(
-                    "ClientException",
-                    format!(
-                        "Container.name should not be null or empty (containerDefinitions[{i}])."
-                    ),
-                ));
-            }
-            if str_field(c, "image").is_none_or(str::is_empty) {
-                return Err(ApiError::new(
-                    "ClientException",
-                    format!(
-                        "Container.image should not be null or empty (containerDefinitions[{i}])."
-                    ),
-                ));
-            }
-        }
-        let revisions = self.task_definitions.entry(family.to_owned()).or_default();
+        let mut td = crate::taskdef::normalise(input)?;
+        let revisions = self.task_definitions.entry(family.clone()).or_default();
         let revision = revisions.len() + 1;
-        let mut td: Map<String, Value> = input.as_object().cloned().unwrap_or_default();
-        td.remove("tags");
         td.insert(
             "taskDefinitionArn".into(),
             json!(env.arn("ecs", &format!("task-definition/{family}:{revision}"))),
@@ -305,10 +298,38 @@ impl Ecs {
         td.insert("revision".into(), json!(revision));
         td.insert("status".into(), json!("ACTIVE"));
         td.insert("registeredAt".into(), json!(env.now));
-        td.insert("compatibilities".into(), json!(["EC2", "FARGATE"]));
+        // Who registered it: the simulator does not know the caller; AWS gives the caller's
+        // ARN (botocore `TaskDefinition.registeredBy`).
+        td.insert(
+            "registeredBy".into(),
+            json!(format!("arn:aws:iam::{}:root", env.account)),
+        );
         let td = Value::Object(td);
         revisions.push(td.clone());
         Ok(td)
+    }
+
+    /// Deregisters a revision: INACTIVE, as DeregisterTaskDefinition and CloudFormation's
+    /// cleanup of a replaced `AWS::ECS::TaskDefinition` leave it ("Deregister an Amazon ECS
+    /// task definition revision"). Running services keep it; none may move onto it.
+    pub fn deregister(&mut self, env: &Env, arn: &str) -> ApiResult<Value> {
+        let td = self.task_definition_mut(arn).ok_or_else(|| {
+            ApiError::new("ClientException", "The specified task definition does not exist.")
+        })?;
+        td["status"] = json!("INACTIVE");
+        td["deregisteredAt"] = json!(env.now);
+        Ok(td.clone())
+    }
+
+    fn deregister_task_definition(&mut self, env: &mut Env, input: &Value) -> ApiResult<Value> {
+        let reference = required_str(input, "taskDefinition")?;
+        if !reference.contains(':') {
+            return Err(ApiError::new(
+                "ClientException",
+                "A revision is required: family:revision or the full ARN.",
+            ));
+        }
+        Ok(json!({ "taskDefinition": self.deregister(env, reference)? }))
     }
 
     fn register_task_definition(&mut self, env: &mut Env, input: &Value) -> ApiResult<Value> {
@@ -330,8 +351,17 @@ impl Ecs {
         let revisions = self.task_definitions.get(family)?;
         match revision {
             Some(r) => revisions.get(r.checked_sub(1)?),
-            None => revisions.last(),
+            // "If a revision isn't specified, the latest ACTIVE revision is used."
+            // (DescribeTaskDefinition, botocore `taskDefinition` member)
+            None => revisions.iter().rev().find(|t| t["status"] == "ACTIVE"),
         }
+    }
+
+    fn task_definition_mut(&mut self, arn: &str) -> Option<&mut Value> {
+        let reference = arn.rsplit("task-definition/").next().unwrap_or(arn);
+        let (family, revision) = reference.split_once(':')?;
+        let r: usize = revision.parse().ok()?;
+        self.task_definitions.get_mut(family)?.get_mut(r.checked_sub(1)?)
     }
 
     fn describe_task_definition(&self, input: &Value) -> ApiResult<Value> {
@@ -349,6 +379,15 @@ impl Ecs {
                 format!("TaskDefinition not found: {reference}"),
             )
         })?;
+        // UNVERIFIED code: field reports show "TaskDefinition is inactive" as an
+        // InvalidParameterException on RunTask and a forced UpdateService; the Developer Guide
+        // says an INACTIVE revision cannot create services or be the target of an update.
+        if td["status"] == "INACTIVE" {
+            return Err(ApiError::new(
+                "InvalidParameterException",
+                "TaskDefinition is inactive",
+            ));
+        }
         let arn = str_field(td, "taskDefinitionArn")
             .unwrap_or_default()
             .to_owned();
@@ -414,7 +453,11 @@ impl Ecs {
             tasks: Vec::new(),
             events: Vec::new(),
             last_completed: None,
-            next_target: 0,
+            grace: input
+                .get("healthCheckGracePeriodSeconds")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0),
+            stuck_reported: None,
         };
         service.start_deployment(env, td_arn, images, None);
         let out = service.to_json();
@@ -465,6 +508,11 @@ impl Ecs {
             for (k, v) in dc {
                 service.deployment_configuration[k] = v.clone();
             }
+        }
+        // Changing the grace period "doesn't trigger a new service deployment" (bc:ecs
+        // UpdateServiceRequest.healthCheckGracePeriodSeconds).
+        if let Some(g) = input.get("healthCheckGracePeriodSeconds").and_then(Value::as_f64) {
+            service.grace = g;
         }
         let force = input.get("forceNewDeployment").and_then(Value::as_bool) == Some(true);
         let current = service.primary().map(|p| p.task_definition.clone());
@@ -562,21 +610,18 @@ impl Ecs {
         self.delete_service_from(env, input)
     }
 
-    /// Moves every service forward to `env.now`.
-    pub fn advance(&mut self, env: &mut Env) {
+    /// Moves every service forward to `env.now`; `elb` judges the tasks' targets.
+    pub fn advance(&mut self, env: &mut Env, elb: &Elb) {
         for service in self.services.values_mut() {
             if service.status == "ACTIVE" {
-                service.advance(env, &mut self.next_ip);
+                service.advance(env, elb, &mut self.next_ip);
             }
         }
     }
 
-    /// The targets a target group has: the tasks of every service registered with it.
-    pub fn targets(
-        &self,
-        target_group_arn: &str,
-        scenario: &crate::scenario::Scenario,
-    ) -> Vec<Target> {
+    /// The targets registered with a target group: the RUNNING (or draining) tasks of every
+    /// service whose load balancers name it.
+    pub fn targets(&self, target_group_arn: &str) -> Vec<TaskTarget> {
         let mut out = Vec::new();
         for s in self.services.values().filter(|s| s.status == "ACTIVE") {
             for lb in &s.load_balancers {
@@ -588,28 +633,18 @@ impl Ecs {
                     .and_then(Value::as_i64)
                     .unwrap_or(80);
                 for t in &s.tasks {
-                    let images = s.images_of_deployment(&t.deployment);
-                    let (state, reason) = match t.state {
-                        TaskState::Pending { .. } => {
-                            ("initial", Some("Elb.RegistrationInProgress"))
-                        }
-                        TaskState::Running { .. }
-                            if scenario
-                                .image_rule(
-                                    images.iter().map(String::as_str),
-                                    Failure::UnhealthyTarget,
-                                )
-                                .is_some() =>
-                        {
-                            ("unhealthy", Some("Target.ResponseCodeMismatch"))
-                        }
-                        TaskState::Running { .. } => ("healthy", None),
+                    let (registered_at, draining) = match t.state {
+                        TaskState::Pending { .. } => continue,
+                        TaskState::Running { since } => (since, false),
+                        TaskState::Draining { since, .. } => (since, true),
                     };
-                    out.push(Target {
+                    out.push(TaskTarget {
+                        task: t.id.clone(),
                         ip: t.ip.clone(),
                         port,
-                        state,
-                        reason,
+                        registered_at,
+                        draining,
+                        images: s.images_of_deployment(&t.deployment),
                     });
                 }
             }
@@ -617,50 +652,20 @@ impl Ecs {
         out
     }
 
-    /// The ACTIVE service registered with this target group.
-    pub fn service_of_target_group(&self, target_group: &str) -> Option<String> {
-        self.services
-            .values()
-            .find(|s| {
-                s.status == "ACTIVE"
-                    && s.load_balancers
-                        .iter()
-                        .any(|lb| str_field(lb, "targetGroupArn") == Some(target_group))
-            })
-            .map(|s| s.name.clone())
-    }
-
-    /// The running task that answers the next request to service `name` (any cluster),
-    /// round robin, as a load balancer would pick it.
-    pub fn answering_task(&mut self, name: &str) -> Option<Answering> {
-        let service = self
+    /// The rollout of the newest deployment of task definition `td` on a service, with its
+    /// reason; `None` when the service is gone or has no deployment of `td` any more.
+    pub fn rollout_of(&self, cluster: &str, service: &str, td: &str) -> Option<(Rollout, String)> {
+        let s = self
             .services
-            .values_mut()
-            .find(|s| s.name == name && s.status == "ACTIVE")?;
-        let running: Vec<usize> = service
-            .tasks
+            .get(&(name_of(cluster).to_owned(), name_of(service).to_owned()))
+            .filter(|s| s.status == "ACTIVE")?;
+        s.deployments
             .iter()
-            .enumerate()
-            .filter(|(_, t)| matches!(t.state, TaskState::Running { .. }))
-            .map(|(i, _)| i)
-            .collect();
-        if running.is_empty() {
-            return None;
-        }
-        service.next_target = service.next_target.wrapping_add(1);
-        let task = &service.tasks[running[service.next_target % running.len()]];
-        Some(Answering {
-            task: task.id.clone(),
-            images: service.images_of_deployment(&task.deployment),
-        })
+            .rev()
+            .find(|d| d.task_definition == td)
+            .map(|d| (d.rollout, d.reason.clone()))
     }
 
-    /// Whether a service of this name exists and is ACTIVE, in any cluster.
-    pub fn has_service(&self, name: &str) -> bool {
-        self.services
-            .values()
-            .any(|s| s.name == name && s.status == "ACTIVE")
-    }
 }
 
 impl Service {
@@ -680,11 +685,71 @@ impl Service {
             .unwrap_or_default()
     }
 
+    /// RUNNING tasks (draining ones still run) when `running`, else PENDING ones.
     fn count(&self, running: bool) -> i64 {
         self.tasks
             .iter()
-            .filter(|t| matches!(t.state, TaskState::Running { .. }) == running)
+            .filter(|t| !matches!(t.state, TaskState::Pending { .. }) == running)
             .count() as i64
+    }
+
+    /// The target groups of the service that exist.
+    fn target_groups<'a>(&'a self, elb: &'a Elb) -> impl Iterator<Item = &'a str> + 'a {
+        self.load_balancers
+            .iter()
+            .filter_map(|lb| str_field(lb, "targetGroupArn"))
+            .filter(move |tg| elb.has_target_group(tg))
+    }
+
+    /// Whether a task counts as healthy now, and when (if ever) its target turned unhealthy
+    /// and which target group says so.
+    fn health(&self, env: &Env, elb: &Elb, t: &Task) -> (bool, Option<(f64, String)>) {
+        let TaskState::Running { since } = t.state else {
+            return (false, None);
+        };
+        let tgs: Vec<&str> = self.target_groups(elb).collect();
+        if tgs.is_empty() {
+            return (env.now >= since + HEALTHY_WITHOUT_LB_AFTER, None);
+        }
+        let images = self.images_of_deployment(&t.deployment);
+        let mut healthy = true;
+        let mut unhealthy: Option<(f64, String)> = None;
+        for tg in tgs {
+            let Some(v) = elb.verdict(tg, since, |path| {
+                env.scenario.answer(images.iter().map(String::as_str), path)
+            }) else {
+                continue;
+            };
+            healthy &= v.healthy(env.now);
+            if let Some(at) = v.unhealthy_at {
+                if unhealthy.as_ref().is_none_or(|(u, _)| at < *u) {
+                    unhealthy = Some((at, tg.to_owned()));
+                }
+            }
+        }
+        (healthy, unhealthy)
+    }
+
+    /// Stops a task: one behind a load balancer drains for the longest deregistration delay
+    /// of its target groups first; `false` when it is gone at once.
+    fn stop(&mut self, elb: &Elb, index: usize, now: f64) -> bool {
+        let delay = self
+            .target_groups(elb)
+            .map(|tg| elb.deregistration_delay(tg))
+            .fold(None, |m: Option<f64>, d| Some(m.map_or(d, |m| m.max(d))));
+        match (delay, self.tasks[index].state) {
+            (Some(d), TaskState::Running { since }) => {
+                self.tasks[index].state = TaskState::Draining {
+                    since,
+                    stop_at: now + d,
+                };
+                true
+            }
+            _ => {
+                self.tasks.remove(index);
+                false
+            }
+        }
     }
 
     fn circuit_breaker(&self) -> (bool, bool) {
@@ -751,54 +816,83 @@ impl Service {
         });
     }
 
-    fn advance(&mut self, env: &mut Env, next_ip: &mut u32) {
+    fn advance(&mut self, env: &mut Env, elb: &Elb, next_ip: &mut u32) {
         let now = env.now;
-        // Tasks whose start is due either run or (crashing image) stop; running tasks that
-        // fail their ELB checks stop after a while.
-        let mut failed: Vec<(String, String, &'static str)> = Vec::new();
+        // Tasks whose start is due either run or (crashing image) stop; draining ones whose
+        // delay is over stop; running ones whose target is unhealthy past the grace period
+        // stop and count as failed; one that turns healthy resets its deployment's count.
+        let mut failed: Vec<(String, String, String)> = Vec::new();
+        let mut drained = Vec::new();
         let mut i = 0;
         while i < self.tasks.len() {
-            let images = self.images_of_deployment(&self.tasks[i].deployment);
-            let images = images.iter().map(String::as_str);
-            let task = &mut self.tasks[i];
-            match task.state {
+            match self.tasks[i].state {
                 TaskState::Pending { ready_at } if ready_at <= now => {
+                    let images = self.images_of_deployment(&self.tasks[i].deployment);
                     if env
                         .scenario
-                        .image_rule(images.clone(), Failure::Crash)
+                        .image_rule(images.iter().map(String::as_str), Failure::Crash)
                         .is_some()
                     {
                         let t = self.tasks.remove(i);
-                        failed.push((t.deployment, t.id, "pending"));
+                        failed.push((
+                            t.deployment,
+                            t.id,
+                            "Essential container in task exited".into(),
+                        ));
                         continue;
                     }
-                    let fails_at = env
-                        .scenario
-                        .image_rule(images, Failure::UnhealthyTarget)
-                        .map(|_| ready_at + ELB_FAIL_AFTER);
-                    task.state = TaskState::Running { fails_at };
+                    self.tasks[i].state = TaskState::Running { since: ready_at };
                 }
-                TaskState::Running { fails_at: Some(at) } if at <= now => {
-                    let t = self.tasks.remove(i);
-                    failed.push((t.deployment, t.id, "running"));
+                TaskState::Draining { stop_at, .. } if stop_at <= now => {
+                    drained.push(format!("(task {})", self.tasks.remove(i).id));
                     continue;
                 }
                 _ => {}
             }
+            if let TaskState::Running { since } = self.tasks[i].state {
+                let (healthy, unhealthy) = self.health(env, elb, &self.tasks[i]);
+                if healthy && !self.tasks[i].was_healthy {
+                    // "Once a service deployment has one or more successfully running
+                    // tasks, the failed task count resets to zero" (bc:ecs Deployment.failedTasks).
+                    self.tasks[i].was_healthy = true;
+                    let dep = self.tasks[i].deployment.clone();
+                    if let Some(d) = self.deployments.iter_mut().find(|d| d.id == dep) {
+                        d.failed_tasks = 0;
+                    }
+                }
+                if let Some((at, tg)) = unhealthy {
+                    // The grace period: ECS "ignores unhealthy Elastic Load Balancing …
+                    // health checks after a task has first started" (bc:ecs
+                    // healthCheckGracePeriodSeconds).
+                    if now >= at.max(since + self.grace) {
+                        let t = self.tasks.remove(i);
+                        failed.push((
+                            t.deployment,
+                            t.id,
+                            format!("Task failed ELB health checks in (target-group {tg})"),
+                        ));
+                        continue;
+                    }
+                }
+            }
             i += 1;
         }
-        for (deployment, task, was) in failed {
+        if !drained.is_empty() {
+            let message = format!(
+                "(service {}) has stopped {} running tasks: {}.",
+                self.name,
+                drained.len(),
+                drained.join(" ")
+            );
+            self.event(env, message);
+        }
+        for (deployment, task, why) in failed {
             if let Some(d) = self.deployments.iter_mut().find(|d| d.id == deployment) {
                 d.failed_tasks += 1;
                 d.updated_at = now;
             }
-            let why = if was == "pending" {
-                "Essential container in task exited"
-            } else {
-                "Task failed ELB health checks"
-            };
             let message = format!(
-                "(service {}) has stopped 1 {was} tasks: (task {task}). Reason: {why}",
+                "(service {}) has stopped 1 running tasks: (task {task}). Reason: {why}",
                 self.name
             );
             self.event(env, message);
@@ -820,16 +914,100 @@ impl Service {
             return; // ECS launches no more tasks for a FAILED deployment.
         }
 
-        // Launch what the PRIMARY still lacks.
         let p_id = self.deployments[pi].id.clone();
-        let live = self.tasks.iter().filter(|t| t.deployment == p_id).count() as i64;
-        let missing = self.deployments[pi].desired - live;
-        if missing > 0 {
+        let desired = self.deployments[pi].desired;
+        let percent = |key: &str, default: f64| {
+            self.deployment_configuration[key]
+                .as_f64()
+                .unwrap_or(default)
+        };
+        // bc:ecs DeploymentConfiguration: maximumPercent rounds down, minimumHealthyPercent up.
+        let max_total = (desired as f64 * percent("maximumPercent", 200.0) / 100.0).floor() as i64;
+        let min_healthy =
+            (desired as f64 * percent("minimumHealthyPercent", 100.0) / 100.0).ceil() as i64;
+        let live = |t: &Task| !matches!(t.state, TaskState::Draining { .. });
+
+        // Scaled in: stop the PRIMARY's newest extra tasks (pending ones first).
+        let primary_live = self
+            .tasks
+            .iter()
+            .filter(|t| t.deployment == p_id && live(t))
+            .count() as i64;
+        let mut extra = primary_live - desired;
+        while extra > 0 {
+            let pos = self
+                .tasks
+                .iter()
+                .rposition(|t| t.deployment == p_id && matches!(t.state, TaskState::Pending { .. }))
+                .or_else(|| {
+                    self.tasks
+                        .iter()
+                        .rposition(|t| t.deployment == p_id && matches!(t.state, TaskState::Running { .. }))
+                });
+            let Some(pos) = pos else { break };
+            self.stop(elb, pos, now);
+            extra -= 1;
+        }
+
+        // Old tasks not yet running stop at once; running ones stop while the healthy tasks
+        // stay at or above the minimum, unhealthy ones first.
+        self.tasks
+            .retain(|t| t.deployment == p_id || !matches!(t.state, TaskState::Pending { .. }));
+        let healthy: Vec<bool> = self
+            .tasks
+            .iter()
+            .map(|t| live(t) && self.health(env, elb, t).0)
+            .collect();
+        let mut healthy_total = healthy.iter().filter(|h| **h).count() as i64;
+        let mut draining = 0;
+        loop {
+            let candidates: Vec<usize> = (0..self.tasks.len())
+                .filter(|&k| {
+                    self.tasks[k].deployment != p_id
+                        && matches!(self.tasks[k].state, TaskState::Running { .. })
+                })
+                .collect();
+            let pick = candidates
+                .iter()
+                .copied()
+                .find(|&k| !self.health(env, elb, &self.tasks[k]).0)
+                .or_else(|| {
+                    candidates
+                        .iter()
+                        .copied()
+                        .find(|_| healthy_total - 1 >= min_healthy)
+                });
+            let Some(k) = pick else { break };
+            if self.health(env, elb, &self.tasks[k]).0 {
+                healthy_total -= 1;
+            }
+            if self.stop(elb, k, now) {
+                draining += 1;
+            }
+        }
+        if draining > 0 {
+            let message = format!(
+                "(service {}) has begun draining connections on {draining} tasks.",
+                self.name
+            );
+            self.event(env, message);
+        }
+
+        // Launch what the PRIMARY still lacks, within maximumPercent.
+        let new_live = self
+            .tasks
+            .iter()
+            .filter(|t| t.deployment == p_id && live(t))
+            .count() as i64;
+        let want = desired - new_live;
+        let room = max_total - self.tasks.len() as i64;
+        let launch = want.min(room);
+        if launch > 0 {
             let start = env
                 .scenario
                 .task_start(self.deployments[pi].images.iter().map(String::as_str));
             let mut started = Vec::new();
-            for _ in 0..missing {
+            for _ in 0..launch {
                 *next_ip += 1;
                 let id = env.ids.hex32();
                 started.push(format!("(task {id})"));
@@ -840,57 +1018,35 @@ impl Service {
                     state: TaskState::Pending {
                         ready_at: now + start,
                     },
+                    was_healthy: false,
                 });
             }
             let message = format!(
-                "(service {}) has started {missing} tasks: {}.",
+                "(service {}) has started {launch} tasks: {}.",
                 self.name,
                 started.join(" ")
             );
             self.event(env, message);
-        } else if missing < 0 {
-            // Scaled in: stop the newest extra tasks of the PRIMARY.
-            let extra = (-missing) as usize;
-            let mut stopped = 0;
-            self.tasks.retain(|t| {
-                if t.deployment == p_id && stopped < extra {
-                    stopped += 1;
-                    false
-                } else {
-                    true
-                }
-            });
-        }
-
-        // Old tasks stop as new ones run (minimum healthy 100 %): pending old tasks at once.
-        self.tasks
-            .retain(|t| t.deployment == p_id || matches!(t.state, TaskState::Running { .. }));
-        let healthy_new = self
-            .tasks
-            .iter()
-            .filter(|t| t.deployment == p_id && t.state == TaskState::Running { fails_at: None })
-            .count() as i64;
-        let desired = self.deployments[pi].desired;
-        let mut old_running = self.tasks.iter().filter(|t| t.deployment != p_id).count() as i64;
-        let mut stopped = Vec::new();
-        while old_running > 0 && healthy_new + old_running > desired {
-            if let Some(pos) = self.tasks.iter().position(|t| t.deployment != p_id) {
-                stopped.push(format!("(task {})", self.tasks.remove(pos).id));
-            }
-            old_running -= 1;
-        }
-        if !stopped.is_empty() {
-            let message = format!(
-                "(service {}) has stopped {} running tasks: {}.",
-                self.name,
-                stopped.len(),
-                stopped.join(" ")
-            );
+        } else if want > 0
+            && room <= 0
+            && healthy_total <= min_healthy
+            && self.stuck_reported.as_deref() != Some(p_id.as_str())
+            && !self.tasks.iter().any(|t| matches!(t.state, TaskState::Draining { .. }))
+        {
+            // Doc archive service-event-messages.md.
+            self.stuck_reported = Some(p_id.clone());
+            let message = format!("service ({}) was unable to stop or start tasks during a deployment because of the service deployment configuration. Update the minimumHealthyPercent or maximumPercent value and try again.", self.name);
             self.event(env, message);
         }
 
+        let healthy_new = self
+            .tasks
+            .iter()
+            .filter(|t| t.deployment == p_id && live(t) && self.health(env, elb, t).0)
+            .count() as i64;
+        let others = self.tasks.iter().any(|t| t.deployment != p_id);
         let p = &self.deployments[pi];
-        if p.rollout == Rollout::InProgress && healthy_new == p.desired && old_running == 0 {
+        if p.rollout == Rollout::InProgress && healthy_new == p.desired && !others {
             let id = p.id.clone();
             let td = p.task_definition.clone();
             let reason = format!("ECS deployment {id} completed.");
@@ -925,9 +1081,9 @@ impl Service {
             self.name
         );
         self.event(env, message);
-        // Its tasks that never became healthy go; running ones drain as the rollback runs.
+        // Its tasks that never became healthy go; healthy ones drain as the rollback runs.
         self.tasks
-            .retain(|t| t.deployment != id || t.state == TaskState::Running { fails_at: None });
+            .retain(|t| t.deployment != id || (t.was_healthy && !matches!(t.state, TaskState::Pending { .. })));
         let target = self.last_completed.clone();
         match target {
             Some((back_to, td)) if rollback && td != self.deployments[pi].task_definition => {
@@ -965,7 +1121,7 @@ impl Service {
                 let tasks = self.tasks.iter().filter(|t| t.deployment == d.id);
                 let running = tasks
                     .clone()
-                    .filter(|t| matches!(t.state, TaskState::Running { .. }))
+                    .filter(|t| !matches!(t.state, TaskState::Pending { .. }))
                     .count();
                 let pending = tasks.count() - running;
                 json!({

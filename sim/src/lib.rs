@@ -7,11 +7,11 @@
 //! - `POST /` with `X-Amz-Target: AmazonEC2ContainerServiceV20141113.*`: ECS (JSON 1.1);
 //! - `POST /` with a form body `Action=…&Version=2010-05-15`: CloudFormation (Query),
 //!   `Version=2015-12-01`: ELBv2 (Query);
-//! - any other `GET`: the app behind the load balancer, routed by the `Host` header — through
-//!   a listener rule's host-header condition (from `AWS::ElasticLoadBalancingV2::ListenerRule`
-//!   resources) to its target group's service, or else to the ECS service named by the host's
-//!   first label (`api.staging.test`); answered by one of its RUNNING tasks in turn
-//!   (503 when none runs);
+//! - any other `GET`: the app behind the load balancer, routed as an ALB routes it — by a
+//!   listener rule's host-header condition, or the default action of the listener of the load
+//!   balancer whose DNS name is the `Host` — to its target group's healthy targets in turn
+//!   (all of them when none is healthy, 503 when it has none); the answer depends on the
+//!   image the task runs and the path (see [`scenario::Scenario::answer`]);
 //! - `/_sim/…`: the simulator's own control endpoints (health, clock, scenario, events).
 
 pub mod cfn;
@@ -21,5 +21,6 @@ pub mod env;
 pub mod ids;
 pub mod scenario;
 pub mod server;
+pub mod taskdef;
 pub mod template;
 pub mod wire;

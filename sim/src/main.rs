@@ -36,6 +36,9 @@ struct Args {
     /// Append every EventBridge event emitted (e.g. "ECS Deployment State Change") to this file, one JSON per line.
     #[arg(long)]
     events_file: Option<PathBuf>,
+    /// S3 endpoint (e.g. moto's) from which `TemplateURL` objects are read, path style.
+    #[arg(long)]
+    s3_endpoint: Option<String>,
 }
 
 #[tokio::main]
@@ -68,6 +71,7 @@ async fn run(args: Args) -> Result<(), String> {
         account: args.account,
         events_file: args.events_file,
         anchor: args.epoch_anchor,
+        s3_endpoint: args.s3_endpoint,
     })
     .map_err(|e| format!("cannot open the events file: {e}"))?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))

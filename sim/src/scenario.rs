@@ -24,6 +24,7 @@
 //! [[stacks]]               # every update of stack "alb" fails on resource Listener
 //! name = "alb"
 //! fail_update = { resource = "Listener", reason = "Invalid listener rule priority" }
+//! # fail_rollback = { resource = "Settings", reason = "…" }   # …and its rollback fails there
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -34,8 +35,11 @@ use serde::{Deserialize, Serialize};
 pub struct Scenario {
     /// How long things take.
     pub timings: Timings,
-    /// API throttling, if any.
+    /// API throttling, if any (replaced as a whole by `POST /_sim/scenario`).
     pub throttle: Option<Throttle>,
+    /// More throttling rules, each scoped by its `contains` (appended by `POST
+    /// /_sim/scenario`, so tests running at once never replace each other's).
+    pub throttles: Vec<Throttle>,
     /// Images that misbehave.
     pub images: Vec<ImageRule>,
     /// Stacks whose updates fail.
@@ -58,6 +62,23 @@ pub struct Fault {
     /// The error message.
     #[serde(default)]
     pub message: String,
+    /// The HTTP status; by default 500 for AWS's server-fault codes (`InternalFailure`,
+    /// `InternalError`, `ServiceUnavailable` 503, …, as botocore marks them `fault: true`)
+    /// and 400 for the rest.
+    #[serde(default)]
+    pub http_status: Option<u16>,
+}
+
+impl Fault {
+    /// The HTTP status this fault answers with.
+    pub fn status(&self) -> u16 {
+        self.http_status.unwrap_or(match self.code.as_str() {
+            "ServiceUnavailable" | "ServiceUnavailableException" => 503,
+            "InternalFailure" | "InternalError" | "InternalServiceError" | "ServerException"
+            | "InternalServerError" | "HealthUnavailable" => 500,
+            _ => 400,
+        })
+    }
 }
 
 /// Durations in simulated seconds.
@@ -109,11 +130,13 @@ pub struct Throttle {
 pub enum Failure {
     /// Its tasks exit before they reach RUNNING (the circuit breaker's first stage).
     Crash,
-    /// Its tasks run and pass the load balancer's checks, but the app's `/health` answers 500:
-    /// only a health check of the app's own catches it.
+    /// Its app answers 500 on `path` (default `/health`) and 200 elsewhere: a target group
+    /// checking that path marks its targets unhealthy (the circuit breaker's second stage);
+    /// one checking another path does not, and only a check of the app's own catches it.
     #[serde(rename = "health-500")]
     Health500,
-    /// Its tasks run but fail the load balancer's health checks (the circuit breaker's second stage).
+    /// Its app answers 503 on every path: every target group marks its targets unhealthy
+    /// (the circuit breaker's second stage).
     UnhealthyTarget,
     /// Its tasks take `start_seconds` to start.
     Slow,
@@ -136,16 +159,24 @@ pub struct ImageRule {
     /// For `stack-update-fails`: the resource status reason.
     #[serde(default)]
     pub reason: Option<String>,
+    /// For `health-500`: the path that answers 500 (default `/health`).
+    #[serde(default)]
+    pub path: Option<String>,
 }
 
-/// A stack whose updates fail.
+/// A stack whose updates (or their rollbacks) fail.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StackRule {
     /// The stack name.
     pub name: String,
     /// The failure every update of it meets.
-    pub fail_update: StackFailure,
+    #[serde(default)]
+    pub fail_update: Option<StackFailure>,
+    /// The failure every rollback of this resource meets: the stack ends
+    /// UPDATE_ROLLBACK_FAILED until ContinueUpdateRollback skips it.
+    #[serde(default)]
+    pub fail_rollback: Option<StackFailure>,
 }
 
 /// Where and why a stack update fails.
@@ -176,7 +207,7 @@ impl Scenario {
 
     /// Checks what serde cannot.
     pub fn validate(&self) -> Result<(), String> {
-        if let Some(t) = &self.throttle {
+        for t in self.throttle.iter().chain(&self.throttles) {
             if t.one_in < 2 {
                 return Err(format!(
                     "throttle.one_in = {}: must be at least 2",
@@ -219,6 +250,34 @@ impl Scenario {
         self.images
             .iter()
             .find(|r| r.failure == failure && images.iter().any(|i| i.contains(&r.pattern)))
+    }
+
+    /// Removes every rule scoped to `token`: throttles and faults whose `contains`, image
+    /// rules whose `match`, stack rules whose `name` contains it. Returns how many went.
+    pub fn remove_scoped(&mut self, token: &str) -> usize {
+        let before = self.throttles.len() + self.faults.len() + self.images.len() + self.stacks.len();
+        self.throttles.retain(|t| !t.contains.contains(token));
+        self.faults.retain(|f| !f.contains.contains(token));
+        self.images.retain(|r| !r.pattern.contains(token));
+        self.stacks.retain(|r| !r.name.contains(token));
+        before - (self.throttles.len() + self.faults.len() + self.images.len() + self.stacks.len())
+    }
+
+    /// The HTTP status the app of these images answers on `path`.
+    pub fn answer<'a>(&self, images: impl IntoIterator<Item = &'a str> + Clone, path: &str) -> u16 {
+        if self.image_rule(images.clone(), Failure::UnhealthyTarget).is_some() {
+            return 503;
+        }
+        let sick = self.images.iter().any(|r| {
+            r.failure == Failure::Health500
+                && r.path.as_deref().unwrap_or("/health") == path
+                && images.clone().into_iter().any(|i| i.contains(&r.pattern))
+        });
+        if sick {
+            500
+        } else {
+            200
+        }
     }
 
     /// Seconds a task of these images takes to start.

@@ -17,7 +17,7 @@ use crate::ecs::Ecs;
 use crate::elb::{self, Elb};
 use crate::env::{Env, Events};
 use crate::ids::Ids;
-use crate::scenario::{Clock, Failure, Scenario};
+use crate::scenario::{Clock, Scenario};
 use crate::wire::{self, ApiError, Params};
 
 const ECS_TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
@@ -34,8 +34,11 @@ pub struct World {
     region: String,
     account: String,
     calls: u64,
+    /// Requests sent to apps (round robin over targets).
+    calls_to_apps: u64,
     /// Action → how many calls of it were throttled.
     throttled: std::collections::BTreeMap<String, u64>,
+    s3_endpoint: Option<String>,
 }
 
 /// How to start a simulator.
@@ -53,6 +56,9 @@ pub struct Options {
     pub events_file: Option<std::path::PathBuf>,
     /// The epoch second from which the clock runs fast (default: start-up).
     pub anchor: Option<f64>,
+    /// Where S3 objects named by a `TemplateURL` are read (path style: `{endpoint}/{bucket}/{key}`),
+    /// e.g. the test bed's moto.
+    pub s3_endpoint: Option<String>,
 }
 
 impl Default for Options {
@@ -64,6 +70,7 @@ impl Default for Options {
             account: "123456789012".into(),
             events_file: None,
             anchor: None,
+            s3_endpoint: None,
         }
     }
 }
@@ -100,7 +107,9 @@ impl World {
             region: options.region,
             account: options.account,
             calls: 0,
+            calls_to_apps: 0,
             throttled: Default::default(),
+            s3_endpoint: options.s3_endpoint,
         })
     }
 
@@ -137,20 +146,26 @@ impl World {
     pub fn step(&mut self) {
         let (mut env, ecs, cfn, elb) = self.parts();
         cfn.advance(&mut env, ecs, elb);
-        ecs.advance(&mut env);
+        ecs.advance(&mut env, elb);
     }
 
     /// The throttling error for this call, if the scenario throttles it.
     fn throttled(&mut self, action: &str, request: &str) -> bool {
-        let Some(t) = &self.scenario.throttle else {
+        let Some(t) = self
+            .scenario
+            .throttle
+            .iter()
+            .chain(&self.scenario.throttles)
+            .find(|t| {
+                (t.actions.is_empty() || t.actions.iter().any(|a| a == action))
+                    && request.contains(&t.contains)
+            })
+        else {
             return false;
         };
-        let other_action = !t.actions.is_empty() && !t.actions.iter().any(|a| a == action);
-        if other_action || !request.contains(&t.contains) {
-            return false;
-        }
+        let one_in = t.one_in;
         self.calls += 1;
-        let throttled = self.calls % t.one_in == 0;
+        let throttled = self.calls % one_in == 0;
         if throttled {
             *self.throttled.entry(action.to_owned()).or_default() += 1;
         }
@@ -164,7 +179,10 @@ impl World {
             .faults
             .iter()
             .find(|f| f.action == action && request.contains(&f.contains))?;
-        Some(ApiError::new(f.code.clone(), f.message.clone()))
+        Some(ApiError {
+            status: f.status(),
+            ..ApiError::new(f.code.clone(), f.message.clone())
+        })
     }
 
     fn ecs_call(&mut self, op: &str, input: &Value) -> Result<Value, ApiError> {
@@ -206,7 +224,10 @@ pub fn router(shared: Shared) -> Router {
         .route("/_sim/events", get(events))
         .route(
             "/_sim/scenario",
-            get(get_scenario).put(put_scenario).post(add_scenario),
+            get(get_scenario)
+                .put(put_scenario)
+                .post(add_scenario)
+                .delete(remove_scoped),
         )
         .route("/_sim/stats", get(stats))
         .fallback(dispatch)
@@ -267,6 +288,7 @@ async fn add_scenario(State(shared): State<Shared>, body: Bytes) -> Response {
     next.images.extend(addition.images);
     next.stacks.extend(addition.stacks);
     next.faults.extend(addition.faults);
+    next.throttles.extend(addition.throttles);
     if given.get("timings").is_some() {
         next.timings = addition.timings;
     }
@@ -278,6 +300,21 @@ async fn add_scenario(State(shared): State<Shared>, body: Bytes) -> Response {
     }
     w.scenario = next;
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// `DELETE /_sim/scenario?scope=TOKEN`: removes the rules scoped to TOKEN (see
+/// [`Scenario::remove_scoped`]); answers how many went.
+async fn remove_scoped(
+    State(shared): State<Shared>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let Some(token) = q.get("scope").filter(|t| !t.is_empty()) else {
+        return (StatusCode::BAD_REQUEST, "scenario: ?scope=TOKEN is required\n").into_response();
+    };
+    let mut w = lock(&shared);
+    w.step();
+    let removed = w.scenario.remove_scoped(token);
+    json_response(&json!({ "removed": removed }))
 }
 
 async fn put_scenario(State(shared): State<Shared>, body: Bytes) -> Response {
@@ -301,14 +338,33 @@ async fn dispatch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut w = lock(&shared);
-    w.step();
     if method == Method::POST && uri.path() == "/" {
         if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+            let mut w = lock(&shared);
+            w.step();
             return ecs_request(&mut w, target, &body);
         }
-        return query_request(&mut w, &body);
+        let mut params = Params::parse(&body);
+        params.0.remove(cfn::FROM_URL);
+        let s3 = lock(&shared).s3_endpoint.clone();
+        if let Some(url) = params.get("TemplateURL").map(str::to_owned) {
+            match fetch_template(s3.as_deref(), &url).await {
+                Ok(text) => {
+                    params.0.remove("TemplateURL");
+                    params.0.insert("TemplateBody".into(), text);
+                    params.0.insert(cfn::FROM_URL.into(), "true".into());
+                }
+                Err(e) => {
+                    params.0.insert("__SlipwaySimTemplateURLError".into(), e);
+                }
+            }
+        }
+        let mut w = lock(&shared);
+        w.step();
+        return query_request(&mut w, params);
     }
+    let mut w = lock(&shared);
+    w.step();
     if method == Method::GET || method == Method::HEAD {
         return app_request(&mut w, &headers, &uri);
     }
@@ -362,9 +418,41 @@ fn ecs_request(w: &mut World, target: &str, body: &[u8]) -> Response {
         .into_response()
 }
 
-fn query_request(w: &mut World, body: &[u8]) -> Response {
+/// Reads the S3 object a `TemplateURL` names, from the configured S3 endpoint. AWS takes
+/// "the URL of a file containing the template body … located in an Amazon S3 bucket", which
+/// "must start with `https://`" (bc:cfn `CreateStackInput.TemplateURL`); virtual-hosted
+/// (`https://<bucket>.s3[.<region>].amazonaws.com/<key>`) and path-style
+/// (`https://s3[.<region>].amazonaws.com/<bucket>/<key>`) forms are read.
+async fn fetch_template(s3: Option<&str>, url: &str) -> Result<String, String> {
+    const BAD: &str = "TemplateURL must reference a valid S3 object to which you have access.";
+    let rest = url.strip_prefix("https://").ok_or(BAD)?;
+    let (host, key) = rest.split_once('/').ok_or(BAD)?;
+    let host = host.split(':').next().unwrap_or_default();
+    let regional = |h: &str| {
+        h == "s3.amazonaws.com"
+            || (h.starts_with("s3.") || h.starts_with("s3-")) && h.ends_with(".amazonaws.com")
+    };
+    let (bucket, key) = if regional(host) {
+        key.split_once('/').ok_or(BAD)?
+    } else {
+        let (bucket, domain) = host.split_once('.').ok_or(BAD)?;
+        if !regional(domain) {
+            return Err(BAD.into());
+        }
+        (bucket, key)
+    };
+    let s3 = s3.ok_or("slipway-sim was started without --s3-endpoint: it cannot read TemplateURL")?;
+    let response = reqwest::get(format!("{}/{bucket}/{key}", s3.trim_end_matches('/')))
+        .await
+        .map_err(|e| format!("{BAD} ({e})"))?;
+    if !response.status().is_success() {
+        return Err(BAD.into());
+    }
+    response.text().await.map_err(|e| format!("{BAD} ({e})"))
+}
+
+fn query_request(w: &mut World, params: Params) -> Response {
     let request_id = w.request_id();
-    let params = Params::parse(body);
     let action = params.get("Action").unwrap_or_default().to_owned();
     let cloudformation = match params.get("Version") {
         Some("2010-05-15") => true,
@@ -392,6 +480,8 @@ fn query_request(w: &mut World, body: &[u8]) -> Response {
         Err(ApiError::new("Throttling", "Rate exceeded"))
     } else if let Some(fault) = w.fault(&action, &request) {
         Err(fault)
+    } else if let Some(e) = params.get("__SlipwaySimTemplateURLError") {
+        Err(ApiError::new("ValidationError", e))
     } else {
         w.query_call(cloudformation, &action, &params)
     };
@@ -422,48 +512,66 @@ fn xml(status: StatusCode, body: String, request_id: &str) -> Response {
         .into_response()
 }
 
-/// A request to an app behind the simulated load balancer: routed by a listener rule's
-/// host-header condition when one matches, else the Host header's first label names the ECS
-/// service.
+/// A request to an app behind the simulated load balancer, as an ALB routes it: the first
+/// listener rule whose host-header condition matches the `Host`, else the default action of
+/// the listener of the load balancer whose DNS name it is (ALB User Guide, "Listener rules");
+/// no route is a 404 from the simulator itself. A forward goes to the target group's healthy
+/// targets in turn — to all of them when none is healthy ("fails open"), 503 when it has none.
 fn app_request(w: &mut World, headers: &HeaderMap, uri: &Uri) -> Response {
     let host = headers
         .get("host")
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default();
     let bare = host.split(':').next().unwrap_or_default();
-    // A listener rule for the host wins; else the first label names the ECS service.
-    let routed = w
-        .elb
-        .target_group_for_host(bare)
-        .and_then(|tg| w.ecs.service_of_target_group(tg));
-    let service = routed.unwrap_or_else(|| bare.split('.').next().unwrap_or_default().to_owned());
-    if service.is_empty() || !w.ecs.has_service(&service) {
-        return (
-            StatusCode::NOT_FOUND,
-            format!(
-                "slipway-sim: no ECS service named {service:?} (from Host {host:?}) answers here\n"
-            ),
-        )
-            .into_response();
-    }
-    let Some(task) = w.ecs.answering_task(&service) else {
+    let target_group = match w.elb.route(bare) {
+        None => {
+            return (
+                StatusCode::NOT_FOUND,
+                format!("slipway-sim: no load balancer listener or rule routes Host {host:?}\n"),
+            )
+                .into_response()
+        }
+        Some(elb::Action::Fixed { status, body }) => {
+            return (
+                StatusCode::from_u16(status).unwrap_or(StatusCode::NOT_FOUND),
+                body,
+            )
+                .into_response()
+        }
+        Some(elb::Action::Forward(tg)) => tg,
+    };
+    let now = w.clock.now();
+    let targets: Vec<_> = w
+        .ecs
+        .targets(&target_group)
+        .into_iter()
+        .filter(|t| !t.draining)
+        .collect();
+    let healthy: Vec<_> = targets
+        .iter()
+        .filter(|t| w.elb.target_state(&target_group, t, &w.scenario, now).0 == "healthy")
+        .collect();
+    let pool = if healthy.is_empty() {
+        targets.iter().collect()
+    } else {
+        healthy
+    };
+    if pool.is_empty() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "503 Service Temporarily Unavailable\n",
         )
             .into_response();
-    };
+    }
+    w.calls_to_apps += 1;
+    let task = pool[(w.calls_to_apps as usize) % pool.len()];
     let image = task.images.first().cloned().unwrap_or_default();
-    let broken = w
+    let code = w
         .scenario
-        .image_rule(task.images.iter().map(String::as_str), Failure::Health500)
-        .is_some();
-    let (status, state) = if broken {
-        (StatusCode::INTERNAL_SERVER_ERROR, "error")
-    } else {
-        (StatusCode::OK, "ok")
-    };
-    let body = json!({ "status": state, "service": service, "task": task.task, "image": image, "path": uri.path() });
+        .answer(task.images.iter().map(String::as_str), uri.path());
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let state = if status.is_success() { "ok" } else { "error" };
+    let body = json!({ "status": state, "task": task.task, "image": image, "path": uri.path() });
     (
         status,
         [("content-type", "application/json")],

@@ -99,6 +99,8 @@ impl App {
                 .unwrap()
                 .to_owned();
             let ecs_service = format!("{prefix}-{name}");
+            // Checks `/` every 5 s (the API's minimum), healthy after 2 passes; targets
+            // drain for 5 s (the default 300 s would make every test wait minutes).
             let tg = app
                 .clients
                 .elbv2
@@ -109,10 +111,26 @@ impl App {
                 )))
                 .port(8080)
                 .vpc_id("vpc-12345678")
+                .health_check_interval_seconds(5)
+                .healthy_threshold_count(2)
+                .unhealthy_threshold_count(2)
                 .send()
                 .await
                 .unwrap();
             let target_group = tg.target_groups()[0].target_group_arn().unwrap().to_owned();
+            app.clients
+                .elbv2
+                .modify_target_group_attributes()
+                .target_group_arn(&target_group)
+                .attributes(
+                    aws_sdk_elasticloadbalancingv2::types::TargetGroupAttribute::builder()
+                        .key("deregistration_delay.timeout_seconds")
+                        .value("5")
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
             let mut svc = AppService {
                 name: name.to_string(),
                 repository,
@@ -147,6 +165,7 @@ impl App {
             svc.task_definition = td;
             app.services.push(svc);
         }
+        app.route_hosts().await;
         app.clients
             .cloudformation
             .create_stack()
@@ -194,6 +213,71 @@ impl App {
         )
         .await;
         app
+    }
+
+    /// The Host each service answers to through the app's load balancer.
+    pub fn host(&self, s: &AppService) -> String {
+        format!("{}.staging.test", s.ecs_service)
+    }
+
+    /// An ALB with one listener and a host-header rule per service, forwarding to its target
+    /// group: the only way a request reaches an app, as on AWS.
+    async fn route_hosts(&self) {
+        use aws_sdk_elasticloadbalancingv2::types::{
+            Action, ActionTypeEnum, FixedResponseActionConfig, HostHeaderConditionConfig,
+            RuleCondition,
+        };
+        let elb = &self.clients.elbv2;
+        let lb = elb
+            .create_load_balancer()
+            .name(unique("alb"))
+            .subnets("subnet-1")
+            .send()
+            .await
+            .unwrap();
+        let lb = lb.load_balancers()[0].load_balancer_arn().unwrap().to_owned();
+        let listener = elb
+            .create_listener()
+            .load_balancer_arn(&lb)
+            .port(80)
+            .default_actions(
+                Action::builder()
+                    .r#type(ActionTypeEnum::FixedResponse)
+                    .fixed_response_config(
+                        FixedResponseActionConfig::builder()
+                            .status_code("404")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let listener = listener.listeners()[0].listener_arn().unwrap().to_owned();
+        for (i, s) in self.services.iter().enumerate() {
+            elb.create_rule()
+                .listener_arn(&listener)
+                .priority(i as i32 + 1)
+                .conditions(
+                    RuleCondition::builder()
+                        .field("host-header")
+                        .host_header_config(
+                            HostHeaderConditionConfig::builder()
+                                .values(self.host(s))
+                                .build(),
+                        )
+                        .build(),
+                )
+                .actions(
+                    Action::builder()
+                        .r#type(ActionTypeEnum::Forward)
+                        .target_group_arn(&s.target_group)
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+        }
     }
 
     pub fn service(&self, name: &str) -> &AppService {

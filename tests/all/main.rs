@@ -12,5 +12,6 @@ mod scenarios;
 mod sim_cloudformation;
 mod sim_ecs;
 mod sim_elb;
+mod sim_fidelity;
 mod stepfunctions;
 mod steps;

@@ -39,6 +39,7 @@ async fn deploy_stacks(app: &App, release: &Release) -> Result<StackProgress, St
     for _ in 0..400 {
         let p = steps::deploy_stack(
             &app.clients,
+            &SystemClock,
             DeployStackInput {
                 release: release.clone(),
                 progress,
@@ -81,7 +82,7 @@ async fn until_stable(
 }
 
 /// plan: an ECR push of a matching tag makes a release of that one service, pinned by
-/// digest, with its lock taken and the snapshot of what runs now.
+/// digest, with its lock taken and what runs now kept for rollback.
 #[tokio::test]
 async fn plan_makes_a_release_from_an_ecr_push() {
     let app = App::create(&["api", "web"], None).await;
@@ -104,10 +105,11 @@ async fn plan_makes_a_release_from_an_ecr_push() {
     assert_eq!(r.stacks[0].parameters_before["Environment"], "test");
     assert!(r.deadline > r.started_at);
     assert_eq!(app.locks().await, ["LOCK#api"]);
-    let snapshot = state::get_snapshot(&app.clients, &r.id, &app.stack)
-        .await
-        .unwrap();
-    assert_eq!(snapshot.as_deref(), Some(crate::app::STACK_TEMPLATE));
+    // No template is kept: a rollback restores the stack with UsePreviousTemplate.
+    assert_eq!(
+        r.stacks[0].capabilities,
+        ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
+    );
 
     // The same execution again (Lambda retries) gets the same lock; another is Locked out.
     release(

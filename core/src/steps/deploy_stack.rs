@@ -1,10 +1,11 @@
 //! `deploy-stack`: moves the release's stacks to their new parameters through change sets,
 //! one look per call.
 
-use aws_sdk_cloudformation::types::{ChangeSetStatus, Parameter, StackStatus};
+use aws_sdk_cloudformation::types::{Capability, ChangeSetStatus, Parameter, StackStatus};
 
 use crate::aws::{aws, Clients};
-use crate::model::{DeployStackInput, StackProgress};
+use crate::model::{DeployStackInput, Release, StackProgress, StackRelease};
+use crate::steps::Clock;
 use crate::StepError;
 
 /// CloudFormation's reason for an empty change set starts with this.
@@ -13,9 +14,15 @@ const NO_CHANGES: &str = "The submitted information didn't contain changes";
 /// One look at the stack loop: create the change set, or see whether it is ready, or execute
 /// it, or see whether the update finished. Returns where the loop is; `done` when every
 /// stack is updated or had nothing to change.
+///
+/// A stack that owns ECS services stays UPDATE_IN_PROGRESS until their deployments complete,
+/// so the loop waits as CloudFormation does — until the release's deadline
+/// (`Slipway.NotStable`). A circuit-breaker failure inside the stack is
+/// `Slipway.DeploymentFailed`, naming the service.
 #[tracing::instrument(skip_all, fields(release = %input.release.id))]
 pub async fn deploy_stack(
     clients: &Clients,
+    clock: &dyn Clock,
     input: DeployStackInput,
 ) -> Result<StackProgress, StepError> {
     let release = &input.release;
@@ -35,6 +42,8 @@ pub async fn deploy_stack(
                 .stack_name(&stack.name)
                 .change_set_name(&name)
                 .use_previous_template(true)
+                .set_capabilities(Some(capabilities(stack)))
+                .set_role_arn(stack.role_arn.clone())
                 .description(format!("Slipway release {}", release.id));
             for (key, value) in &stack.parameters {
                 let param = if stack.parameters_before.get(key) == Some(value) {
@@ -122,13 +131,36 @@ pub async fn deploy_stack(
                     tracing::info!(stack = %stack.name, "updated");
                     advance(&mut p, release.stacks.len());
                 }
-                Some(s) if s.as_str().ends_with("_IN_PROGRESS") => {}
+                Some(s) if s.as_str().ends_with("_IN_PROGRESS") => {
+                    let rolling_back = matches!(
+                        s,
+                        StackStatus::UpdateRollbackInProgress
+                            | StackStatus::UpdateRollbackCompleteCleanupInProgress
+                    );
+                    if !rolling_back && clock.now() > release.deadline {
+                        return Err(StepError::NotStable(format!(
+                            "stack {} still {} at the release's deadline ({}): CloudFormation is waiting for its resources (an ECS service it owns not yet stable?)",
+                            stack.name,
+                            s.as_str(),
+                            release.deadline
+                        )));
+                    }
+                }
                 Some(s) => {
+                    let failures = failed_resources(clients, &stack.name).await?;
+                    if let Some(e) = circuit_breaker(release, stack, &failures) {
+                        return Err(e);
+                    }
+                    let list: Vec<String> = failures.iter().map(Failure::to_string).collect();
                     return Err(failed(format!(
                         "{}; {}",
                         s.as_str(),
-                        failed_resources(clients, &stack.name).await?
-                    )))
+                        if list.is_empty() {
+                            "no resource reported a failure".to_owned()
+                        } else {
+                            format!("failed: {}", list.join("; "))
+                        }
+                    )));
                 }
                 None => return Err(failed("vanished while updating".into())),
             }
@@ -144,39 +176,94 @@ fn advance(p: &mut StackProgress, len: usize) {
     p.done = p.index >= len;
 }
 
+/// The capabilities a stack's calls acknowledge.
+pub(crate) fn capabilities(stack: &StackRelease) -> Vec<Capability> {
+    stack
+        .capabilities
+        .iter()
+        .map(|c| Capability::from(c.as_str()))
+        .collect()
+}
+
+/// A resource that failed, from the stack's events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    logical: String,
+    physical: String,
+    kind: String,
+    status: String,
+    reason: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}) {}: {}",
+            self.logical, self.kind, self.status, self.reason
+        )
+    }
+}
+
+/// The circuit breaker failed a service the stack owns: `Slipway.DeploymentFailed`, naming
+/// the release's service (or the ECS service, if the release does not move it).
+fn circuit_breaker(release: &Release, stack: &StackRelease, failures: &[Failure]) -> Option<StepError> {
+    let f = failures.iter().find(|f| {
+        f.kind == "AWS::ECS::Service" && f.reason.contains("Circuit Breaker was triggered")
+    })?;
+    let ecs_service = f.physical.rsplit('/').next().unwrap_or(&f.physical);
+    let name = release
+        .services
+        .iter()
+        .find(|s| s.ecs_service == ecs_service)
+        .map_or_else(|| ecs_service.to_owned(), |s| s.name.clone());
+    Some(StepError::DeploymentFailed(format!(
+        "service {name}: its deployment by stack {} ({}) failed: {}; CloudFormation rolled the stack back",
+        stack.name, f.logical, f.reason
+    )))
+}
+
 /// The resources that failed in the stack's latest operation, with their reasons, from its
-/// events (newest first, back to the operation's "User Initiated" start).
-async fn failed_resources(clients: &Clients, stack: &str) -> Result<String, StepError> {
-    let out = clients
-        .cloudformation
-        .describe_stack_events()
-        .stack_name(stack)
-        .send()
-        .await
-        .map_err(aws("cloudformation:DescribeStackEvents"))
-        .map_err(|e| e.step(|m| StepError::StackFailed(format!("stack {stack}: {m}"))))?;
+/// events (newest first, page by page, back to the operation's "User Initiated" start).
+pub(crate) async fn failed_resources(
+    clients: &Clients,
+    stack: &str,
+) -> Result<Vec<Failure>, StepError> {
     let mut failed = Vec::new();
-    for e in out.stack_events() {
-        let status = e.resource_status().map(|s| s.as_str()).unwrap_or_default();
-        if e.logical_resource_id() == Some(stack)
-            && status.ends_with("_IN_PROGRESS")
-            && e.resource_status_reason() == Some("User Initiated")
-        {
-            break;
+    let mut token = None;
+    'pages: loop {
+        let out = clients
+            .cloudformation
+            .describe_stack_events()
+            .stack_name(stack)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(aws("cloudformation:DescribeStackEvents"))
+            .map_err(|e| e.step(|m| StepError::StackFailed(format!("stack {stack}: {m}"))))?;
+        for e in out.stack_events() {
+            let status = e.resource_status().map(|s| s.as_str()).unwrap_or_default();
+            if e.logical_resource_id() == Some(stack)
+                && status.ends_with("_IN_PROGRESS")
+                && e.resource_status_reason() == Some("User Initiated")
+            {
+                break 'pages;
+            }
+            if status.ends_with("_FAILED") && e.logical_resource_id() != Some(stack) {
+                failed.push(Failure {
+                    logical: e.logical_resource_id().unwrap_or_default().to_owned(),
+                    physical: e.physical_resource_id().unwrap_or_default().to_owned(),
+                    kind: e.resource_type().unwrap_or_default().to_owned(),
+                    status: status.to_owned(),
+                    reason: e.resource_status_reason().unwrap_or_default().to_owned(),
+                });
+            }
         }
-        if status.ends_with("_FAILED") && e.logical_resource_id() != Some(stack) {
-            failed.push(format!(
-                "{} ({}) {status}: {}",
-                e.logical_resource_id().unwrap_or_default(),
-                e.resource_type().unwrap_or_default(),
-                e.resource_status_reason().unwrap_or_default()
-            ));
+        match out.next_token() {
+            Some(t) => token = Some(t.to_owned()),
+            None => break,
         }
     }
     failed.reverse();
-    Ok(if failed.is_empty() {
-        "no resource reported a failure".to_owned()
-    } else {
-        format!("failed: {}", failed.join("; "))
-    })
+    Ok(failed)
 }

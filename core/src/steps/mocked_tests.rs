@@ -96,6 +96,7 @@ fn service_release(name: &str) -> ServiceRelease {
         group: 1,
         health: None,
         target_group_arn: None,
+        stack: None,
     }
 }
 
@@ -360,6 +361,8 @@ fn stack_release() -> Release {
         name: "staging-ecs".into(),
         parameters_before: BTreeMap::from([("Environment".into(), "staging".into())]),
         parameters: BTreeMap::from([("Environment".into(), "staging".into())]),
+        capabilities: vec!["CAPABILITY_IAM".into()],
+        role_arn: None,
     }];
     r
 }
@@ -384,8 +387,7 @@ async fn empty_change_set_is_a_no_op() {
             .build()
     });
     let c = clients(&[], &[&describe, &delete], &[]);
-    let p = deploy_stack(
-        &c,
+    let p = deploy_stack(&c, &FixedClock(0),
         DeployStackInput {
             release: stack_release(),
             progress: looking_at_change_set(),
@@ -419,9 +421,9 @@ async fn change_set_in_progress_is_looked_at_again_and_a_failed_one_is_stack_fai
         release: stack_release(),
         progress: looking_at_change_set(),
     };
-    let p = deploy_stack(&c, input.clone()).await.unwrap();
+    let p = deploy_stack(&c, &FixedClock(0), input.clone()).await.unwrap();
     assert!(!p.done && !p.executing && p.change_set.is_some(), "{p:?}");
-    let e = deploy_stack(&c, input).await.unwrap_err();
+    let e = deploy_stack(&c, &FixedClock(0), input).await.unwrap_err();
     assert_eq!(e.name(), "Slipway.StackFailed");
     assert!(
         e.to_string().contains("do not exist in the template"),
@@ -485,8 +487,7 @@ async fn failed_update_names_the_failed_resources_from_the_events() {
         changed: vec!["staging-ecs".into()],
         ..Default::default()
     });
-    let e = deploy_stack(
-        &c,
+    let e = deploy_stack(&c, &FixedClock(0),
         DeployStackInput {
             release: stack_release(),
             progress,

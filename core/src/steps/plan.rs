@@ -131,7 +131,7 @@ pub async fn plan(
         }
     }
 
-    let outcome = snapshot(clients, &config, &chosen, &images, &id, &mut skipped).await;
+    let outcome = snapshot(clients, &config, &chosen, &images, &mut skipped).await;
     let (services, stacks) = match outcome {
         Ok(v) => v,
         Err(e) => {
@@ -344,13 +344,13 @@ async fn resolve_image(
 type Snapshot = (Vec<ServiceRelease>, Vec<StackRelease>);
 
 /// What runs now: each service's task definition and image (services already on the digest
-/// are skipped), each stack's parameters and template.
+/// are skipped), each stack's parameters (a rollback restores them with UsePreviousTemplate:
+/// a release never changes a template, so none is kept).
 async fn snapshot(
     clients: &Clients,
     config: &Config,
     chosen: &[&ServiceConfig],
     images: &BTreeMap<String, (String, String)>,
-    release: &str,
     skipped: &mut Vec<Skipped>,
 ) -> Result<Snapshot, StepError> {
     let names: Vec<String> = chosen.iter().map(|s| s.ecs_service().to_owned()).collect();
@@ -421,6 +421,7 @@ async fn snapshot(
             group: s.group,
             health: s.health.clone(),
             target_group_arn: s.target_group_arn.clone(),
+            stack: config.owning_stack(&s.name).map(|st| st.name.clone()),
         });
     }
 
@@ -471,27 +472,33 @@ async fn snapshot(
                 }
                 next.insert(key.clone(), v);
             }
-            let template = clients
+            // NoEcho values read back masked, so a release must not set one: it could not
+            // put the old value back on rollback.
+            let summary = clients
                 .cloudformation
-                .get_template()
+                .get_template_summary()
                 .stack_name(&st.name)
                 .send()
                 .await
-                .map_err(aws("cloudformation:GetTemplate"))
+                .map_err(aws("cloudformation:GetTemplateSummary"))
                 .map_err(|e| {
                     e.step(|m| StepError::invalid("config", format!("stack {}: {m}", st.name)))
                 })?;
-            state::put_snapshot(
-                clients,
-                release,
-                &st.name,
-                template.template_body().unwrap_or_default(),
-            )
-            .await?;
+            for p in summary.parameters() {
+                let key = p.parameter_key().unwrap_or_default();
+                if p.no_echo() == Some(true) && st.parameters.contains_key(key) {
+                    return Err(StepError::invalid(
+                        "config",
+                        format!("stacks.{}.parameters.{key}: the parameter is NoEcho, so its value reads back as **** and a rollback could not restore it; leave it out of the release", st.name),
+                    ));
+                }
+            }
             stacks.push(StackRelease {
                 name: st.name.clone(),
                 parameters_before: before,
                 parameters: next,
+                capabilities: st.capabilities.iter().map(|c| c.as_str().to_owned()).collect(),
+                role_arn: st.role_arn.clone(),
             });
         }
     }

@@ -5,14 +5,15 @@ use aws_sdk_cloudformation::types::{Parameter, StackStatus};
 
 use crate::aws::{aws, Clients};
 use crate::model::{RollBackInput, Rollback, RollbackAction, ServiceTarget};
-use crate::state;
 use crate::steps::describe_services;
 use crate::StepError;
 
 /// Services this release moved go back to their snapshot task definition (one the circuit
 /// breaker already rolled back is left alone; one someone else moved since is left alone and
-/// reported); stacks it changed go back to their snapshot template and parameters (an update
-/// still running is cancelled). `done` once no stack operation is still running.
+/// reported; one a stack owns goes back with its stack); stacks it changed go back to their
+/// parameters — with `UsePreviousTemplate`, the values the release changed put back and
+/// `UsePreviousValue` for the rest (NoEcho ones included, which read back as `****`); an
+/// update still running is cancelled. `done` once no stack operation is still running.
 #[tracing::instrument(skip_all, fields(release = %input.release.id))]
 pub async fn roll_back(clients: &Clients, input: RollBackInput) -> Result<Rollback, StepError> {
     let release = &input.release;
@@ -48,7 +49,12 @@ pub async fn roll_back(clients: &Clients, input: RollBackInput) -> Result<Rollba
             ))
         })?;
         let current = service.task_definition().unwrap_or_default().to_owned();
-        let action = if current == svc.previous_task_definition {
+        let action = if svc.stack.is_some() {
+            // Its stack moved it and its stack's restore (below) moves it back; the revision
+            // it ran before was deregistered when that stack's update cleaned up, so an
+            // UpdateService back to it would be refused.
+            "restored-by-stack"
+        } else if current == svc.previous_task_definition {
             let by_ecs = service.deployments().iter().any(|d| {
                 d.rollout_state_reason()
                     .is_some_and(|r| r.contains("circuit breaker"))
@@ -90,7 +96,7 @@ pub async fn roll_back(clients: &Clients, input: RollBackInput) -> Result<Rollba
                 "moved-by-someone-else"
             }
         };
-        if action != "moved-by-someone-else" {
+        if action != "moved-by-someone-else" && action != "restored-by-stack" {
             report.targets.push(ServiceTarget {
                 service: svc.name.clone(),
                 task_definition: svc.previous_task_definition.clone(),
@@ -153,22 +159,21 @@ pub async fn roll_back(clients: &Clients, input: RollBackInput) -> Result<Rollba
             }
             _ if params == stack.parameters_before => "unchanged",
             _ => {
-                let template = state::get_snapshot(clients, &release.id, &stack.name).await?;
                 let mut update = clients
                     .cloudformation
                     .update_stack()
-                    .stack_name(&stack.name);
-                update = match template {
-                    Some(t) => update.template_body(t),
-                    None => update.use_previous_template(true),
-                };
-                for (k, v) in &stack.parameters_before {
-                    update = update.parameters(
-                        Parameter::builder()
-                            .parameter_key(k)
-                            .parameter_value(v)
-                            .build(),
-                    );
+                    .stack_name(&stack.name)
+                    .use_previous_template(true)
+                    .set_capabilities(Some(super::deploy_stack::capabilities(stack)))
+                    .set_role_arn(stack.role_arn.clone());
+                for (k, before) in &stack.parameters_before {
+                    let changed = stack.parameters.get(k).is_some_and(|v| v != before);
+                    let p = Parameter::builder().parameter_key(k);
+                    update = update.parameters(if changed {
+                        p.parameter_value(before).build()
+                    } else {
+                        p.use_previous_value(true).build()
+                    });
                 }
                 match update
                     .send()
