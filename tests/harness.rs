@@ -377,15 +377,26 @@ pub struct Execution {
     pub timeline: Vec<(String, u64)>,
 }
 
-/// A name unique to this test run: `prefix-<pid><n>`.
+/// A name unique to this test run and process: `prefix-<nonce>-<n>`, the nonce six base-36
+/// characters from the start time and pid, so no name is another's prefix within a run
+/// (each ends at a separator or the end) and runs on one bed never meet.
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}-{}{}",
-        std::process::id() % 10_000,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    static NONCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let nonce = NONCE.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let mut v = (nanos ^ u64::from(std::process::id()).rotate_left(32)) % 36u64.pow(6);
+        let mut out = String::new();
+        for _ in 0..6 {
+            out.push(char::from_digit((v % 36) as u32, 36).unwrap_or('0'));
+            v /= 36;
+        }
+        out
+    });
+    format!("{prefix}-{nonce}-{}", N.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, for at most `limit`; panics naming

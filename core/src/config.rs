@@ -475,6 +475,46 @@ mod tests {
     }
 
     #[test]
+    fn stacks_own_services_once_and_take_capabilities_and_a_role() {
+        let base = "environment = \"s\"\ncluster = \"c\"\n[[services]]\nname = \"api\"\nrepository = \"r\"\n";
+        let c = Config::parse(
+            &format!("{base}[[stacks]]\nname = \"ecs\"\nparameters = {{ ApiImage = \"image:api\" }}\n"),
+            "f",
+        )
+        .expect("valid");
+        assert_eq!(
+            c.stacks[0].capabilities,
+            [Capability::Iam, Capability::NamedIam, Capability::AutoExpand]
+        );
+        assert_eq!(c.owning_stack("api").map(|s| s.name.as_str()), Some("ecs"));
+        let e = Config::parse(
+            &format!("{base}[[stacks]]\nname = \"a\"\nparameters = {{ X = \"image:api\" }}\n[[stacks]]\nname = \"b\"\nparameters = {{ Y = \"image:api\" }}\n"),
+            "f",
+        )
+        .expect_err("two owners");
+        assert_eq!(e.field, "stacks[1].parameters.Y");
+        assert!(e.message.contains("already a parameter of stack \"a\""), "{e}");
+        let e = Config::parse(
+            &format!("{base}[[stacks]]\nname = \"a\"\nrole_arn = \"cfn-role\"\n"),
+            "f",
+        )
+        .expect_err("not an ARN");
+        assert_eq!(e.field, "stacks[0].role_arn");
+        let e = Config::parse(
+            &format!("{base}[[stacks]]\nname = \"a\"\ncapabilities = [\"CAPABILITY_ROOT\"]\n"),
+            "f",
+        )
+        .expect_err("unknown capability");
+        assert!(e.to_string().contains("capabilities"), "{e}");
+        let c = Config::parse(
+            &format!("{base}[[stacks]]\nname = \"a\"\ncapabilities = [\"CAPABILITY_IAM\"]\nrole_arn = \"arn:aws:iam::123456789012:role/cfn-exec\"\n"),
+            "f",
+        )
+        .expect("valid");
+        assert_eq!(c.stacks[0].capabilities, [Capability::Iam]);
+    }
+
+    #[test]
     fn references_and_duplicates_are_checked() {
         let base = "environment = \"s\"\ncluster = \"c\"\n[[services]]\nname = \"api\"\nrepository = \"r\"\n";
         let e = Config::parse(

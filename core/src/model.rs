@@ -115,8 +115,10 @@ pub struct ServiceRelease {
     /// Its ALB target group.
     #[serde(default)]
     pub target_group_arn: Option<String>,
-    /// The stack that owns it (its image is that stack's parameter): the stack's update
-    /// moves it and a rollback restores it through the stack, never UpdateService.
+    /// The stack whose parameter carries its image: that stack's update may move it (then
+    /// update-services finds it on the image and calls nothing), and a rollback looks at it
+    /// only once that stack is restored — an UpdateService back to the old revision is made
+    /// only if the stack did not move it back.
     #[serde(default)]
     pub stack: Option<String>,
 }
@@ -288,7 +290,8 @@ pub struct RollbackAction {
     /// The service or stack.
     pub name: String,
     /// `restored`, `already-rolled-back-by-ecs`, `on-previous` (never moved, or already restored), `moved-by-someone-else`,
-    /// `restored-by-stack` (a stack-owned service: its stack's restore moves it back),
+    /// `restored-by-stack` (its stack's restore moved it back), `waiting-for-stack` (its
+    /// stack is still being restored),
     /// `cancelled`, `rolling-back`, `unchanged`.
     pub action: String,
 }

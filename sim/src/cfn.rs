@@ -1758,3 +1758,61 @@ impl Cfn {
         Ok(String::new())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change_set(failed: Option<String>) -> ChangeSet {
+        ChangeSet {
+            id: "cs".into(),
+            name: "cs".into(),
+            stack_id: "s".into(),
+            stack_name: "s".into(),
+            body: String::new(),
+            template: json!({}),
+            params: BTreeMap::new(),
+            changes: Vec::new(),
+            created_at: 100.0,
+            ready_at: 108.0,
+            failed,
+            execution: "AVAILABLE",
+            description: None,
+            capabilities: Vec::new(),
+            role_arn: None,
+        }
+    }
+
+    // bc:cfn ChangeSetStatus / ExecutionStatus: creation is asynchronous, UNAVAILABLE until done.
+    #[test]
+    fn change_sets_go_pending_then_in_progress_then_complete_or_failed() {
+        let cs = change_set(None);
+        assert_eq!(cs.status(100.0), ("CREATE_PENDING", "UNAVAILABLE", None));
+        assert_eq!(cs.status(103.0), ("CREATE_IN_PROGRESS", "UNAVAILABLE", None));
+        assert_eq!(cs.status(108.0), ("CREATE_COMPLETE", "AVAILABLE", None));
+        let empty = change_set(Some(NO_CHANGES.into()));
+        assert_eq!(
+            empty.status(200.0),
+            ("FAILED", "UNAVAILABLE", Some(NO_CHANGES))
+        );
+    }
+
+    // bc:cfn CreateStackInput.Capabilities.
+    #[test]
+    fn capabilities_follow_the_template() {
+        let role = json!({"Resources": {"R": {"Type": "AWS::IAM::Role", "Properties": {}}}});
+        assert_eq!(required_capabilities(&role, false), ["CAPABILITY_IAM"]);
+        let named = json!({"Resources": {"R": {"Type": "AWS::IAM::Role", "Properties": {"RoleName": "x"}}}});
+        assert_eq!(required_capabilities(&named, false), ["CAPABILITY_NAMED_IAM"]);
+        let policy = json!({"Resources": {"P": {"Type": "AWS::IAM::Policy", "Properties": {"PolicyName": "p"}}}});
+        assert_eq!(required_capabilities(&policy, false), ["CAPABILITY_IAM"]);
+        let sam = json!({"Transform": "AWS::Serverless-2016-10-31", "Resources": {"T": {"Type": "AWS::SNS::Topic"}}});
+        assert_eq!(required_capabilities(&sam, false), ["CAPABILITY_AUTO_EXPAND"]);
+        assert!(required_capabilities(&sam, true).is_empty(), "not for change sets");
+        let iam = vec!["CAPABILITY_NAMED_IAM".to_owned()];
+        assert!(check_capabilities(&role, &iam, false).is_ok(), "NAMED_IAM covers IAM");
+        let e = check_capabilities(&named, &["CAPABILITY_IAM".into()], false).unwrap_err();
+        assert_eq!(e.code, "InsufficientCapabilitiesException");
+        assert_eq!(e.message, "Requires capabilities : [CAPABILITY_NAMED_IAM]");
+    }
+}

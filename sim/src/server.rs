@@ -442,7 +442,16 @@ async fn fetch_template(s3: Option<&str>, url: &str) -> Result<String, String> {
         (bucket, key)
     };
     let s3 = s3.ok_or("slipway-sim was started without --s3-endpoint: it cannot read TemplateURL")?;
-    let response = reqwest::get(format!("{}/{bucket}/{key}", s3.trim_end_matches('/')))
+    // CloudFormation reads the object with the caller's credentials; S3 (and moto) refuse
+    // anonymous reads of private objects, so the request carries an Authorization header
+    // (moto, run without IAM enforcement, does not check the signature).
+    let response = reqwest::Client::new()
+        .get(format!("{}/{bucket}/{key}", s3.trim_end_matches('/')))
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=slipway-sim/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0",
+        )
+        .send()
         .await
         .map_err(|e| format!("{BAD} ({e})"))?;
     if !response.status().is_success() {

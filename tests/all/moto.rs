@@ -61,6 +61,8 @@ async fn ecr_push_and_describe_returns_a_digest() {
         .image_manifest(manifest.to_string())
         .image_tag("3f2a1bc")
         .send()
-        .await;
-    assert!(again.is_err());
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(again.is_image_already_exists_exception(), "{again:?}");
 }

@@ -12,6 +12,12 @@ use slipway_tests::{Execution, Testbed, LAMBDA_TABLE};
 
 use crate::app::App;
 
+/// An execution name unique to this run (the shared state table keeps earlier runs' records).
+fn run(name: &str) -> String {
+    static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    format!("{name}-{}", RUN.get_or_init(|| slipway_tests::unique("run")))
+}
+
 async fn execute(bed: &Testbed, input: Value, name: &str) -> Execution {
     bed.deploy(&input, name).await
 }
@@ -87,7 +93,7 @@ async fn s01_ecr_push_moves_only_that_service() {
     let app = staging(&bed).await;
     let api = app.service("api");
     let digest = app.push(api, "2222222").await;
-    let x = execute(&bed, app.event(api, "2222222", &digest), "s01").await;
+    let x = execute(&bed, app.event(api, "2222222", &digest), &run("s01")).await;
     assert_eq!(x.status, "SUCCEEDED", "{x:?}");
     visited(&x, &HAPPY);
     visited(&x, &["Succeeded"]);
@@ -127,12 +133,12 @@ async fn s01_ecr_push_moves_only_that_service() {
         stack.stacks()[0].stack_status().unwrap().as_str(),
         "CREATE_COMPLETE"
     );
-    let r = record(&app, "s01").await;
+    let r = record(&app, &run("s01")).await;
     assert_eq!(r.result, "succeeded");
     assert_eq!(r.services.len(), 1);
     assert!(app.locks().await.is_empty());
     // 4. The digest that already runs: nothing to do.
-    let again = execute(&bed, app.event(api, "2222222", &digest), "s01-again").await;
+    let again = execute(&bed, app.event(api, "2222222", &digest), &run("s01-again")).await;
     assert_eq!(again.status, "SUCCEEDED");
     assert_eq!(again.path, ["Plan", "WhatToDo", "NothingToDo"]);
     assert!(
@@ -157,7 +163,7 @@ async fn s02_groups_deploy_in_order() {
     let x = execute(
         &bed,
         json!({"tag": "3333333", "reason": "all four", "commit": "3333333"}),
-        "s02",
+        &run("s02"),
     )
     .await;
     assert_eq!(x.status, "SUCCEEDED", "{x:?}");
@@ -194,7 +200,7 @@ async fn s02_groups_deploy_in_order() {
         first_done <= second_start,
         "group 2 started at {second_start}, before group 1 was stable at {first_done}"
     );
-    let r = record(&app, "s02").await;
+    let r = record(&app, &run("s02")).await;
     assert_eq!(r.services.len(), 4);
     assert!(app.locks().await.is_empty());
 }
@@ -235,9 +241,10 @@ async fn s03_two_tags_one_digest_deploy_once() {
         .send()
         .await
         .unwrap();
+    let (sha, latest) = (run("s03-sha"), run("s03-latest"));
     let (a, b) = tokio::join!(
-        execute(&bed, app.event(api, "4444444", &digest), "s03-sha"),
-        execute(&bed, app.event(api, "latest", &digest), "s03-latest"),
+        execute(&bed, app.event(api, "4444444", &digest), &sha),
+        execute(&bed, app.event(api, "latest", &digest), &latest),
     );
     assert_eq!(
         (a.status.as_str(), b.status.as_str()),
@@ -286,7 +293,7 @@ async fn s05_stack_failure_touches_no_service() {
     bed.add_scenario(json!({"stacks": [{"name": app.stack, "fail_update": {"resource": "Settings", "reason": "Value too long"}}]})).await;
     let api = app.service("api");
     let digest = app.push(api, "5555555").await;
-    let x = execute(&bed, app.event(api, "5555555", &digest), "s05").await;
+    let x = execute(&bed, app.event(api, "5555555", &digest), &run("s05")).await;
     assert_eq!(x.status, "FAILED");
     assert_eq!(x.error.as_deref(), Some("Slipway.StackFailed"));
     assert!(
@@ -321,7 +328,7 @@ async fn s05_stack_failure_touches_no_service() {
         out.stacks()[0].stack_status().unwrap().as_str(),
         "UPDATE_ROLLBACK_COMPLETE"
     );
-    let r = record(&app, "s05").await;
+    let r = record(&app, &run("s05")).await;
     assert_eq!(r.result, "failed");
     assert_eq!(r.error.unwrap()["Error"], "Slipway.StackFailed");
     assert!(app.locks().await.is_empty());
@@ -342,7 +349,7 @@ async fn s06_crashing_tasks_fail_the_release() {
     let x = execute(
         &bed,
         json!({"services": ["api", "auth"], "tag": "6666666"}),
-        "s06",
+        &run("s06"),
     )
     .await;
     assert_eq!(x.status, "FAILED", "{x:?}");
@@ -366,7 +373,7 @@ async fn s06_crashing_tasks_fail_the_release() {
     never(&x, &["HealthCheck"]);
     assert_eq!(app.running(api).await, api.task_definition);
     assert_eq!(app.running(auth).await, auth.task_definition);
-    let r = record(&app, "s06").await;
+    let r = record(&app, &run("s06")).await;
     let actions: Vec<(String, String)> = r
         .rollback
         .unwrap()
@@ -400,7 +407,7 @@ async fn s07_unhealthy_release_is_rolled_back() {
     let x = execute(
         &bed,
         json!({"services": ["api", "auth"], "tag": "7777777"}),
-        "s07",
+        &run("s07"),
     )
     .await;
     assert_eq!(x.status, "FAILED", "{x:?}");
@@ -424,12 +431,12 @@ async fn s07_unhealthy_release_is_rolled_back() {
     assert_eq!(app.running(auth).await, auth.task_definition);
     let health = reqwest::Client::new()
         .get(format!("{}/health", bed.sim()))
-        .header("host", format!("{}.x", api.ecs_service))
+        .header("host", app.host(api))
         .send()
         .await
         .unwrap();
     assert_eq!(health.status(), 200, "healthy again");
-    let r = record(&app, "s07").await;
+    let r = record(&app, &run("s07")).await;
     assert_eq!(r.result, "failed");
     assert_eq!(r.error.unwrap()["Error"], "Slipway.HealthCheckFailed");
     let restored: Vec<String> = r
@@ -467,7 +474,7 @@ async fn s08_too_slow_is_not_stable() {
         json!({"images": [{"match": slow, "failure": "slow", "start_seconds": 100000}]}),
     )
     .await;
-    let x = execute(&bed, app.event(api, "8888888", &slow), "s08").await;
+    let x = execute(&bed, app.event(api, "8888888", &slow), &run("s08")).await;
     assert_eq!(x.status, "FAILED", "{x:?}");
     assert_eq!(x.error.as_deref(), Some("Slipway.NotStable"));
     assert!(
@@ -503,7 +510,7 @@ async fn s09_failed_rollback_is_reported() {
         "faults": [{"action": "UpdateService", "contains": api.task_definition, "code": "AccessDeniedException", "message": "not allowed to roll back"}]
     }))
     .await;
-    let x = execute(&bed, app.event(api, "9999999", &sick), "s09").await;
+    let x = execute(&bed, app.event(api, "9999999", &sick), &run("s09")).await;
     assert_eq!(x.status, "FAILED", "{x:?}");
     assert_eq!(x.error.as_deref(), Some("Slipway.RollbackFailed"));
     let cause = x.cause.as_deref().unwrap();
@@ -520,7 +527,7 @@ async fn s09_failed_rollback_is_reported() {
             "RollbackFailed",
         ],
     );
-    let r = record(&app, "s09").await;
+    let r = record(&app, &run("s09")).await;
     assert_eq!(r.result, "rollback-failed");
     assert!(app.locks().await.is_empty());
 }
@@ -535,7 +542,8 @@ async fn s10_pushes_never_interleave_and_the_later_wins() {
     let api = app.service("api");
     let first = app.push(api, "aaaaaaa").await;
     let second = app.push(api, "bbbbbbb").await;
-    let a = execute(&bed, app.event(api, "aaaaaaa", &first), "s10-first");
+    let first_name = run("s10-first");
+    let a = execute(&bed, app.event(api, "aaaaaaa", &first), &first_name);
     let b = async {
         // The second push arrives once the first holds the lock.
         slipway_tests::eventually(
@@ -545,11 +553,11 @@ async fn s10_pushes_never_interleave_and_the_later_wins() {
                 state::lock_holder(&app.clients, "api")
                     .await
                     .unwrap()
-                    .filter(|h| h.owner.ends_with("s10-first"))
+                    .filter(|h| h.owner.ends_with(&run("s10-first")))
             },
         )
         .await;
-        execute(&bed, app.event(api, "bbbbbbb", &second), "s10-second").await
+        execute(&bed, app.event(api, "bbbbbbb", &second), &run("s10-second")).await
     };
     let (a, b) = tokio::join!(a, b);
     assert_eq!(
@@ -558,8 +566,8 @@ async fn s10_pushes_never_interleave_and_the_later_wins() {
         "{a:?}\n{b:?}"
     );
     let (ra, rb) = (
-        record(&app, "s10-first").await,
-        record(&app, "s10-second").await,
+        record(&app, &run("s10-first")).await,
+        record(&app, &run("s10-second")).await,
     );
     assert!(
         rb.started_at >= ra.finished_at,
@@ -592,12 +600,13 @@ async fn s11_throttling_storm_is_retried() {
     let api = app.service("api");
     let digest = app.push(api, "ccccccc").await;
     let before = bed.sim_json("/_sim/stats").await;
-    // Only this app's calls (its names share the prefix), so other tests run unthrottled.
-    let prefix = app.cluster.clone();
-    bed.add_scenario(json!({"throttle": {"one_in": 2, "contains": prefix, "actions": ["DescribeServices", "DescribeChangeSet", "DescribeStacks", "DescribeTaskDefinition"]}})).await;
-    let x = execute(&bed, app.event(api, "ccccccc", &digest), "s11").await;
+    // Only this app's calls (its services, stack and families are named "<prefix>-…"), and
+    // appended to the simulator's throttles, so other tests run unthrottled.
+    let token = format!("{}-", app.cluster);
+    bed.add_scenario(json!({"throttles": [{"one_in": 2, "contains": token, "actions": ["DescribeServices", "DescribeChangeSet", "DescribeStacks", "DescribeTaskDefinition"]}]})).await;
+    let x = execute(&bed, app.event(api, "ccccccc", &digest), &run("s11")).await;
     let after = bed.sim_json("/_sim/stats").await;
-    bed.add_scenario(json!({"throttle": null})).await;
+    bed.remove_scenario(&token).await;
     assert_eq!(x.status, "SUCCEEDED", "{x:?}");
     let count = |v: &Value| v["throttled"]["DescribeServices"].as_u64().unwrap_or(0);
     assert!(
@@ -605,4 +614,214 @@ async fn s11_throttling_storm_is_retried() {
         "calls were throttled: {before} → {after}"
     );
     assert!(app.locks().await.is_empty());
+}
+
+/// A service whose image is its stack's parameter (`image:app`), as CDK apps often have:
+/// moved by the stack's update, created as a CDK stack is (IAM role, so capabilities).
+struct OwnedApp {
+    bed: Testbed,
+    clients: slipway_core::aws::Clients,
+    stack: String,
+    cluster: String,
+    repository: String,
+    uri: String,
+    digest: String,
+}
+
+impl OwnedApp {
+    async fn create(bed: &Testbed) -> Self {
+        let clients = bed.clients(bed.lambda_table()).await;
+        state::create_table(&clients).await.unwrap();
+        let stack = slipway_tests::unique("owned");
+        let repository = format!("{stack}/app");
+        let repo = clients
+            .ecr
+            .create_repository()
+            .repository_name(&repository)
+            .send()
+            .await
+            .unwrap();
+        let uri = repo.repository().unwrap().repository_uri().unwrap().to_owned();
+        let mut app = Self {
+            bed: bed.clone(),
+            clients,
+            cluster: format!("{stack}-cluster"),
+            stack,
+            repository,
+            uri,
+            digest: String::new(),
+        };
+        app.digest = app.push("1111111").await;
+        app.clients
+            .cloudformation
+            .create_stack()
+            .stack_name(&app.stack)
+            .template_body(crate::sim_fidelity::service_template().to_string())
+            .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityIam)
+            .parameters(
+                aws_sdk_cloudformation::types::Parameter::builder()
+                    .parameter_key("Image")
+                    .parameter_value(format!("{}@{}", app.uri, app.digest))
+                    .build(),
+            )
+            .parameters(
+                aws_sdk_cloudformation::types::Parameter::builder()
+                    .parameter_key("ApiKey")
+                    .parameter_value("hunter2")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        crate::sim_fidelity::wait_status(
+            &app.clients.cloudformation,
+            &app.stack,
+            aws_sdk_cloudformation::types::StackStatus::CreateComplete,
+        )
+        .await;
+        let config = format!(
+            "environment = \"test\"\ncluster = \"{}\"\ndeadline_minutes = 20\nbake_seconds = 1\n\n[[stacks]]\nname = \"{}\"\nparameters = {{ Image = \"image:app\" }}\n\n[[services]]\nname = \"app\"\nrepository = \"{}\"\necs_service = \"app\"\ncontainer = \"app\"\n",
+            app.cluster, app.stack, app.repository
+        );
+        state::store_config(&app.clients, &config).await.unwrap();
+        app
+    }
+
+    async fn push(&self, tag: &str) -> String {
+        let out = self
+            .clients
+            .ecr
+            .put_image()
+            .repository_name(&self.repository)
+            .image_manifest(slipway_tests::manifest().to_string())
+            .image_tag(tag)
+            .send()
+            .await
+            .unwrap();
+        out.image().unwrap().image_id().unwrap().image_digest().unwrap().to_owned()
+    }
+
+    async fn service(&self) -> aws_sdk_ecs::types::Service {
+        crate::sim_ecs::describe(&self.clients.ecs, &self.cluster, "app").await
+    }
+
+    async fn image(&self) -> String {
+        let td = self.service().await.task_definition().unwrap().to_owned();
+        let out = self
+            .clients
+            .ecs
+            .describe_task_definition()
+            .task_definition(td)
+            .send()
+            .await
+            .unwrap();
+        out.task_definition().unwrap().container_definitions()[0]
+            .image()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn stack_status(&self) -> String {
+        let out = self
+            .clients
+            .cloudformation
+            .describe_stacks()
+            .stack_name(&self.stack)
+            .send()
+            .await
+            .unwrap();
+        out.stacks()[0].stack_status().unwrap().as_str().to_owned()
+    }
+
+    async fn locks(&self) -> Vec<String> {
+        let out = self
+            .clients
+            .dynamodb
+            .scan()
+            .table_name(&self.clients.table)
+            .send()
+            .await
+            .unwrap();
+        out.items()
+            .iter()
+            .filter_map(|i| i.get("pk").and_then(|v| v.as_s().ok()).cloned())
+            .filter(|pk| pk.starts_with("LOCK#"))
+            .collect()
+    }
+}
+
+/// 12. A stack-owned service moves with its stack: the stack's update registers the pinned
+/// revision and CloudFormation waits for the deployment; Slipway never also calls
+/// UpdateService (one ECS deployment), and the release succeeds.
+#[tokio::test]
+async fn s12_a_stack_owned_service_moves_with_its_stack() {
+    let _t = LAMBDA_TABLE.lock().await;
+    let bed = Testbed::get();
+    let app = OwnedApp::create(&bed).await;
+    let digest = app.push("2222222").await;
+    let event = slipway_tests::ecr_push_event(&app.repository, "2222222", &digest);
+    let name = run("s12");
+    let x = execute(&bed, event, &name).await;
+    assert_eq!(x.status, "SUCCEEDED", "{x:?}");
+    assert_eq!(app.image().await, format!("{}@{digest}", app.uri));
+    assert_eq!(app.stack_status().await, "UPDATE_COMPLETE");
+    let s = app.service().await;
+    assert_eq!(s.deployments().len(), 1);
+    let started = s
+        .events()
+        .iter()
+        .filter(|e| e.message().is_some_and(|m| m.contains("has started")))
+        .count();
+    assert_eq!(started, 2, "one rollout at creation, one by the stack: {:?}", s.events());
+    let r = state::records(&app.clients, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.release == name)
+        .unwrap();
+    assert_eq!(r.result, "succeeded");
+    assert_eq!(r.stacks, [app.stack.clone()]);
+    assert!(app.locks().await.is_empty());
+    let _ = &app.bed;
+}
+
+/// 13. The circuit breaker trips inside the stack's update: CloudFormation rolls the stack
+/// back (and the service with it); Slipway reports `Slipway.DeploymentFailed` naming the
+/// service, leaves the stack UPDATE_ROLLBACK_COMPLETE on the old image, and releases the lock.
+#[tokio::test]
+async fn s13_circuit_breaker_inside_a_stack_is_a_deployment_failure() {
+    let _t = LAMBDA_TABLE.lock().await;
+    let bed = Testbed::get();
+    let app = OwnedApp::create(&bed).await;
+    let before = app.image().await;
+    let digest = app.push("3333333").await;
+    bed.add_scenario(json!({"images": [{"match": digest, "failure": "crash"}]}))
+        .await;
+    let event = slipway_tests::ecr_push_event(&app.repository, "3333333", &digest);
+    let name = run("s13");
+    let x = execute(&bed, event, &name).await;
+    assert_eq!(x.status, "FAILED");
+    assert_eq!(x.error.as_deref(), Some("Slipway.DeploymentFailed"), "{x:?}");
+    let cause = x.cause.as_deref().unwrap();
+    assert!(cause.contains("service app"), "{cause}");
+    assert!(cause.contains("ECS Deployment Circuit Breaker was triggered"), "{cause}");
+    visited(&x, &["Plan", "DeployStacks", "RollBack", "CheckRollback", "FinishFailed", "Failed"]);
+    never(&x, &["UpdateService", "HealthCheck"]);
+    assert_eq!(app.stack_status().await, "UPDATE_ROLLBACK_COMPLETE");
+    assert_eq!(app.image().await, before);
+    let r = state::records(&app.clients, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.release == name)
+        .unwrap();
+    assert_eq!(r.result, "failed");
+    assert_eq!(r.error.unwrap()["Error"], "Slipway.DeploymentFailed");
+    // ECS's own rollback put it back on the revision it ran, which the stack's rollback
+    // kept (only the new revision is deregistered).
+    let rollback = r.rollback.unwrap();
+    assert_eq!(rollback.services[0].action, "already-rolled-back-by-ecs");
+    assert_eq!(rollback.stacks[0].action, "unchanged");
+    assert!(app.locks().await.is_empty());
+    bed.remove_scenario(&digest).await;
 }

@@ -180,13 +180,17 @@ async fn targets_follow_their_groups_health_check_and_requests_follow_rules() {
     );
     assert_eq!(code, 0, "{stderr}");
 
-    let get = |host: String| async move {
+    let url = format!("{}/health", bed.sim());
+    let get = |host: String| {
+        let url = url.clone();
+        async move {
         reqwest::Client::new()
-            .get(format!("{}/health", bed.sim()))
+            .get(url)
             .header("host", host)
             .send()
             .await
             .unwrap()
+        }
     };
     let response = get(format!("{name}.test")).await;
     assert_eq!(response.status(), 200);
@@ -210,8 +214,8 @@ async fn unhealthy_targets_are_failed_tasks_after_the_grace_period() {
     let (tg, _) = routed_group(&bed, &name, "/health", 5, 5).await;
     let cluster = unique("cluster");
     let v1 = register(&ecs, &name, "repo/api:v1").await;
-    // 300 s of grace: unhealthy targets are seen for seconds before ECS acts.
-    create_service(&bed, &cluster, &name, &v1, &tg, circuit_breaker_with_rollback(), 300).await;
+    // 150 s of grace: unhealthy targets are seen for seconds before ECS acts.
+    create_service(&bed, &cluster, &name, &v1, &tg, circuit_breaker_with_rollback(), 150).await;
     wait_completed(&ecs, &cluster, &name, &v1).await;
 
     let sick = format!("repo/api:{}", unique("sick"));

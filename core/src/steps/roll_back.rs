@@ -4,7 +4,7 @@
 use aws_sdk_cloudformation::types::{Parameter, StackStatus};
 
 use crate::aws::{aws, Clients};
-use crate::model::{RollBackInput, Rollback, RollbackAction, ServiceTarget};
+use crate::model::{RollBackInput, Rollback, RollbackAction, ServiceRelease, ServiceTarget};
 use crate::steps::describe_services;
 use crate::StepError;
 
@@ -25,89 +25,16 @@ pub async fn roll_back(clients: &Clients, input: RollBackInput) -> Result<Rollba
         targets: vec![],
     };
 
-    let ordered: Vec<&crate::model::ServiceRelease> = release
+    // Services a stack owns go back with their stack: they are looked at once no stack
+    // operation runs any more (below).
+    let (owned, ordered): (Vec<&ServiceRelease>, Vec<&ServiceRelease>) = release
         .groups
         .iter()
         .rev()
         .flatten()
         .filter_map(|n| release.service(n))
-        .collect();
-    // One configuration, one cluster: every service of a release is looked at in one go
-    // (10 per DescribeServices call).
-    let names: Vec<String> = ordered.iter().map(|s| s.ecs_service.clone()).collect();
-    let described = match ordered.first() {
-        Some(first) => describe_services(&clients.ecs, &first.cluster, &names)
-            .await
-            .map_err(|e| e.step(|m| failed(format!("services: {m}"))))?,
-        None => Vec::new(),
-    };
-    for (svc, found) in ordered.into_iter().zip(described) {
-        let service = found.ok_or_else(|| {
-            failed(format!(
-                "service {}: ECS service {} no longer exists",
-                svc.name, svc.ecs_service
-            ))
-        })?;
-        let current = service.task_definition().unwrap_or_default().to_owned();
-        let action = if svc.stack.is_some() {
-            // Its stack moved it and its stack's restore (below) moves it back; the revision
-            // it ran before was deregistered when that stack's update cleaned up, so an
-            // UpdateService back to it would be refused.
-            "restored-by-stack"
-        } else if current == svc.previous_task_definition {
-            let by_ecs = service.deployments().iter().any(|d| {
-                d.rollout_state_reason()
-                    .is_some_and(|r| r.contains("circuit breaker"))
-            });
-            if by_ecs {
-                "already-rolled-back-by-ecs"
-            } else {
-                "on-previous"
-            }
-        } else {
-            let td = clients
-                .ecs
-                .describe_task_definition()
-                .task_definition(&current)
-                .send()
-                .await
-                .map_err(aws("ecs:DescribeTaskDefinition"))
-                .map_err(|e| e.step(|m| failed(format!("service {}: {m}", svc.name))))?;
-            let ours = td.task_definition().is_some_and(|t| {
-                t.container_definitions().iter().any(|c| {
-                    c.name() == Some(svc.container.as_str())
-                        && c.image() == Some(svc.image.as_str())
-                })
-            });
-            if ours {
-                clients
-                    .ecs
-                    .update_service()
-                    .cluster(&svc.cluster)
-                    .service(&svc.ecs_service)
-                    .task_definition(&svc.previous_task_definition)
-                    .send()
-                    .await
-                    .map_err(aws("ecs:UpdateService"))
-                    .map_err(|e| e.step(|m| failed(format!("service {}: {m}", svc.name))))?;
-                tracing::info!(service = %svc.name, task_definition = %svc.previous_task_definition, "restored");
-                "restored"
-            } else {
-                "moved-by-someone-else"
-            }
-        };
-        if action != "moved-by-someone-else" && action != "restored-by-stack" {
-            report.targets.push(ServiceTarget {
-                service: svc.name.clone(),
-                task_definition: svc.previous_task_definition.clone(),
-                started: action == "restored",
-            });
-        }
-        report.services.push(RollbackAction {
-            name: svc.name.clone(),
-            action: action.to_owned(),
-        });
-    }
+        .partition(|s| s.stack.is_some());
+    restore_services(clients, &ordered, false, &mut report).await?;
 
     let changed: Vec<String> = input
         .stacks
@@ -194,5 +121,103 @@ pub async fn roll_back(clients: &Clients, input: RollBackInput) -> Result<Rollba
             action: action.to_owned(),
         });
     }
+    if report.done {
+        restore_services(clients, &owned, true, &mut report).await?;
+    } else {
+        for svc in owned {
+            report.services.push(RollbackAction {
+                name: svc.name.clone(),
+                action: "waiting-for-stack".to_owned(),
+            });
+        }
+    }
     Ok(report)
+}
+
+/// Puts services back on their snapshot revision. `owned`: they belong to a stack that is
+/// settled now — one its restore put back on the old image is `restored-by-stack` (its old
+/// revision was deregistered by the stack's cleanup, so UpdateService back to it would be
+/// refused); one still on the release's image (a stack that only records the image) is
+/// moved back like any other.
+async fn restore_services(
+    clients: &Clients,
+    services: &[&ServiceRelease],
+    owned: bool,
+    report: &mut Rollback,
+) -> Result<(), StepError> {
+    let failed = |m: String| StepError::RollbackFailed(m);
+    // One configuration, one cluster: every service of a release is looked at in one go
+    // (10 per DescribeServices call).
+    let names: Vec<String> = services.iter().map(|s| s.ecs_service.clone()).collect();
+    let described = match services.first() {
+        Some(first) => describe_services(&clients.ecs, &first.cluster, &names)
+            .await
+            .map_err(|e| e.step(|m| failed(format!("services: {m}"))))?,
+        None => Vec::new(),
+    };
+    for (svc, found) in services.iter().zip(described) {
+        let service = found.ok_or_else(|| {
+            failed(format!(
+                "service {}: ECS service {} no longer exists",
+                svc.name, svc.ecs_service
+            ))
+        })?;
+        let current = service.task_definition().unwrap_or_default().to_owned();
+        let action = if current == svc.previous_task_definition {
+            let by_ecs = service.deployments().iter().any(|d| {
+                d.rollout_state_reason()
+                    .is_some_and(|r| r.contains("circuit breaker"))
+            });
+            if by_ecs {
+                "already-rolled-back-by-ecs"
+            } else {
+                "on-previous"
+            }
+        } else {
+            let td = clients
+                .ecs
+                .describe_task_definition()
+                .task_definition(&current)
+                .send()
+                .await
+                .map_err(aws("ecs:DescribeTaskDefinition"))
+                .map_err(|e| e.step(|m| failed(format!("service {}: {m}", svc.name))))?;
+            let ours = td.task_definition().is_some_and(|t| {
+                t.container_definitions().iter().any(|c| {
+                    c.name() == Some(svc.container.as_str())
+                        && c.image() == Some(svc.image.as_str())
+                })
+            });
+            if ours {
+                clients
+                    .ecs
+                    .update_service()
+                    .cluster(&svc.cluster)
+                    .service(&svc.ecs_service)
+                    .task_definition(&svc.previous_task_definition)
+                    .send()
+                    .await
+                    .map_err(aws("ecs:UpdateService"))
+                    .map_err(|e| e.step(|m| failed(format!("service {}: {m}", svc.name))))?;
+                tracing::info!(service = %svc.name, task_definition = %svc.previous_task_definition, "restored");
+                "restored"
+            } else if owned {
+                "restored-by-stack"
+            } else {
+                "moved-by-someone-else"
+            }
+        };
+        if action != "moved-by-someone-else" && action != "restored-by-stack" {
+            report.targets.push(ServiceTarget {
+                service: svc.name.clone(),
+                task_definition: svc.previous_task_definition.clone(),
+                started: action == "restored",
+            });
+        }
+        report.services.push(RollbackAction {
+            name: svc.name.clone(),
+            action: action.to_owned(),
+        });
+    }
+    Ok(())
 }

@@ -690,6 +690,9 @@ impl Cfn {
             (Phase::Forward, Verb::Create) => {
                 let pending = op.pending.clone();
                 self.set_outputs(env, i, &pending);
+                let s = &mut self.stacks[i];
+                s.body = pending.body.clone();
+                s.template = pending.template.clone();
                 self.finish(env, i, "CREATE_COMPLETE", true);
             }
             (Phase::Forward, Verb::Update) => {
