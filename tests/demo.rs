@@ -88,7 +88,10 @@ async fn run() -> Result<()> {
             .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityIam);
         create = if body.len() > 51_200 {
             let url = bed.upload_template(&format!("{stack}.json"), &body).await;
-            say(t, format!("  {stack}: {} bytes, sent as TemplateURL {url}", body.len()));
+            say(
+                t,
+                format!("  {stack}: {} bytes, sent as TemplateURL {url}", body.len()),
+            );
             create.template_url(url)
         } else {
             create.template_body(body)
@@ -212,7 +215,10 @@ async fn run() -> Result<()> {
     Ok(())
 }
 
-async fn running_task_definition(clients: &slipway_core::aws::Clients, service: &str) -> Result<String> {
+async fn running_task_definition(
+    clients: &slipway_core::aws::Clients,
+    service: &str,
+) -> Result<String> {
     let ecs = clients
         .ecs
         .describe_services()
@@ -220,7 +226,12 @@ async fn running_task_definition(clients: &slipway_core::aws::Clients, service: 
         .services(service)
         .send()
         .await
-        .map_err(|e| format!("describe-services: {}", aws_sdk_ecs::error::DisplayErrorContext(&e)))?;
+        .map_err(|e| {
+            format!(
+                "describe-services: {}",
+                aws_sdk_ecs::error::DisplayErrorContext(&e)
+            )
+        })?;
     Ok(ecs
         .services()
         .first()

@@ -348,9 +348,9 @@ impl Config {
                             format!("{value:?} names no configured service"),
                         ));
                     }
-                    let elsewhere = self.stacks[..i].iter().find(|o| {
-                        o.parameters.values().any(|v| v == value)
-                    });
+                    let elsewhere = self.stacks[..i]
+                        .iter()
+                        .find(|o| o.parameters.values().any(|v| v == value));
                     if let Some(o) = elsewhere {
                         return Err((
                             format!("stacks[{i}].parameters.{param}"),
@@ -360,10 +360,13 @@ impl Config {
                 }
             }
             if let Some(role) = &st.role_arn {
-                if !(role.starts_with("arn:") && role.contains(":iam::") && role.contains(":role/")) {
+                if !(role.starts_with("arn:") && role.contains(":iam::") && role.contains(":role/"))
+                {
                     return Err((
                         format!("stacks[{i}].role_arn"),
-                        format!("{role:?} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"),
+                        format!(
+                            "{role:?} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"
+                        ),
                     ));
                 }
             }
@@ -478,13 +481,19 @@ mod tests {
     fn stacks_own_services_once_and_take_capabilities_and_a_role() {
         let base = "environment = \"s\"\ncluster = \"c\"\n[[services]]\nname = \"api\"\nrepository = \"r\"\n";
         let c = Config::parse(
-            &format!("{base}[[stacks]]\nname = \"ecs\"\nparameters = {{ ApiImage = \"image:api\" }}\n"),
+            &format!(
+                "{base}[[stacks]]\nname = \"ecs\"\nparameters = {{ ApiImage = \"image:api\" }}\n"
+            ),
             "f",
         )
         .expect("valid");
         assert_eq!(
             c.stacks[0].capabilities,
-            [Capability::Iam, Capability::NamedIam, Capability::AutoExpand]
+            [
+                Capability::Iam,
+                Capability::NamedIam,
+                Capability::AutoExpand
+            ]
         );
         assert_eq!(c.owning_stack("api").map(|s| s.name.as_str()), Some("ecs"));
         let e = Config::parse(
@@ -493,7 +502,10 @@ mod tests {
         )
         .expect_err("two owners");
         assert_eq!(e.field, "stacks[1].parameters.Y");
-        assert!(e.message.contains("already a parameter of stack \"a\""), "{e}");
+        assert!(
+            e.message.contains("already a parameter of stack \"a\""),
+            "{e}"
+        );
         let e = Config::parse(
             &format!("{base}[[stacks]]\nname = \"a\"\nrole_arn = \"cfn-role\"\n"),
             "f",

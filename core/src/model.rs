@@ -132,12 +132,23 @@ pub struct StackRelease {
     pub parameters_before: BTreeMap<String, String>,
     /// Its parameters for this release.
     pub parameters: BTreeMap<String, String>,
-    /// Capabilities acknowledged on its change sets and rollback.
-    #[serde(default)]
+    /// Capabilities acknowledged on its change sets and rollback (release documents from
+    /// before this field get all three).
+    #[serde(default = "all_capabilities")]
     pub capabilities: Vec<String>,
     /// Its CloudFormation service role, passed on every call.
     #[serde(default)]
     pub role_arn: Option<String>,
+}
+
+fn all_capabilities() -> Vec<String> {
+    [
+        "CAPABILITY_IAM",
+        "CAPABILITY_NAMED_IAM",
+        "CAPABILITY_AUTO_EXPAND",
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }
 
 /// Where the stack loop is: `deploy-stack`'s input and output (one look per call).

@@ -275,4 +275,3 @@ pub async fn records(clients: &Clients, limit: i32) -> Result<Vec<DeploymentReco
         .filter_map(|json| serde_json::from_str(json).ok())
         .collect())
 }
-

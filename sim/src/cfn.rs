@@ -167,9 +167,7 @@ fn template_body(p: &Params) -> ApiResult<Option<String>> {
     if p.get(FROM_URL).is_some() {
         if body.len() > MAX_TEMPLATE_URL_OBJECT {
             // UNVERIFIED text: AWS documents the 1 MB limit but not its error message.
-            return Err(validation(
-                "Template may not exceed 1048576 bytes in size.",
-            ));
+            return Err(validation("Template may not exceed 1048576 bytes in size."));
         }
     } else if body.len() > MAX_TEMPLATE_BODY || body.is_empty() {
         // Field-quoted text (mbailey/bash-my-aws#100, convox/rack#549); AWS echoes the value.
@@ -234,7 +232,8 @@ pub fn required_capabilities(template: &Value, change_set: bool) -> Vec<&'static
     } else if iam {
         needed.push("CAPABILITY_IAM");
     }
-    let transforms = template.get("Transform").is_some() || template.to_string().contains("\"Fn::Transform\"");
+    let transforms =
+        template.get("Transform").is_some() || template.to_string().contains("\"Fn::Transform\"");
     if transforms && !change_set {
         needed.push("CAPABILITY_AUTO_EXPAND");
     }
@@ -518,9 +517,8 @@ impl Cfn {
 
     fn create_stack(&mut self, env: &mut Env, p: &Params) -> ApiResult<String> {
         let name = p.required("StackName")?;
-        let body = template_body(p)?.ok_or_else(|| {
-            validation("Either Template URL or Template Body must be specified.")
-        })?;
+        let body = template_body(p)?
+            .ok_or_else(|| validation("Either Template URL or Template Body must be specified."))?;
         let template = parse_template(&body)?;
         let capabilities = capabilities(p)?;
         check_capabilities(&template, &capabilities, false)?;
@@ -821,7 +819,13 @@ impl Cfn {
 
     /// Starts an operation on stack `i`: its resources change one by one from now on
     /// (see [`ops`]).
-    fn start(&mut self, env: &mut Env, i: usize, pending: Pending, verb: ops::Verb) -> ApiResult<()> {
+    fn start(
+        &mut self,
+        env: &mut Env,
+        i: usize,
+        pending: Pending,
+        verb: ops::Verb,
+    ) -> ApiResult<()> {
         let t = &env.scenario.timings;
         let duration = match verb {
             ops::Verb::Create => t.stack_create,
@@ -870,7 +874,8 @@ impl Cfn {
         let conditions = {
             let stack = &self.stacks[i];
             let types = param_types(&pending.template);
-            let (none, no_attrs, no_conditions) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+            let (none, no_attrs, no_conditions) =
+                (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
             let scope = Self::scope(
                 env,
                 stack,
@@ -1113,14 +1118,10 @@ impl Cfn {
                     .get("Port")
                     .and_then(|p| p.as_i64().or_else(|| p.as_str()?.parse().ok()))
                     .unwrap_or(80);
-                let arn = match previous {
-                    // Health check settings and attributes change in place.
-                    Some(p) => {
-                        elb.delete(&p.physical);
-                        p.physical.clone()
-                    }
-                    None => String::new(),
-                };
+                // Health check settings and attributes change in place: the old group goes
+                // once the new settings are accepted (same name: delete first, restore on error).
+                let arn = previous.map(|p| p.physical.clone()).unwrap_or_default();
+                let saved = previous.and_then(|p| elb.take(&p.physical));
                 let created = elb
                     .create_target_group(
                         env,
@@ -1137,7 +1138,12 @@ impl Cfn {
                         elb::health_from_template(&props),
                     )
                     .map_err(|e| e.message)?;
-                let arn = if arn.is_empty() { created } else { elb.rename(&created, &arn); arn };
+                let arn = if arn.is_empty() {
+                    created
+                } else {
+                    elb.rename(&created, &arn);
+                    arn
+                };
                 let attributes: Vec<(String, String)> = props["TargetGroupAttributes"]
                     .as_array()
                     .into_iter()
@@ -1145,7 +1151,8 @@ impl Cfn {
                     .filter_map(|a| {
                         Some((
                             a.get("Key")?.as_str()?.to_owned(),
-                            a.get("Value").map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))?,
+                            a.get("Value")
+                                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))?,
                         ))
                     })
                     .collect();
@@ -1169,14 +1176,24 @@ impl Cfn {
                         .map(str::to_owned)
                         .unwrap_or_else(|| {
                             let g = generated(env);
-                            g[g.len().saturating_sub(32)..].trim_start_matches('-').to_owned()
+                            g[g.len().saturating_sub(32)..]
+                                .trim_start_matches('-')
+                                .to_owned()
                         });
-                    let arn = elb.create_load_balancer(env, &name).map_err(|e| e.message)?;
-                    attrs.insert("DNSName".into(), elb.dns_name(&arn).unwrap_or_default().to_owned());
+                    let arn = elb
+                        .create_load_balancer(env, &name)
+                        .map_err(|e| e.message)?;
+                    attrs.insert(
+                        "DNSName".into(),
+                        elb.dns_name(&arn).unwrap_or_default().to_owned(),
+                    );
                     attrs.insert("LoadBalancerName".into(), name);
                     attrs.insert(
                         "LoadBalancerFullName".into(),
-                        arn.split(":loadbalancer/").nth(1).unwrap_or_default().to_owned(),
+                        arn.split(":loadbalancer/")
+                            .nth(1)
+                            .unwrap_or_default()
+                            .to_owned(),
                     );
                     attrs.insert("CanonicalHostedZoneID".into(), "Z35SXDOTRQ7X7K".into());
                     attrs.insert("LoadBalancerArn".into(), arn.clone());
@@ -1199,7 +1216,10 @@ impl Cfn {
                     .get("Port")
                     .and_then(|p| p.as_i64().or_else(|| p.as_str()?.parse().ok()))
                     .unwrap_or(80);
-                let protocol = props.get("Protocol").and_then(Value::as_str).unwrap_or("HTTP");
+                let protocol = props
+                    .get("Protocol")
+                    .and_then(Value::as_str)
+                    .unwrap_or("HTTP");
                 let arn = elb
                     .create_listener(env, lb, port, protocol, default)
                     .map_err(|e| e.message)?;
@@ -1223,10 +1243,7 @@ impl Cfn {
                     "Arn".into(),
                     format!("arn:aws:iam::{}:role{path}{name}", env.account),
                 );
-                attrs.insert(
-                    "RoleId".into(),
-                    format!("AROA{:016X}", env.ids.next_u64()),
-                );
+                attrs.insert("RoleId".into(), format!("AROA{:016X}", env.ids.next_u64()));
                 name
             }
             "AWS::Logs::LogGroup" => {
@@ -1395,9 +1412,8 @@ impl Cfn {
     /// ValidateTemplate: the template's parameters, description, capabilities and
     /// transforms (bc:cfn `ValidateTemplateOutput`).
     fn validate_template(&self, p: &Params) -> ApiResult<String> {
-        let body = template_body(p)?.ok_or_else(|| {
-            validation("Either Template URL or Template Body must be specified.")
-        })?;
+        let body = template_body(p)?
+            .ok_or_else(|| validation("Either Template URL or Template Body must be specified."))?;
         let template = parse_template(&body)?;
         let mut x = Xml::new();
         x.open("Parameters");
@@ -1410,12 +1426,17 @@ impl Cfn {
             x.open("member")
                 .leaf("ParameterKey", k)
                 .opt("DefaultValue", d.get("Default").map(scalar_text))
-                .leaf("NoEcho", no_echo_parameters(&template).contains(k).to_string())
+                .leaf(
+                    "NoEcho",
+                    no_echo_parameters(&template).contains(k).to_string(),
+                )
                 .opt("Description", d.get("Description").and_then(Value::as_str))
                 .close("member");
         }
-        x.close("Parameters")
-            .opt("Description", template.get("Description").and_then(Value::as_str));
+        x.close("Parameters").opt(
+            "Description",
+            template.get("Description").and_then(Value::as_str),
+        );
         capabilities_xml(&mut x, &template);
         Ok(x.finish())
     }
@@ -1454,8 +1475,10 @@ impl Cfn {
                 .close("ParameterConstraints")
                 .close("member");
         }
-        x.close("Parameters")
-            .opt("Description", template.get("Description").and_then(Value::as_str));
+        x.close("Parameters").opt(
+            "Description",
+            template.get("Description").and_then(Value::as_str),
+        );
         capabilities_xml(&mut x, &template);
         x.open("ResourceTypes");
         let mut types: Vec<&str> = template
@@ -1559,12 +1582,17 @@ impl Cfn {
         }
         let created_here = self.stacks[i].status == "REVIEW_IN_PROGRESS"
             && self.stacks[i].events.is_empty()
-            && !self.change_sets.iter().any(|c| c.stack_id == self.stacks[i].id);
+            && !self
+                .change_sets
+                .iter()
+                .any(|c| c.stack_id == self.stacks[i].id);
         let checked = self.proposal(i, p).and_then(|(body, template, params)| {
             let caps = capabilities(p)?;
             check_capabilities(&template, &caps, true)?;
             if p.get("ChangeSetType") == Some("CREATE")
-                && p.members("Parameters").iter().any(|m| m.flag("UsePreviousValue"))
+                && p.members("Parameters")
+                    .iter()
+                    .any(|m| m.flag("UsePreviousValue"))
             {
                 return Err(validation(
                     "Cannot specify UsePreviousValue on Parameters when ChangeSetType is CREATE",
@@ -1730,7 +1758,11 @@ impl Cfn {
             template: cs.template.clone(),
             params: cs.params.clone(),
         };
-        let (stack_id, caps, role) = (cs.stack_id.clone(), cs.capabilities.clone(), cs.role_arn.clone());
+        let (stack_id, caps, role) = (
+            cs.stack_id.clone(),
+            cs.capabilities.clone(),
+            cs.role_arn.clone(),
+        );
         self.stacks[i].capabilities = caps;
         if role.is_some() {
             self.stacks[i].role_arn = role;
@@ -1788,7 +1820,10 @@ mod tests {
     fn change_sets_go_pending_then_in_progress_then_complete_or_failed() {
         let cs = change_set(None);
         assert_eq!(cs.status(100.0), ("CREATE_PENDING", "UNAVAILABLE", None));
-        assert_eq!(cs.status(103.0), ("CREATE_IN_PROGRESS", "UNAVAILABLE", None));
+        assert_eq!(
+            cs.status(103.0),
+            ("CREATE_IN_PROGRESS", "UNAVAILABLE", None)
+        );
         assert_eq!(cs.status(108.0), ("CREATE_COMPLETE", "AVAILABLE", None));
         let empty = change_set(Some(NO_CHANGES.into()));
         assert_eq!(
@@ -1803,14 +1838,26 @@ mod tests {
         let role = json!({"Resources": {"R": {"Type": "AWS::IAM::Role", "Properties": {}}}});
         assert_eq!(required_capabilities(&role, false), ["CAPABILITY_IAM"]);
         let named = json!({"Resources": {"R": {"Type": "AWS::IAM::Role", "Properties": {"RoleName": "x"}}}});
-        assert_eq!(required_capabilities(&named, false), ["CAPABILITY_NAMED_IAM"]);
+        assert_eq!(
+            required_capabilities(&named, false),
+            ["CAPABILITY_NAMED_IAM"]
+        );
         let policy = json!({"Resources": {"P": {"Type": "AWS::IAM::Policy", "Properties": {"PolicyName": "p"}}}});
         assert_eq!(required_capabilities(&policy, false), ["CAPABILITY_IAM"]);
         let sam = json!({"Transform": "AWS::Serverless-2016-10-31", "Resources": {"T": {"Type": "AWS::SNS::Topic"}}});
-        assert_eq!(required_capabilities(&sam, false), ["CAPABILITY_AUTO_EXPAND"]);
-        assert!(required_capabilities(&sam, true).is_empty(), "not for change sets");
+        assert_eq!(
+            required_capabilities(&sam, false),
+            ["CAPABILITY_AUTO_EXPAND"]
+        );
+        assert!(
+            required_capabilities(&sam, true).is_empty(),
+            "not for change sets"
+        );
         let iam = vec!["CAPABILITY_NAMED_IAM".to_owned()];
-        assert!(check_capabilities(&role, &iam, false).is_ok(), "NAMED_IAM covers IAM");
+        assert!(
+            check_capabilities(&role, &iam, false).is_ok(),
+            "NAMED_IAM covers IAM"
+        );
         let e = check_capabilities(&named, &["CAPABILITY_IAM".into()], false).unwrap_err();
         assert_eq!(e.code, "InsufficientCapabilitiesException");
         assert_eq!(e.message, "Requires capabilities : [CAPABILITY_NAMED_IAM]");

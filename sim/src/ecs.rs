@@ -74,6 +74,8 @@ struct Service {
     last_completed: Option<(String, String)>,
     /// `healthCheckGracePeriodSeconds`.
     grace: f64,
+    /// Task definitions whose deployment the circuit breaker failed.
+    failed_task_definitions: Vec<String>,
     /// The configuration event was emitted for this deployment (not to repeat it).
     stuck_reported: Option<String>,
 }
@@ -314,7 +316,10 @@ impl Ecs {
     /// task definition revision"). Running services keep it; none may move onto it.
     pub fn deregister(&mut self, env: &Env, arn: &str) -> ApiResult<Value> {
         let td = self.task_definition_mut(arn).ok_or_else(|| {
-            ApiError::new("ClientException", "The specified task definition does not exist.")
+            ApiError::new(
+                "ClientException",
+                "The specified task definition does not exist.",
+            )
         })?;
         td["status"] = json!("INACTIVE");
         td["deregisteredAt"] = json!(env.now);
@@ -361,7 +366,9 @@ impl Ecs {
         let reference = arn.rsplit("task-definition/").next().unwrap_or(arn);
         let (family, revision) = reference.split_once(':')?;
         let r: usize = revision.parse().ok()?;
-        self.task_definitions.get_mut(family)?.get_mut(r.checked_sub(1)?)
+        self.task_definitions
+            .get_mut(family)?
+            .get_mut(r.checked_sub(1)?)
     }
 
     fn describe_task_definition(&self, input: &Value) -> ApiResult<Value> {
@@ -458,6 +465,7 @@ impl Ecs {
                 .and_then(Value::as_f64)
                 .unwrap_or(0.0),
             stuck_reported: None,
+            failed_task_definitions: Vec::new(),
         };
         service.start_deployment(env, td_arn, images, None);
         let out = service.to_json();
@@ -511,7 +519,10 @@ impl Ecs {
         }
         // Changing the grace period "doesn't trigger a new service deployment" (bc:ecs
         // UpdateServiceRequest.healthCheckGracePeriodSeconds).
-        if let Some(g) = input.get("healthCheckGracePeriodSeconds").and_then(Value::as_f64) {
+        if let Some(g) = input
+            .get("healthCheckGracePeriodSeconds")
+            .and_then(Value::as_f64)
+        {
             service.grace = g;
         }
         let force = input.get("forceNewDeployment").and_then(Value::as_bool) == Some(true);
@@ -652,6 +663,14 @@ impl Ecs {
         out
     }
 
+    /// Whether the circuit breaker failed a deployment of `td` on the service (remembered after
+    /// the rollback replaced it).
+    pub fn circuit_breaker_failed(&self, cluster: &str, service: &str, td: &str) -> bool {
+        self.services
+            .get(&(name_of(cluster).to_owned(), name_of(service).to_owned()))
+            .is_some_and(|s| s.failed_task_definitions.iter().any(|t| t == td))
+    }
+
     /// The rollout of the newest deployment of task definition `td` on a service, with its
     /// reason; `None` when the service is gone or has no deployment of `td` any more.
     pub fn rollout_of(&self, cluster: &str, service: &str, td: &str) -> Option<(Rollout, String)> {
@@ -665,7 +684,6 @@ impl Ecs {
             .find(|d| d.task_definition == td)
             .map(|d| (d.rollout, d.reason.clone()))
     }
-
 }
 
 impl Service {
@@ -816,7 +834,22 @@ impl Service {
         });
     }
 
+    /// Nothing can change: one COMPLETED deployment at its desired count, every task running
+    /// and already healthy (the common case; the clock ticks every service 20 times a second).
+    fn steady(&self) -> bool {
+        self.deployments.len() == 1
+            && self.deployments[0].rollout == Rollout::Completed
+            && self.tasks.len() as i64 == self.deployments[0].desired
+            && self
+                .tasks
+                .iter()
+                .all(|t| t.was_healthy && matches!(t.state, TaskState::Running { .. }))
+    }
+
     fn advance(&mut self, env: &mut Env, elb: &Elb, next_ip: &mut u32) {
+        if self.steady() {
+            return;
+        }
         let now = env.now;
         // Tasks whose start is due either run or (crashing image) stop; draining ones whose
         // delay is over stop; running ones whose target is unhealthy past the grace period
@@ -940,9 +973,9 @@ impl Service {
                 .iter()
                 .rposition(|t| t.deployment == p_id && matches!(t.state, TaskState::Pending { .. }))
                 .or_else(|| {
-                    self.tasks
-                        .iter()
-                        .rposition(|t| t.deployment == p_id && matches!(t.state, TaskState::Running { .. }))
+                    self.tasks.iter().rposition(|t| {
+                        t.deployment == p_id && matches!(t.state, TaskState::Running { .. })
+                    })
                 });
             let Some(pos) = pos else { break };
             self.stop(elb, pos, now);
@@ -1031,7 +1064,10 @@ impl Service {
             && room <= 0
             && healthy_total <= min_healthy
             && self.stuck_reported.as_deref() != Some(p_id.as_str())
-            && !self.tasks.iter().any(|t| matches!(t.state, TaskState::Draining { .. }))
+            && !self
+                .tasks
+                .iter()
+                .any(|t| matches!(t.state, TaskState::Draining { .. }))
         {
             // Doc archive service-event-messages.md.
             self.stuck_reported = Some(p_id.clone());
@@ -1070,6 +1106,8 @@ impl Service {
     /// The circuit breaker trips on the PRIMARY at index `pi`.
     fn fail(&mut self, env: &mut Env, pi: usize, rollback: bool) {
         let reason = "ECS deployment circuit breaker: tasks failed to start.".to_owned();
+        let failed_td = self.deployments[pi].task_definition.clone();
+        self.failed_task_definitions.push(failed_td);
         let d = &mut self.deployments[pi];
         d.rollout = Rollout::Failed;
         d.reason = reason.clone();
@@ -1082,8 +1120,9 @@ impl Service {
         );
         self.event(env, message);
         // Its tasks that never became healthy go; healthy ones drain as the rollback runs.
-        self.tasks
-            .retain(|t| t.deployment != id || (t.was_healthy && !matches!(t.state, TaskState::Pending { .. })));
+        self.tasks.retain(|t| {
+            t.deployment != id || (t.was_healthy && !matches!(t.state, TaskState::Pending { .. }))
+        });
         let target = self.last_completed.clone();
         match target {
             Some((back_to, td)) if rollback && td != self.deployments[pi].task_definition => {

@@ -91,6 +91,10 @@ impl HealthCheck {
     }
 }
 
+/// A target group as it was, taken out during an update.
+#[derive(Debug, Clone)]
+pub struct TargetGroupState(TargetGroup);
+
 #[derive(Debug, Clone)]
 struct TargetGroup {
     arn: String,
@@ -201,7 +205,10 @@ impl Verdict {
 }
 
 fn not_found(what: &str, arn: &str) -> ApiError {
-    ApiError::new(format!("{what}NotFound"), format!("{what} '{arn}' not found"))
+    ApiError::new(
+        format!("{what}NotFound"),
+        format!("{what} '{arn}' not found"),
+    )
 }
 
 /// Actions from the Query members `Key.member.N.*` (Type, TargetGroupArn,
@@ -245,7 +252,11 @@ pub fn action_from_template(a: &Value) -> Option<Action> {
             Some(Action::Fixed {
                 status: c
                     .get("StatusCode")
-                    .and_then(|s| s.as_str().and_then(|s| s.parse().ok()).or(s.as_u64().map(|n| n as u16)))
+                    .and_then(|s| {
+                        s.as_str()
+                            .and_then(|s| s.parse().ok())
+                            .or(s.as_u64().map(|n| n as u16))
+                    })
                     .unwrap_or(503),
                 body: c
                     .get("MessageBody")
@@ -413,7 +424,10 @@ impl Elb {
                     }
                 }
                 let action = actions(p, "Actions").into_iter().next().ok_or_else(|| {
-                    ApiError::new("ValidationError", "A rule needs a forward or fixed-response action")
+                    ApiError::new(
+                        "ValidationError",
+                        "A rule needs a forward or fixed-response action",
+                    )
                 })?;
                 let arn = self.create_rule(env, listener, priority, hosts, action)?;
                 let mut x = Xml::new();
@@ -482,6 +496,16 @@ impl Elb {
             },
         );
         Ok(arn)
+    }
+
+    /// Takes a target group out (to put it back with [`Elb::put_back`] if its replacement fails).
+    pub fn take(&mut self, arn: &str) -> Option<TargetGroupState> {
+        self.target_groups.remove(arn).map(TargetGroupState)
+    }
+
+    /// Puts back a target group [`Elb::take`] took.
+    pub fn put_back(&mut self, g: TargetGroupState) {
+        self.target_groups.insert(g.0.arn.clone(), g.0);
     }
 
     /// Gives target group `from` the ARN `to` (an in-place update keeps its ARN).
@@ -687,7 +711,10 @@ impl Elb {
         let mut x = Xml::new();
         x.open("Attributes");
         for (k, v) in all {
-            x.open("member").leaf("Key", k).leaf("Value", v).close("member");
+            x.open("member")
+                .leaf("Key", k)
+                .leaf("Value", v)
+                .close("member");
         }
         x.close("Attributes");
         x.finish()
@@ -734,7 +761,10 @@ impl Elb {
                 .leaf("HealthCheckPort", "traffic-port")
                 .leaf("HealthCheckPath", &h.path)
                 .leaf("HealthCheckEnabled", "true")
-                .leaf("HealthCheckIntervalSeconds", format!("{}", h.interval as i64))
+                .leaf(
+                    "HealthCheckIntervalSeconds",
+                    format!("{}", h.interval as i64),
+                )
                 .leaf("HealthCheckTimeoutSeconds", format!("{}", h.timeout as i64))
                 .leaf("HealthyThresholdCount", h.healthy_threshold.to_string())
                 .leaf("UnhealthyThresholdCount", h.unhealthy_threshold.to_string())

@@ -74,8 +74,12 @@ impl Fault {
     pub fn status(&self) -> u16 {
         self.http_status.unwrap_or(match self.code.as_str() {
             "ServiceUnavailable" | "ServiceUnavailableException" => 503,
-            "InternalFailure" | "InternalError" | "InternalServiceError" | "ServerException"
-            | "InternalServerError" | "HealthUnavailable" => 500,
+            "InternalFailure"
+            | "InternalError"
+            | "InternalServiceError"
+            | "ServerException"
+            | "InternalServerError"
+            | "HealthUnavailable" => 500,
             _ => 400,
         })
     }
@@ -255,7 +259,8 @@ impl Scenario {
     /// Removes every rule scoped to `token`: throttles and faults whose `contains`, image
     /// rules whose `match`, stack rules whose `name` contains it. Returns how many went.
     pub fn remove_scoped(&mut self, token: &str) -> usize {
-        let before = self.throttles.len() + self.faults.len() + self.images.len() + self.stacks.len();
+        let before =
+            self.throttles.len() + self.faults.len() + self.images.len() + self.stacks.len();
         self.throttles.retain(|t| !t.contains.contains(token));
         self.faults.retain(|f| !f.contains.contains(token));
         self.images.retain(|r| !r.pattern.contains(token));
@@ -265,7 +270,10 @@ impl Scenario {
 
     /// The HTTP status the app of these images answers on `path`.
     pub fn answer<'a>(&self, images: impl IntoIterator<Item = &'a str> + Clone, path: &str) -> u16 {
-        if self.image_rule(images.clone(), Failure::UnhealthyTarget).is_some() {
+        if self
+            .image_rule(images.clone(), Failure::UnhealthyTarget)
+            .is_some()
+        {
             return 503;
         }
         let sick = self.images.iter().any(|r| {

@@ -309,7 +309,11 @@ async fn remove_scoped(
     axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Response {
     let Some(token) = q.get("scope").filter(|t| !t.is_empty()) else {
-        return (StatusCode::BAD_REQUEST, "scenario: ?scope=TOKEN is required\n").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "scenario: ?scope=TOKEN is required\n",
+        )
+            .into_response();
     };
     let mut w = lock(&shared);
     w.step();
@@ -441,7 +445,8 @@ async fn fetch_template(s3: Option<&str>, url: &str) -> Result<String, String> {
         }
         (bucket, key)
     };
-    let s3 = s3.ok_or("slipway-sim was started without --s3-endpoint: it cannot read TemplateURL")?;
+    let s3 =
+        s3.ok_or("slipway-sim was started without --s3-endpoint: it cannot read TemplateURL")?;
     // CloudFormation reads the object with the caller's credentials; S3 (and moto) refuse
     // anonymous reads of private objects, so the request carries an Authorization header
     // (moto, run without IAM enforcement, does not check the signature).

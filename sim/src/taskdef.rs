@@ -119,7 +119,12 @@ pub fn image_ok(image: &str) -> bool {
 
 fn strings(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -140,15 +145,17 @@ pub fn normalise(input: &Value) -> ApiResult<Map<String, Value>> {
         return Err(client("Fargate only supports network mode 'awsvpc'."));
     }
     let cpu = match td.get("cpu").and_then(Value::as_str) {
-        Some(c) => Some(cpu_units(c).ok_or_else(|| {
-            client(format!("Invalid 'cpu' setting for task: {c:?}."))
-        })?),
+        Some(c) => Some(
+            cpu_units(c)
+                .ok_or_else(|| client(format!("Invalid 'cpu' setting for task: {c:?}.")))?,
+        ),
         None => None,
     };
     let memory = match td.get("memory").and_then(Value::as_str) {
-        Some(m) => Some(memory_mib(m).ok_or_else(|| {
-            client(format!("Invalid 'memory' setting for task: {m:?}."))
-        })?),
+        Some(m) => Some(
+            memory_mib(m)
+                .ok_or_else(|| client(format!("Invalid 'memory' setting for task: {m:?}.")))?,
+        ),
         None => None,
     };
     if fargate {
@@ -329,7 +336,10 @@ mod tests {
         let base = json!({"family": "f", "requiresCompatibilities": ["FARGATE"], "networkMode": "awsvpc",
             "cpu": "256", "memory": "512", "containerDefinitions": [{"name": "a", "image": "nginx", "portMappings": [{"containerPort": 80}]}]});
         let td = normalise(&base).expect("valid");
-        assert_eq!(td["containerDefinitions"][0]["portMappings"][0]["hostPort"], 80);
+        assert_eq!(
+            td["containerDefinitions"][0]["portMappings"][0]["hostPort"],
+            80
+        );
         assert_eq!(td["containerDefinitions"][0]["essential"], true);
         let mut bridge = base.clone();
         bridge["networkMode"] = json!("bridge");
@@ -344,6 +354,9 @@ mod tests {
         gb["cpu"] = json!("1 vCPU");
         gb["memory"] = json!("2 GB");
         let td = normalise(&gb).expect("vCPU and GB units");
-        assert_eq!((td["cpu"].as_str(), td["memory"].as_str()), (Some("1024"), Some("2048")));
+        assert_eq!(
+            (td["cpu"].as_str(), td["memory"].as_str()),
+            (Some("1024"), Some("2048"))
+        );
     }
 }

@@ -235,7 +235,10 @@ impl App {
             .send()
             .await
             .unwrap();
-        let lb = lb.load_balancers()[0].load_balancer_arn().unwrap().to_owned();
+        let lb = lb.load_balancers()[0]
+            .load_balancer_arn()
+            .unwrap()
+            .to_owned();
         let listener = elb
             .create_listener()
             .load_balancer_arn(&lb)

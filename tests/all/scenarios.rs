@@ -15,7 +15,10 @@ use crate::app::App;
 /// An execution name unique to this run (the shared state table keeps earlier runs' records).
 fn run(name: &str) -> String {
     static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    format!("{name}-{}", RUN.get_or_init(|| slipway_tests::unique("run")))
+    format!(
+        "{name}-{}",
+        RUN.get_or_init(|| slipway_tests::unique("run"))
+    )
 }
 
 async fn execute(bed: &Testbed, input: Value, name: &str) -> Execution {
@@ -641,7 +644,12 @@ impl OwnedApp {
             .send()
             .await
             .unwrap();
-        let uri = repo.repository().unwrap().repository_uri().unwrap().to_owned();
+        let uri = repo
+            .repository()
+            .unwrap()
+            .repository_uri()
+            .unwrap()
+            .to_owned();
         let mut app = Self {
             bed: bed.clone(),
             clients,
@@ -698,7 +706,13 @@ impl OwnedApp {
             .send()
             .await
             .unwrap();
-        out.image().unwrap().image_id().unwrap().image_digest().unwrap().to_owned()
+        out.image()
+            .unwrap()
+            .image_id()
+            .unwrap()
+            .image_digest()
+            .unwrap()
+            .to_owned()
     }
 
     async fn service(&self) -> aws_sdk_ecs::types::Service {
@@ -772,7 +786,12 @@ async fn s12_a_stack_owned_service_moves_with_its_stack() {
         .iter()
         .filter(|e| e.message().is_some_and(|m| m.contains("has started")))
         .count();
-    assert_eq!(started, 2, "one rollout at creation, one by the stack: {:?}", s.events());
+    assert_eq!(
+        started,
+        2,
+        "one rollout at creation, one by the stack: {:?}",
+        s.events()
+    );
     let r = state::records(&app.clients, 100)
         .await
         .unwrap()
@@ -801,11 +820,28 @@ async fn s13_circuit_breaker_inside_a_stack_is_a_deployment_failure() {
     let name = run("s13");
     let x = execute(&bed, event, &name).await;
     assert_eq!(x.status, "FAILED");
-    assert_eq!(x.error.as_deref(), Some("Slipway.DeploymentFailed"), "{x:?}");
+    assert_eq!(
+        x.error.as_deref(),
+        Some("Slipway.DeploymentFailed"),
+        "{x:?}"
+    );
     let cause = x.cause.as_deref().unwrap();
     assert!(cause.contains("service app"), "{cause}");
-    assert!(cause.contains("ECS Deployment Circuit Breaker was triggered"), "{cause}");
-    visited(&x, &["Plan", "DeployStacks", "RollBack", "CheckRollback", "FinishFailed", "Failed"]);
+    assert!(
+        cause.contains("ECS Deployment Circuit Breaker was triggered"),
+        "{cause}"
+    );
+    visited(
+        &x,
+        &[
+            "Plan",
+            "DeployStacks",
+            "RollBack",
+            "CheckRollback",
+            "FinishFailed",
+            "Failed",
+        ],
+    );
     never(&x, &["UpdateService", "HealthCheck"]);
     assert_eq!(app.stack_status().await, "UPDATE_ROLLBACK_COMPLETE");
     assert_eq!(app.image().await, before);

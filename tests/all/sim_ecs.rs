@@ -345,8 +345,10 @@ async fn sdk_retries_recover_from_throttling() {
         .unwrap();
     let before = bed.sim_json("/_sim/stats").await;
     let token = format!("\"{cluster}\"");
-    bed.add_scenario(json!({"throttles": [{"one_in": 2, "actions": ["DescribeClusters"], "contains": token}]}))
-        .await;
+    bed.add_scenario(
+        json!({"throttles": [{"one_in": 2, "actions": ["DescribeClusters"], "contains": token}]}),
+    )
+    .await;
     for _ in 0..6 {
         let out = ecs
             .describe_clusters()

@@ -18,7 +18,13 @@ use crate::sim_ecs::{circuit_breaker_with_rollback, describe, register, wait_com
 /// A target group checking `path` every `interval` seconds (healthy 2, unhealthy 2), with a
 /// deregistration delay; a load balancer whose listener routes `host` to it. Returns
 /// (target group ARN, load balancer DNS name).
-async fn routed_group(bed: &Testbed, name: &str, path: &str, interval: i32, delay: u32) -> (String, String) {
+async fn routed_group(
+    bed: &Testbed,
+    name: &str,
+    path: &str,
+    interval: i32,
+    delay: u32,
+) -> (String, String) {
     let elb = bed.elbv2().await;
     let tg = elb
         .create_target_group()
@@ -52,7 +58,10 @@ async fn routed_group(bed: &Testbed, name: &str, path: &str, interval: i32, dela
         .await
         .unwrap();
     let dns = lb.load_balancers()[0].dns_name().unwrap().to_owned();
-    let lb = lb.load_balancers()[0].load_balancer_arn().unwrap().to_owned();
+    let lb = lb.load_balancers()[0]
+        .load_balancer_arn()
+        .unwrap()
+        .to_owned();
     let listener = elb
         .create_listener()
         .load_balancer_arn(&lb)
@@ -115,7 +124,9 @@ fn states(h: &[TargetHealthDescription]) -> Vec<(String, String)> {
             let t = d.target_health().unwrap();
             (
                 t.state().unwrap().as_str().to_owned(),
-                t.reason().map(|r| r.as_str().to_owned()).unwrap_or_default(),
+                t.reason()
+                    .map(|r| r.as_str().to_owned())
+                    .unwrap_or_default(),
             )
         })
         .collect()
@@ -131,7 +142,11 @@ async fn create_service(
     grace: i32,
 ) {
     let ecs = bed.ecs().await;
-    ecs.create_cluster().cluster_name(cluster).send().await.unwrap();
+    ecs.create_cluster()
+        .cluster_name(cluster)
+        .send()
+        .await
+        .unwrap();
     ecs.create_service()
         .cluster(cluster)
         .service_name(name)
@@ -159,24 +174,50 @@ async fn create_service(
 async fn targets_follow_their_groups_health_check_and_requests_follow_rules() {
     let bed = Testbed::get();
     let name = unique("web");
-    // Checks every 100 s: the initial window lasts seconds of test time.
-    let (tg, dns) = routed_group(&bed, &name, "/health", 100, 5).await;
+    // Checks every 40 s: the initial window lasts 2 s of test time.
+    let (tg, dns) = routed_group(&bed, &name, "/health", 40, 5).await;
     let cluster = unique("cluster");
     let td = register(&bed.ecs().await, &name, "repo/web:v1").await;
-    create_service(&bed, &cluster, &name, &td, &tg, circuit_breaker_with_rollback(), 0).await;
-    eventually("initial health checking", Duration::from_secs(20), || async {
-        let s = states(&health(&bed, &tg).await);
-        (s.len() == 2 && s.iter().all(|(st, r)| st == "initial" && r == "Elb.InitialHealthChecking"))
+    create_service(
+        &bed,
+        &cluster,
+        &name,
+        &td,
+        &tg,
+        circuit_breaker_with_rollback(),
+        0,
+    )
+    .await;
+    eventually(
+        "initial health checking",
+        Duration::from_secs(20),
+        || async {
+            let s = states(&health(&bed, &tg).await);
+            (s.len() == 2
+                && s.iter()
+                    .all(|(st, r)| st == "initial" && r == "Elb.InitialHealthChecking"))
             .then_some(())
-    })
+        },
+    )
     .await;
     let s = describe(&bed.ecs().await, &cluster, &name).await;
-    assert_eq!(s.deployments()[0].rollout_state(), Some(&DeploymentRolloutState::InProgress));
+    assert_eq!(
+        s.deployments()[0].rollout_state(),
+        Some(&DeploymentRolloutState::InProgress)
+    );
     wait_completed(&bed.ecs().await, &cluster, &name, &td).await;
-    assert!(states(&health(&bed, &tg).await).iter().all(|(s, _)| s == "healthy"));
+    assert!(states(&health(&bed, &tg).await)
+        .iter()
+        .all(|(s, _)| s == "healthy"));
     let (code, _, stderr) = bed.aws(
         bed.sim(),
-        &["elbv2", "wait", "target-in-service", "--target-group-arn", &tg],
+        &[
+            "elbv2",
+            "wait",
+            "target-in-service",
+            "--target-group-arn",
+            &tg,
+        ],
     );
     assert_eq!(code, 0, "{stderr}");
 
@@ -184,12 +225,12 @@ async fn targets_follow_their_groups_health_check_and_requests_follow_rules() {
     let get = |host: String| {
         let url = url.clone();
         async move {
-        reqwest::Client::new()
-            .get(url)
-            .header("host", host)
-            .send()
-            .await
-            .unwrap()
+            reqwest::Client::new()
+                .get(url)
+                .header("host", host)
+                .send()
+                .await
+                .unwrap()
         }
     };
     let response = get(format!("{name}.test")).await;
@@ -214,8 +255,17 @@ async fn unhealthy_targets_are_failed_tasks_after_the_grace_period() {
     let (tg, _) = routed_group(&bed, &name, "/health", 5, 5).await;
     let cluster = unique("cluster");
     let v1 = register(&ecs, &name, "repo/api:v1").await;
-    // 150 s of grace: unhealthy targets are seen for seconds before ECS acts.
-    create_service(&bed, &cluster, &name, &v1, &tg, circuit_breaker_with_rollback(), 150).await;
+    // 60 s of grace: unhealthy targets are seen for seconds before ECS acts.
+    create_service(
+        &bed,
+        &cluster,
+        &name,
+        &v1,
+        &tg,
+        circuit_breaker_with_rollback(),
+        150,
+    )
+    .await;
     wait_completed(&ecs, &cluster, &name, &v1).await;
 
     let sick = format!("repo/api:{}", unique("sick"));
@@ -229,12 +279,18 @@ async fn unhealthy_targets_are_failed_tasks_after_the_grace_period() {
         .send()
         .await
         .unwrap();
-    eventually("the new targets to be unhealthy", Duration::from_secs(20), || async {
-        let h = health(&bed, &tg).await;
-        h.iter()
-            .find(|d| d.target_health().unwrap().state() == Some(&TargetHealthStateEnum::Unhealthy))
-            .map(|d| d.target_health().unwrap().clone())
-    })
+    eventually(
+        "the new targets to be unhealthy",
+        Duration::from_secs(20),
+        || async {
+            let h = health(&bed, &tg).await;
+            h.iter()
+                .find(|d| {
+                    d.target_health().unwrap().state() == Some(&TargetHealthStateEnum::Unhealthy)
+                })
+                .map(|d| d.target_health().unwrap().clone())
+        },
+    )
     .await;
     let h = health(&bed, &tg).await;
     let unhealthy = h
@@ -242,25 +298,42 @@ async fn unhealthy_targets_are_failed_tasks_after_the_grace_period() {
         .map(|d| d.target_health().unwrap())
         .find(|t| t.state() == Some(&TargetHealthStateEnum::Unhealthy))
         .unwrap();
-    assert_eq!(unhealthy.reason().map(|r| r.as_str()), Some("Target.ResponseCodeMismatch"));
+    assert_eq!(
+        unhealthy.reason().map(|r| r.as_str()),
+        Some("Target.ResponseCodeMismatch")
+    );
     assert_eq!(
         unhealthy.description(),
         Some("Health checks failed with these codes: [500]")
     );
     // Within the grace period nothing has failed yet.
     let s = describe(&ecs, &cluster, &name).await;
-    let new = s.deployments().iter().find(|d| d.task_definition() == Some(v2.as_str())).unwrap();
+    let new = s
+        .deployments()
+        .iter()
+        .find(|d| d.task_definition() == Some(v2.as_str()))
+        .unwrap();
     assert_eq!(new.failed_tasks(), 0);
-    assert_eq!(new.rollout_state(), Some(&DeploymentRolloutState::InProgress));
+    assert_eq!(
+        new.rollout_state(),
+        Some(&DeploymentRolloutState::InProgress)
+    );
 
     // After it, the failed tasks trip the circuit breaker, which rolls back to v1.
     let s = wait_completed(&ecs, &cluster, &name, &v1).await;
     let messages: Vec<&str> = s.events().iter().filter_map(|e| e.message()).collect();
     assert!(
-        messages.iter().any(|m| m.contains("Task failed ELB health checks in (target-group")),
+        messages
+            .iter()
+            .any(|m| m.contains("Task failed ELB health checks in (target-group")),
         "{messages:?}"
     );
-    assert!(messages.iter().any(|m| m.contains("rolling back to deployment")), "{messages:?}");
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("rolling back to deployment")),
+        "{messages:?}"
+    );
     bed.remove_scenario(&sick).await;
 }
 
@@ -272,10 +345,19 @@ async fn old_targets_drain_before_the_rollout_completes() {
     let bed = Testbed::get();
     let ecs = bed.ecs().await;
     let name = unique("drain");
-    let (tg, _) = routed_group(&bed, &name, "/", 5, 200).await;
+    let (tg, _) = routed_group(&bed, &name, "/", 5, 60).await;
     let cluster = unique("cluster");
     let v1 = register(&ecs, &name, "repo/app:v1").await;
-    create_service(&bed, &cluster, &name, &v1, &tg, circuit_breaker_with_rollback(), 0).await;
+    create_service(
+        &bed,
+        &cluster,
+        &name,
+        &v1,
+        &tg,
+        circuit_breaker_with_rollback(),
+        0,
+    )
+    .await;
     eventually("v1 targets healthy", Duration::from_secs(20), || async {
         let s = states(&health(&bed, &tg).await);
         (s.len() == 2 && s.iter().all(|(st, _)| st == "healthy")).then_some(())
@@ -299,7 +381,11 @@ async fn old_targets_drain_before_the_rollout_completes() {
     })
     .await;
     let s = describe(&ecs, &cluster, &name).await;
-    assert_eq!(s.deployments().len(), 2, "the old deployment still has its draining tasks");
+    assert_eq!(
+        s.deployments().len(),
+        2,
+        "the old deployment still has its draining tasks"
+    );
     assert_eq!(s.running_count(), 4, "draining tasks still run");
     wait_completed(&ecs, &cluster, &name, &v2).await;
     assert_eq!(health(&bed, &tg).await.len(), 2);
@@ -325,7 +411,7 @@ async fn minimum_healthy_and_maximum_percent_bound_the_rollout() {
     create_service(&bed, &cluster, &name, &v1, &tg, config(50, 100), 0).await;
     wait_completed(&ecs, &cluster, &name, &v1).await;
     let slow = format!("repo/app:{}", unique("slow"));
-    bed.add_scenario(json!({"images": [{"match": slow, "failure": "slow", "start_seconds": 200}]}))
+    bed.add_scenario(json!({"images": [{"match": slow, "failure": "slow", "start_seconds": 60}]}))
         .await;
     let v2 = register(&ecs, &name, &slow).await;
     ecs.update_service()
@@ -335,11 +421,18 @@ async fn minimum_healthy_and_maximum_percent_bound_the_rollout() {
         .send()
         .await
         .unwrap();
-    eventually("one new task pending, within 2 tasks", Duration::from_secs(20), || async {
-        let s = describe(&ecs, &cluster, &name).await;
-        let new = s.deployments().iter().find(|d| d.task_definition() == Some(v2.as_str()))?;
-        (new.pending_count() == 1).then_some(())
-    })
+    eventually(
+        "one new task pending, within 2 tasks",
+        Duration::from_secs(20),
+        || async {
+            let s = describe(&ecs, &cluster, &name).await;
+            let new = s
+                .deployments()
+                .iter()
+                .find(|d| d.task_definition() == Some(v2.as_str()))?;
+            (new.pending_count() == 1).then_some(())
+        },
+    )
     .await;
     let s = describe(&ecs, &cluster, &name).await;
     assert!(s.running_count() + s.pending_count() <= 2, "{s:?}");

@@ -108,7 +108,11 @@ async fn plan_makes_a_release_from_an_ecr_push() {
     // No template is kept: a rollback restores the stack with UsePreviousTemplate.
     assert_eq!(
         r.stacks[0].capabilities,
-        ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
+        [
+            "CAPABILITY_IAM",
+            "CAPABILITY_NAMED_IAM",
+            "CAPABILITY_AUTO_EXPAND"
+        ]
     );
 
     // The same execution again (Lambda retries) gets the same lock; another is Locked out.
@@ -602,9 +606,7 @@ async fn roll_back_restores_and_finish_records() {
     }
     assert!(last.done);
     assert!(
-        last.services
-            .iter()
-            .all(|a| a.action != "restored"),
+        last.services.iter().all(|a| a.action != "restored"),
         "idempotent: nothing restored twice: {last:?}"
     );
     until_stable(&app, &r, first.targets.clone(), true)

@@ -67,8 +67,9 @@ pub async fn check_stability(
                 if let Some(p) =
                     primary.filter(|p| p.task_definition() != Some(target.task_definition.as_str()))
                 {
-                    let reason = p.rollout_state_reason().unwrap_or_default();
-                    let what = if reason.contains("circuit breaker") {
+                    let what = if let Some(reason) =
+                        super::circuit_breaker_rollback(&service, release.started_at)
+                    {
                         format!(
                             "the ECS deployment circuit breaker rolled it back to {}: {reason}",
                             p.task_definition().unwrap_or_default()

@@ -132,12 +132,9 @@ pub async fn deploy_stack(
                     advance(&mut p, release.stacks.len());
                 }
                 Some(s) if s.as_str().ends_with("_IN_PROGRESS") => {
-                    let rolling_back = matches!(
-                        s,
-                        StackStatus::UpdateRollbackInProgress
-                            | StackStatus::UpdateRollbackCompleteCleanupInProgress
-                    );
-                    if !rolling_back && clock.now() > release.deadline {
+                    // Only an update still moving forward is cut short: its cleanup means it
+                    // succeeded, and CloudFormation's own rollback must be let finish.
+                    if s == StackStatus::UpdateInProgress && clock.now() > release.deadline {
                         return Err(StepError::NotStable(format!(
                             "stack {} still {} at the release's deadline ({}): CloudFormation is waiting for its resources (an ECS service it owns not yet stable?)",
                             stack.name,
@@ -207,7 +204,11 @@ impl std::fmt::Display for Failure {
 
 /// The circuit breaker failed a service the stack owns: `Slipway.DeploymentFailed`, naming
 /// the release's service (or the ECS service, if the release does not move it).
-fn circuit_breaker(release: &Release, stack: &StackRelease, failures: &[Failure]) -> Option<StepError> {
+fn circuit_breaker(
+    release: &Release,
+    stack: &StackRelease,
+    failures: &[Failure],
+) -> Option<StepError> {
     let f = failures.iter().find(|f| {
         f.kind == "AWS::ECS::Service" && f.reason.contains("Circuit Breaker was triggered")
     })?;
@@ -244,7 +245,7 @@ pub(crate) async fn failed_resources(
         for e in out.stack_events() {
             let status = e.resource_status().map(|s| s.as_str()).unwrap_or_default();
             if e.logical_resource_id() == Some(stack)
-                && status.ends_with("_IN_PROGRESS")
+                && matches!(status, "UPDATE_IN_PROGRESS" | "CREATE_IN_PROGRESS")
                 && e.resource_status_reason() == Some("User Initiated")
             {
                 break 'pages;

@@ -387,7 +387,9 @@ async fn empty_change_set_is_a_no_op() {
             .build()
     });
     let c = clients(&[], &[&describe, &delete], &[]);
-    let p = deploy_stack(&c, &FixedClock(0),
+    let p = deploy_stack(
+        &c,
+        &FixedClock(0),
         DeployStackInput {
             release: stack_release(),
             progress: looking_at_change_set(),
@@ -421,7 +423,9 @@ async fn change_set_in_progress_is_looked_at_again_and_a_failed_one_is_stack_fai
         release: stack_release(),
         progress: looking_at_change_set(),
     };
-    let p = deploy_stack(&c, &FixedClock(0), input.clone()).await.unwrap();
+    let p = deploy_stack(&c, &FixedClock(0), input.clone())
+        .await
+        .unwrap();
     assert!(!p.done && !p.executing && p.change_set.is_some(), "{p:?}");
     let e = deploy_stack(&c, &FixedClock(0), input).await.unwrap_err();
     assert_eq!(e.name(), "Slipway.StackFailed");
@@ -487,7 +491,9 @@ async fn failed_update_names_the_failed_resources_from_the_events() {
         changed: vec!["staging-ecs".into()],
         ..Default::default()
     });
-    let e = deploy_stack(&c, &FixedClock(0),
+    let e = deploy_stack(
+        &c,
+        &FixedClock(0),
         DeployStackInput {
             release: stack_release(),
             progress,

@@ -72,6 +72,34 @@ pub(crate) fn stack_parameters(
         .collect()
 }
 
+/// Why a service is not on the release's revision, when ECS's circuit breaker moved it back:
+/// the PRIMARY deployment's reason while the rollback runs ("ECS deployment circuit breaker:
+/// rolling back to deploymentId …"), or — once the rollback completed and the failed
+/// deployment is gone — the service's events since the release started ("(service x)
+/// rolling back to deployment …", "… deployment failed: …").
+pub(crate) fn circuit_breaker_rollback(
+    service: &aws_sdk_ecs::types::Service,
+    since: i64,
+) -> Option<String> {
+    let primary = service
+        .deployments()
+        .iter()
+        .find(|d| d.status() == Some("PRIMARY"));
+    if let Some(r) = primary
+        .and_then(|p| p.rollout_state_reason())
+        .filter(|r| r.contains("circuit breaker"))
+    {
+        return Some(r.to_owned());
+    }
+    service
+        .events()
+        .iter()
+        .filter(|e| e.created_at().is_some_and(|t| t.secs() >= since))
+        .filter_map(|e| e.message())
+        .find(|m| m.contains("rolling back to deployment") || m.contains("deployment failed"))
+        .map(str::to_owned)
+}
+
 /// Describes ECS services, at most 10 a call (DescribeServices' limit), in the given order;
 /// a missing service is `None`.
 pub(crate) async fn describe_services(

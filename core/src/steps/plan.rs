@@ -497,7 +497,11 @@ async fn snapshot(
                 name: st.name.clone(),
                 parameters_before: before,
                 parameters: next,
-                capabilities: st.capabilities.iter().map(|c| c.as_str().to_owned()).collect(),
+                capabilities: st
+                    .capabilities
+                    .iter()
+                    .map(|c| c.as_str().to_owned())
+                    .collect(),
                 role_arn: st.role_arn.clone(),
             });
         }

@@ -34,7 +34,7 @@ pub async fn roll_back(clients: &Clients, input: RollBackInput) -> Result<Rollba
         .flatten()
         .filter_map(|n| release.service(n))
         .partition(|s| s.stack.is_some());
-    restore_services(clients, &ordered, false, &mut report).await?;
+    restore_services(clients, &ordered, false, release.started_at, &mut report).await?;
 
     let changed: Vec<String> = input
         .stacks
@@ -62,16 +62,23 @@ pub async fn roll_back(clients: &Clients, input: RollBackInput) -> Result<Rollba
         let params = super::stack_parameters(now);
         let action = match status {
             Some(StackStatus::UpdateInProgress) if params == stack.parameters => {
-                clients
+                let cancel = clients
                     .cloudformation
                     .cancel_update_stack()
                     .stack_name(&stack.name)
                     .send()
                     .await
-                    .map_err(aws("cloudformation:CancelUpdateStack"))
-                    .map_err(|e| e.step(|m| failed(format!("stack {}: {m}", stack.name))))?;
+                    .map_err(aws("cloudformation:CancelUpdateStack"));
                 report.done = false;
-                "cancelled"
+                match cancel {
+                    Ok(_) => "cancelled",
+                    // The update moved on (to cleanup or its end) since DescribeStacks: look
+                    // again on the next call.
+                    Err(e) if e.message.contains("CancelUpdateStack cannot be called") => {
+                        "rolling-back"
+                    }
+                    Err(e) => return Err(e.step(|m| failed(format!("stack {}: {m}", stack.name)))),
+                }
             }
             Some(s) if s.as_str().ends_with("_IN_PROGRESS") => {
                 report.done = false;
@@ -85,6 +92,14 @@ pub async fn roll_back(clients: &Clients, input: RollBackInput) -> Result<Rollba
                 )));
             }
             _ if params == stack.parameters_before => "unchanged",
+            // Our restore itself failed and CloudFormation rolled it back to the release's
+            // values: issuing it again would loop; a person must look.
+            Some(StackStatus::UpdateRollbackComplete) if params == stack.parameters => {
+                return Err(failed(format!(
+                    "stack {}: restoring its parameters failed and CloudFormation rolled that back; it is still on the release's parameters",
+                    stack.name
+                )));
+            }
             _ => {
                 let mut update = clients
                     .cloudformation
@@ -122,7 +137,7 @@ pub async fn roll_back(clients: &Clients, input: RollBackInput) -> Result<Rollba
         });
     }
     if report.done {
-        restore_services(clients, &owned, true, &mut report).await?;
+        restore_services(clients, &owned, true, release.started_at, &mut report).await?;
     } else {
         for svc in owned {
             report.services.push(RollbackAction {
@@ -134,6 +149,17 @@ pub async fn roll_back(clients: &Clients, input: RollBackInput) -> Result<Rollba
     Ok(report)
 }
 
+fn image_of_current<'a>(
+    td: &'a aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput,
+    container: &str,
+) -> Option<&'a str> {
+    td.task_definition()?
+        .container_definitions()
+        .iter()
+        .find(|c| c.name() == Some(container))
+        .and_then(|c| c.image())
+}
+
 /// Puts services back on their snapshot revision. `owned`: they belong to a stack that is
 /// settled now — one its restore put back on the old image is `restored-by-stack` (its old
 /// revision was deregistered by the stack's cleanup, so UpdateService back to it would be
@@ -143,6 +169,7 @@ async fn restore_services(
     clients: &Clients,
     services: &[&ServiceRelease],
     owned: bool,
+    since: i64,
     report: &mut Rollback,
 ) -> Result<(), StepError> {
     let failed = |m: String| StepError::RollbackFailed(m);
@@ -164,11 +191,7 @@ async fn restore_services(
         })?;
         let current = service.task_definition().unwrap_or_default().to_owned();
         let action = if current == svc.previous_task_definition {
-            let by_ecs = service.deployments().iter().any(|d| {
-                d.rollout_state_reason()
-                    .is_some_and(|r| r.contains("circuit breaker"))
-            });
-            if by_ecs {
+            if super::circuit_breaker_rollback(&service, since).is_some() {
                 "already-rolled-back-by-ecs"
             } else {
                 "on-previous"
@@ -201,7 +224,9 @@ async fn restore_services(
                     .map_err(|e| e.step(|m| failed(format!("service {}: {m}", svc.name))))?;
                 tracing::info!(service = %svc.name, task_definition = %svc.previous_task_definition, "restored");
                 "restored"
-            } else if owned {
+            } else if owned
+                && image_of_current(&td, &svc.container) == Some(svc.previous_image.as_str())
+            {
                 "restored-by-stack"
             } else {
                 "moved-by-someone-else"

@@ -284,6 +284,15 @@ impl Cfn {
                         fail = Some(circuit_breaker_reason(&env.ids.uuid()));
                     }
                     Some((Rollout::InProgress, _)) if env.now < w.give_up_at => return false,
+                    // The circuit breaker's rollback already replaced the failed deployment.
+                    None if ecs.circuit_breaker_failed(
+                        &w.cluster,
+                        &w.service,
+                        &w.task_definition,
+                    ) =>
+                    {
+                        fail = Some(circuit_breaker_reason(&env.ids.uuid()));
+                    }
                     _ => fail = Some(format!("Service {} did not stabilize.", w.service)),
                 }
             }
@@ -363,6 +372,9 @@ impl Cfn {
             Phase::RollbackFailed | Phase::Cleanup { .. } => return,
         }
         op.failed.push(work.logical.clone());
+        // So far the cleanup list holds the old halves of replacements, which the rollback
+        // puts back: they must survive it.
+        op.garbage.clear();
         let mut undo: Vec<Work> = op.done.drain(..).collect();
         if applied {
             undo.push(work);
@@ -728,8 +740,9 @@ impl Cfn {
                 self.stack_event(env, i, "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS", None);
             }
             (Phase::Forward, Verb::Delete) => {
-                let leftovers: Vec<Resource> =
-                    std::mem::take(&mut self.stacks[i].resources).into_values().collect();
+                let leftovers: Vec<Resource> = std::mem::take(&mut self.stacks[i].resources)
+                    .into_values()
+                    .collect();
                 for r in &leftovers {
                     Self::remove_resource(env, ecs, elb, r);
                 }
@@ -750,12 +763,7 @@ impl Cfn {
                 op.queue = op.garbage.drain(..).collect();
                 let before = op.before.params.clone();
                 self.stacks[i].params = before;
-                self.stack_event(
-                    env,
-                    i,
-                    "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS",
-                    None,
-                );
+                self.stack_event(env, i, "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS", None);
             }
             (Phase::Cleanup { ok }, _) => {
                 let status = if ok {
