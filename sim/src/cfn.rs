@@ -1137,7 +1137,13 @@ impl Cfn {
                             .unwrap_or("vpc-00000000"),
                         elb::health_from_template(&props),
                     )
-                    .map_err(|e| e.message)?;
+                    .map_err(|e| {
+                        if let Some(g) = saved.clone() {
+                            elb.put_back(g);
+                        }
+                        e.message
+                    });
+                let created = created?;
                 let arn = if arn.is_empty() {
                     created
                 } else {

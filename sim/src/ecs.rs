@@ -1008,7 +1008,7 @@ impl Service {
                     candidates
                         .iter()
                         .copied()
-                        .find(|_| healthy_total - 1 >= min_healthy)
+                        .find(|_| healthy_total > min_healthy)
                 });
             let Some(k) = pick else { break };
             if self.health(env, elb, &self.tasks[k]).0 {

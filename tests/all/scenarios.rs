@@ -799,7 +799,7 @@ async fn s12_a_stack_owned_service_moves_with_its_stack() {
         .find(|r| r.release == name)
         .unwrap();
     assert_eq!(r.result, "succeeded");
-    assert_eq!(r.stacks, [app.stack.clone()]);
+    assert_eq!(r.stacks, std::slice::from_ref(&app.stack));
     assert!(app.locks().await.is_empty());
     let _ = &app.bed;
 }
