@@ -125,6 +125,29 @@ struct ChangeSet {
     role_arn: Option<String>,
 }
 
+/// Logical id → physical id, and logical id → attributes (what `Ref`/`Fn::GetAtt` resolve).
+type Names = (
+    BTreeMap<String, String>,
+    BTreeMap<String, BTreeMap<String, String>>,
+);
+
+impl Stack {
+    /// Its resources' physical ids and attributes, by logical id.
+    fn names(&self) -> Names {
+        let physical = self
+            .resources
+            .iter()
+            .map(|(k, r)| (k.clone(), r.physical.clone()))
+            .collect();
+        let attrs = self
+            .resources
+            .iter()
+            .map(|(k, r)| (k.clone(), r.attrs.clone()))
+            .collect();
+        (physical, attrs)
+    }
+}
+
 impl ChangeSet {
     /// (Status, ExecutionStatus, StatusReason). Creation is asynchronous (bc:cfn
     /// CreateChangeSet): CREATE_PENDING for its first quarter, then CREATE_IN_PROGRESS,
@@ -682,16 +705,7 @@ impl Cfn {
     ) -> ApiResult<Vec<Change>> {
         let stack = &self.stacks[i];
         let types = param_types(template);
-        let physical: BTreeMap<String, String> = stack
-            .resources
-            .iter()
-            .map(|(k, r)| (k.clone(), r.physical.clone()))
-            .collect();
-        let attrs: BTreeMap<String, BTreeMap<String, String>> = stack
-            .resources
-            .iter()
-            .map(|(k, r)| (k.clone(), r.attrs.clone()))
-            .collect();
+        let (physical, attrs) = stack.names();
         let no_conditions = BTreeMap::new();
         let scope = Self::scope(
             env,
@@ -964,16 +978,7 @@ impl Cfn {
     fn set_outputs(&mut self, env: &Env, i: usize, pending: &Pending) {
         let stack = &self.stacks[i];
         let types = param_types(&pending.template);
-        let physical: BTreeMap<String, String> = stack
-            .resources
-            .iter()
-            .map(|(k, r)| (k.clone(), r.physical.clone()))
-            .collect();
-        let attrs: BTreeMap<String, BTreeMap<String, String>> = stack
-            .resources
-            .iter()
-            .map(|(k, r)| (k.clone(), r.attrs.clone()))
-            .collect();
+        let (physical, attrs) = stack.names();
         let conditions = stack
             .op
             .as_ref()

@@ -396,18 +396,22 @@ impl App {
 
     /// Lock items left in the state table.
     pub async fn locks(&self) -> Vec<String> {
-        let out = self
-            .clients
-            .dynamodb
-            .scan()
-            .table_name(&self.clients.table)
-            .send()
-            .await
-            .unwrap();
-        out.items()
-            .iter()
-            .filter_map(|i| i.get("pk").and_then(|v| v.as_s().ok()).cloned())
-            .filter(|pk| pk.starts_with("LOCK#"))
-            .collect()
+        lock_items(&self.clients).await
     }
+}
+
+/// The lock items in a state table.
+pub async fn lock_items(clients: &Clients) -> Vec<String> {
+    let out = clients
+        .dynamodb
+        .scan()
+        .table_name(&clients.table)
+        .send()
+        .await
+        .unwrap();
+    out.items()
+        .iter()
+        .filter_map(|i| i.get("pk").and_then(|v| v.as_s().ok()).cloned())
+        .filter(|pk| pk.starts_with("LOCK#"))
+        .collect()
 }

@@ -748,19 +748,7 @@ impl OwnedApp {
     }
 
     async fn locks(&self) -> Vec<String> {
-        let out = self
-            .clients
-            .dynamodb
-            .scan()
-            .table_name(&self.clients.table)
-            .send()
-            .await
-            .unwrap();
-        out.items()
-            .iter()
-            .filter_map(|i| i.get("pk").and_then(|v| v.as_s().ok()).cloned())
-            .filter(|pk| pk.starts_with("LOCK#"))
-            .collect()
+        crate::app::lock_items(&self.clients).await
     }
 }
 

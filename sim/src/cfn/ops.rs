@@ -448,16 +448,7 @@ impl Cfn {
         let op = stack.op.as_ref().ok_or("no operation")?;
         let template = &op.pending.template;
         let types = super::param_types(template);
-        let physical: BTreeMap<String, String> = stack
-            .resources
-            .iter()
-            .map(|(k, r)| (k.clone(), r.physical.clone()))
-            .collect();
-        let attrs: BTreeMap<String, BTreeMap<String, String>> = stack
-            .resources
-            .iter()
-            .map(|(k, r)| (k.clone(), r.attrs.clone()))
-            .collect();
+        let (physical, attrs) = stack.names();
         let scope = Self::scope(
             env,
             stack,
