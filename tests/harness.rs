@@ -232,6 +232,19 @@ impl Testbed {
         subs: &[(&str, &str)],
         name: Option<&str>,
     ) -> Execution {
+        self.run_execution_with(definition, input, subs, name, &[])
+    }
+
+    /// [`Testbed::run_execution`] with more runner options (`--abort-at STATE[:N]`,
+    /// `--timeout-seconds S`).
+    pub fn run_execution_with(
+        &self,
+        definition: &Path,
+        input: &Value,
+        subs: &[(&str, &str)],
+        name: Option<&str>,
+        options: &[String],
+    ) -> Execution {
         let mut cmd = Command::new("node");
         cmd.arg(root().join("tests/sfn/run-execution.mjs"))
             .arg("--definition")
@@ -250,6 +263,7 @@ impl Testbed {
         if let Some(name) = name {
             cmd.args(["--name", name]);
         }
+        cmd.args(options);
         let out = cmd.output().expect("run node");
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
@@ -296,6 +310,19 @@ pub const FUNCTIONS: [(&str, &str); 7] = [
 impl Testbed {
     /// Runs `statemachine/deploy.asl.json` as execution `name`, every Task the real Lambda.
     pub async fn deploy(&self, input: &Value, name: &str) -> Execution {
+        self.deploy_with(input, name, &[]).await
+    }
+
+    /// [`Testbed::deploy`] with runner options: `["--abort-at", "CheckStability"]` stops the
+    /// execution there (ABORTED), `["--timeout-seconds", "20"]` times it out (TIMED_OUT).
+    pub async fn deploy_with(&self, input: &Value, name: &str, options: &[&str]) -> Execution {
+        let mut options: Vec<String> = options.iter().map(|o| (*o).to_owned()).collect();
+        // No scenario needs more than a few minutes of real time (the clock runs
+        // SLIPWAY_SIM_SPEED times faster); one that loops forever ends TIMED_OUT here instead
+        // of holding the suite for the definition's 7200 s.
+        if !options.iter().any(|o| o == "--timeout-seconds") {
+            options.extend(["--timeout-seconds".to_owned(), "300".to_owned()]);
+        }
         let (bed, input, name) = (self.clone(), input.clone(), name.to_owned());
         tokio::task::spawn_blocking(move || {
             let arns: Vec<(String, String)> = FUNCTIONS
@@ -309,11 +336,12 @@ impl Testbed {
                 .collect();
             let subs: Vec<(&str, &str)> =
                 arns.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            bed.run_execution(
+            bed.run_execution_with(
                 &root().join("statemachine/deploy.asl.json"),
                 &input,
                 &subs,
                 Some(&name),
+                &options,
             )
         })
         .await
@@ -359,7 +387,7 @@ pub static LAMBDA_TABLE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(
 /// One execution's result, as `tests/sfn/run-execution.mjs` prints it.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct Execution {
-    /// SUCCEEDED or FAILED.
+    /// SUCCEEDED, FAILED, ABORTED (`--abort-at`) or TIMED_OUT (`--timeout-seconds`).
     pub status: String,
     /// The output of a successful execution.
     #[serde(default)]
@@ -417,4 +445,36 @@ where
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The ARN `tests/sfn/run-execution.mjs` gives execution `name` (`$$.Execution.Id`).
+pub fn execution_arn(name: &str) -> String {
+    format!("arn:aws:states:us-east-1:123456789012:execution:slipway:{name}")
+}
+
+/// The "Step Functions Execution Status Change" event EventBridge delivers when execution
+/// `name` ends with `status` — what bootstrap's recovery rule passes as the input.
+pub fn status_change_event(name: &str, status: &str) -> Value {
+    serde_json::json!({
+        "version": "0",
+        "id": format!("status-{name}"),
+        "detail-type": "Step Functions Execution Status Change",
+        "source": "aws.states",
+        "account": "123456789012",
+        "time": "2026-11-26T00:00:00Z",
+        "region": "us-east-1",
+        "resources": [execution_arn(name)],
+        "detail": {
+            "executionArn": execution_arn(name),
+            "stateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:slipway",
+            "name": name,
+            "status": status,
+            "startDate": 1_795_000_000_000_u64,
+            "stopDate": 1_795_000_060_000_u64,
+            "input": "{}",
+            "output": null,
+            "error": null,
+            "cause": null
+        }
+    })
 }

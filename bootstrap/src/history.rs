@@ -27,15 +27,24 @@ pub fn run(service: Option<String>, limit: i32, table: Option<String>, json: boo
     let records = runtime.block_on(async {
         let mut clients = Clients::from_env().await;
         clients.table = table.clone();
-        slipway_core::state::records(&clients, limit).await
+        slipway_core::state::records_and_problems(&clients, limit).await
     });
-    let mut records = match records {
+    let (mut records, problems) = match records {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot read the deployment records from table {table}: {e}");
             eprintln!("       check your AWS credentials and region, and that `slipway bootstrap` has run");
             return ExitCode::FAILURE;
         }
+    };
+    // A record that cannot be read is reported, never silently dropped; the exit code says so.
+    for p in &problems {
+        eprintln!("warning: {p}");
+    }
+    let status = if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     };
     if let Some(s) = &service {
         records.retain(|r| r.services.iter().any(|x| &x.service == s));
@@ -48,17 +57,17 @@ pub fn run(service: Option<String>, limit: i32, table: Option<String>, json: boo
                 return ExitCode::FAILURE;
             }
         }
-        return ExitCode::SUCCESS;
+        return status;
     }
     if records.is_empty() {
         eprintln!(
             "no deployments recorded in {table}{}",
             service.map(|s| format!(" for {s}")).unwrap_or_default()
         );
-        return ExitCode::SUCCESS;
+        return status;
     }
     print!("{}", render(&records));
-    ExitCode::SUCCESS
+    status
 }
 
 /// The records as an aligned text table.

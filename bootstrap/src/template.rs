@@ -14,6 +14,17 @@ use slipway_core::config::Config;
 /// The state machine definition, as the repository ships it.
 pub const DEFINITION: &str = include_str!("../../statemachine/deploy.asl.json");
 
+/// A step Lambda's timeout, seconds. Each Task state's `TimeoutSeconds` in the definition is
+/// at least this plus 30 s (checked by a test), so that Step Functions never gives up on a
+/// call Lambda is still running (the step would then act after the state machine moved on).
+pub fn lambda_timeout(name: &str) -> u32 {
+    if name == "health-check" {
+        240
+    } else {
+        60
+    }
+}
+
 /// The steps: (function name, logical id stem, substitution name).
 pub const FUNCTIONS: [(&str, &str, &str); 7] = [
     ("plan", "Plan", "PlanFunctionArn"),
@@ -209,7 +220,11 @@ pub fn template(config: &Config, options: &Options) -> Value {
         }),
         ("finish", {
             let mut p = vec![statement(
-                &["dynamodb:PutItem", "dynamodb:DeleteItem"],
+                &[
+                    "dynamodb:GetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:DeleteItem",
+                ],
                 vec![table.clone()],
             )];
             if let Some(b) = &bus {
@@ -281,7 +296,7 @@ pub fn template(config: &Config, options: &Options) -> Value {
                     "Architectures": ["arm64"],
                     "Handler": "bootstrap",
                     "MemorySize": 256,
-                    "Timeout": if *name == "health-check" { 300 } else { 120 },
+                    "Timeout": lambda_timeout(name),
                     "Role": {"Fn::GetAtt": [format!("{stem}Role"), "Arn"]},
                     "Code": {"S3Bucket": {"Ref": "ArtifactBucket"}, "S3Key": {"Fn::Sub": format!("${{ArtifactPrefix}}{name}.zip")}},
                     "Environment": {"Variables": {"SLIPWAY_TABLE": {"Ref": "StateTable"}, "AWS_LAMBDA_LOG_FORMAT": "JSON"}}
@@ -354,6 +369,26 @@ pub fn template(config: &Config, options: &Options) -> Value {
                 },
                 "State": "ENABLED",
                 "Targets": [{"Id": "slipway", "Arn": {"Ref": "StateMachine"}, "RoleArn": {"Fn::GetAtt": ["EcrPushRuleRole", "Arn"]}}]
+            }
+        }),
+    );
+    // A stopped or timed-out execution ends without its Catch states: its status-change
+    // event starts a recovery execution (plan recognises the event). Only this state
+    // machine's executions; Step Functions delivers these events best-effort (EventBridge
+    // events reference, aws.states).
+    resources.insert(
+        "RecoveryRule".into(),
+        json!({
+            "Type": "AWS::Events::Rule",
+            "Properties": {
+                "Description": format!("Slipway ({env}): recover what a stopped or timed-out deployment left behind"),
+                "EventPattern": {
+                    "source": ["aws.states"],
+                    "detail-type": [slipway_core::input::STATUS_CHANGE],
+                    "detail": {"status": ["ABORTED", "TIMED_OUT"], "stateMachineArn": [{"Ref": "StateMachine"}]}
+                },
+                "State": "ENABLED",
+                "Targets": [{"Id": "slipway-recover", "Arn": {"Ref": "StateMachine"}, "RoleArn": {"Fn::GetAtt": ["EcrPushRuleRole", "Arn"]}}]
             }
         }),
     );
@@ -484,6 +519,54 @@ mod tests {
             ])
         );
         assert!(!r.contains_key("GitHubDeployRole"));
+    }
+
+    /// How much longer than its Lambda's timeout a Task state waits, at least.
+    const STATE_MARGIN_SECONDS: u32 = 30;
+
+    #[test]
+    fn every_task_state_outlasts_its_lambda() {
+        let t = template(&staging(), &Options::default());
+        let definition: Value = serde_json::from_str(DEFINITION).expect("definition");
+        let mut tasks = Vec::new();
+        fn collect(states: &Value, out: &mut Vec<(String, Value)>) {
+            for (name, state) in states.as_object().expect("states") {
+                if state["Type"] == "Task" {
+                    out.push((name.clone(), state.clone()));
+                }
+                if let Some(inner) = state.get("ItemProcessor") {
+                    collect(&inner["States"], out);
+                }
+            }
+        }
+        collect(&definition["States"], &mut tasks);
+        assert!(tasks.len() >= 10);
+        for (state, task) in tasks {
+            let resource = task["Resource"].as_str().expect("resource");
+            let (name, stem, _) = FUNCTIONS
+                .iter()
+                .find(|(_, _, sub)| resource == format!("${{{sub}}}"))
+                .unwrap_or_else(|| panic!("{state}: unknown resource {resource}"));
+            let lambda = &t["Resources"][format!("{stem}Function")]["Properties"]["Timeout"];
+            assert_eq!(lambda, lambda_timeout(name), "{state}");
+            let timeout = task["TimeoutSeconds"].as_u64().expect("TimeoutSeconds");
+            assert!(
+                timeout >= u64::from(lambda_timeout(name) + STATE_MARGIN_SECONDS),
+                "{state}: TimeoutSeconds {timeout} but its Lambda ({name}) may run {lambda}s"
+            );
+        }
+    }
+
+    #[test]
+    fn stopped_and_timed_out_executions_of_this_machine_start_a_recovery() {
+        let t = template(&staging(), &Options::default());
+        let rule = &t["Resources"]["RecoveryRule"]["Properties"];
+        assert_eq!(rule["EventPattern"]["source"], json!(["aws.states"]));
+        assert_eq!(
+            rule["EventPattern"]["detail"],
+            json!({"status": ["ABORTED", "TIMED_OUT"], "stateMachineArn": [{"Ref": "StateMachine"}]})
+        );
+        assert_eq!(rule["Targets"][0]["Arn"], json!({"Ref": "StateMachine"}));
     }
 
     #[test]

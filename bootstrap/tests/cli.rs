@@ -48,15 +48,17 @@ fn check_input_names_the_bad_field_and_fails() {
 }
 
 #[test]
-fn schema_of_the_input_describes_both_forms() {
+fn schema_of_the_input_describes_all_three_forms() {
     let (code, out, err) = slipway(&["schema", "input"]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON schema");
-    let forms = v["anyOf"].as_array().expect("two forms");
-    assert_eq!(forms.len(), 2);
+    let forms = v["anyOf"].as_array().expect("three forms");
+    assert_eq!(forms.len(), 3);
     let text = out.as_str();
     assert!(
-        text.contains("repository-name") && text.contains("\"tag\""),
+        text.contains("repository-name")
+            && text.contains("\"tag\"")
+            && text.contains("executionArn"),
         "{text}"
     );
 }

@@ -2,6 +2,7 @@
 //! [`StepError`]s.
 
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_ecs::config::http::HttpResponse;
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 
 use crate::StepError;
@@ -79,18 +80,23 @@ const THROTTLING: [&str; 8] = [
 ];
 
 impl AwsError {
-    /// Classifies an SDK error of operation `op`.
-    pub fn of<E, R>(op: &'static str, error: SdkError<E, R>) -> Self
+    /// Classifies an SDK error of operation `op`: by its code, and by its HTTP status — any
+    /// 5xx or 429 is worth retrying whatever its code says (DynamoDB's `InternalServerError`,
+    /// a proxy's 502), any other 4xx is not.
+    pub fn of<E>(op: &'static str, error: SdkError<E, HttpResponse>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
     {
         match &error {
             SdkError::ServiceError(e) => {
                 let code = e.err().code().unwrap_or_default().to_owned();
                 let message = e.err().message().unwrap_or_default().to_owned();
-                let transient = THROTTLING.contains(&code.as_str())
+                let status = e.raw().status().as_u16();
+                let transient = status >= 500
+                    || status == 429
+                    || THROTTLING.contains(&code.as_str())
                     || code.ends_with("InternalError")
+                    || code == "InternalServerError"
                     || code == "ServiceUnavailable"
                     || code == "ServerException"
                     || code == "InternalFailure";
@@ -139,10 +145,33 @@ impl std::fmt::Display for AwsError {
 }
 
 /// Shorthand: `.map_err(aws("ecs:DescribeServices"))`.
-pub fn aws<E, R>(op: &'static str) -> impl FnOnce(SdkError<E, R>) -> AwsError
+pub fn aws<E>(op: &'static str) -> impl FnOnce(SdkError<E, HttpResponse>) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     move |e| AwsError::of(op, e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::operation::get_item::GetItemError;
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    fn service_error(status: u16, code: &str) -> AwsError {
+        let err = GetItemError::generic(ErrorMetadata::builder().code(code).message("m").build());
+        let raw = HttpResponse::new(status.try_into().expect("status"), SdkBody::from("{}"));
+        AwsError::of("dynamodb:GetItem", SdkError::service_error(err, raw))
+    }
+
+    #[test]
+    fn five_hundreds_and_429_are_transient_whatever_the_code() {
+        assert!(service_error(500, "InternalServerError").transient);
+        assert!(service_error(502, "SomethingNew").transient);
+        assert!(service_error(429, "").transient);
+        assert!(service_error(400, "ThrottlingException").transient);
+        assert!(!service_error(400, "ResourceNotFoundException").transient);
+        assert!(!service_error(403, "AccessDeniedException").transient);
+    }
 }

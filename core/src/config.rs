@@ -23,6 +23,10 @@ pub struct Config {
     /// ("bake" time); 0 skips the second check.
     #[serde(default = "defaults::bake_seconds")]
     pub bake_seconds: u32,
+    /// Minutes a rollback may take, from its first step until its services are stable again,
+    /// before it ends as `Slipway.RollbackFailed` (a person has to look).
+    #[serde(default = "defaults::rollback_minutes")]
+    pub rollback_minutes: u32,
     /// The deploy lock.
     #[serde(default)]
     pub lock: LockConfig,
@@ -36,6 +40,14 @@ pub struct Config {
     pub services: Vec<ServiceConfig>,
 }
 
+/// The deploy state machine's `TimeoutSeconds`, in minutes (checked against
+/// `statemachine/deploy.asl.json` by a test): no execution holds a lock longer.
+pub const EXECUTION_TIMEOUT_MINUTES: u32 = 120;
+
+/// The longest plan waits for a lock before the release starts (its `Slipway.Locked` retry:
+/// 40 × 30 s).
+pub const LOCK_WAIT_MINUTES: u32 = 20;
+
 mod defaults {
     pub fn deadline_minutes() -> u32 {
         20
@@ -43,8 +55,11 @@ mod defaults {
     pub fn bake_seconds() -> u32 {
         60
     }
+    pub fn rollback_minutes() -> u32 {
+        15
+    }
     pub fn ttl_minutes() -> u32 {
-        60
+        super::EXECUTION_TIMEOUT_MINUTES
     }
     pub fn group() -> u32 {
         1
@@ -270,12 +285,28 @@ impl Config {
         if self.deadline_minutes == 0 {
             return Err(("deadline_minutes".into(), "must be at least 1".into()));
         }
-        if self.lock.ttl_minutes < self.deadline_minutes {
+        if self.rollback_minutes == 0 {
+            return Err(("rollback_minutes".into(), "must be at least 1".into()));
+        }
+        let budget = u64::from(EXECUTION_TIMEOUT_MINUTES - LOCK_WAIT_MINUTES);
+        let bake_minutes = u64::from(self.bake_seconds).div_ceil(60);
+        let needed =
+            u64::from(self.deadline_minutes) + u64::from(self.rollback_minutes) + bake_minutes;
+        if needed > budget {
+            return Err((
+                "deadline_minutes".into(),
+                format!(
+                    "{} + rollback_minutes {} + bake ({bake_minutes} min) is more than the {budget} minutes an execution has (its timeout, {EXECUTION_TIMEOUT_MINUTES} minutes, less {LOCK_WAIT_MINUTES} of waiting for locks): it would time out mid-release",
+                    self.deadline_minutes, self.rollback_minutes
+                ),
+            ));
+        }
+        if self.lock.ttl_minutes < EXECUTION_TIMEOUT_MINUTES {
             return Err((
                 "lock.ttl_minutes".into(),
                 format!(
-                    "{} is shorter than deadline_minutes ({}): a lock could expire while its release still runs",
-                    self.lock.ttl_minutes, self.deadline_minutes
+                    "{} is shorter than an execution may run ({EXECUTION_TIMEOUT_MINUTES} minutes, the state machine's timeout): a lock could expire under a live execution",
+                    self.lock.ttl_minutes
                 ),
             ));
         }
@@ -547,5 +578,39 @@ mod tests {
         let e =
             Config::parse(&format!("{base}[lock]\nttl_minutes = 5\n"), "f").expect_err("short ttl");
         assert_eq!(e.field, "lock.ttl_minutes");
+    }
+
+    #[test]
+    fn deadlines_must_fit_in_the_execution_and_locks_outlive_it() {
+        let base = "environment = \"s\"\ncluster = \"c\"\n";
+        let svc = "[[services]]\nname = \"api\"\nrepository = \"r\"\n";
+        let c = Config::parse(&format!("{base}{svc}"), "f").expect("defaults fit");
+        assert_eq!(
+            (c.rollback_minutes, c.lock.ttl_minutes),
+            (15, EXECUTION_TIMEOUT_MINUTES)
+        );
+        let e = Config::parse(
+            &format!("{base}deadline_minutes = 90\nrollback_minutes = 15\n{svc}"),
+            "f",
+        )
+        .expect_err("90 + 15 + 1 > 100");
+        assert_eq!(e.field, "deadline_minutes");
+        assert!(e.message.contains("time out mid-release"), "{}", e.message);
+        let e = Config::parse(
+            &format!("{base}deadline_minutes = 4294967295\nrollback_minutes = 4294967295\n{svc}"),
+            "f",
+        )
+        .expect_err("no overflow");
+        assert_eq!(e.field, "deadline_minutes");
+        let e =
+            Config::parse(&format!("{base}rollback_minutes = 0\n{svc}"), "f").expect_err("zero");
+        assert_eq!(e.field, "rollback_minutes");
+        let e = Config::parse(&format!("{base}{svc}[lock]\nttl_minutes = 119\n"), "f")
+            .expect_err("shorter than the execution");
+        assert!(
+            e.message.contains("under a live execution"),
+            "{}",
+            e.message
+        );
     }
 }

@@ -26,6 +26,15 @@ pub enum PlanInput {
         /// The request to deploy.
         request: DeployRequest,
     },
+    /// Recover what an execution that ended without its own clean-up (stopped, or past its
+    /// `TimeoutSeconds`) left behind: roll back its release, record and announce it, release
+    /// its locks. From the "Step Functions Execution Status Change" event of that execution.
+    Recover {
+        /// The ARN of the execution that ended.
+        execution: String,
+        /// How it ended: `ABORTED` or `TIMED_OUT`.
+        status: String,
+    },
     /// A valid input that asks for nothing (an ECR delete, a failed push): the execution ends
     /// successfully at once.
     NothingToDo {
@@ -119,12 +128,15 @@ pub struct ManualInput {
     pub commit: Option<String>,
 }
 
-/// The execution input, either form: what `slipway schema input` publishes.
+/// The execution input, any of its three forms: what `slipway schema input` publishes.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum ExecutionInput {
     /// An EventBridge "ECR Image Action" event, as delivered.
     EcrEvent(EcrEventSchema),
+    /// An EventBridge "Step Functions Execution Status Change" event of an ABORTED or
+    /// TIMED_OUT execution of this state machine (the recovery rule bootstrap installs).
+    StatusChange(StatusChangeSchema),
     /// The manual form.
     Manual(ManualInput),
 }
@@ -166,6 +178,50 @@ pub struct EcrDetailSchema {
     /// The tag pushed, absent for an untagged push.
     #[serde(rename = "image-tag")]
     pub image_tag: Option<String>,
+}
+
+/// A "Step Functions Execution Status Change" event as EventBridge delivers it (the fields
+/// Slipway reads; AWS sends more). Shape: Step Functions developer guide, "Automating Step
+/// Functions event delivery with EventBridge"; the EventBridge events reference for
+/// `aws.states`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct StatusChangeSchema {
+    /// The event id.
+    pub id: String,
+    /// Always "Step Functions Execution Status Change".
+    #[serde(rename = "detail-type")]
+    pub detail_type: String,
+    /// Always "aws.states".
+    pub source: String,
+    /// The account.
+    pub account: String,
+    /// When, RFC 3339.
+    pub time: String,
+    /// The region.
+    pub region: String,
+    /// The execution.
+    pub detail: StatusChangeDetailSchema,
+}
+
+/// The `detail` of a "Step Functions Execution Status Change" event.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct StatusChangeDetailSchema {
+    /// The execution that changed status.
+    #[serde(rename = "executionArn")]
+    pub execution_arn: String,
+    /// Its state machine.
+    #[serde(rename = "stateMachineArn")]
+    pub state_machine_arn: String,
+    /// `RUNNING`, `SUCCEEDED`, `FAILED`, `TIMED_OUT` or `ABORTED`; Slipway recovers the last two.
+    pub status: String,
+}
+
+/// The `detail` of a "Step Functions Execution Status Change" event, as read.
+#[derive(Debug, Deserialize)]
+struct StatusChange {
+    #[serde(rename = "executionArn")]
+    execution_arn: String,
+    status: String,
 }
 
 /// An EventBridge event envelope. Unknown fields are allowed: AWS adds fields over time.
@@ -239,11 +295,14 @@ fn check_size(len: usize) -> Result<(), StepError> {
 
 fn parse_event(input: Value) -> Result<PlanInput, StepError> {
     let event: Event = from_value(input, "")?;
+    if event.source == "aws.states" && event.detail_type == STATUS_CHANGE {
+        return parse_status_change(event.detail);
+    }
     if event.source != "aws.ecr" || event.detail_type != "ECR Image Action" {
         return Err(StepError::invalid(
             "detail-type",
             format!(
-                "Slipway starts from \"ECR Image Action\" events of source \"aws.ecr\", this is {:?} from {:?}",
+                "Slipway starts from \"ECR Image Action\" events of source \"aws.ecr\" and \"{STATUS_CHANGE}\" events of source \"aws.states\", this is {:?} from {:?}",
                 event.detail_type, event.source
             ),
         ));
@@ -292,6 +351,39 @@ fn parse_event(input: Value) -> Result<PlanInput, StepError> {
             },
         },
     })
+}
+
+/// The `detail-type` of Step Functions' execution status events.
+pub const STATUS_CHANGE: &str = "Step Functions Execution Status Change";
+
+/// An execution's status change: ABORTED and TIMED_OUT ones are recovered; the others ended
+/// through the state machine's own states (a FAILED one has rolled back and recorded itself).
+fn parse_status_change(detail: Value) -> Result<PlanInput, StepError> {
+    let change: StatusChange = from_value(detail, "detail.")?;
+    let arn = &change.execution_arn;
+    let parts: Vec<&str> = arn.split(':').collect();
+    if parts.len() < 8 || parts[0] != "arn" || parts[2] != "states" || parts[5] != "execution" {
+        return Err(StepError::invalid(
+            "detail.executionArn",
+            format!("{arn:?} is not a Step Functions execution ARN (arn:aws:states:REGION:ACCOUNT:execution:STATE_MACHINE:NAME)"),
+        ));
+    }
+    match change.status.as_str() {
+        "ABORTED" | "TIMED_OUT" => Ok(PlanInput::Recover {
+            execution: change.execution_arn,
+            status: change.status,
+        }),
+        "RUNNING" | "SUCCEEDED" | "FAILED" | "PENDING_REDRIVE" => Ok(PlanInput::NothingToDo {
+            reason: format!(
+                "execution {arn} is {}: only ABORTED and TIMED_OUT executions need recovering",
+                change.status
+            ),
+        }),
+        other => Err(StepError::invalid(
+            "detail.status",
+            format!("{other:?}: expected RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED"),
+        )),
+    }
 }
 
 fn parse_manual(input: Value) -> Result<PlanInput, StepError> {
@@ -564,6 +656,44 @@ mod tests {
         let mut failed = fixture("ecr-push.json");
         failed["detail"]["result"] = json!("FAILURE");
         assert!(reason(failed).contains("did not succeed"));
+    }
+
+    #[test]
+    fn stopped_and_timed_out_executions_are_recovered_others_not() {
+        let event = fixture("execution-aborted.json");
+        let arn = "arn:aws:states:us-east-1:123456789012:execution:slipway-staging:ecr-push-2f1c";
+        assert_eq!(
+            parse(event.clone()).expect("valid"),
+            PlanInput::Recover {
+                execution: arn.into(),
+                status: "ABORTED".into()
+            }
+        );
+        let with_status = |status: &str| {
+            let mut e = event.clone();
+            e["detail"]["status"] = json!(status);
+            parse(e)
+        };
+        assert!(matches!(
+            with_status("TIMED_OUT"),
+            Ok(PlanInput::Recover { status, .. }) if status == "TIMED_OUT"
+        ));
+        for done in ["SUCCEEDED", "FAILED", "RUNNING"] {
+            match with_status(done) {
+                Ok(PlanInput::NothingToDo { reason }) => assert!(reason.contains(done), "{reason}"),
+                other => panic!("{done}: {other:?}"),
+            }
+        }
+        let e = with_status("EXPLODED").unwrap_err();
+        assert!(e.to_string().starts_with("detail.status: "), "{e}");
+        let mut bad = event.clone();
+        bad["detail"]["executionArn"] = json!("not-an-arn");
+        let e = parse(bad).unwrap_err();
+        assert!(e.to_string().starts_with("detail.executionArn: "), "{e}");
+        let mut other = event;
+        other["detail-type"] = json!("Step Functions State Machine Status Change");
+        let e = parse(other).unwrap_err();
+        assert!(e.to_string().starts_with("detail-type: "), "{e}");
     }
 
     #[test]

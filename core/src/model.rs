@@ -27,6 +27,15 @@ pub enum PlanOutput {
         /// The release.
         release: Box<Release>,
     },
+    /// Roll back, record and announce the release of an execution that was stopped or timed
+    /// out (the input was its status-change event).
+    Recover {
+        /// The release that execution stored.
+        release: Box<Release>,
+        /// `{"Error": "Slipway.Aborted" | "Slipway.TimedOut", "Cause": …}`: the error the
+        /// rollback, the record and this execution's end carry.
+        error: Value,
+    },
     /// Nothing to deploy; the execution ends successfully.
     NothingToDo {
         /// Why, in a sentence.
@@ -65,6 +74,9 @@ pub struct Release {
     pub deadline: i64,
     /// Seconds between the two health checks.
     pub bake_seconds: u32,
+    /// Minutes the rollback may take (release documents from before this field: 15).
+    #[serde(default = "default_rollback_minutes")]
+    pub rollback_minutes: u32,
     /// The services it moves.
     pub services: Vec<ServiceRelease>,
     /// Service names by order group, groups in order: each group deploys after the one before
@@ -77,6 +89,10 @@ pub struct Release {
     /// Where the result is announced.
     #[serde(default)]
     pub notifications: crate::config::Notifications,
+    /// Earlier owners of this release (the execution that planned it, then each recovery
+    /// that took it over): each stored it in the state table, and finish forgets them all.
+    #[serde(default)]
+    pub executions: Vec<String>,
 }
 
 impl Release {
@@ -139,6 +155,10 @@ pub struct StackRelease {
     /// Its CloudFormation service role, passed on every call.
     #[serde(default)]
     pub role_arn: Option<String>,
+}
+
+fn default_rollback_minutes() -> u32 {
+    15
 }
 
 fn all_capabilities() -> Vec<String> {
@@ -212,9 +232,12 @@ pub struct CheckStabilityInput {
     /// The services to check and the task definition each must be on.
     pub targets: Vec<ServiceTarget>,
     /// Checking a rollback: a circuit breaker rollback is then not a failure, and the
-    /// deadline does not apply.
+    /// release's deadline does not apply — the rollback's does (`rollback_deadline`).
     #[serde(default)]
     pub rollback: bool,
+    /// The rollback's deadline (epoch seconds), when checking a rollback.
+    #[serde(default)]
+    pub rollback_deadline: Option<i64>,
 }
 
 /// `check-stability`'s output.
@@ -274,9 +297,14 @@ pub struct ServiceHealth {
 pub struct RollBackInput {
     /// The release.
     pub release: Release,
-    /// How far the stack loop got (absent if it never ran).
+    /// How far the stack loop got (absent if it never ran). Informational: roll-back looks
+    /// at every stack of the release, since a stopped execution never recorded its progress.
     #[serde(default)]
     pub stacks: Option<StackProgress>,
+    /// The previous pass's report (`null` on the first pass): what earlier passes restored
+    /// stays in the report.
+    #[serde(default)]
+    pub previous: Option<Rollback>,
     /// The error that started the rollback (`{"Error", "Cause"}` as Step Functions catches it).
     #[serde(default)]
     pub error: Option<Value>,
@@ -293,6 +321,10 @@ pub struct Rollback {
     pub stacks: Vec<RollbackAction>,
     /// The services to watch until stable, and the task definition each returns to.
     pub targets: Vec<ServiceTarget>,
+    /// Past this (epoch seconds, set by the first pass: then + `rollback_minutes`) the
+    /// rollback ends as `Slipway.RollbackFailed`.
+    #[serde(default)]
+    pub deadline: i64,
 }
 
 /// What roll-back did to one service or stack.
@@ -323,6 +355,28 @@ pub struct FinishInput {
     /// Per-step timings (state name → seconds), as the state machine measured them.
     #[serde(default)]
     pub timings: BTreeMap<String, f64>,
+    /// The execution running finish (`$$.Execution.Id`): a recovery run stored the release
+    /// under its own ARN too, which finish forgets as well.
+    #[serde(default)]
+    pub execution: Option<String>,
+}
+
+/// `finish`'s input from the `PlanFailed` catch: plan failed (an error, a crash or its
+/// timeout), possibly after taking locks or storing the release.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanFailedInput {
+    /// The execution whose plan failed (`$$.Execution.Id`): the owner of whatever it took.
+    pub execution: String,
+    /// Plan's error, as Step Functions caught it.
+    #[serde(default)]
+    pub error: Option<Value>,
+}
+
+/// `finish`'s answer to a [`PlanFailedInput`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PlanFailedCleanup {
+    /// Services whose lock this execution held and released.
+    pub released: Vec<String>,
 }
 
 /// The record of one deployment, as the state table keeps it and `slipway history` shows it.
@@ -334,7 +388,8 @@ pub struct DeploymentRecord {
     pub environment: String,
     /// Who or what started it.
     pub trigger: Trigger,
-    /// `succeeded`, `failed`, `rollback-failed`.
+    /// `succeeded`, `failed`, `rollback-failed`, or — for a release whose execution was stopped
+    /// or timed out and then recovered — `aborted` or `timed-out`.
     pub result: String,
     /// The error name and cause, for a failure.
     pub error: Option<Value>,
@@ -350,6 +405,10 @@ pub struct DeploymentRecord {
     pub timings: BTreeMap<String, f64>,
     /// What the rollback did, if any.
     pub rollback: Option<Rollback>,
+    /// Per announcement channel (`eventbridge`, `sns`): `sent`, or `failed: <why>`. A failed
+    /// announcement never changes `result`.
+    #[serde(default)]
+    pub announced: BTreeMap<String, String>,
 }
 
 /// One service in a record.

@@ -5,7 +5,9 @@
 //! |---|---|---|
 //! | configuration | `CONFIG` | `CURRENT` (attribute `toml`) |
 //! | lock of a service | `LOCK#<service>` | `LOCK` (`owner`, `release`, `digest`, `expires_at`) |
+//! | lock of a stack | `LOCK#stack:<stack>` | `LOCK` (the same attributes) |
 //! | deployment record | `DEPLOYMENTS` | `<started_at, 10 digits>#<release>` (attribute `record`, JSON) |
+//! | release of a running execution | `RELEASE#<execution ARN>` | `RELEASE` (attribute `release`, JSON; deleted by finish) |
 
 use std::collections::HashMap;
 
@@ -16,7 +18,7 @@ use aws_sdk_dynamodb::types::{
 
 use crate::aws::{aws, Clients};
 use crate::config::Config;
-use crate::model::DeploymentRecord;
+use crate::model::{DeploymentRecord, Release};
 use crate::StepError;
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -115,6 +117,14 @@ pub async fn load_config(clients: &Clients) -> Result<Config, StepError> {
     .map_err(|e| StepError::invalid("config", e.to_string()))
 }
 
+/// Lock names of stacks start with this (service names cannot contain `:`).
+pub const STACK_LOCK_PREFIX: &str = "stack:";
+
+/// The lock name of stack `name`: `stack:<name>` (item `LOCK#stack:<name>`).
+pub fn stack_lock(name: &str) -> String {
+    format!("{STACK_LOCK_PREFIX}{name}")
+}
+
 /// Who holds a lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockHolder {
@@ -183,6 +193,68 @@ pub async fn acquire_lock(
     }
 }
 
+/// Takes lock `name` over from execution `from` for execution `to` (a recovery taking over
+/// the release of an execution that was stopped): succeeds when `from` or `to` holds it,
+/// when it expired, or when it is gone; otherwise names the live holder.
+pub async fn take_over_lock(
+    clients: &Clients,
+    name: &str,
+    from: &str,
+    to: &str,
+    release: &str,
+    now: i64,
+    ttl_seconds: i64,
+) -> Result<Result<(), LockHolder>, StepError> {
+    let digest = lock_holder(clients, name)
+        .await?
+        .map(|h| h.digest)
+        .unwrap_or_default();
+    let result = clients
+        .dynamodb
+        .put_item()
+        .table_name(&clients.table)
+        .item("pk", s(format!("LOCK#{name}")))
+        .item("sk", s("LOCK"))
+        .item("owner", s(to))
+        .item("release", s(release))
+        .item("digest", s(digest))
+        .item(
+            "expires_at",
+            AttributeValue::N((now + ttl_seconds).to_string()),
+        )
+        .condition_expression(
+            "attribute_not_exists(pk) OR expires_at < :now OR #owner = :from OR #owner = :to",
+        )
+        .expression_attribute_names("#owner", "owner")
+        .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+        .expression_attribute_values(":from", s(from))
+        .expression_attribute_values(":to", s(to))
+        .send()
+        .await
+        .map_err(aws("dynamodb:PutItem"));
+    match result {
+        Ok(_) => Ok(Ok(())),
+        Err(e) if e.code == "ConditionalCheckFailedException" => {
+            match lock_holder(clients, name).await? {
+                Some(holder) => Ok(Err(holder)),
+                None => {
+                    Box::pin(take_over_lock(
+                        clients,
+                        name,
+                        from,
+                        to,
+                        release,
+                        now,
+                        ttl_seconds,
+                    ))
+                    .await
+                }
+            }
+        }
+        Err(e) => Err(e.step(StepError::Transient)),
+    }
+}
+
 /// The current holder of `service`'s lock, expired or not.
 pub async fn lock_holder(
     clients: &Clients,
@@ -233,6 +305,31 @@ pub async fn release_lock(clients: &Clients, service: &str, owner: &str) -> Resu
     }
 }
 
+/// Releases every lock of the configuration's services and stacks that `owner` holds, and
+/// names them (for an execution that ended without its release: plan failed or was stopped).
+pub async fn release_locks_of(
+    clients: &Clients,
+    config: &Config,
+    owner: &str,
+) -> Result<Vec<String>, StepError> {
+    let names = config
+        .services
+        .iter()
+        .map(|s| s.name.clone())
+        .chain(config.stacks.iter().map(|st| stack_lock(&st.name)));
+    let mut released = Vec::new();
+    for name in names {
+        if lock_holder(clients, &name)
+            .await?
+            .is_some_and(|h| h.owner == owner)
+        {
+            release_lock(clients, &name, owner).await?;
+            released.push(name);
+        }
+    }
+    Ok(released)
+}
+
 /// Writes a deployment record (overwriting the same release's, so finish is idempotent).
 pub async fn put_record(clients: &Clients, record: &DeploymentRecord) -> Result<(), StepError> {
     let json = serde_json::to_string(record).map_err(|e| StepError::Transient(e.to_string()))?;
@@ -254,8 +351,18 @@ pub async fn put_record(clients: &Clients, record: &DeploymentRecord) -> Result<
     Ok(())
 }
 
-/// The most recent deployment records, newest first.
+/// The most recent deployment records, newest first (those that cannot be read left out:
+/// [`records_and_problems`] reports them).
 pub async fn records(clients: &Clients, limit: i32) -> Result<Vec<DeploymentRecord>, StepError> {
+    Ok(records_and_problems(clients, limit).await?.0)
+}
+
+/// The most recent deployment records, newest first, and for each item among them that
+/// cannot be read as a record: its sort key and why.
+pub async fn records_and_problems(
+    clients: &Clients,
+    limit: i32,
+) -> Result<(Vec<DeploymentRecord>, Vec<String>), StepError> {
     let out = clients
         .dynamodb
         .query()
@@ -268,10 +375,112 @@ pub async fn records(clients: &Clients, limit: i32) -> Result<Vec<DeploymentReco
         .await
         .map_err(aws("dynamodb:Query"))
         .map_err(|e| e.step(StepError::Transient))?;
+    let (mut records, mut problems) = (Vec::new(), Vec::new());
+    for item in out.items() {
+        let key = get_s(item, "sk").unwrap_or("?");
+        match get_s(item, "record").map(serde_json::from_str::<DeploymentRecord>) {
+            Some(Ok(r)) => records.push(r),
+            Some(Err(e)) => problems.push(format!("record {key}: not a deployment record: {e}")),
+            None => problems.push(format!("record {key}: no `record` attribute")),
+        }
+    }
+    Ok((records, problems))
+}
+
+/// The key of the release an execution stored: `RELEASE#<execution ARN>` / `RELEASE`.
+fn release_key(execution: &str) -> (AttributeValue, AttributeValue) {
+    (s(format!("RELEASE#{execution}")), s("RELEASE"))
+}
+
+/// Stores the release `execution` deploys, so that a recovery run (the execution stopped or
+/// timed out) needs nothing but the execution's ARN. Finish deletes it once the record is
+/// written.
+pub async fn put_release(
+    clients: &Clients,
+    execution: &str,
+    release: &Release,
+) -> Result<(), StepError> {
+    let json = serde_json::to_string(release).map_err(|e| StepError::Transient(e.to_string()))?;
+    let (pk, sk) = release_key(execution);
+    clients
+        .dynamodb
+        .put_item()
+        .table_name(&clients.table)
+        .item("pk", pk)
+        .item("sk", sk)
+        .item("release", s(json))
+        .send()
+        .await
+        .map_err(aws("dynamodb:PutItem"))
+        .map_err(|e| e.step(StepError::Transient))?;
+    Ok(())
+}
+
+/// The release `execution` stored, if it stored one and has not finished. A stored release
+/// that cannot be read is an error that names the item, never "nothing stored".
+pub async fn get_release(clients: &Clients, execution: &str) -> Result<Option<Release>, StepError> {
+    let (pk, sk) = release_key(execution);
+    let out = clients
+        .dynamodb
+        .get_item()
+        .table_name(&clients.table)
+        .key("pk", pk)
+        .key("sk", sk)
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(aws("dynamodb:GetItem"))
+        .map_err(|e| e.step(StepError::Transient))?;
+    let Some(item) = out.item() else {
+        return Ok(None);
+    };
+    let json = get_s(item, "release").unwrap_or_default();
+    serde_json::from_str(json).map(Some).map_err(|e| {
+        StepError::invalid(
+            "detail.executionArn",
+            format!(
+                "the release stored for {execution} in the state table {} cannot be read: {e}",
+                clients.table
+            ),
+        )
+    })
+}
+
+/// Deletes the release `execution` stored (idempotent).
+pub async fn delete_release(clients: &Clients, execution: &str) -> Result<(), StepError> {
+    let (pk, sk) = release_key(execution);
+    clients
+        .dynamodb
+        .delete_item()
+        .table_name(&clients.table)
+        .key("pk", pk)
+        .key("sk", sk)
+        .send()
+        .await
+        .map_err(aws("dynamodb:DeleteItem"))
+        .map_err(|e| e.step(StepError::Transient))?;
+    Ok(())
+}
+
+/// The record of `release` (started at `started_at`), if finish wrote one.
+pub async fn record_of(
+    clients: &Clients,
+    started_at: i64,
+    release: &str,
+) -> Result<Option<DeploymentRecord>, StepError> {
+    let out = clients
+        .dynamodb
+        .get_item()
+        .table_name(&clients.table)
+        .key("pk", s("DEPLOYMENTS"))
+        .key("sk", s(format!("{started_at:010}#{release}")))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(aws("dynamodb:GetItem"))
+        .map_err(|e| e.step(StepError::Transient))?;
     Ok(out
-        .items()
-        .iter()
-        .filter_map(|item| get_s(item, "record"))
-        .filter_map(|json| serde_json::from_str(json).ok())
-        .collect())
+        .item()
+        .and_then(|item| get_s(item, "record"))
+        .and_then(|json| serde_json::from_str(json).ok()))
 }

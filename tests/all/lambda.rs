@@ -222,6 +222,7 @@ async fn history_shows_the_records() {
         error: Some(json!({"Error": "Slipway.HealthCheckFailed", "Cause": "500"})),
         rollback: None,
         timings: Default::default(),
+        execution: None,
     };
     slipway_core::steps::finish(&app.clients, &slipway_core::steps::SystemClock, input)
         .await

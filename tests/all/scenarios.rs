@@ -143,7 +143,7 @@ async fn s01_ecr_push_moves_only_that_service() {
     // 4. The digest that already runs: nothing to do.
     let again = execute(&bed, app.event(api, "2222222", &digest), &run("s01-again")).await;
     assert_eq!(again.status, "SUCCEEDED");
-    assert_eq!(again.path, ["Plan", "WhatToDo", "NothingToDo"]);
+    assert_eq!(again.path, ["Arrival", "Plan", "WhatToDo", "NothingToDo"]);
     assert!(
         again.output["reason"]
             .as_str()
@@ -848,4 +848,286 @@ async fn s13_circuit_breaker_inside_a_stack_is_a_deployment_failure() {
     assert_eq!(rollback.stacks[0].action, "unchanged");
     assert!(app.locks().await.is_empty());
     bed.remove_scenario(&digest).await;
+}
+
+/// `RELEASE#…` items left in the state table: releases stored and not finished.
+async fn stored_releases(clients: &slipway_core::aws::Clients) -> Vec<String> {
+    let out = clients
+        .dynamodb
+        .scan()
+        .table_name(&clients.table)
+        .send()
+        .await
+        .unwrap();
+    out.items()
+        .iter()
+        .filter_map(|i| i.get("pk").and_then(|v| v.as_s().ok()).cloned())
+        .filter(|pk| pk.starts_with("RELEASE#"))
+        .collect()
+}
+
+/// 14. An execution stopped (StopExecution) while its service rolls out leaves the service
+/// moved and the lock held. Its status-change event — what bootstrap's recovery rule
+/// delivers — starts a recovery: the service goes back, the record says `aborted`, the lock
+/// is released, the execution fails `Slipway.Aborted`. The same event again finds nothing
+/// left to do.
+#[tokio::test]
+async fn s14_a_stopped_execution_is_recovered_from_its_status_event() {
+    let _t = LAMBDA_TABLE.lock().await;
+    let bed = Testbed::get();
+    let app = App::create(&["api"], Some(bed.lambda_table())).await;
+    let api = app.service("api");
+    let digest = app.push(api, "1414141").await;
+    let name = run("s14");
+    let x = bed
+        .deploy_with(
+            &app.event(api, "1414141", &digest),
+            &name,
+            &["--abort-at", "CheckStability"],
+        )
+        .await;
+    assert_eq!(x.status, "ABORTED", "{x:?}");
+    never(&x, &["RollBack", "FinishFailed", "FinishSucceeded"]);
+    // What a stopped execution leaves behind: the service moved, the lock held, no record.
+    assert_ne!(app.running(api).await, api.task_definition);
+    let mut held = app.locks().await;
+    held.sort();
+    assert_eq!(
+        held,
+        ["LOCK#api".to_owned(), format!("LOCK#stack:{}", app.stack)]
+    );
+    assert!(state::records(&app.clients, 100)
+        .await
+        .unwrap()
+        .iter()
+        .all(|r| r.release != name));
+
+    let recovery = format!("{name}-recovery");
+    let event = slipway_tests::status_change_event(&name, "ABORTED");
+    let y = execute(&bed, event.clone(), &recovery).await;
+    assert_eq!(y.status, "FAILED", "{y:?}");
+    assert_eq!(y.error.as_deref(), Some("Slipway.Aborted"), "{y:?}");
+    assert!(y.cause.as_deref().unwrap().contains(&name), "{y:?}");
+    visited(
+        &y,
+        &[
+            "Plan",
+            "WhatToDo",
+            "Recover",
+            "RollBack",
+            "CheckRollback",
+            "FinishFailed",
+            "Failed",
+        ],
+    );
+    never(&y, &["DeployStacks", "UpdateService"]);
+    assert_eq!(app.running(api).await, api.task_definition);
+    assert!(app.locks().await.is_empty());
+    let r = record(&app, &name).await;
+    assert_eq!(r.result, "aborted");
+    assert_eq!(r.error.as_ref().unwrap()["Error"], "Slipway.Aborted");
+    let rollback = r.rollback.unwrap();
+    assert_eq!(rollback.services[0].action, "restored", "{rollback:?}");
+    assert!(stored_releases(&app.clients)
+        .await
+        .iter()
+        .all(|k| !k.contains(&name)));
+
+    // Delivered again (EventBridge delivers at least once): nothing left to recover.
+    let z = execute(&bed, event, &format!("{name}-again")).await;
+    assert_eq!(z.status, "SUCCEEDED", "{z:?}");
+    assert_eq!(
+        z.path,
+        ["Arrival", "LetItSettle", "Plan", "WhatToDo", "NothingToDo"]
+    );
+    assert!(
+        z.output["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no unfinished release"),
+        "{z:?}"
+    );
+}
+
+/// 15. An execution that times out while its stack waits for the service it owns (a slow
+/// rollout) leaves the stack UPDATE_IN_PROGRESS. The recovery cancels that update —
+/// CloudFormation rolls the stack and its service back — then records `timed-out`,
+/// releases the lock, and fails `Slipway.TimedOut`.
+#[tokio::test]
+async fn s15_a_timed_out_execution_cancels_its_stack_update() {
+    let _t = LAMBDA_TABLE.lock().await;
+    let bed = Testbed::get();
+    let app = OwnedApp::create(&bed).await;
+    let before = app.image().await;
+    let digest = app.push("1515151").await;
+    bed.add_scenario(
+        json!({"images": [{"match": digest, "failure": "slow", "start_seconds": 100000}]}),
+    )
+    .await;
+    let event = slipway_tests::ecr_push_event(&app.repository, "1515151", &digest);
+    let name = run("s15");
+    let x = bed
+        .deploy_with(&event, &name, &["--timeout-seconds", "25"])
+        .await;
+    assert_eq!(x.status, "TIMED_OUT", "{x:?}");
+    assert_eq!(
+        app.stack_status().await,
+        "UPDATE_IN_PROGRESS",
+        "the update waits for the slow service when the execution times out: {x:?}"
+    );
+    assert_eq!(
+        app.locks().await.len(),
+        2,
+        "the service's lock and the stack's"
+    );
+
+    let recovery = format!("{name}-recovery");
+    let y = execute(
+        &bed,
+        slipway_tests::status_change_event(&name, "TIMED_OUT"),
+        &recovery,
+    )
+    .await;
+    assert_eq!(y.status, "FAILED", "{y:?}");
+    assert_eq!(y.error.as_deref(), Some("Slipway.TimedOut"), "{y:?}");
+    visited(
+        &y,
+        &[
+            "Recover",
+            "RollBack",
+            "WaitForRollbackStacks",
+            "RollBack",
+            "FinishFailed",
+        ],
+    );
+    assert_eq!(app.stack_status().await, "UPDATE_ROLLBACK_COMPLETE");
+    assert_eq!(app.image().await, before);
+    assert!(app.locks().await.is_empty());
+    let r = state::records(&app.clients, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.release == name)
+        .unwrap();
+    assert_eq!(r.result, "timed-out");
+    assert_eq!(r.error.as_ref().unwrap()["Error"], "Slipway.TimedOut");
+    let rollback = r.rollback.unwrap();
+    assert_eq!(rollback.stacks[0].action, "cancelled", "{rollback:?}");
+    assert!(stored_releases(&app.clients).await.is_empty());
+}
+
+/// 16. Plan fails after taking a lock (here: a lock this execution holds, as a crashed or
+/// timed-out plan leaves it): the `PlanFailed` catch releases this execution's locks — and
+/// only its own — and the execution fails with plan's error.
+#[tokio::test]
+async fn s16_a_failed_plan_releases_the_locks_it_took() {
+    let _t = LAMBDA_TABLE.lock().await;
+    let bed = Testbed::get();
+    let app = App::create(&["api", "auth"], Some(bed.lambda_table())).await;
+    let name = run("s16");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mine = slipway_tests::execution_arn(&name);
+    let theirs = slipway_tests::execution_arn(&format!("{name}-other"));
+    for (service, owner) in [("api", &mine), ("auth", &theirs)] {
+        state::acquire_lock(&app.clients, service, owner, "r", "sha256:0", now, 3600)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let x = execute(
+        &bed,
+        json!({"services": ["api", "nope"], "tag": "1616161"}),
+        &name,
+    )
+    .await;
+    assert_eq!(x.status, "FAILED", "{x:?}");
+    assert_eq!(x.error.as_deref(), Some("Slipway.InvalidInput"), "{x:?}");
+    assert!(x.cause.as_deref().unwrap().contains("nope"), "{x:?}");
+    assert_eq!(x.path, ["Arrival", "Plan", "PlanFailed", "PlanFailedEnd"]);
+    assert_eq!(
+        app.locks().await,
+        ["LOCK#auth"],
+        "only this execution's lock goes"
+    );
+    state::release_lock(&app.clients, "auth", &theirs)
+        .await
+        .unwrap();
+}
+
+/// 17. The rollback has its own deadline: the previous image now starts too slowly to ever
+/// be stable again, so instead of polling until the execution times out, CheckRollback ends
+/// the run as `Slipway.RollbackFailed` once `rollback_minutes` have passed; the record says
+/// so and the lock is released.
+#[tokio::test]
+async fn s17_a_rollback_that_cannot_settle_ends_at_its_deadline() {
+    let _t = LAMBDA_TABLE.lock().await;
+    let bed = Testbed::get();
+    let app = App::create(&["api"], Some(bed.lambda_table())).await;
+    state::store_config(
+        &app.clients,
+        &app.config.replace(
+            "deadline_minutes = 20",
+            "deadline_minutes = 20\nrollback_minutes = 1",
+        ),
+    )
+    .await
+    .unwrap();
+    let api = app.service("api");
+    let sick = app.push(api, "1717171").await;
+    bed.add_scenario(json!({"images": [
+        {"match": sick, "failure": "health-500"},
+        {"match": api.digest, "failure": "slow", "start_seconds": 100000}
+    ]}))
+    .await;
+    let name = run("s17");
+    let x = execute(&bed, app.event(api, "1717171", &sick), &name).await;
+    assert_eq!(x.status, "FAILED", "{x:?}");
+    assert_eq!(x.error.as_deref(), Some("Slipway.RollbackFailed"), "{x:?}");
+    let cause = x.cause.as_deref().unwrap();
+    assert!(cause.contains("passed its deadline (1 minutes"), "{cause}");
+    visited(
+        &x,
+        &[
+            "RollBack",
+            "CheckRollback",
+            "WaitForRollback",
+            "CheckRollback",
+            "FinishRollbackFailed",
+            "RollbackFailed",
+        ],
+    );
+    // The rollback was issued: the service's primary deployment is the previous revision.
+    assert_eq!(app.running(api).await, api.task_definition);
+    let r = record(&app, &name).await;
+    assert_eq!(r.result, "rollback-failed");
+    assert!(app.locks().await.is_empty());
+}
+
+/// 18. `bake_seconds = 0`: one health check is the whole check — no Bake, no second check.
+#[tokio::test]
+async fn s18_no_bake_means_one_health_check() {
+    let _t = LAMBDA_TABLE.lock().await;
+    let bed = Testbed::get();
+    let app = App::create(&["api"], Some(bed.lambda_table())).await;
+    state::store_config(
+        &app.clients,
+        &app.config.replace("bake_seconds = 1", "bake_seconds = 0"),
+    )
+    .await
+    .unwrap();
+    let api = app.service("api");
+    let digest = app.push(api, "1818181").await;
+    let name = run("s18");
+    let x = execute(&bed, app.event(api, "1818181", &digest), &name).await;
+    assert_eq!(x.status, "SUCCEEDED", "{x:?}");
+    visited(
+        &x,
+        &["HealthCheck", "ShouldBake", "FinishSucceeded", "Succeeded"],
+    );
+    never(&x, &["Bake", "HealthCheckAfterBake"]);
+    assert_eq!(record(&app, &name).await.result, "succeeded");
+    assert!(app.locks().await.is_empty());
 }

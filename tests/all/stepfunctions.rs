@@ -124,6 +124,11 @@ fn deploy_definition_matches_the_code() {
 
     let text = std::fs::read_to_string(&path).unwrap();
     let definition: Value = serde_json::from_str(&text).unwrap();
+    // Locks outlive executions and check-config budgets deadlines against this figure.
+    assert_eq!(
+        definition["TimeoutSeconds"],
+        u64::from(slipway_core::config::EXECUTION_TIMEOUT_MINUTES) * 60
+    );
     let mut names = vec![];
     error_names(&definition, &mut names);
     assert!(

@@ -33,6 +33,13 @@ async fn plan(
     .await
 }
 
+/// Releases the stack locks `execution`'s plan took.
+async fn let_stacks_go(app: &App, execution: &str) {
+    state::release_lock(&app.clients, &state::stack_lock(&app.stack), execution)
+        .await
+        .unwrap();
+}
+
 /// Loops deploy-stack until done, as the state machine does.
 async fn deploy_stacks(app: &App, release: &Release) -> Result<StackProgress, StepError> {
     let mut progress = None;
@@ -70,6 +77,7 @@ async fn until_stable(
                 release: release.clone(),
                 targets: targets.clone(),
                 rollback,
+                rollback_deadline: None,
             },
         )
         .await?;
@@ -104,7 +112,13 @@ async fn plan_makes_a_release_from_an_ecr_push() {
     assert_eq!(r.stacks.len(), 1);
     assert_eq!(r.stacks[0].parameters_before["Environment"], "test");
     assert!(r.deadline > r.started_at);
-    assert_eq!(app.locks().await, ["LOCK#api"]);
+    // One lock per service and one per stack.
+    let mut held = app.locks().await;
+    held.sort();
+    assert_eq!(
+        held,
+        ["LOCK#api".to_owned(), format!("LOCK#stack:{}", app.stack)]
+    );
     // No template is kept: a rollback restores the stack with UsePreviousTemplate.
     assert_eq!(
         r.stacks[0].capabilities,
@@ -235,6 +249,80 @@ async fn deploy_stack_updates_through_change_sets() {
     );
 }
 
+/// deploy-stack is idempotent across a retry: when the call that executed the change set
+/// lost its answer (a Lambda timeout), Step Functions repeats it with the same input; that
+/// call finds the change set executing (ExecutionStatus) and carries on watching, instead of
+/// calling ExecuteChangeSet again (InvalidChangeSetStatus → StackFailed).
+#[tokio::test]
+async fn deploy_stack_retried_after_execute_carries_on() {
+    let app = App::create(&["api"], None).await;
+    let api = app.service("api");
+    let digest = app.push(api, "2323232").await;
+    let mut r = release(
+        plan(&app, app.event(api, "2323232", &digest), "exec-retry")
+            .await
+            .unwrap(),
+    );
+    r.stacks[0]
+        .parameters
+        .insert("Release".into(), "retried".into());
+    let step = |progress: Option<StackProgress>| {
+        steps::deploy_stack(
+            &app.clients,
+            &SystemClock,
+            DeployStackInput {
+                release: r.clone(),
+                progress,
+            },
+        )
+    };
+    // First call creates the change set; look until it is ready to execute.
+    let mut p = step(None).await.unwrap();
+    let cs = p.change_set.clone().unwrap();
+    let cfn = &app.clients.cloudformation;
+    slipway_tests::eventually("change set ready", Duration::from_secs(30), || async {
+        let out = cfn
+            .describe_change_set()
+            .stack_name(&app.stack)
+            .change_set_name(&cs)
+            .send()
+            .await
+            .unwrap();
+        (out.status().map(|s| s.as_str()) == Some("CREATE_COMPLETE")).then_some(())
+    })
+    .await;
+    // The attempt whose answer was lost: it executed the change set.
+    cfn.execute_change_set()
+        .stack_name(&app.stack)
+        .change_set_name(&cs)
+        .send()
+        .await
+        .unwrap();
+    // The retry, with the input the lost attempt had.
+    let retried = step(Some(p.clone())).await.unwrap();
+    assert!(retried.executing, "{retried:?}");
+    assert_eq!(retried.changed, std::slice::from_ref(&app.stack));
+    p = retried;
+    for _ in 0..400 {
+        if p.done {
+            break;
+        }
+        p = step(Some(p)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(p.done, "{p:?}");
+    let out = cfn
+        .describe_stacks()
+        .stack_name(&app.stack)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.stacks()[0].stack_status().unwrap().as_str(),
+        "UPDATE_COMPLETE"
+    );
+}
+
 /// update-services: a new revision pinned by digest with every other field kept; the same
 /// input twice gives one revision and one deployment.
 #[tokio::test]
@@ -324,6 +412,9 @@ async fn check_stability_sees_progress_failure_and_deadline() {
         .await
         .unwrap(),
     );
+    // These releases only move services: their stack locks go back (finish's job) so the
+    // next plan on this app is not made to wait.
+    let_stacks_go(&app, "exec-c").await;
     let t = steps::update_services(
         &app.clients,
         UpdateServiceInput {
@@ -340,6 +431,7 @@ async fn check_stability_sees_progress_failure_and_deadline() {
             release: r.clone(),
             targets: vec![t.clone()],
             rollback: false,
+            rollback_deadline: None,
         },
     )
     .await
@@ -359,6 +451,7 @@ async fn check_stability_sees_progress_failure_and_deadline() {
             error: None,
             rollback: None,
             timings: Default::default(),
+            execution: None,
         },
     )
     .await
@@ -380,6 +473,7 @@ async fn check_stability_sees_progress_failure_and_deadline() {
         .await
         .unwrap_or_else(|e| panic!("{e}")),
     );
+    let_stacks_go(&app, "exec-late").await;
     let t2 = steps::update_services(
         &app.clients,
         UpdateServiceInput {
@@ -397,6 +491,7 @@ async fn check_stability_sees_progress_failure_and_deadline() {
             release: late.clone(),
             targets: vec![t2],
             rollback: false,
+            rollback_deadline: None,
         },
     )
     .await
@@ -477,6 +572,7 @@ async fn health_check_catches_a_500() {
             error: None,
             rollback: None,
             timings: Default::default(),
+            execution: None,
         },
     )
     .await
@@ -581,8 +677,11 @@ async fn roll_back_restores_and_finish_records() {
         release: r.clone(),
         stacks: Some(stacks),
         error: Some(json!({"Error": e.name(), "Cause": e.to_string()})),
+        previous: None,
     };
-    let first = steps::roll_back(&app.clients, input.clone()).await.unwrap();
+    let first = steps::roll_back(&app.clients, &SystemClock, input.clone())
+        .await
+        .unwrap();
     let action = |name: &str| {
         first
             .services
@@ -602,7 +701,9 @@ async fn roll_back_restores_and_finish_records() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-        last = steps::roll_back(&app.clients, input.clone()).await.unwrap();
+        last = steps::roll_back(&app.clients, &SystemClock, input.clone())
+            .await
+            .unwrap();
     }
     assert!(last.done);
     assert!(
@@ -627,7 +728,7 @@ async fn roll_back_restores_and_finish_records() {
         .iter()
         .any(|p| p.parameter_key() == Some("Release") && p.parameter_value() == Some("none")));
 
-    assert_eq!(app.locks().await.len(), 2);
+    assert_eq!(app.locks().await.len(), 3, "api, auth and the stack");
     let record = steps::finish(
         &app.clients,
         &SystemClock,
@@ -637,6 +738,7 @@ async fn roll_back_restores_and_finish_records() {
             error: input.error.clone(),
             rollback: Some(last),
             timings: [("Plan".to_owned(), 0.5)].into(),
+            execution: None,
         },
     )
     .await
@@ -665,6 +767,7 @@ async fn roll_back_restores_and_finish_records() {
             error: None,
             rollback: None,
             timings: Default::default(),
+            execution: None,
         },
     )
     .await

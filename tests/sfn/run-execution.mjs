@@ -3,6 +3,7 @@
 //
 //   node tests/sfn/run-execution.mjs --definition FILE --input JSON --lambda-endpoint URL \
 //        [--sub NAME=VALUE]... [--wait-scale N] [--name EXECUTION_NAME]
+//        [--abort-at STATE[:N]] [--timeout-seconds S]
 //
 // Prints one JSON line: {"status","output","error","cause","path":[states entered, in order],
 // "timeline":[[state, ms since start], …]}.
@@ -10,6 +11,9 @@
 // errorType, as Lambda + Step Functions do it. --wait-scale N runs every `Seconds` Wait N times
 // faster (match the simulator's --speed), and so is every Retry interval (without backoff). Exit code 0 when the execution ran (whatever its
 // result), 2 when it could not run.
+// --abort-at STATE:N stops the execution (StopExecution) when it enters STATE for the Nth time
+// (default 1): status ABORTED. --timeout-seconds S replaces the definition's top-level
+// TimeoutSeconds (real seconds, not scaled): status TIMED_OUT when it passes.
 
 // aws-local-stepfunctions 3 wants Node 22; on Node 20 it runs with this one polyfill.
 Promise.withResolvers ??= () => {
@@ -29,6 +33,8 @@ const { values: args } = parseArgs({
     sub: { type: 'string', multiple: true, default: [] },
     'wait-scale': { type: 'string', default: '1' },
     name: { type: 'string' },
+    'abort-at': { type: 'string' },
+    'timeout-seconds': { type: 'string' },
   },
 });
 
@@ -50,6 +56,17 @@ for (const pair of args.sub) {
 const leftover = text.match(/\$\{[A-Za-z0-9_]+\}/);
 if (leftover) die(`definition still has the substitution ${leftover[0]}: pass --sub`);
 const definition = JSON.parse(text);
+if (args['timeout-seconds'] !== undefined) {
+  const t = Number(args['timeout-seconds']);
+  if (!(t > 0)) die(`--timeout-seconds ${args['timeout-seconds']}: must be a positive number`);
+  definition.TimeoutSeconds = t;
+}
+let abortAt = null;
+if (args['abort-at'] !== undefined) {
+  const [state, nth = '1'] = args['abort-at'].split(':');
+  abortAt = { state, nth: Number(nth) };
+  if (!state || !(abortAt.nth >= 1)) die(`--abort-at ${args['abort-at']}: expected STATE or STATE:N`);
+}
 const scale = Number(args['wait-scale']);
 if (!(scale > 0)) die(`--wait-scale ${args['wait-scale']}: must be a positive number`);
 
@@ -126,6 +143,7 @@ const logs = (async () => {
     if (event.type === 'StateEntered') {
       path.push(event.state.name);
       timeline.push([event.state.name, Math.max(0, event.timestamp - t0)]);
+      if (abortAt && event.state.name === abortAt.state && --abortAt.nth === 0) execution.abort();
     }
     if (event.type === 'ExecutionFailed') failure = { error: event.Error, cause: event.Cause };
   }
@@ -138,7 +156,9 @@ try {
 } catch (e) {
   await logs;
   const cause = e.cause ?? e;
-  result = {
+  if (e.name === 'ExecutionAbortedError' || e.name === 'ExecutionTimeoutError') {
+    result = { status: e.name === 'ExecutionAbortedError' ? 'ABORTED' : 'TIMED_OUT', path };
+  } else result = {
     status: 'FAILED',
     error: failure?.error ?? cause.name,
     cause: typeof failure?.cause === 'string' ? failure.cause : cause.message,

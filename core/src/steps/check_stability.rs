@@ -53,7 +53,20 @@ pub async fn check_stability(
             let ours = deployments
                 .iter()
                 .find(|d| d.task_definition() == Some(target.task_definition.as_str()));
-            if !input.rollback {
+            if input.rollback {
+                // The deployment back to the previous revision failed (its own circuit
+                // breaker): polling longer cannot help.
+                if let Some(d) =
+                    ours.filter(|d| d.rollout_state() == Some(&DeploymentRolloutState::Failed))
+                {
+                    return Err(StepError::RollbackFailed(format!(
+                        "service {}: the deployment back to {} FAILED: {}",
+                        svc.name,
+                        target.task_definition,
+                        d.rollout_state_reason().unwrap_or_default()
+                    )));
+                }
+            } else {
                 if let Some(d) =
                     ours.filter(|d| d.rollout_state() == Some(&DeploymentRolloutState::Failed))
                 {
@@ -96,8 +109,8 @@ pub async fn check_stability(
             progress.push(p);
         }
     }
-    if !stable && !input.rollback && clock.now() > release.deadline {
-        let summary: Vec<String> = progress
+    let summary = || -> Vec<String> {
+        progress
             .iter()
             .map(|p| {
                 format!(
@@ -105,7 +118,20 @@ pub async fn check_stability(
                     p.service, p.running, p.desired, p.rollout_state, p.reason
                 )
             })
-            .collect();
+            .collect()
+    };
+    if let Some(deadline) = input.rollback_deadline.filter(|_| input.rollback) {
+        if !stable && clock.now() > deadline {
+            return Err(StepError::RollbackFailed(format!(
+                "the rollback of release {} passed its deadline ({} minutes, epoch {deadline}) before its services were stable: {}",
+                release.id,
+                release.rollback_minutes,
+                summary().join("; ")
+            )));
+        }
+    }
+    if !stable && !input.rollback && clock.now() > release.deadline {
+        let summary = summary();
         return Err(StepError::NotStable(format!(
             "release {} passed its deadline ({}): {}",
             release.id,

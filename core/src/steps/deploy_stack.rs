@@ -1,7 +1,9 @@
 //! `deploy-stack`: moves the release's stacks to their new parameters through change sets,
 //! one look per call.
 
-use aws_sdk_cloudformation::types::{Capability, ChangeSetStatus, Parameter, StackStatus};
+use aws_sdk_cloudformation::types::{
+    Capability, ChangeSetStatus, ExecutionStatus, Parameter, StackStatus,
+};
 
 use crate::aws::{aws, Clients};
 use crate::model::{DeployStackInput, Release, StackProgress, StackRelease};
@@ -81,8 +83,17 @@ pub async fn deploy_stack(
                 .await
                 .map_err(aws("cloudformation:DescribeChangeSet"))
                 .map_err(|e| e.step(failed))?;
-            match out.status() {
-                Some(ChangeSetStatus::CreateComplete) => {
+            match (out.status(), out.execution_status()) {
+                // A retried call after an ExecuteChangeSet that succeeded (its answer lost)
+                // finds the change set executing or executed: carry on watching the stack.
+                (
+                    Some(ChangeSetStatus::CreateComplete),
+                    Some(ExecutionStatus::ExecuteInProgress | ExecutionStatus::ExecuteComplete),
+                ) => {
+                    tracing::info!(stack = %stack.name, "change set already executing");
+                    executing(&mut p, &stack.name);
+                }
+                (Some(ChangeSetStatus::CreateComplete), Some(ExecutionStatus::Available)) => {
                     cfn.execute_change_set()
                         .stack_name(&stack.name)
                         .change_set_name(cs)
@@ -91,12 +102,24 @@ pub async fn deploy_stack(
                         .map_err(aws("cloudformation:ExecuteChangeSet"))
                         .map_err(|e| e.step(failed))?;
                     tracing::info!(stack = %stack.name, changes = out.changes().len(), "change set executing");
-                    p.executing = true;
-                    if !p.changed.contains(&stack.name) {
-                        p.changed.push(stack.name.clone());
-                    }
+                    executing(&mut p, &stack.name);
                 }
-                Some(ChangeSetStatus::Failed) => {
+                (Some(ChangeSetStatus::CreateComplete), Some(e))
+                    if *e != ExecutionStatus::Unavailable =>
+                {
+                    // EXECUTE_FAILED (the update failed and was rolled back) or OBSOLETE
+                    // (another update went first): this release's change never applied.
+                    return Err(failed(format!(
+                        "change set {cs} is {}: {}",
+                        e.as_str(),
+                        if *e == ExecutionStatus::Obsolete {
+                            "the stack was updated by someone else after it was created"
+                        } else {
+                            "its update failed"
+                        }
+                    )));
+                }
+                (Some(ChangeSetStatus::Failed), _) => {
                     let reason = out.status_reason().unwrap_or_default();
                     if !reason.starts_with(NO_CHANGES)
                         && !reason.contains("No updates are to be performed")
@@ -114,7 +137,16 @@ pub async fn deploy_stack(
                     p.unchanged.push(stack.name.clone());
                     advance(&mut p, release.stacks.len());
                 }
-                _ => {} // CREATE_PENDING / CREATE_IN_PROGRESS: look again later.
+                // CREATE_PENDING / CREATE_IN_PROGRESS: look again later, within the deadline.
+                _ if clock.now() > release.deadline => {
+                    return Err(StepError::NotStable(format!(
+                        "stack {}: change set {cs} still {} at the release's deadline ({})",
+                        stack.name,
+                        out.status().map_or("unknown", ChangeSetStatus::as_str),
+                        release.deadline
+                    )));
+                }
+                _ => {}
             }
         }
         (Some(_), true) => {
@@ -164,6 +196,13 @@ pub async fn deploy_stack(
         }
     }
     Ok(p)
+}
+
+fn executing(p: &mut StackProgress, stack: &str) {
+    p.executing = true;
+    if !p.changed.iter().any(|s| s == stack) {
+        p.changed.push(stack.to_owned());
+    }
 }
 
 fn advance(p: &mut StackProgress, len: usize) {

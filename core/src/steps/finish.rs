@@ -3,7 +3,9 @@
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 
 use crate::aws::{aws, Clients};
-use crate::model::{DeploymentRecord, FinishInput, RecordedService};
+use crate::model::{
+    DeploymentRecord, FinishInput, PlanFailedCleanup, PlanFailedInput, RecordedService,
+};
 use crate::state;
 use crate::steps::Clock;
 use crate::StepError;
@@ -11,8 +13,12 @@ use crate::StepError;
 /// The `detail-type` of the events `finish` publishes.
 pub const EVENT_DETAIL_TYPE: &str = "Slipway Deployment State Change";
 
-/// Releases every lock of the release, writes its record (overwriting an earlier attempt's)
-/// and publishes it to EventBridge and SNS when configured. Idempotent.
+/// Writes the release's record (overwriting an earlier attempt's), publishes it to
+/// EventBridge and SNS when configured, releases every lock of the release and forgets the
+/// stored release (nothing is left to recover). Idempotent.
+///
+/// A `failed` release whose error is `Slipway.Aborted` or `Slipway.TimedOut` (a recovery run)
+/// is recorded as `aborted` or `timed-out`.
 #[tracing::instrument(skip_all, fields(release = %input.release.id, result = %input.result))]
 pub async fn finish(
     clients: &Clients,
@@ -32,14 +38,23 @@ pub async fn finish(
         ));
     }
     let release = &input.release;
-    for s in &release.services {
-        state::release_lock(clients, &s.name, &release.owner).await?;
-    }
-    let record = DeploymentRecord {
+    let error_name = input
+        .error
+        .as_ref()
+        .and_then(|e| e.get("Error"))
+        .and_then(serde_json::Value::as_str);
+    let result = match (input.result.as_str(), error_name) {
+        ("failed", Some("Slipway.Aborted")) => "aborted",
+        ("failed", Some("Slipway.TimedOut")) => "timed-out",
+        (r, _) => r,
+    };
+    // A retried finish keeps what the earlier attempt announced: each channel once.
+    let earlier = state::record_of(clients, release.started_at, &release.id).await?;
+    let mut record = DeploymentRecord {
         release: release.id.clone(),
         environment: release.environment.clone(),
         trigger: release.trigger.clone(),
-        result: input.result.clone(),
+        result: result.to_owned(),
         error: input.error.clone(),
         services: release
             .services
@@ -52,51 +67,145 @@ pub async fn finish(
             .collect(),
         stacks: release.stacks.iter().map(|s| s.name.clone()).collect(),
         started_at: release.started_at,
-        finished_at: clock.now(),
+        finished_at: earlier
+            .as_ref()
+            .map_or_else(|| clock.now(), |r| r.finished_at),
         timings: input.timings.clone(),
         rollback: input.rollback.clone(),
+        announced: earlier.map(|r| r.announced).unwrap_or_default(),
     };
     state::put_record(clients, &record).await?;
+
+    // Announcing never changes the outcome: a channel that fails (after the SDK's own
+    // retries) is noted in the record and the step succeeds.
     let detail = serde_json::to_string(&record).map_err(|e| StepError::Transient(e.to_string()))?;
+    let mut changed = false;
     if let Some(bus) = &release.notifications.event_bus {
-        let out = clients
-            .eventbridge
-            .put_events()
-            .entries(
-                PutEventsRequestEntry::builder()
-                    .event_bus_name(bus)
-                    .source("slipway")
-                    .detail_type(EVENT_DETAIL_TYPE)
-                    .detail(&detail)
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(aws("events:PutEvents"))
-            .map_err(|e| e.step(StepError::Transient))?;
-        if out.failed_entry_count() > 0 {
-            return Err(StepError::Transient(format!(
-                "events:PutEvents: {} entries failed",
-                out.failed_entry_count()
-            )));
+        if record.announced.get("eventbridge").map(String::as_str) != Some(SENT) {
+            let outcome = put_event(clients, bus, &detail).await;
+            record.announced.insert("eventbridge".into(), note(outcome));
+            changed = true;
         }
     }
     if let Some(topic) = &release.notifications.sns_topic_arn {
-        let subject = format!(
-            "[{}] release {} {}",
-            release.environment, release.id, input.result
-        );
-        clients
-            .sns
-            .publish()
-            .topic_arn(topic)
-            .subject(subject.chars().take(100).collect::<String>())
-            .message(&detail)
-            .send()
-            .await
-            .map_err(aws("sns:Publish"))
-            .map_err(|e| e.step(StepError::Transient))?;
+        if record.announced.get("sns").map(String::as_str) != Some(SENT) {
+            let subject = format!(
+                "[{}] release {} {}",
+                release.environment, release.id, result
+            );
+            let outcome = clients
+                .sns
+                .publish()
+                .topic_arn(topic)
+                .subject(subject.chars().take(100).collect::<String>())
+                .message(&detail)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| aws("sns:Publish")(e).to_string());
+            record.announced.insert("sns".into(), note(outcome));
+            changed = true;
+        }
     }
-    tracing::info!("finished");
+    if changed {
+        state::put_record(clients, &record).await?;
+    }
+    // The locks go back only once the record is written: a recovery that finds the record
+    // knows the release is over.
+    release_locks(clients, release).await?;
+    let mut stored: Vec<&str> = vec![release.owner.as_str()];
+    stored.extend(release.executions.iter().map(String::as_str));
+    stored.extend(input.execution.as_deref());
+    stored.sort_unstable();
+    stored.dedup();
+    for execution in stored {
+        state::delete_release(clients, execution).await?;
+    }
+    tracing::info!(announced = ?record.announced, "finished");
     Ok(record)
+}
+
+async fn release_locks(
+    clients: &Clients,
+    release: &crate::model::Release,
+) -> Result<(), StepError> {
+    for s in &release.services {
+        state::release_lock(clients, &s.name, &release.owner).await?;
+    }
+    for st in &release.stacks {
+        state::release_lock(clients, &state::stack_lock(&st.name), &release.owner).await?;
+    }
+    Ok(())
+}
+
+/// An announcement channel's note in the record when it went out.
+const SENT: &str = "sent";
+
+fn note(outcome: Result<(), String>) -> String {
+    match outcome {
+        Ok(()) => SENT.to_owned(),
+        Err(e) => {
+            tracing::error!(error = %e, "announcement failed; the outcome stands");
+            format!("failed: {e}")
+        }
+    }
+}
+
+async fn put_event(clients: &Clients, bus: &str, detail: &str) -> Result<(), String> {
+    let out = clients
+        .eventbridge
+        .put_events()
+        .entries(
+            PutEventsRequestEntry::builder()
+                .event_bus_name(bus)
+                .source("slipway")
+                .detail_type(EVENT_DETAIL_TYPE)
+                .detail(detail)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| aws("events:PutEvents")(e).to_string())?;
+    if out.failed_entry_count() > 0 {
+        let why: Vec<String> = out
+            .entries()
+            .iter()
+            .filter_map(|e| {
+                Some(format!(
+                    "{}: {}",
+                    e.error_code()?,
+                    e.error_message().unwrap_or_default()
+                ))
+            })
+            .collect();
+        return Err(format!(
+            "events:PutEvents: entry failed: {}",
+            why.join("; ")
+        ));
+    }
+    Ok(())
+}
+
+/// After plan failed: releases every configured service's lock this execution holds (plan
+/// may have failed — crashed, timed out — between taking locks and returning) and forgets a
+/// release it stored. Nothing was deployed, so there is nothing to roll back. Idempotent.
+#[tracing::instrument(skip_all, fields(execution = %input.execution))]
+pub async fn plan_failed(
+    clients: &Clients,
+    input: PlanFailedInput,
+) -> Result<PlanFailedCleanup, StepError> {
+    if input.execution.is_empty() {
+        return Err(StepError::invalid(
+            "plan_failed.execution",
+            "empty execution id",
+        ));
+    }
+    // Without a readable configuration plan took no lock (it reads the configuration first).
+    let released = match state::load_config(clients).await {
+        Ok(config) => state::release_locks_of(clients, &config, &input.execution).await?,
+        Err(_) => Vec::new(),
+    };
+    state::delete_release(clients, &input.execution).await?;
+    tracing::warn!(?released, error = ?input.error, "plan failed; released what it held");
+    Ok(PlanFailedCleanup { released })
 }

@@ -116,11 +116,13 @@ fn release(names: &[&str]) -> Release {
         started_at: 1000,
         deadline: 2000,
         bake_seconds: 0,
+        rollback_minutes: 15,
         services: names.iter().map(|n| service_release(n)).collect(),
         groups: vec![names.iter().map(|n| n.to_string()).collect()],
         stacks: vec![],
         skipped: vec![],
         notifications: Default::default(),
+        executions: vec![],
     }
 }
 
@@ -193,6 +195,7 @@ async fn stability_failed_deployment_is_deployment_failed_with_ecs_reason() {
         release: release(&["api"]),
         targets: vec![target("api", 2)],
         rollback: false,
+        rollback_deadline: None,
     };
     let e = check_stability(&c, &FixedClock(1500), input)
         .await
@@ -218,6 +221,7 @@ async fn stability_circuit_breaker_rollback_is_never_stable() {
         release: release(&["api"]),
         targets: vec![target("api", 2)],
         rollback: false,
+        rollback_deadline: None,
     };
     let e = check_stability(&c, &FixedClock(1500), input.clone())
         .await
@@ -231,6 +235,7 @@ async fn stability_circuit_breaker_rollback_is_never_stable() {
     let rollback = CheckStabilityInput {
         targets: vec![target("api", 1)],
         rollback: true,
+        rollback_deadline: None,
         ..input
     };
     assert!(
@@ -267,6 +272,7 @@ async fn stability_in_progress_reports_progress_until_the_deadline() {
         release: release(&["api"]),
         targets: vec![target("api", 2)],
         rollback: false,
+        rollback_deadline: None,
     };
     let s = check_stability(&c, &FixedClock(1500), input.clone())
         .await
@@ -319,6 +325,7 @@ async fn stability_asks_for_at_most_ten_services_a_call() {
             release: release(&refs),
             targets,
             rollback: false,
+            rollback_deadline: None,
         },
     )
     .await
@@ -343,6 +350,7 @@ async fn throttling_is_transient() {
         release: release(&["api"]),
         targets: vec![target("api", 2)],
         rollback: false,
+        rollback_deadline: None,
     };
     let e = check_stability(&c, &FixedClock(1500), input)
         .await
@@ -583,10 +591,12 @@ async fn roll_back_leaves_a_service_the_circuit_breaker_rolled_back() {
     let c = clients(&[&svc, &update], &[], &[]);
     let out = roll_back(
         &c,
+        &FixedClock(1),
         RollBackInput {
             release: release(&["api"]),
             stacks: None,
             error: None,
+            previous: None,
         },
     )
     .await
@@ -718,6 +728,7 @@ async fn finish_refuses_an_unknown_result() {
         error: None,
         rollback: None,
         timings: BTreeMap::new(),
+        execution: None,
     };
     let e = finish(&c, &FixedClock(1), input).await.unwrap_err();
     assert_eq!(e.name(), "Slipway.InvalidInput");
@@ -966,10 +977,12 @@ async fn roll_back_cancels_this_release_s_stack_update_still_running() {
     };
     let out = roll_back(
         &c,
+        &FixedClock(1),
         RollBackInput {
             release: r,
             stacks: Some(progress),
             error: None,
+            previous: None,
         },
     )
     .await
@@ -996,6 +1009,12 @@ async fn finish_releases_locks_records_and_announces() {
                 == Some("DEPLOYMENTS")
         })
         .then_output(|| PutItemOutput::builder().build());
+    // No earlier attempt wrote a record.
+    let earlier =
+        mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| GetItemOutput::builder().build());
+    let forget = mock!(aws_sdk_dynamodb::Client::delete_item)
+        .match_requests(|d| d.condition_expression().is_none())
+        .then_output(|| DeleteItemOutput::builder().build());
     let event = mock!(aws_sdk_eventbridge::Client::put_events)
         .match_requests(|e| {
             e.entries().first().and_then(|x| x.detail_type())
@@ -1014,7 +1033,7 @@ async fn finish_releases_locks_records_and_announces() {
                 .build()
         });
     let c = Mocks {
-        dynamodb: &[&unlock, &record],
+        dynamodb: &[&unlock, &record, &earlier, &forget],
         events: &[&event],
         sns: &[&sns],
         ..Mocks::default()
@@ -1026,16 +1045,24 @@ async fn finish_releases_locks_records_and_announces() {
         error: None,
         rollback: None,
         timings: BTreeMap::new(),
+        execution: None,
     };
     let out = finish(&c, &FixedClock(1234), input).await.unwrap();
     assert_eq!((out.result.as_str(), out.finished_at), ("succeeded", 1234));
+    assert_eq!(
+        out.announced.get("eventbridge").map(String::as_str),
+        Some("sent")
+    );
+    assert_eq!(out.announced.get("sns").map(String::as_str), Some("sent"));
+    // The record is written before announcing and again with what was announced.
     assert_eq!(
         (
             unlock.num_calls(),
             record.num_calls(),
             event.num_calls(),
-            sns.num_calls()
+            sns.num_calls(),
+            forget.num_calls()
         ),
-        (1, 1, 1, 1)
+        (1, 2, 1, 1, 1)
     );
 }

@@ -12,7 +12,7 @@ mod update_services;
 
 pub use check_stability::check_stability;
 pub use deploy_stack::deploy_stack;
-pub use finish::finish;
+pub use finish::{finish, plan_failed};
 pub use health_check::{health_check, HttpProber, Probe, Prober};
 pub use plan::plan;
 pub use roll_back::roll_back;
@@ -26,7 +26,9 @@ pub trait Clock: Send + Sync {
 
 /// The system's clock. On the local test bed (only), `SLIPWAY_CLOCK_ANCHOR` and
 /// `SLIPWAY_CLOCK_SPEED` make it run as fast as slipway-sim's: time since the anchor,
-/// times the speed, so deadlines mean the same to the steps and to the simulated ECS.
+/// times the speed, so deadlines mean the same to the steps and to the simulated ECS. Only
+/// debug builds (the test bed's) read them: in a release build — what bootstrap uploads —
+/// the clock is the system's whatever the environment says.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
@@ -35,6 +37,9 @@ impl Clock for SystemClock {
         // Read once per process (a Lambda's init), not per call.
         static SCALE: std::sync::OnceLock<Option<(f64, f64)>> = std::sync::OnceLock::new();
         let scale = SCALE.get_or_init(|| {
+            if !cfg!(debug_assertions) {
+                return None;
+            }
             let anchor: f64 = std::env::var("SLIPWAY_CLOCK_ANCHOR").ok()?.parse().ok()?;
             let speed: f64 = std::env::var("SLIPWAY_CLOCK_SPEED").ok()?.parse().ok()?;
             Some((anchor, speed))

@@ -75,6 +75,10 @@ pub async fn plan(
             });
         }
         PlanInput::Deploy { request } => request,
+        PlanInput::Recover {
+            execution: ended,
+            status,
+        } => return recover(clients, clock, &execution, &ended, &status).await,
     };
     let config = state::load_config(clients).await?;
     let mut skipped = Vec::new();
@@ -102,26 +106,45 @@ pub async fn plan(
     let id = release_id(&execution);
     let ttl = i64::from(config.lock.ttl_minutes) * 60;
     let mut locked: Vec<String> = Vec::new();
-    let mut sorted: Vec<&ServiceConfig> = chosen.clone();
-    sorted.sort_by(|a, b| a.name.cmp(&b.name)); // one order for everyone: no deadlock
-    for s in sorted {
-        let digest = &images[&s.repository].1;
-        match state::acquire_lock(clients, &s.name, &execution, &id, digest, now, ttl).await {
-            Ok(Ok(())) => locked.push(s.name.clone()),
+    // One lock per service and one per stack (every release updates every configured stack,
+    // so two releases never update — or roll back — one stack at the same time), all taken
+    // in one order for everyone: no deadlock.
+    let mut keys: Vec<(String, Option<&str>)> = chosen
+        .iter()
+        .map(|s| (s.name.clone(), Some(images[&s.repository].1.as_str())))
+        .chain(
+            config
+                .stacks
+                .iter()
+                .map(|st| (state::stack_lock(&st.name), None)),
+        )
+        .collect();
+    // Services (by name) before stacks (by name): a second push of the same digest meets the
+    // service's lock first and ends as nothing to do instead of waiting for the stack.
+    keys.sort_by(|a, b| (a.1.is_none(), &a.0).cmp(&(b.1.is_none(), &b.0)));
+    let release_digest = images.values().next().map_or("", |(_, d)| d.as_str());
+    for (key, digest) in &keys {
+        let held_for = digest.unwrap_or(release_digest);
+        match state::acquire_lock(clients, key, &execution, &id, held_for, now, ttl).await {
+            Ok(Ok(())) => locked.push(key.clone()),
             Ok(Err(holder)) => {
                 release_all(clients, &locked, &execution).await;
-                if &holder.digest == digest {
+                if digest.is_some_and(|d| holder.digest == d) {
                     return Ok(PlanOutput::NothingToDo {
                         reason: format!(
-                            "{} is already being deployed to {digest} by {}",
-                            s.name, holder.owner
+                            "{key} is already being deployed to {held_for} by {}",
+                            holder.owner
                         ),
                         skipped,
                     });
                 }
+                let what = match key.strip_prefix(state::STACK_LOCK_PREFIX) {
+                    Some(stack) => format!("stack {stack} is being updated"),
+                    None => format!("service {key} is being deployed"),
+                };
                 return Err(StepError::Locked(format!(
-                    "service {} is being deployed by {} (release {}, {}); the lock expires at {} (epoch seconds)",
-                    s.name, holder.owner, holder.release, holder.digest, holder.expires_at
+                    "{what} by {} (release {}, {}); the lock expires at {} (epoch seconds)",
+                    holder.owner, holder.release, holder.digest, holder.expires_at
                 )));
             }
             Err(e) => {
@@ -139,10 +162,15 @@ pub async fn plan(
             return Err(e);
         }
     };
-    // Locks of services that turned out to need nothing go back at once.
+    // Locks of services that turned out to need nothing go back at once (all of them, the
+    // stacks' too, when nothing is left to deploy).
     let idle: Vec<String> = locked
         .iter()
-        .filter(|n| !services.iter().any(|s| &s.name == *n))
+        .filter(|n| {
+            services.is_empty()
+                || (!n.starts_with(state::STACK_LOCK_PREFIX)
+                    && !services.iter().any(|s| &s.name == *n))
+        })
         .cloned()
         .collect();
     release_all(clients, &idle, &execution).await;
@@ -175,14 +203,129 @@ pub async fn plan(
         started_at: now,
         deadline: now + i64::from(config.deadline_minutes) * 60,
         bake_seconds: config.bake_seconds,
+        rollback_minutes: config.rollback_minutes,
         services,
         groups,
         stacks,
         skipped,
         notifications: config.notifications.clone(),
+        executions: Vec::new(),
     };
+    // Stored before any step moves anything: a stopped or timed-out execution is recovered
+    // from this alone.
+    if let Err(e) = state::put_release(clients, &release.owner, &release).await {
+        release_all(clients, &locked, &release.owner).await;
+        return Err(e);
+    }
     tracing::info!(release = %release.id, services = release.services.len(), stacks = release.stacks.len(), "planned");
     Ok(PlanOutput::Deploy {
+        release: Box::new(release),
+    })
+}
+
+/// Recovery of execution `ended` (status `ABORTED` or `TIMED_OUT`): the release it stored,
+/// to be rolled back, recorded and announced by this execution under the error
+/// `Slipway.Aborted` / `Slipway.TimedOut`. This execution takes the release's locks over and
+/// becomes its owner (finish releases them as such); the release is stored again under this
+/// execution, so that stopping the recovery is recovered in turn. Nothing to do when `ended` stored no release
+/// (it ended before plan finished, or it was not a Slipway deployment) or already finished.
+async fn recover(
+    clients: &Clients,
+    clock: &dyn Clock,
+    execution: &str,
+    ended: &str,
+    status: &str,
+) -> Result<PlanOutput, StepError> {
+    let Some(release) = state::get_release(clients, ended).await? else {
+        // Stopped inside plan, after it took locks and before it stored the release: nothing
+        // moved, but the locks go back now rather than when they expire.
+        let released =
+            state::release_locks_of(clients, &state::load_config(clients).await?, ended).await?;
+        return Ok(PlanOutput::NothingToDo {
+            reason: format!(
+                "execution {ended} ({status}) left no unfinished release in the state table {}: it ended before plan stored one, or its finish step ran{}",
+                clients.table,
+                if released.is_empty() {
+                    String::new()
+                } else {
+                    format!("; released the locks it held: {}", released.join(", "))
+                }
+            ),
+            skipped: vec![],
+        });
+    };
+    if let Some(record) = state::record_of(clients, release.started_at, &release.id).await? {
+        return Ok(PlanOutput::NothingToDo {
+            reason: format!(
+                "release {} of execution {ended} is already recorded as {}",
+                release.id, record.result
+            ),
+            skipped: vec![],
+        });
+    }
+    let mut release = release;
+    if execution != release.owner {
+        // The recovery takes the release's locks over from the ended execution, with a fresh
+        // lifetime, so nothing else deploys these services and stacks while it rolls back.
+        // Another recovery of the same release holding them (the event delivered twice)
+        // means this one has nothing to do.
+        let config = state::load_config(clients).await?;
+        let ttl = i64::from(config.lock.ttl_minutes) * 60;
+        let names = release
+            .services
+            .iter()
+            .map(|s| s.name.clone())
+            .chain(release.stacks.iter().map(|st| state::stack_lock(&st.name)));
+        for name in names {
+            let taken = state::take_over_lock(
+                clients,
+                &name,
+                &release.owner,
+                execution,
+                &release.id,
+                clock.now(),
+                ttl,
+            )
+            .await?;
+            match taken {
+                Ok(()) => {}
+                Err(holder) if holder.release == release.id => {
+                    return Ok(PlanOutput::NothingToDo {
+                        reason: format!(
+                            "release {} of execution {ended} is already being recovered by {}",
+                            release.id, holder.owner
+                        ),
+                        skipped: vec![],
+                    });
+                }
+                // Expired and taken by another release since: roll-back leaves alone what
+                // that release moved (it checks every service and parameter it restores).
+                Err(holder) => {
+                    tracing::warn!(lock = %name, holder = %holder.owner, "lock now held by another release");
+                }
+            }
+        }
+        if !release.executions.iter().any(|e| e == &release.owner) {
+            release.executions.push(release.owner.clone());
+        }
+        release.executions.push(execution.to_owned());
+        release.owner = execution.to_owned();
+        state::put_release(clients, execution, &release).await?;
+    }
+    let (name, how) = if status == "TIMED_OUT" {
+        ("Slipway.TimedOut", "timed out (its TimeoutSeconds passed)")
+    } else {
+        ("Slipway.Aborted", "was stopped (StopExecution)")
+    };
+    tracing::warn!(release = %release.id, %ended, %status, "recovering");
+    Ok(PlanOutput::Recover {
+        error: serde_json::json!({
+            "Error": name,
+            "Cause": format!(
+                "execution {ended} {how} before it finished release {}; recovered by {execution}: whatever it moved is rolled back",
+                release.id
+            ),
+        }),
         release: Box::new(release),
     })
 }

@@ -4,8 +4,10 @@
 use aws_sdk_cloudformation::types::{Parameter, StackStatus};
 
 use crate::aws::{aws, Clients};
-use crate::model::{RollBackInput, Rollback, RollbackAction, ServiceRelease, ServiceTarget};
-use crate::steps::describe_services;
+use crate::model::{
+    RollBackInput, Rollback, RollbackAction, ServiceRelease, ServiceTarget, StackRelease,
+};
+use crate::steps::{describe_services, Clock};
 use crate::StepError;
 
 /// Services this release moved go back to their snapshot task definition (one the circuit
@@ -15,14 +17,23 @@ use crate::StepError;
 /// `UsePreviousValue` for the rest (NoEcho ones included, which read back as `****`); an
 /// update still running is cancelled. `done` once no stack operation is still running.
 #[tracing::instrument(skip_all, fields(release = %input.release.id))]
-pub async fn roll_back(clients: &Clients, input: RollBackInput) -> Result<Rollback, StepError> {
+pub async fn roll_back(
+    clients: &Clients,
+    clock: &dyn Clock,
+    input: RollBackInput,
+) -> Result<Rollback, StepError> {
     let release = &input.release;
-    let failed = |m: String| StepError::RollbackFailed(m);
+    let now = clock.now();
+    let deadline = match input.previous.as_ref().map(|p| p.deadline) {
+        Some(d) if d > 0 => d,
+        _ => now + i64::from(release.rollback_minutes) * 60,
+    };
     let mut report = Rollback {
         done: true,
         services: vec![],
         stacks: vec![],
         targets: vec![],
+        deadline,
     };
 
     // Services a stack owns go back with their stack: they are looked at once no stack
@@ -36,105 +47,20 @@ pub async fn roll_back(clients: &Clients, input: RollBackInput) -> Result<Rollba
         .partition(|s| s.stack.is_some());
     restore_services(clients, &ordered, false, release.started_at, &mut report).await?;
 
-    let changed: Vec<String> = input
-        .stacks
-        .as_ref()
-        .map(|p| p.changed.clone())
-        .unwrap_or_default();
-    for stack in release
-        .stacks
-        .iter()
-        .rev()
-        .filter(|s| changed.contains(&s.name))
-    {
-        let out = clients
-            .cloudformation
-            .describe_stacks()
-            .stack_name(&stack.name)
-            .send()
-            .await
-            .map_err(aws("cloudformation:DescribeStacks"))
-            .map_err(|e| e.step(|m| failed(format!("stack {}: {m}", stack.name))))?;
-        let Some(now) = out.stacks().first() else {
-            return Err(failed(format!("stack {} no longer exists", stack.name)));
-        };
-        let status = now.stack_status().cloned();
-        let params = super::stack_parameters(now);
-        let action = match status {
-            Some(StackStatus::UpdateInProgress) if params == stack.parameters => {
-                let cancel = clients
-                    .cloudformation
-                    .cancel_update_stack()
-                    .stack_name(&stack.name)
-                    .send()
-                    .await
-                    .map_err(aws("cloudformation:CancelUpdateStack"));
-                report.done = false;
-                match cancel {
-                    Ok(_) => "cancelled",
-                    // The update moved on (to cleanup or its end) since DescribeStacks: look
-                    // again on the next call.
-                    Err(e) if e.message.contains("CancelUpdateStack cannot be called") => {
-                        "rolling-back"
-                    }
-                    Err(e) => return Err(e.step(|m| failed(format!("stack {}: {m}", stack.name)))),
-                }
-            }
-            Some(s) if s.as_str().ends_with("_IN_PROGRESS") => {
-                report.done = false;
-                "rolling-back"
-            }
-            Some(s) if s.as_str().ends_with("_FAILED") => {
-                return Err(failed(format!(
-                    "stack {} is {}: it needs a person",
-                    stack.name,
-                    s.as_str()
-                )));
-            }
-            _ if params == stack.parameters_before => "unchanged",
-            // Our restore itself failed and CloudFormation rolled it back to the release's
-            // values: issuing it again would loop; a person must look.
-            Some(StackStatus::UpdateRollbackComplete) if params == stack.parameters => {
-                return Err(failed(format!(
-                    "stack {}: restoring its parameters failed and CloudFormation rolled that back; it is still on the release's parameters",
-                    stack.name
-                )));
-            }
-            _ => {
-                let mut update = clients
-                    .cloudformation
-                    .update_stack()
-                    .stack_name(&stack.name)
-                    .use_previous_template(true)
-                    .set_capabilities(Some(super::deploy_stack::capabilities(stack)))
-                    .set_role_arn(stack.role_arn.clone());
-                for (k, before) in &stack.parameters_before {
-                    let changed = stack.parameters.get(k).is_some_and(|v| v != before);
-                    let p = Parameter::builder().parameter_key(k);
-                    update = update.parameters(if changed {
-                        p.parameter_value(before).build()
-                    } else {
-                        p.use_previous_value(true).build()
-                    });
-                }
-                match update
-                    .send()
-                    .await
-                    .map_err(aws("cloudformation:UpdateStack"))
-                {
-                    Ok(_) => {
-                        report.done = false;
-                        "restored"
-                    }
-                    Err(e) if e.message.contains("No updates are to be performed") => "unchanged",
-                    Err(e) => return Err(e.step(|m| failed(format!("stack {}: {m}", stack.name)))),
-                }
-            }
-        };
+    // Every stack of the release is looked at, not only those recorded as changed: an
+    // execution stopped mid-update never recorded its progress. One stack at a time, in
+    // reverse order: a pass that starts or waits for an operation looks no further.
+    for stack in release.stacks.iter().rev() {
+        let action = restore_stack(clients, stack).await?;
+        let busy = matches!(action, "cancelled" | "rolling-back" | "restored");
         report.stacks.push(RollbackAction {
             name: stack.name.clone(),
             action: action.to_owned(),
         });
+        if busy {
+            report.done = false;
+            break;
+        }
     }
     if report.done {
         restore_services(clients, &owned, true, release.started_at, &mut report).await?;
@@ -146,7 +72,151 @@ pub async fn roll_back(clients: &Clients, input: RollBackInput) -> Result<Rollba
             });
         }
     }
+    // A service restored in this pass (a `Map` sibling's UpdateService may land after the
+    // rollback began) means one more pass, until one finds nothing left to restore.
+    if report.services.iter().any(|a| a.action == "restored") {
+        report.done = false;
+    }
+    if let Some(previous) = &input.previous {
+        accumulate(&mut report, previous);
+    }
+    if !report.done && now > deadline {
+        let busy: Vec<String> = report
+            .stacks
+            .iter()
+            .chain(&report.services)
+            .filter(|a| {
+                matches!(
+                    a.action.as_str(),
+                    "cancelled" | "rolling-back" | "restored" | "waiting-for-stack"
+                )
+            })
+            .map(|a| format!("{} {}", a.name, a.action))
+            .collect();
+        return Err(StepError::RollbackFailed(format!(
+            "the rollback passed its deadline ({} minutes, epoch {deadline}) with work still under way: {}",
+            release.rollback_minutes,
+            busy.join(", ")
+        )));
+    }
     Ok(report)
+}
+
+/// Keeps what earlier passes did: a later pass sees a restored stack as `unchanged` and a
+/// restored service as `on-previous`, which would hide what the rollback did.
+fn accumulate(report: &mut Rollback, previous: &Rollback) {
+    fn merge(now: &mut Vec<RollbackAction>, before: &[RollbackAction]) {
+        const PLAIN: [&str; 4] = [
+            "unchanged",
+            "on-previous",
+            "rolling-back",
+            "waiting-for-stack",
+        ];
+        for old in before {
+            match now.iter_mut().find(|a| a.name == old.name) {
+                Some(a)
+                    if PLAIN.contains(&a.action.as_str())
+                        && !PLAIN.contains(&old.action.as_str()) =>
+                {
+                    a.action.clone_from(&old.action);
+                }
+                Some(_) => {}
+                None => now.push(old.clone()),
+            }
+        }
+    }
+    merge(&mut report.services, &previous.services);
+    merge(&mut report.stacks, &previous.stacks);
+}
+
+/// One look at one stack of the release: the parameters this release set (its value differs
+/// from the one before) and that still carry the release's value go back; every other
+/// parameter keeps its current value (`UsePreviousValue`, NoEcho ones included, which read
+/// back as `****`), and the template stays (`UsePreviousTemplate`). An update of ours still
+/// running is cancelled.
+async fn restore_stack(clients: &Clients, stack: &StackRelease) -> Result<&'static str, StepError> {
+    let failed = |m: String| StepError::RollbackFailed(format!("stack {}: {m}", stack.name));
+    let out = clients
+        .cloudformation
+        .describe_stacks()
+        .stack_name(&stack.name)
+        .send()
+        .await
+        .map_err(aws("cloudformation:DescribeStacks"))
+        .map_err(|e| e.step(failed))?;
+    let Some(now) = out.stacks().first() else {
+        return Err(failed("it no longer exists".into()));
+    };
+    let status = now.stack_status().cloned();
+    let params = super::stack_parameters(now);
+    let ours: Vec<&String> = stack
+        .parameters
+        .iter()
+        .filter(|(k, v)| stack.parameters_before.get(*k) != Some(*v))
+        .map(|(k, _)| k)
+        .collect();
+    let carried: Vec<&String> = ours
+        .iter()
+        .copied()
+        .filter(|k| params.get(*k) == stack.parameters.get(*k))
+        .collect();
+    Ok(match status {
+        Some(StackStatus::UpdateInProgress) if !carried.is_empty() => {
+            let cancel = clients
+                .cloudformation
+                .cancel_update_stack()
+                .stack_name(&stack.name)
+                .send()
+                .await
+                .map_err(aws("cloudformation:CancelUpdateStack"));
+            match cancel {
+                Ok(_) => "cancelled",
+                // The update moved on (to cleanup or its end) since DescribeStacks: look
+                // again on the next call.
+                Err(e) if e.message.contains("CancelUpdateStack cannot be called") => {
+                    "rolling-back"
+                }
+                Err(e) => return Err(e.step(failed)),
+            }
+        }
+        Some(s) if s.as_str().ends_with("_IN_PROGRESS") => "rolling-back",
+        Some(s) if s.as_str().ends_with("_FAILED") => {
+            return Err(failed(format!("it is {}: it needs a person", s.as_str())));
+        }
+        _ if carried.is_empty() => "unchanged",
+        // Our restore itself failed and CloudFormation rolled it back to the release's
+        // values: issuing it again would loop; a person must look.
+        Some(StackStatus::UpdateRollbackComplete) if carried.len() == ours.len() => {
+            return Err(failed(
+                "restoring its parameters failed and CloudFormation rolled that back; it is still on the release's parameters".into(),
+            ));
+        }
+        _ => {
+            let mut update = clients
+                .cloudformation
+                .update_stack()
+                .stack_name(&stack.name)
+                .use_previous_template(true)
+                .set_capabilities(Some(super::deploy_stack::capabilities(stack)))
+                .set_role_arn(stack.role_arn.clone());
+            for k in params.keys() {
+                let p = Parameter::builder().parameter_key(k);
+                update = update.parameters(match stack.parameters_before.get(k) {
+                    Some(before) if carried.contains(&k) => p.parameter_value(before).build(),
+                    _ => p.use_previous_value(true).build(),
+                });
+            }
+            match update
+                .send()
+                .await
+                .map_err(aws("cloudformation:UpdateStack"))
+            {
+                Ok(_) => "restored",
+                Err(e) if e.message.contains("No updates are to be performed") => "unchanged",
+                Err(e) => return Err(e.step(failed)),
+            }
+        }
+    })
 }
 
 fn image_of_current<'a>(

@@ -10,8 +10,14 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let clients = &Clients::from_env().await;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
-        let input = steps::input(event.payload)?;
-        steps::finish(clients, &SystemClock, input).await
+        // Two inputs: a release to finish, or (the `PlanFailed` catch) `{"plan_failed": …}`.
+        let mut payload = event.payload;
+        if let Some(cleanup) = payload.get_mut("plan_failed").map(serde_json::Value::take) {
+            let cleanup = steps::plan_failed(clients, steps::input(cleanup)?).await?;
+            return Ok(serde_json::to_value(cleanup).unwrap_or_default());
+        }
+        let record = steps::finish(clients, &SystemClock, steps::input(payload)?).await?;
+        Ok::<_, slipway_core::StepError>(serde_json::to_value(record).unwrap_or_default())
     }))
     .await
 }

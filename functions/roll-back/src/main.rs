@@ -3,7 +3,7 @@
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 use slipway_core::aws::Clients;
-use slipway_core::steps;
+use slipway_core::steps::{self, SystemClock};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -11,7 +11,7 @@ async fn main() -> Result<(), Error> {
     let clients = &Clients::from_env().await;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
         let input = steps::input(event.payload)?;
-        steps::roll_back(clients, input).await
+        steps::roll_back(clients, &SystemClock, input).await
     }))
     .await
 }
