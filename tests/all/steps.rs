@@ -149,11 +149,18 @@ async fn plan_makes_a_release_from_an_ecr_push() {
         }
         other => panic!("{other:?}"),
     }
+    let mut held = app.locks().await;
+    held.sort();
     assert_eq!(
-        app.locks().await,
-        ["LOCK#api"],
-        "no lock taken by the refused executions"
+        held,
+        ["LOCK#api".to_owned(), format!("LOCK#stack:{}", app.stack)],
+        "exec-1's locks only: none taken by the refused executions"
     );
+    let stack_lock = state::lock_holder(&app.clients, &state::stack_lock(&app.stack))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stack_lock.owner, "exec-1");
 }
 
 /// plan: what it ignores, each with its reason.
