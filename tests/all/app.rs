@@ -402,6 +402,11 @@ impl App {
 
 /// The lock items in a state table.
 pub async fn lock_items(clients: &Clients) -> Vec<String> {
+    items_with_prefix(clients, "LOCK#").await
+}
+
+/// The partition keys in a state table that start with `prefix`.
+pub async fn items_with_prefix(clients: &Clients, prefix: &str) -> Vec<String> {
     let out = clients
         .dynamodb
         .scan()
@@ -412,6 +417,6 @@ pub async fn lock_items(clients: &Clients) -> Vec<String> {
     out.items()
         .iter()
         .filter_map(|i| i.get("pk").and_then(|v| v.as_s().ok()).cloned())
-        .filter(|pk| pk.starts_with("LOCK#"))
+        .filter(|pk| pk.starts_with(prefix))
         .collect()
 }

@@ -852,18 +852,7 @@ async fn s13_circuit_breaker_inside_a_stack_is_a_deployment_failure() {
 
 /// `RELEASE#…` items left in the state table: releases stored and not finished.
 async fn stored_releases(clients: &slipway_core::aws::Clients) -> Vec<String> {
-    let out = clients
-        .dynamodb
-        .scan()
-        .table_name(&clients.table)
-        .send()
-        .await
-        .unwrap();
-    out.items()
-        .iter()
-        .filter_map(|i| i.get("pk").and_then(|v| v.as_s().ok()).cloned())
-        .filter(|pk| pk.starts_with("RELEASE#"))
-        .collect()
+    crate::app::items_with_prefix(clients, "RELEASE#").await
 }
 
 /// 14. An execution stopped (StopExecution) while its service rolls out leaves the service
