@@ -41,12 +41,20 @@ pub struct Config {
 }
 
 /// The deploy state machine's `TimeoutSeconds`, in minutes (checked against
-/// `statemachine/deploy.asl.json` by a test): no execution holds a lock longer.
-pub const EXECUTION_TIMEOUT_MINUTES: u32 = 120;
+/// `statemachine/deploy.asl.json` by a test): no execution holds a lock longer. It has room
+/// for two releases' work: an execution may first wait (`WaitForLock`) while another
+/// release holds the lock, then do its own.
+pub const EXECUTION_TIMEOUT_MINUTES: u32 = 240;
 
-/// The longest plan waits for a lock before the release starts (its `Slipway.Locked` retry:
-/// 40 × 30 s).
+/// The longest plan waits for a stack busy with an operation that is not Slipway's (its
+/// `Slipway.Locked` retry: 40 × 30 s).
 pub const LOCK_WAIT_MINUTES: u32 = 20;
+
+/// The most one release's own work may take (`deadline_minutes` + `rollback_minutes` + the
+/// bake): half the execution's timeout less a stack wait, so that a release which first waited
+/// for another one's lock (at most that release's work, plus the 5 minutes a recovery lets
+/// it settle) still finishes in time.
+pub const WORK_BUDGET_MINUTES: u32 = EXECUTION_TIMEOUT_MINUTES / 2 - LOCK_WAIT_MINUTES;
 
 mod defaults {
     pub fn deadline_minutes() -> u32 {
@@ -288,7 +296,7 @@ impl Config {
         if self.rollback_minutes == 0 {
             return Err(("rollback_minutes".into(), "must be at least 1".into()));
         }
-        let budget = u64::from(EXECUTION_TIMEOUT_MINUTES - LOCK_WAIT_MINUTES);
+        let budget = u64::from(WORK_BUDGET_MINUTES);
         let bake_minutes = u64::from(self.bake_seconds).div_ceil(60);
         let needed =
             u64::from(self.deadline_minutes) + u64::from(self.rollback_minutes) + bake_minutes;
@@ -296,7 +304,7 @@ impl Config {
             return Err((
                 "deadline_minutes".into(),
                 format!(
-                    "{} + rollback_minutes {} + bake ({bake_minutes} min) is more than the {budget} minutes an execution has (its timeout, {EXECUTION_TIMEOUT_MINUTES} minutes, less {LOCK_WAIT_MINUTES} of waiting for locks): it would time out mid-release",
+                    "{} + rollback_minutes {} + bake ({bake_minutes} min) is more than the {budget} minutes a release may take (half the execution's {EXECUTION_TIMEOUT_MINUTES}-minute timeout, which also covers waiting for another release, less {LOCK_WAIT_MINUTES} of waiting for a busy stack): it could time out mid-release",
                     self.deadline_minutes, self.rollback_minutes
                 ),
             ));
@@ -594,6 +602,7 @@ mod tests {
             "f",
         )
         .expect_err("90 + 15 + 1 > 100");
+        assert_eq!(WORK_BUDGET_MINUTES, 100);
         assert_eq!(e.field, "deadline_minutes");
         assert!(e.message.contains("time out mid-release"), "{}", e.message);
         let e = Config::parse(
@@ -605,7 +614,7 @@ mod tests {
         let e =
             Config::parse(&format!("{base}rollback_minutes = 0\n{svc}"), "f").expect_err("zero");
         assert_eq!(e.field, "rollback_minutes");
-        let e = Config::parse(&format!("{base}{svc}[lock]\nttl_minutes = 119\n"), "f")
+        let e = Config::parse(&format!("{base}{svc}[lock]\nttl_minutes = 239\n"), "f")
             .expect_err("shorter than the execution");
         assert!(
             e.message.contains("under a live execution"),

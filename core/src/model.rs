@@ -36,6 +36,15 @@ pub enum PlanOutput {
         /// rollback, the record and this execution's end carry.
         error: Value,
     },
+    /// Another release holds a lock this one needs, and this one's image is not older than
+    /// the holder's: wait (`WaitForLock`) and plan again. The wait lasts, at most, as long as
+    /// the holder's lock: once it expires, plan takes it.
+    Wait {
+        /// Who holds what, in a sentence.
+        reason: String,
+        /// When the holder's lock expires, epoch seconds.
+        until: i64,
+    },
     /// Nothing to deploy; the execution ends successfully.
     NothingToDo {
         /// Why, in a sentence.
@@ -389,8 +398,12 @@ pub struct DeploymentRecord {
     /// Who or what started it.
     pub trigger: Trigger,
     /// `succeeded`, `failed`, `rollback-failed`, or — for a release whose execution was stopped
-    /// or timed out and then recovered — `aborted` or `timed-out`.
+    /// or timed out and then recovered — `aborted` or `timed-out`; `superseded` for an ECR
+    /// push that planned after a later push of the same repository (nothing moved).
     pub result: String,
+    /// Why, for a release that never started (`superseded`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// The error name and cause, for a failure.
     pub error: Option<Value>,
     /// Per service: from which image to which.

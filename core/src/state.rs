@@ -4,8 +4,9 @@
 //! | item | pk | sk |
 //! |---|---|---|
 //! | configuration | `CONFIG` | `CURRENT` (attribute `toml`) |
-//! | lock of a service | `LOCK#<service>` | `LOCK` (`owner`, `release`, `digest`, `expires_at`) |
+//! | lock of a service | `LOCK#<service>` | `LOCK` (`owner`, `release`, `digest`, `pushed_at` (epoch ms, when ECR received the image), `expires_at`) |
 //! | lock of a stack | `LOCK#stack:<stack>` | `LOCK` (the same attributes) |
+//! | the newest image waiting for a service's lock | `WAIT#<service>` | `WAIT` (`owner`, `digest`, `pushed_at`, `expires_at`) |
 //! | deployment record | `DEPLOYMENTS` | `<started_at, 10 digits>#<release>` (attribute `record`, JSON) |
 //! | release of a running execution | `RELEASE#<execution ARN>` | `RELEASE` (attribute `release`, JSON; deleted by finish) |
 
@@ -134,38 +135,62 @@ pub struct LockHolder {
     pub release: String,
     /// The digest it deploys.
     pub digest: String,
+    /// When ECR received that image (epoch milliseconds), if known.
+    pub pushed_at: Option<i64>,
     /// When the lock expires, epoch seconds.
     pub expires_at: i64,
 }
 
-/// Takes `service`'s lock for `owner` unless another live owner holds it. Taking a lock one
-/// already holds renews it (Lambda may run a step twice).
+/// What a lock (or a place in the queue for one) is taken for.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    /// The execution.
+    pub owner: &'a str,
+    /// Its release.
+    pub release: &'a str,
+    /// The digest it deploys.
+    pub digest: &'a str,
+    /// When ECR received that image (epoch milliseconds), if known: a later push wins.
+    pub pushed_at: Option<i64>,
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn get_n(item: &HashMap<String, AttributeValue>, key: &str) -> Option<i64> {
+    item.get(key)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Takes `service`'s lock for `claim.owner` unless another live owner holds it. Taking a
+/// lock one already holds renews it (Lambda may run a step twice).
 pub async fn acquire_lock(
     clients: &Clients,
     service: &str,
-    owner: &str,
-    release: &str,
-    digest: &str,
+    claim: &Claim<'_>,
     now: i64,
     ttl_seconds: i64,
 ) -> Result<Result<(), LockHolder>, StepError> {
-    let result = clients
+    let mut put = clients
         .dynamodb
         .put_item()
         .table_name(&clients.table)
         .item("pk", s(format!("LOCK#{service}")))
         .item("sk", s("LOCK"))
-        .item("owner", s(owner))
-        .item("release", s(release))
-        .item("digest", s(digest))
-        .item(
-            "expires_at",
-            AttributeValue::N((now + ttl_seconds).to_string()),
-        )
+        .item("owner", s(claim.owner))
+        .item("release", s(claim.release))
+        .item("digest", s(claim.digest))
+        .item("expires_at", n(now + ttl_seconds));
+    if let Some(at) = claim.pushed_at {
+        put = put.item("pushed_at", n(at));
+    }
+    let result = put
         .condition_expression("attribute_not_exists(pk) OR expires_at < :now OR #owner = :owner")
         .expression_attribute_names("#owner", "owner")
-        .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
-        .expression_attribute_values(":owner", s(owner))
+        .expression_attribute_values(":now", n(now))
+        .expression_attribute_values(":owner", s(claim.owner))
         .send()
         .await
         .map_err(aws("dynamodb:PutItem"));
@@ -175,20 +200,112 @@ pub async fn acquire_lock(
             match lock_holder(clients, service).await? {
                 Some(holder) => Ok(Err(holder)),
                 // Released between the two calls: try again once.
-                None => {
-                    Box::pin(acquire_lock(
-                        clients,
-                        service,
-                        owner,
-                        release,
-                        digest,
-                        now,
-                        ttl_seconds,
-                    ))
-                    .await
-                }
+                None => Box::pin(acquire_lock(clients, service, claim, now, ttl_seconds)).await,
             }
         }
+        Err(e) => Err(e.step(StepError::Transient)),
+    }
+}
+
+/// How long a place in the queue for a lock lasts unless its execution renews it. A waiting
+/// execution asks again every 30 s (the state machine's `WaitForLock`); twenty missed turns
+/// mean it is gone and its image no longer counts. An execution that fails or is stopped
+/// gives its places up sooner: [`release_locks_of`] (plan's failure, and recovery) does.
+pub const WAITER_TTL_SECONDS: i64 = 600;
+
+/// The newest image waiting for a service's lock (item `WAIT#<service>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiter {
+    /// The waiting execution.
+    pub owner: String,
+    /// The digest it would deploy.
+    pub digest: String,
+    /// When ECR received that image, epoch milliseconds.
+    pub pushed_at: i64,
+    /// When the place lapses unless renewed, epoch seconds.
+    pub expires_at: i64,
+}
+
+/// Puts `claim` in the queue for `service`'s lock if its image is the newest waiting (or it
+/// already holds the place, or the place lapsed). Returns the waiter that holds the place
+/// afterwards. A claim without a push time never queues.
+pub async fn wait_for_lock(
+    clients: &Clients,
+    service: &str,
+    claim: &Claim<'_>,
+    now: i64,
+) -> Result<Option<Waiter>, StepError> {
+    let Some(pushed_at) = claim.pushed_at else {
+        return waiter(clients, service).await;
+    };
+    let result = clients
+        .dynamodb
+        .put_item()
+        .table_name(&clients.table)
+        .item("pk", s(format!("WAIT#{service}")))
+        .item("sk", s("WAIT"))
+        .item("owner", s(claim.owner))
+        .item("digest", s(claim.digest))
+        .item("pushed_at", n(pushed_at))
+        .item("expires_at", n(now + WAITER_TTL_SECONDS))
+        .condition_expression(
+            "attribute_not_exists(pk) OR pushed_at < :pushed OR expires_at < :now OR #owner = :owner",
+        )
+        .expression_attribute_names("#owner", "owner")
+        .expression_attribute_values(":pushed", n(pushed_at))
+        .expression_attribute_values(":now", n(now))
+        .expression_attribute_values(":owner", s(claim.owner))
+        .send()
+        .await
+        .map_err(aws("dynamodb:PutItem"));
+    if let Err(e) = result {
+        // A newer image holds the place: fine, the waiter read below says which.
+        if e.code != "ConditionalCheckFailedException" {
+            return Err(e.step(StepError::Transient));
+        }
+    }
+    waiter(clients, service).await
+}
+
+/// The newest image waiting for `service`'s lock, lapsed or not.
+pub async fn waiter(clients: &Clients, service: &str) -> Result<Option<Waiter>, StepError> {
+    let out = clients
+        .dynamodb
+        .get_item()
+        .table_name(&clients.table)
+        .key("pk", s(format!("WAIT#{service}")))
+        .key("sk", s("WAIT"))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(aws("dynamodb:GetItem"))
+        .map_err(|e| e.step(StepError::Transient))?;
+    Ok(out.item().map(|item| Waiter {
+        owner: get_s(item, "owner").unwrap_or_default().to_owned(),
+        digest: get_s(item, "digest").unwrap_or_default().to_owned(),
+        pushed_at: get_n(item, "pushed_at").unwrap_or(0),
+        expires_at: get_n(item, "expires_at").unwrap_or(0),
+    }))
+}
+
+/// Gives up `owner`'s place in the queue for `service`'s lock (idempotent; another
+/// waiter's place is left alone).
+pub async fn stop_waiting(clients: &Clients, service: &str, owner: &str) -> Result<(), StepError> {
+    let result = clients
+        .dynamodb
+        .delete_item()
+        .table_name(&clients.table)
+        .key("pk", s(format!("WAIT#{service}")))
+        .key("sk", s("WAIT"))
+        .condition_expression("#owner = :owner")
+        .expression_attribute_names("#owner", "owner")
+        .expression_attribute_values(":owner", s(owner))
+        .send()
+        .await
+        .map_err(aws("dynamodb:DeleteItem"));
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == "ConditionalCheckFailedException" => Ok(()),
         Err(e) => Err(e.step(StepError::Transient)),
     }
 }
@@ -205,11 +322,8 @@ pub async fn take_over_lock(
     now: i64,
     ttl_seconds: i64,
 ) -> Result<Result<(), LockHolder>, StepError> {
-    let digest = lock_holder(clients, name)
-        .await?
-        .map(|h| h.digest)
-        .unwrap_or_default();
-    let result = clients
+    let before = lock_holder(clients, name).await?;
+    let mut put = clients
         .dynamodb
         .put_item()
         .table_name(&clients.table)
@@ -217,16 +331,23 @@ pub async fn take_over_lock(
         .item("sk", s("LOCK"))
         .item("owner", s(to))
         .item("release", s(release))
-        .item("digest", s(digest))
         .item(
-            "expires_at",
-            AttributeValue::N((now + ttl_seconds).to_string()),
+            "digest",
+            s(before
+                .as_ref()
+                .map(|h| h.digest.clone())
+                .unwrap_or_default()),
         )
+        .item("expires_at", n(now + ttl_seconds));
+    if let Some(at) = before.and_then(|h| h.pushed_at) {
+        put = put.item("pushed_at", n(at));
+    }
+    let result = put
         .condition_expression(
             "attribute_not_exists(pk) OR expires_at < :now OR #owner = :from OR #owner = :to",
         )
         .expression_attribute_names("#owner", "owner")
-        .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+        .expression_attribute_values(":now", n(now))
         .expression_attribute_values(":from", s(from))
         .expression_attribute_values(":to", s(to))
         .send()
@@ -275,11 +396,8 @@ pub async fn lock_holder(
         owner: get_s(item, "owner").unwrap_or_default().to_owned(),
         release: get_s(item, "release").unwrap_or_default().to_owned(),
         digest: get_s(item, "digest").unwrap_or_default().to_owned(),
-        expires_at: item
-            .get("expires_at")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0),
+        pushed_at: get_n(item, "pushed_at"),
+        expires_at: get_n(item, "expires_at").unwrap_or(0),
     }))
 }
 
@@ -306,7 +424,8 @@ pub async fn release_lock(clients: &Clients, service: &str, owner: &str) -> Resu
 }
 
 /// Releases every lock of the configuration's services and stacks that `owner` holds, and
-/// names them (for an execution that ended without its release: plan failed or was stopped).
+/// names them, and gives up its places in the services' queues (for an execution that ended
+/// without its release: plan failed or was stopped).
 pub async fn release_locks_of(
     clients: &Clients,
     config: &Config,
@@ -317,6 +436,9 @@ pub async fn release_locks_of(
         .iter()
         .map(|s| s.name.clone())
         .chain(config.stacks.iter().map(|st| stack_lock(&st.name)));
+    for service in &config.services {
+        stop_waiting(clients, &service.name, owner).await?;
+    }
     let mut released = Vec::new();
     for name in names {
         if lock_holder(clients, &name)

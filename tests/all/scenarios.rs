@@ -1025,7 +1025,13 @@ async fn s16_a_failed_plan_releases_the_locks_it_took() {
     let mine = slipway_tests::execution_arn(&name);
     let theirs = slipway_tests::execution_arn(&format!("{name}-other"));
     for (service, owner) in [("api", &mine), ("auth", &theirs)] {
-        state::acquire_lock(&app.clients, service, owner, "r", "sha256:0", now, 3600)
+        let claim = state::Claim {
+            owner,
+            release: "r",
+            digest: "sha256:0",
+            pushed_at: None,
+        };
+        state::acquire_lock(&app.clients, service, &claim, now, 3600)
             .await
             .unwrap()
             .unwrap();
@@ -1123,4 +1129,142 @@ async fn s18_no_bake_means_one_health_check() {
     never(&x, &["Bake", "HealthCheckAfterBake"]);
     assert_eq!(record(&app, &name).await.result, "succeeded");
     assert!(app.locks().await.is_empty());
+}
+
+/// The image `s` runs now (its task definition's container image).
+async fn running_image(app: &App, s: &crate::app::AppService) -> String {
+    let td = app
+        .clients
+        .ecs
+        .describe_task_definition()
+        .task_definition(app.running(s).await)
+        .send()
+        .await
+        .unwrap();
+    td.task_definition().unwrap().container_definitions()[0]
+        .image()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// 19. Three pushes of one repository whose executions plan out of order: the first
+/// deploys; the third, arriving while the first holds the lock, queues (`WAIT#api`) and
+/// waits (`WaitForLock`); the second, arriving after it, has nothing to do — a later push
+/// waits — and is recorded `superseded`; the third deploys once the first is done. The first
+/// push's event delivered again at the end is superseded by the image running. The last push
+/// runs, and no lock or place in the queue is left.
+#[tokio::test]
+async fn s19_the_later_push_wins_whatever_order_they_plan_in() {
+    let _t = LAMBDA_TABLE.lock().await;
+    let bed = Testbed::get();
+    let app = App::create(&["api"], Some(bed.lambda_table())).await;
+    let api = app.service("api");
+    // ECR's imagePushedAt tells the pushes apart (moto keeps whole seconds).
+    let one = app.push(api, "1919191").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let two = app.push(api, "2929292").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let three = app.push(api, "3939393").await;
+    // The first push's tasks take 10 simulated minutes to start (30 s here), so the first
+    // release still holds the lock when the others plan, however busy the machine is.
+    bed.add_scenario(json!({"images": [{"match": one, "failure": "slow", "start_seconds": 600}]}))
+        .await;
+    let (first, second, third, late) = (
+        run("s19-one"),
+        run("s19-two"),
+        run("s19-three"),
+        run("s19-late"),
+    );
+    let a = execute(&bed, app.event(api, "1919191", &one), &first);
+    let c = async {
+        slipway_tests::eventually(
+            "the first execution's lock",
+            Duration::from_secs(30),
+            || async {
+                state::lock_holder(&app.clients, "api")
+                    .await
+                    .unwrap()
+                    .filter(|h| h.owner.ends_with(&first))
+            },
+        )
+        .await;
+        execute(&bed, app.event(api, "3939393", &three), &third).await
+    };
+    let b = async {
+        slipway_tests::eventually("the third push queued", Duration::from_secs(60), || async {
+            state::waiter(&app.clients, "api")
+                .await
+                .unwrap()
+                .filter(|w| w.owner.ends_with(&third))
+        })
+        .await;
+        execute(&bed, app.event(api, "2929292", &two), &second).await
+    };
+    let (a, b, c) = tokio::join!(a, b, c);
+    for x in [&a, &b, &c] {
+        assert_eq!(x.status, "SUCCEEDED", "{x:?}");
+    }
+    visited(&a, &HAPPY);
+    visited(
+        &c,
+        &[
+            "Plan",
+            "WhatToDo",
+            "WaitForLock",
+            "Plan",
+            "Start",
+            "FinishSucceeded",
+        ],
+    );
+    visited(&b, &["Plan", "WhatToDo", "NothingToDo"]);
+    never(&b, &["Start", "WaitForLock"]);
+    assert!(
+        b.output["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&three),
+        "the second names the later push: {b:?}"
+    );
+    let (ra, rb, rc) = (
+        record(&app, &first).await,
+        record(&app, &second).await,
+        record(&app, &third).await,
+    );
+    assert_eq!(
+        (ra.result.as_str(), rb.result.as_str(), rc.result.as_str()),
+        ("succeeded", "superseded", "succeeded")
+    );
+    assert!(
+        rb.reason
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("superseded"),
+        "{rb:?}"
+    );
+    assert_eq!(rb.services[0].to, format!("{}@{two}", api.uri));
+    assert!(rc.started_at >= ra.finished_at, "{ra:?}\n{rc:?}");
+    assert_eq!(
+        running_image(&app, api).await,
+        format!("{}@{three}", api.uri)
+    );
+
+    // The first push's event again, late: older than what runs.
+    let d = execute(&bed, app.event(api, "1919191", &one), &late).await;
+    assert_eq!(d.status, "SUCCEEDED", "{d:?}");
+    never(&d, &["Start", "WaitForLock"]);
+    let rd = record(&app, &late).await;
+    assert_eq!(rd.result, "superseded");
+    assert!(
+        rd.reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains(&format!("it runs {three}")),
+        "{rd:?}"
+    );
+    assert_eq!(
+        running_image(&app, api).await,
+        format!("{}@{three}", api.uri)
+    );
+    assert!(app.locks().await.is_empty());
+    assert_eq!(state::waiter(&app.clients, "api").await.unwrap(), None);
 }

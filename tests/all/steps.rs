@@ -129,18 +129,35 @@ async fn plan_makes_a_release_from_an_ecr_push() {
         ]
     );
 
-    // The same execution again (Lambda retries) gets the same lock; another is Locked out.
+    // The same execution again (Lambda retries) gets the same lock; another one, for an image
+    // pushed no earlier, waits for it (and queues as the newest image for api).
     release(
         plan(&app, app.event(api, "2222222", &digest), "exec-1")
             .await
             .unwrap(),
     );
     let other = app.push(api, "3333333").await;
-    let e = plan(&app, app.event(api, "3333333", &other), "exec-2")
+    match plan(&app, app.event(api, "3333333", &other), "exec-2")
         .await
-        .unwrap_err();
-    assert_eq!(e.name(), "Slipway.Locked");
-    assert!(e.to_string().contains("exec-1"), "{e}");
+        .unwrap()
+    {
+        PlanOutput::Wait { reason, until } => {
+            assert!(reason.contains("exec-1"), "{reason}");
+            let holder = state::lock_holder(&app.clients, "api")
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(until, holder.expires_at);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        state::waiter(&app.clients, "api")
+            .await
+            .unwrap()
+            .map(|w| (w.owner, w.digest)),
+        Some(("exec-2".to_owned(), other.clone()))
+    );
     // A second event for the digest being deployed (the `latest` tag, say) is nothing to do.
     let manual = json!({"services": ["api"], "digest": digest});
     match plan(&app, manual, "exec-3").await.unwrap() {

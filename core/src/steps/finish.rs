@@ -55,6 +55,7 @@ pub async fn finish(
         environment: release.environment.clone(),
         trigger: release.trigger.clone(),
         result: result.to_owned(),
+        reason: None,
         error: input.error.clone(),
         services: release
             .services

@@ -749,6 +749,28 @@ use serde_json::json;
 const CONFIG: &str = "environment = \"staging\"\ncluster = \"staging\"\n[[services]]\nname = \"api\"\nrepository = \"staging/api\"\necs_service = \"staging-api\"\ntag_pattern = \"^[0-9a-f]{7}$\"\n";
 const DIGEST: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
+/// When the event's image was pushed (epoch seconds).
+const PUSHED_AT: i64 = 1_700_000_000;
+
+/// A GetItem or DeleteItem of the item whose `pk` is `pk`.
+fn pk_is(key: Option<&std::collections::HashMap<String, AttributeValue>>, pk: &str) -> bool {
+    key.and_then(|k| k.get("pk"))
+        .and_then(|v| v.as_s().ok())
+        .is_some_and(|v| v == pk)
+}
+
+/// No image waits for the api's lock, and giving up a place in its queue succeeds.
+fn empty_queue() -> (Rule, Rule) {
+    (
+        mock!(aws_sdk_dynamodb::Client::get_item)
+            .match_requests(|r| pk_is(r.key(), "WAIT#api"))
+            .then_output(|| GetItemOutput::builder().build()),
+        mock!(aws_sdk_dynamodb::Client::delete_item)
+            .match_requests(|r| pk_is(r.key(), "WAIT#api"))
+            .then_output(|| DeleteItemOutput::builder().build()),
+    )
+}
+
 fn config_item() -> Rule {
     mock!(aws_sdk_dynamodb::Client::get_item)
         .match_requests(|r| {
@@ -782,7 +804,12 @@ fn ecr_rules() -> (Rule, Rule) {
         .match_requests(|r| r.image_ids().first().and_then(|i| i.image_digest()) == Some(DIGEST))
         .then_output(|| {
             DescribeImagesOutput::builder()
-                .image_details(ImageDetail::builder().image_digest(DIGEST).build())
+                .image_details(
+                    ImageDetail::builder()
+                        .image_digest(DIGEST)
+                        .image_pushed_at(aws_smithy_types::DateTime::from_secs(PUSHED_AT))
+                        .build(),
+                )
                 .build()
         });
     (repos, images)
@@ -815,61 +842,116 @@ async fn plan_ignores_a_tag_outside_the_pattern_without_asking_ecr() {
     }
 }
 
-#[tokio::test]
-async fn plan_locked_by_another_execution_is_locked_and_takes_nothing() {
-    let config = config_item();
-    let (repos, images) = ecr_rules();
-    let refused = mock!(aws_sdk_dynamodb::Client::put_item).then_error(|| {
-        PutItemError::ConditionalCheckFailedException(
-            aws_sdk_dynamodb::types::error::ConditionalCheckFailedException::builder()
-                .message("The conditional request failed")
-                .meta(
-                    aws_sdk_dynamodb::error::ErrorMetadata::builder()
-                        .code("ConditionalCheckFailedException")
-                        .build(),
-                )
-                .build(),
-        )
-    });
-    let holder = mock!(aws_sdk_dynamodb::Client::get_item)
-        .match_requests(|r| {
-            r.key()
-                .and_then(|k| k.get("pk"))
-                .and_then(|v| v.as_s().ok())
-                .map(String::as_str)
-                == Some("LOCK#api")
-        })
-        .then_output(|| {
+fn conditional_check_failed() -> PutItemError {
+    PutItemError::ConditionalCheckFailedException(
+        aws_sdk_dynamodb::types::error::ConditionalCheckFailedException::builder()
+            .message("The conditional request failed")
+            .meta(
+                aws_sdk_dynamodb::error::ErrorMetadata::builder()
+                    .code("ConditionalCheckFailedException")
+                    .build(),
+            )
+            .build(),
+    )
+}
+
+/// The api's lock, held by `exec-0` for an image pushed at `pushed_at` (epoch ms).
+fn held_by_exec_0(pushed_at: i64) -> Rule {
+    mock!(aws_sdk_dynamodb::Client::get_item)
+        .match_requests(|r| pk_is(r.key(), "LOCK#api"))
+        .then_output(move || {
             GetItemOutput::builder()
                 .item("owner", AttributeValue::S("exec-0".into()))
                 .item("release", AttributeValue::S("exec-0".into()))
                 .item("digest", AttributeValue::S("sha256:aaaa".into()))
+                .item("pushed_at", AttributeValue::N(pushed_at.to_string()))
                 .item("expires_at", AttributeValue::N("4600".into()))
                 .build()
-        });
+        })
+}
+
+fn lock_put() -> Rule {
+    mock!(aws_sdk_dynamodb::Client::put_item)
+        .match_requests(|r| pk_is(r.item(), "LOCK#api"))
+        .then_error(conditional_check_failed)
+}
+
+#[tokio::test]
+async fn plan_locked_by_an_older_push_queues_waits_and_takes_nothing() {
+    let config = config_item();
+    let (repos, images) = ecr_rules();
+    let refused = lock_put();
+    let queued = mock!(aws_sdk_dynamodb::Client::put_item)
+        .match_requests(|r| {
+            pk_is(r.item(), "WAIT#api")
+                && r.item()
+                    .and_then(|i| i.get("pushed_at"))
+                    .and_then(|v| v.as_n().ok())
+                    == Some(&(PUSHED_AT * 1000).to_string())
+                && r.condition_expression()
+                    .is_some_and(|c| c.contains("pushed_at < :pushed"))
+        })
+        .then_output(|| PutItemOutput::builder().build());
+    let holder = held_by_exec_0(PUSHED_AT * 1000 - 60_000);
+    let (waiter, _) = empty_queue();
     let delete = mock!(aws_sdk_dynamodb::Client::delete_item)
         .then_output(|| DeleteItemOutput::builder().build());
     let c = Mocks {
-        dynamodb: &[&config, &refused, &holder, &delete],
+        dynamodb: &[&config, &refused, &queued, &holder, &waiter, &delete],
         ecr: &[&repos, &images],
         ..Mocks::default()
     }
     .clients();
-    let e = plan(&c, &FixedClock(1000), push("3f2a1bc"))
-        .await
-        .unwrap_err();
-    assert_eq!(e.name(), "Slipway.Locked", "{e}");
-    assert!(
-        e.to_string()
-            .contains("service api is being deployed by exec-0"),
-        "{e}"
-    );
-    assert_eq!(refused.num_calls(), 1);
+    match plan(&c, &FixedClock(1000), push("3f2a1bc")).await.unwrap() {
+        PlanOutput::Wait { reason, until } => {
+            assert_eq!(until, 4600, "at most until the holder's lock expires");
+            assert!(
+                reason.contains("service api is being deployed by exec-0"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!((refused.num_calls(), queued.num_calls()), (1, 1));
     assert_eq!(
         delete.num_calls(),
         0,
         "it took no lock, so it releases none"
     );
+}
+
+#[tokio::test]
+async fn plan_locked_by_a_later_push_is_superseded_and_recorded() {
+    let config = config_item();
+    let (repos, images) = ecr_rules();
+    let refused = lock_put();
+    let holder = held_by_exec_0(PUSHED_AT * 1000 + 1);
+    let recorded = mock!(aws_sdk_dynamodb::Client::put_item)
+        .match_requests(|r| {
+            pk_is(r.item(), "DEPLOYMENTS")
+                && r.item()
+                    .and_then(|i| i.get("result"))
+                    .and_then(|v| v.as_s().ok())
+                    .is_some_and(|v| v == "superseded")
+        })
+        .then_output(|| PutItemOutput::builder().build());
+    let c = Mocks {
+        dynamodb: &[&config, &refused, &holder, &recorded],
+        ecr: &[&repos, &images],
+        ..Mocks::default()
+    }
+    .clients();
+    match plan(&c, &FixedClock(1000), push("3f2a1bc")).await.unwrap() {
+        PlanOutput::NothingToDo { reason, .. } => {
+            assert!(
+                reason
+                    .starts_with("superseded: api is being deployed to sha256:aaaa, pushed after"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(recorded.num_calls(), 1, "the record says superseded");
 }
 
 #[tokio::test]
@@ -918,8 +1000,9 @@ async fn plan_skips_a_service_already_on_the_digest_and_gives_its_lock_back() {
             )
             .build()
     });
+    let (waiter, stop_waiting) = empty_queue();
     let c = Mocks {
-        dynamodb: &[&config, &lock, &unlock],
+        dynamodb: &[&config, &lock, &unlock, &waiter, &stop_waiting],
         ecr: &[&repos, &images],
         ecs: &[&svc, &current],
         ..Mocks::default()

@@ -7,8 +7,11 @@ use serde_json::Value;
 
 use crate::aws::{aws, Clients};
 use crate::config::{Config, ServiceConfig};
-use crate::input::{self, DeployRequest, PlanInput, ServiceSelection};
-use crate::model::{PlanEvent, PlanOutput, Release, ServiceRelease, Skipped, StackRelease};
+use crate::input::{self, DeployRequest, PlanInput, ServiceSelection, Trigger};
+use crate::model::{
+    DeploymentRecord, PlanEvent, PlanOutput, RecordedService, Release, ServiceRelease, Skipped,
+    StackRelease,
+};
 use crate::state;
 use crate::steps::{describe_services, Clock};
 use crate::StepError;
@@ -94,24 +97,36 @@ pub async fn plan(
     }
 
     // Resolve the image per repository (a digest is checked to exist).
-    let mut images: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut images: BTreeMap<String, Resolved> = BTreeMap::new();
     for s in &chosen {
         if !images.contains_key(&s.repository) {
             let resolved = resolve_image(clients, &s.repository, &request).await?;
             images.insert(s.repository.clone(), resolved);
         }
     }
+    // Push time decides between ECR pushes ("the later image wins", whatever order their
+    // executions plan in). A manual request names its image on purpose — an older one too,
+    // to go back — so it is never superseded; it waits its turn like any other.
+    let by_push_time = matches!(request.trigger, Trigger::EcrPush { .. });
 
     let now = clock.now();
     let id = release_id(&execution);
+    let who = Superseding {
+        config: &config,
+        request: &request,
+        chosen: &chosen,
+        images: &images,
+        id: &id,
+        now,
+    };
     let ttl = i64::from(config.lock.ttl_minutes) * 60;
     let mut locked: Vec<String> = Vec::new();
     // One lock per service and one per stack (every release updates every configured stack,
     // so two releases never update — or roll back — one stack at the same time), all taken
     // in one order for everyone: no deadlock.
-    let mut keys: Vec<(String, Option<&str>)> = chosen
+    let mut keys: Vec<(String, Option<&Resolved>)> = chosen
         .iter()
-        .map(|s| (s.name.clone(), Some(images[&s.repository].1.as_str())))
+        .map(|s| (s.name.clone(), Some(&images[&s.repository])))
         .chain(
             config
                 .stacks
@@ -122,30 +137,103 @@ pub async fn plan(
     // Services (by name) before stacks (by name): a second push of the same digest meets the
     // service's lock first and ends as nothing to do instead of waiting for the stack.
     keys.sort_by(|a, b| (a.1.is_none(), &a.0).cmp(&(b.1.is_none(), &b.0)));
-    let release_digest = images.values().next().map_or("", |(_, d)| d.as_str());
-    for (key, digest) in &keys {
-        let held_for = digest.unwrap_or(release_digest);
-        match state::acquire_lock(clients, key, &execution, &id, held_for, now, ttl).await {
-            Ok(Ok(())) => locked.push(key.clone()),
-            Ok(Err(holder)) => {
+    let first = images.values().next();
+    for (key, image) in &keys {
+        let claim = state::Claim {
+            owner: &execution,
+            release: &id,
+            digest: image.or(first).map_or("", |i| i.digest.as_str()),
+            pushed_at: image.or(first).and_then(|i| i.pushed_at),
+        };
+        let holder = match state::acquire_lock(clients, key, &claim, now, ttl).await {
+            Ok(Ok(())) => {
+                locked.push(key.clone());
+                continue;
+            }
+            Ok(Err(holder)) => holder,
+            Err(e) => {
                 release_all(clients, &locked, &execution).await;
-                if digest.is_some_and(|d| holder.digest == d) {
-                    return Ok(PlanOutput::NothingToDo {
-                        reason: format!(
-                            "{key} is already being deployed to {held_for} by {}",
-                            holder.owner
-                        ),
-                        skipped,
-                    });
-                }
-                let what = match key.strip_prefix(state::STACK_LOCK_PREFIX) {
-                    Some(stack) => format!("stack {stack} is being updated"),
-                    None => format!("service {key} is being deployed"),
+                return Err(e);
+            }
+        };
+        release_all(clients, &locked, &execution).await;
+        if image.is_some_and(|i| holder.digest == i.digest) {
+            return Ok(PlanOutput::NothingToDo {
+                reason: format!(
+                    "{key} is already being deployed to {} by {}",
+                    claim.digest, holder.owner
+                ),
+                skipped,
+            });
+        }
+        if by_push_time && image.is_some() && later(holder.pushed_at, claim.pushed_at) {
+            let reason = format!(
+                "superseded: {key} is being deployed to {}, pushed after {} ({}), by {}",
+                holder.digest,
+                claim.digest,
+                pushed_times(holder.pushed_at, claim.pushed_at),
+                holder.owner
+            );
+            return superseded(clients, &who, reason, skipped).await;
+        }
+        if by_push_time && image.is_some() {
+            // Queue up as the newest image for this service, unless a later push already
+            // waits: then that one deploys next and this one has nothing to do.
+            let waiting = state::wait_for_lock(clients, key, &claim, now).await?;
+            if let Some(w) = waiting.filter(|w| live_later_waiter(w, &claim, now)) {
+                let reason = format!(
+                    "superseded: {} (pushed after {}, {}) is waiting to deploy {key} too",
+                    w.digest,
+                    claim.digest,
+                    pushed_times(Some(w.pushed_at), claim.pushed_at),
+                );
+                return superseded(clients, &who, reason, skipped).await;
+            }
+        }
+        let what = match key.strip_prefix(state::STACK_LOCK_PREFIX) {
+            Some(stack) => format!("stack {stack} is being updated"),
+            None => format!("service {key} is being deployed"),
+        };
+        let reason = format!(
+            "{what} by {} (release {}, {}); waiting for it, at most until its lock expires at {} (epoch seconds)",
+            holder.owner, holder.release, holder.digest, holder.expires_at
+        );
+        tracing::info!(%reason, "waiting for a lock");
+        return Ok(PlanOutput::Wait {
+            reason,
+            until: holder.expires_at,
+        });
+    }
+    if by_push_time {
+        // Every lock is ours. A later push that queued for one of them while its holder
+        // deployed goes next instead of this one.
+        let queue = async {
+            for s in &chosen {
+                let claim = state::Claim {
+                    owner: &execution,
+                    release: &id,
+                    digest: &images[&s.repository].digest,
+                    pushed_at: images[&s.repository].pushed_at,
                 };
-                return Err(StepError::Locked(format!(
-                    "{what} by {} (release {}, {}); the lock expires at {} (epoch seconds)",
-                    holder.owner, holder.release, holder.digest, holder.expires_at
-                )));
+                let waiting = state::waiter(clients, &s.name).await?;
+                if let Some(w) = waiting.filter(|w| live_later_waiter(w, &claim, now)) {
+                    return Ok(Some(format!(
+                        "superseded: {} (pushed after {}, {}) is waiting to deploy {} too",
+                        w.digest,
+                        claim.digest,
+                        pushed_times(Some(w.pushed_at), claim.pushed_at),
+                        s.name
+                    )));
+                }
+                state::stop_waiting(clients, &s.name, &execution).await?;
+            }
+            Ok::<_, StepError>(None)
+        };
+        match queue.await {
+            Ok(None) => {}
+            Ok(Some(reason)) => {
+                release_all(clients, &locked, &execution).await;
+                return superseded(clients, &who, reason, skipped).await;
             }
             Err(e) => {
                 release_all(clients, &locked, &execution).await;
@@ -154,7 +242,15 @@ pub async fn plan(
         }
     }
 
-    let outcome = snapshot(clients, &config, &chosen, &images, &mut skipped).await;
+    let outcome = snapshot(
+        clients,
+        &config,
+        &chosen,
+        &images,
+        by_push_time,
+        &mut skipped,
+    )
+    .await;
     let (services, stacks) = match outcome {
         Ok(v) => v,
         Err(e) => {
@@ -175,6 +271,10 @@ pub async fn plan(
         .collect();
     release_all(clients, &idle, &execution).await;
     if services.is_empty() {
+        if let Some(later) = skipped.iter().find(|s| s.reason.starts_with(SUPERSEDED)) {
+            let reason = format!("{}: {}", later.service, later.reason);
+            return superseded(clients, &who, reason, skipped).await;
+        }
         return Ok(PlanOutput::NothingToDo {
             reason: "every service already runs this image".into(),
             skipped,
@@ -330,6 +430,90 @@ async fn recover(
     })
 }
 
+/// A repository's image as plan resolved it.
+#[derive(Debug, Clone)]
+struct Resolved {
+    /// The repository's URI.
+    uri: String,
+    /// The digest to deploy.
+    digest: String,
+    /// When ECR received it (`imagePushedAt`), epoch milliseconds.
+    pushed_at: Option<i64>,
+}
+
+/// A skipped service's reason starts with this when a later push of its repository runs.
+const SUPERSEDED: &str = "superseded";
+
+/// `theirs` was pushed after `ours` (both known). Equal times decide nothing: ECR's
+/// `imagePushedAt` is a timestamp, and two pushes can share one.
+fn later(theirs: Option<i64>, ours: Option<i64>) -> bool {
+    matches!((theirs, ours), (Some(t), Some(o)) if t > o)
+}
+
+fn pushed_times(theirs: Option<i64>, ours: Option<i64>) -> String {
+    let at = |t: Option<i64>| {
+        t.map_or_else(
+            || "unknown".to_owned(),
+            |t| format!("{}.{:03}", t / 1000, t % 1000),
+        )
+    };
+    format!("pushed at {} and {} (epoch seconds)", at(theirs), at(ours))
+}
+
+/// `w` is another execution's live place in the queue, for an image pushed after `claim`'s.
+fn live_later_waiter(w: &state::Waiter, claim: &state::Claim<'_>, now: i64) -> bool {
+    w.owner != claim.owner && w.expires_at >= now && later(Some(w.pushed_at), claim.pushed_at)
+}
+
+/// What a superseded release's record is made of.
+struct Superseding<'a> {
+    config: &'a Config,
+    request: &'a DeployRequest,
+    chosen: &'a [&'a ServiceConfig],
+    images: &'a BTreeMap<String, Resolved>,
+    id: &'a str,
+    now: i64,
+}
+
+/// An ECR push older than the image running or about to run: nothing moves, and the record
+/// (`superseded`) says why, so `slipway history` accounts for every push.
+async fn superseded(
+    clients: &Clients,
+    who: &Superseding<'_>,
+    reason: String,
+    skipped: Vec<Skipped>,
+) -> Result<PlanOutput, StepError> {
+    let record = DeploymentRecord {
+        release: who.id.to_owned(),
+        environment: who.config.environment.clone(),
+        trigger: who.request.trigger.clone(),
+        result: "superseded".into(),
+        reason: Some(reason.clone()),
+        error: None,
+        services: who
+            .chosen
+            .iter()
+            .map(|s| {
+                let image = &who.images[&s.repository];
+                RecordedService {
+                    service: s.name.clone(),
+                    from: String::new(),
+                    to: format!("{}@{}", image.uri, image.digest),
+                }
+            })
+            .collect(),
+        stacks: Vec::new(),
+        started_at: who.now,
+        finished_at: who.now,
+        timings: BTreeMap::new(),
+        rollback: None,
+        announced: BTreeMap::new(),
+    };
+    state::put_record(clients, &record).await?;
+    tracing::info!(%reason, "superseded");
+    Ok(PlanOutput::NothingToDo { reason, skipped })
+}
+
 async fn release_all(clients: &Clients, services: &[String], owner: &str) {
     for s in services {
         if let Err(e) = state::release_lock(clients, s, owner).await {
@@ -399,12 +583,12 @@ fn choose_services<'a>(
     }
 }
 
-/// The repository's URI and the digest to deploy.
+/// The repository's URI, the digest to deploy and when it was pushed.
 async fn resolve_image(
     clients: &Clients,
     repository: &str,
     request: &DeployRequest,
-) -> Result<(String, String), StepError> {
+) -> Result<Resolved, StepError> {
     let not_found = |what: String| {
         StepError::invalid(
             if request.image.digest.is_some() {
@@ -475,13 +659,46 @@ async fn resolve_image(
                 }
             })
         })?;
-    let digest = out
+    let detail = out
         .image_details()
         .first()
-        .and_then(|d| d.image_digest())
+        .ok_or_else(|| not_found(format!("no image in {repository} matches")))?;
+    let digest = detail
+        .image_digest()
         .ok_or_else(|| not_found(format!("no image in {repository} matches")))?
         .to_owned();
-    Ok((uri, digest))
+    Ok(Resolved {
+        uri,
+        digest,
+        pushed_at: pushed_at(detail),
+    })
+}
+
+/// `imagePushedAt` in epoch milliseconds.
+fn pushed_at(detail: &aws_sdk_ecr::types::ImageDetail) -> Option<i64> {
+    detail.image_pushed_at().and_then(|t| t.to_millis().ok())
+}
+
+/// When ECR received `digest` of `repository`, if it still has it.
+async fn pushed_at_of(
+    clients: &Clients,
+    repository: &str,
+    digest: &str,
+) -> Result<Option<i64>, StepError> {
+    let out = clients
+        .ecr
+        .describe_images()
+        .repository_name(repository)
+        .image_ids(ImageIdentifier::builder().image_digest(digest).build())
+        .send()
+        .await
+        .map_err(aws("ecr:DescribeImages"));
+    match out {
+        Ok(out) => Ok(out.image_details().first().and_then(pushed_at)),
+        // Deleted since (lifecycle policy): its push time is unknown, so it decides nothing.
+        Err(e) if e.code == "ImageNotFoundException" => Ok(None),
+        Err(e) => Err(e.step(|m| StepError::invalid("config", m))),
+    }
 }
 
 type Snapshot = (Vec<ServiceRelease>, Vec<StackRelease>);
@@ -493,7 +710,8 @@ async fn snapshot(
     clients: &Clients,
     config: &Config,
     chosen: &[&ServiceConfig],
-    images: &BTreeMap<String, (String, String)>,
+    images: &BTreeMap<String, Resolved>,
+    by_push_time: bool,
     skipped: &mut Vec<Skipped>,
 ) -> Result<Snapshot, StepError> {
     let names: Vec<String> = chosen.iter().map(|s| s.ecs_service().to_owned()).collect();
@@ -543,13 +761,35 @@ async fn snapshot(
             .unwrap_or_default();
         let container = pick_container(s, &td_arn, containers)?;
         let current = container.image().unwrap_or_default().to_owned();
-        let (uri, digest) = &images[&s.repository];
+        let Resolved {
+            uri,
+            digest,
+            pushed_at,
+        } = &images[&s.repository];
         if current.ends_with(&format!("@{digest}")) {
             skipped.push(Skipped {
                 service: s.name.clone(),
                 reason: format!("already runs {digest}"),
             });
             continue;
+        }
+        // A push older than the image the service runs (a later push already deployed, or
+        // this execution's event arrived late) is skipped.
+        let running = current
+            .strip_prefix(uri.as_str())
+            .and_then(|rest| rest.strip_prefix('@'));
+        if let Some(running) = running.filter(|_| by_push_time) {
+            let theirs = pushed_at_of(clients, &s.repository, running).await?;
+            if later(theirs, *pushed_at) {
+                skipped.push(Skipped {
+                    service: s.name.clone(),
+                    reason: format!(
+                        "{SUPERSEDED}: it runs {running}, pushed after {digest} ({})",
+                        pushed_times(theirs, *pushed_at)
+                    ),
+                });
+                continue;
+            }
         }
         services.push(ServiceRelease {
             name: s.name.clone(),
@@ -690,5 +930,21 @@ mod tests {
             "api-3f2a1bc"
         );
         assert_eq!(release_id("9f1c_x"), "r-9f1c-x");
+    }
+
+    #[test]
+    fn only_a_known_later_push_time_wins() {
+        assert!(later(Some(2_000), Some(1_000)));
+        assert!(
+            !later(Some(1_000), Some(1_000)),
+            "one second, two pushes: no winner"
+        );
+        assert!(!later(Some(1_000), Some(2_000)));
+        assert!(!later(None, Some(1_000)));
+        assert!(!later(Some(2_000), None));
+        assert_eq!(
+            pushed_times(Some(1_700_000_000_123), None),
+            "pushed at 1700000000.123 and unknown (epoch seconds)"
+        );
     }
 }
