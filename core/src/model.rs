@@ -379,13 +379,25 @@ pub struct PlanFailedInput {
     /// Plan's error, as Step Functions caught it.
     #[serde(default)]
     pub error: Option<Value>,
+    /// The execution's input (`$$.Execution.Input`): when it is a deploy request, the
+    /// failure is recorded and announced like any release's end.
+    #[serde(default)]
+    pub input: Option<Value>,
+    /// When the execution started (`$$.Execution.StartTime`, RFC 3339): the record's
+    /// `started_at`, the same on every retry (a retried finish overwrites one record).
+    #[serde(default)]
+    pub started: Option<String>,
 }
 
 /// `finish`'s answer to a [`PlanFailedInput`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PlanFailedCleanup {
     /// Services whose lock this execution held and released.
     pub released: Vec<String>,
+    /// The record written for the failed request (none when the input was not a deploy
+    /// request plan could read).
+    #[serde(default)]
+    pub record: Option<DeploymentRecord>,
 }
 
 /// The record of one deployment, as the state table keeps it and `slipway history` shows it.

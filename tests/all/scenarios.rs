@@ -1051,6 +1051,9 @@ async fn s16_a_failed_plan_releases_the_locks_it_took() {
         ["LOCK#auth"],
         "only this execution's lock goes"
     );
+    let r = record(&app, &name).await;
+    assert_eq!(r.result, "failed", "the request was understood: recorded");
+    assert_eq!(r.error.unwrap_or_default()["Error"], "Slipway.InvalidInput");
     state::release_lock(&app.clients, "auth", &theirs)
         .await
         .unwrap();
@@ -1267,4 +1270,48 @@ async fn s19_the_later_push_wins_whatever_order_they_plan_in() {
     );
     assert!(app.locks().await.is_empty());
     assert_eq!(state::waiter(&app.clients, "api").await.unwrap(), None);
+}
+
+/// 20. A push whose image plan cannot find in ECR (deleted by a lifecycle rule before its
+/// execution ran): plan fails with `Slipway.InvalidInput`, and the `PlanFailed` catch records
+/// the failure (`failed`, plan's error, nothing deployed) and announces it on the configured
+/// EventBridge bus, so a push that deployed nothing is never silent. Nothing moved, no lock.
+#[tokio::test]
+async fn s20_a_failed_plan_is_recorded_and_announced() {
+    let _t = LAMBDA_TABLE.lock().await;
+    let bed = Testbed::get();
+    let app = App::create(&["api"], Some(bed.lambda_table())).await;
+    state::store_config(
+        &app.clients,
+        &format!("{}\n[notifications]\nevent_bus = \"default\"\n", app.config),
+    )
+    .await
+    .unwrap();
+    let api = app.service("api");
+    let gone = format!("sha256:{}", "e".repeat(64));
+    let name = run("s20");
+    let x = execute(&bed, app.event(api, "2020202", &gone), &name).await;
+    assert_eq!(x.status, "FAILED", "{x:?}");
+    assert_eq!(x.error.as_deref(), Some("Slipway.InvalidInput"), "{x:?}");
+    assert_eq!(x.path, ["Arrival", "Plan", "PlanFailed", "PlanFailedEnd"]);
+    let r = record(&app, &name).await;
+    assert_eq!(r.result, "failed");
+    assert!(r.services.is_empty(), "{r:?}");
+    assert!(
+        matches!(r.trigger, slipway_core::input::Trigger::EcrPush { .. }),
+        "{r:?}"
+    );
+    let error = r.error.clone().unwrap_or_default();
+    assert_eq!(error["Error"], "Slipway.InvalidInput", "{r:?}");
+    assert!(
+        error["Cause"].as_str().unwrap_or_default().contains(&gone),
+        "{r:?}"
+    );
+    assert_eq!(
+        r.announced.get("eventbridge").map(String::as_str),
+        Some("sent"),
+        "{r:?}"
+    );
+    assert_eq!(app.running(api).await, api.task_definition);
+    assert!(app.locks().await.is_empty());
 }

@@ -2,7 +2,11 @@
 
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 
+use aws_sdk_dynamodb::primitives::{DateTime, DateTimeFormat};
+
 use crate::aws::{aws, Clients};
+use crate::config::Notifications;
+use crate::input::PlanInput;
 use crate::model::{
     DeploymentRecord, FinishInput, PlanFailedCleanup, PlanFailedInput, RecordedService,
 };
@@ -77,38 +81,7 @@ pub async fn finish(
     };
     state::put_record(clients, &record).await?;
 
-    // Announcing never changes the outcome: a channel that fails (after the SDK's own
-    // retries) is noted in the record and the step succeeds.
-    let detail = serde_json::to_string(&record).map_err(|e| StepError::Transient(e.to_string()))?;
-    let mut changed = false;
-    if let Some(bus) = &release.notifications.event_bus {
-        if record.announced.get("eventbridge").map(String::as_str) != Some(SENT) {
-            let outcome = put_event(clients, bus, &detail).await;
-            record.announced.insert("eventbridge".into(), note(outcome));
-            changed = true;
-        }
-    }
-    if let Some(topic) = &release.notifications.sns_topic_arn {
-        if record.announced.get("sns").map(String::as_str) != Some(SENT) {
-            let subject = format!(
-                "[{}] release {} {}",
-                release.environment, release.id, result
-            );
-            let outcome = clients
-                .sns
-                .publish()
-                .topic_arn(topic)
-                .subject(subject.chars().take(100).collect::<String>())
-                .message(&detail)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| aws("sns:Publish")(e).to_string());
-            record.announced.insert("sns".into(), note(outcome));
-            changed = true;
-        }
-    }
-    if changed {
+    if announce(clients, &release.notifications, &mut record).await? {
         state::put_record(clients, &record).await?;
     }
     // The locks go back only once the record is written: a recovery that finds the record
@@ -124,6 +97,47 @@ pub async fn finish(
     }
     tracing::info!(announced = ?record.announced, "finished");
     Ok(record)
+}
+
+/// Publishes `record` on each configured channel it was not yet sent on (each channel once,
+/// even across retries), noting the outcome in `record.announced`; says whether a note
+/// changed. Announcing never changes the outcome: a channel that fails (after the SDK's own
+/// retries) is noted and the step succeeds.
+async fn announce(
+    clients: &Clients,
+    notifications: &Notifications,
+    record: &mut DeploymentRecord,
+) -> Result<bool, StepError> {
+    let detail = serde_json::to_string(&record).map_err(|e| StepError::Transient(e.to_string()))?;
+    let mut changed = false;
+    if let Some(bus) = &notifications.event_bus {
+        if record.announced.get("eventbridge").map(String::as_str) != Some(SENT) {
+            let outcome = put_event(clients, bus, &detail).await;
+            record.announced.insert("eventbridge".into(), note(outcome));
+            changed = true;
+        }
+    }
+    if let Some(topic) = &notifications.sns_topic_arn {
+        if record.announced.get("sns").map(String::as_str) != Some(SENT) {
+            let subject = format!(
+                "[{}] release {} {}",
+                record.environment, record.release, record.result
+            );
+            let outcome = clients
+                .sns
+                .publish()
+                .topic_arn(topic)
+                .subject(subject.chars().take(100).collect::<String>())
+                .message(&detail)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| aws("sns:Publish")(e).to_string());
+            record.announced.insert("sns".into(), note(outcome));
+            changed = true;
+        }
+    }
+    Ok(changed)
 }
 
 async fn release_locks(
@@ -189,10 +203,15 @@ async fn put_event(clients: &Clients, bus: &str, detail: &str) -> Result<(), Str
 
 /// After plan failed: releases every configured service's lock this execution holds (plan
 /// may have failed — crashed, timed out — between taking locks and returning) and forgets a
-/// release it stored. Nothing was deployed, so there is nothing to roll back. Idempotent.
+/// release it stored. Nothing was deployed, so there is nothing to roll back. When the input
+/// was a deploy request — the image not in ECR, a stack busy for longer than plan waits, a
+/// service the configuration does not name, the configuration missing or broken — the failure
+/// is recorded (`failed`, with plan's error) and announced on the configured channels, so a
+/// push that deployed nothing is never silent. Idempotent.
 #[tracing::instrument(skip_all, fields(execution = %input.execution))]
 pub async fn plan_failed(
     clients: &Clients,
+    clock: &dyn Clock,
     input: PlanFailedInput,
 ) -> Result<PlanFailedCleanup, StepError> {
     if input.execution.is_empty() {
@@ -202,11 +221,58 @@ pub async fn plan_failed(
         ));
     }
     // Without a readable configuration plan took no lock (it reads the configuration first).
-    let released = match state::load_config(clients).await {
-        Ok(config) => state::release_locks_of(clients, &config, &input.execution).await?,
-        Err(_) => Vec::new(),
+    let config = state::load_config(clients).await.ok();
+    let released = match &config {
+        Some(config) => state::release_locks_of(clients, config, &input.execution).await?,
+        None => Vec::new(),
     };
     state::delete_release(clients, &input.execution).await?;
     tracing::warn!(?released, error = ?input.error, "plan failed; released what it held");
-    Ok(PlanFailedCleanup { released })
+    let request = match input.input.clone().map(crate::input::parse) {
+        Some(Ok(PlanInput::Deploy { request })) => request,
+        _ => {
+            return Ok(PlanFailedCleanup {
+                released,
+                record: None,
+            })
+        }
+    };
+    let id = super::plan::release_id(&input.execution);
+    let started_at = input
+        .started
+        .as_deref()
+        .and_then(|t| DateTime::from_str(t, DateTimeFormat::DateTimeWithOffset).ok())
+        .map_or_else(|| clock.now(), |t| t.secs());
+    let earlier = state::record_of(clients, started_at, &id).await?;
+    let mut record = DeploymentRecord {
+        release: id,
+        environment: config
+            .as_ref()
+            .map(|c| c.environment.clone())
+            .unwrap_or_default(),
+        trigger: request.trigger,
+        result: "failed".into(),
+        reason: Some("plan failed: nothing was deployed".into()),
+        error: input.error.clone(),
+        services: Vec::new(),
+        stacks: Vec::new(),
+        started_at,
+        finished_at: earlier
+            .as_ref()
+            .map_or_else(|| clock.now(), |r| r.finished_at),
+        timings: Default::default(),
+        rollback: None,
+        announced: earlier.map(|r| r.announced).unwrap_or_default(),
+    };
+    state::put_record(clients, &record).await?;
+    // Without a configuration there is no channel to announce on: the record is all.
+    if let Some(config) = &config {
+        if announce(clients, &config.notifications, &mut record).await? {
+            state::put_record(clients, &record).await?;
+        }
+    }
+    Ok(PlanFailedCleanup {
+        released,
+        record: Some(record),
+    })
 }

@@ -40,7 +40,7 @@ fn event_parts(event: Value, clock: &dyn Clock) -> Result<(Value, String), StepE
 }
 
 /// The release id: the execution's name (its ARN's last part), safe for change set names.
-fn release_id(execution: &str) -> String {
+pub(crate) fn release_id(execution: &str) -> String {
     let name = execution.rsplit(':').next().unwrap_or(execution);
     let mut id: String = name
         .chars()

@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
         // Two inputs: a release to finish, or (the `PlanFailed` catch) `{"plan_failed": …}`.
         let mut payload = event.payload;
         if let Some(cleanup) = payload.get_mut("plan_failed").map(serde_json::Value::take) {
-            let cleanup = steps::plan_failed(clients, steps::input(cleanup)?).await?;
+            let cleanup = steps::plan_failed(clients, &SystemClock, steps::input(cleanup)?).await?;
             return Ok(serde_json::to_value(cleanup).unwrap_or_default());
         }
         let record = steps::finish(clients, &SystemClock, steps::input(payload)?).await?;
