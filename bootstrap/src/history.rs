@@ -84,10 +84,12 @@ pub fn render(records: &[DeploymentRecord]) -> String {
                 .iter()
                 .map(|s| format!("{} {}→{}", s.service, short(&s.from), short(&s.to)))
                 .collect();
+            // The error's name; for a release that never started (superseded), why.
             let error = r
                 .error
                 .as_ref()
                 .and_then(|e| e["Error"].as_str())
+                .or(r.reason.as_deref())
                 .unwrap_or("")
                 .to_owned();
             [

@@ -935,8 +935,9 @@ async fn plan_locked_by_a_later_push_is_superseded_and_recorded() {
                     .is_some_and(|v| v == "superseded")
         })
         .then_output(|| PutItemOutput::builder().build());
+    let (_, stop_waiting) = empty_queue();
     let c = Mocks {
-        dynamodb: &[&config, &refused, &holder, &recorded],
+        dynamodb: &[&config, &refused, &holder, &recorded, &stop_waiting],
         ecr: &[&repos, &images],
         ..Mocks::default()
     }
@@ -952,6 +953,7 @@ async fn plan_locked_by_a_later_push_is_superseded_and_recorded() {
         other => panic!("{other:?}"),
     }
     assert_eq!(recorded.num_calls(), 1, "the record says superseded");
+    assert_eq!(stop_waiting.num_calls(), 1, "and it leaves the queue");
 }
 
 #[tokio::test]

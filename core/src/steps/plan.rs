@@ -112,6 +112,7 @@ pub async fn plan(
     let now = clock.now();
     let id = release_id(&execution);
     let who = Superseding {
+        owner: &execution,
         config: &config,
         request: &request,
         chosen: &chosen,
@@ -158,6 +159,9 @@ pub async fn plan(
         };
         release_all(clients, &locked, &execution).await;
         if image.is_some_and(|i| holder.digest == i.digest) {
+            if by_push_time {
+                leave_queues(clients, &chosen, &execution).await?;
+            }
             return Ok(PlanOutput::NothingToDo {
                 reason: format!(
                     "{key} is already being deployed to {} by {}",
@@ -176,18 +180,27 @@ pub async fn plan(
             );
             return superseded(clients, &who, reason, skipped).await;
         }
-        if by_push_time && image.is_some() {
-            // Queue up as the newest image for this service, unless a later push already
-            // waits: then that one deploys next and this one has nothing to do.
-            let waiting = state::wait_for_lock(clients, key, &claim, now).await?;
-            if let Some(w) = waiting.filter(|w| live_later_waiter(w, &claim, now)) {
-                let reason = format!(
-                    "superseded: {} (pushed after {}, {}) is waiting to deploy {key} too",
-                    w.digest,
-                    claim.digest,
-                    pushed_times(Some(w.pushed_at), claim.pushed_at),
-                );
-                return superseded(clients, &who, reason, skipped).await;
+        if by_push_time {
+            // Queue up (or renew the place) as the newest image for each of its services,
+            // whichever lock is busy, unless a later push already waits: then that one
+            // deploys next and this one has nothing to do.
+            for s in &chosen {
+                let mine = state::Claim {
+                    digest: &images[&s.repository].digest,
+                    pushed_at: images[&s.repository].pushed_at,
+                    ..claim
+                };
+                let waiting = state::wait_for_lock(clients, &s.name, &mine, now).await?;
+                if let Some(w) = waiting.filter(|w| live_later_waiter(w, &mine, now)) {
+                    let reason = format!(
+                        "superseded: {} (pushed after {}, {}) is waiting to deploy {} too",
+                        w.digest,
+                        mine.digest,
+                        pushed_times(Some(w.pushed_at), mine.pushed_at),
+                        s.name
+                    );
+                    return superseded(clients, &who, reason, skipped).await;
+                }
             }
         }
         let what = match key.strip_prefix(state::STACK_LOCK_PREFIX) {
@@ -274,6 +287,9 @@ pub async fn plan(
         if let Some(later) = skipped.iter().find(|s| s.reason.starts_with(SUPERSEDED)) {
             let reason = format!("{}: {}", later.service, later.reason);
             return superseded(clients, &who, reason, skipped).await;
+        }
+        if by_push_time {
+            leave_queues(clients, &chosen, &execution).await?;
         }
         return Ok(PlanOutput::NothingToDo {
             reason: "every service already runs this image".into(),
@@ -467,6 +483,7 @@ fn live_later_waiter(w: &state::Waiter, claim: &state::Claim<'_>, now: i64) -> b
 
 /// What a superseded release's record is made of.
 struct Superseding<'a> {
+    owner: &'a str,
     config: &'a Config,
     request: &'a DeployRequest,
     chosen: &'a [&'a ServiceConfig],
@@ -475,8 +492,23 @@ struct Superseding<'a> {
     now: i64,
 }
 
+/// Gives up `owner`'s places in the queues of `chosen` (a push that queued while it waited
+/// and then has nothing to do must not hold a place a later turn would read as live).
+async fn leave_queues(
+    clients: &Clients,
+    chosen: &[&ServiceConfig],
+    owner: &str,
+) -> Result<(), StepError> {
+    for s in chosen {
+        state::stop_waiting(clients, &s.name, owner).await?;
+    }
+    Ok(())
+}
+
 /// An ECR push older than the image running or about to run: nothing moves, and the record
-/// (`superseded`) says why, so `slipway history` accounts for every push.
+/// (`superseded`) says why, so `slipway history` accounts for every push. Like CodePipeline's
+/// superseded executions, a superseded push is not brought back if the later one then fails
+/// and is rolled back: that failure is recorded and announced, and the next push decides.
 async fn superseded(
     clients: &Clients,
     who: &Superseding<'_>,
@@ -510,6 +542,7 @@ async fn superseded(
         announced: BTreeMap::new(),
     };
     state::put_record(clients, &record).await?;
+    leave_queues(clients, who.chosen, who.owner).await?;
     tracing::info!(%reason, "superseded");
     Ok(PlanOutput::NothingToDo { reason, skipped })
 }
