@@ -174,8 +174,8 @@ async fn create_service(
 async fn targets_follow_their_groups_health_check_and_requests_follow_rules() {
     let bed = Testbed::get();
     let name = unique("web");
-    // Checks every 40 s: the initial window lasts 2 s of test time.
-    let (tg, dns) = routed_group(&bed, &name, "/health", 40, 5).await;
+    // Checks every 60 s: the initial window lasts 3 s of test time.
+    let (tg, dns) = routed_group(&bed, &name, "/health", 60, 5).await;
     let cluster = unique("cluster");
     let td = register(&bed.ecs().await, &name, "repo/web:v1").await;
     create_service(
@@ -188,15 +188,23 @@ async fn targets_follow_their_groups_health_check_and_requests_follow_rules() {
         0,
     )
     .await;
+    // Each target is seen in its initial health checking (its own window: the two tasks may
+    // register a moment apart, and a busy machine may answer a poll late).
+    let seen = std::sync::Mutex::new(std::collections::BTreeSet::new());
     eventually(
-        "initial health checking",
-        Duration::from_secs(20),
+        "initial health checking of both targets",
+        Duration::from_secs(60),
         || async {
-            let s = states(&health(&bed, &tg).await);
-            (s.len() == 2
-                && s.iter()
-                    .all(|(st, r)| st == "initial" && r == "Elb.InitialHealthChecking"))
-            .then_some(())
+            for d in health(&bed, &tg).await {
+                let t = d.target_health().unwrap();
+                if t.state().map(|s| s.as_str()) == Some("initial")
+                    && t.reason().map(|r| r.as_str()) == Some("Elb.InitialHealthChecking")
+                {
+                    let id = d.target().and_then(|t| t.id()).unwrap_or_default();
+                    seen.lock().unwrap().insert(id.to_owned());
+                }
+            }
+            (seen.lock().unwrap().len() == 2).then_some(())
         },
     )
     .await;
