@@ -557,7 +557,7 @@ async fn check_stability_sees_progress_failure_and_deadline() {
 async fn health_check_catches_a_500() {
     let app = App::create(&["api"], None).await;
     let api = app.service("api");
-    let prober = HttpProber::new();
+    let prober = HttpProber::new().unwrap();
     let good = app.push(api, "2222222").await;
     let r = release(
         plan(

@@ -34,20 +34,23 @@ pub trait Prober: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = Result<Probe, String>> + Send + 'a>>;
 }
 
-/// The real prober: one reqwest client, built once per Lambda.
-#[derive(Debug, Clone, Default)]
+/// The real prober: one reqwest client, built once per Lambda. There is no `Default`: a
+/// default reqwest client follows redirects.
+#[derive(Debug, Clone)]
 pub struct HttpProber {
     client: reqwest::Client,
 }
 
 impl HttpProber {
-    /// A prober that never follows redirects (a 302 to a login page is not "healthy").
-    pub fn new() -> Self {
+    /// A prober that never follows redirects (a 302 to a login page is not "healthy"). If
+    /// that client cannot be built, this says why — it never falls back to a default
+    /// client, which would follow them.
+    pub fn new() -> Result<Self, String> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .unwrap_or_default();
-        Self { client }
+            .map_err(|e| format!("cannot build the health check's HTTP client: {e}"))?;
+        Ok(Self { client })
     }
 }
 
@@ -207,4 +210,45 @@ async fn target_health(
         )));
     }
     Ok((healthy, all.len()))
+}
+
+#[cfg(test)]
+mod redirect_tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A 302 is what the prober reports, not the page it points to: a service that sends its
+    /// health path to a login page is not healthy.
+    #[tokio::test]
+    async fn the_prober_reports_a_redirect_instead_of_following_it() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            // Any request: /health redirects to /login, which would answer 200.
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut buf = [0u8; 2048];
+                let n = conn.read(&mut buf).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let answer = if request.starts_with("GET /health ") {
+                    "HTTP/1.1 302 Found\r\nLocation: /login\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                } else {
+                    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                };
+                let _ = conn.write_all(answer.as_bytes()).await;
+            }
+        });
+        let prober = HttpProber::new().expect("client");
+        let probe = prober
+            .get(
+                &format!("http://127.0.0.1:{port}/health"),
+                None,
+                Duration::from_secs(5),
+            )
+            .await
+            .expect("an answer");
+        server.abort();
+        assert_eq!(probe.status, 302, "{probe:?}");
+        assert!(probe.body.is_empty(), "{probe:?}");
+    }
 }

@@ -9,7 +9,7 @@ use slipway_core::steps;
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let clients = &Clients::from_env().await;
-    let prober = &steps::HttpProber::new();
+    let prober = &steps::HttpProber::new()?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
         let input = steps::input(event.payload)?;
         steps::health_check(clients, prober, input).await
