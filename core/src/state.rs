@@ -291,12 +291,23 @@ pub async fn waiter(clients: &Clients, service: &str) -> Result<Option<Waiter>, 
 /// Gives up `owner`'s place in the queue for `service`'s lock (idempotent; another
 /// waiter's place is left alone).
 pub async fn stop_waiting(clients: &Clients, service: &str, owner: &str) -> Result<(), StepError> {
+    delete_if_owner(clients, format!("WAIT#{service}"), "WAIT", owner).await
+}
+
+/// Deletes item `pk`/`sk` if `owner` owns it (idempotent: an item another owner holds, or
+/// none, is left as it is).
+async fn delete_if_owner(
+    clients: &Clients,
+    pk: String,
+    sk: &str,
+    owner: &str,
+) -> Result<(), StepError> {
     let result = clients
         .dynamodb
         .delete_item()
         .table_name(&clients.table)
-        .key("pk", s(format!("WAIT#{service}")))
-        .key("sk", s("WAIT"))
+        .key("pk", s(pk))
+        .key("sk", s(sk))
         .condition_expression("#owner = :owner")
         .expression_attribute_names("#owner", "owner")
         .expression_attribute_values(":owner", s(owner))
@@ -305,6 +316,7 @@ pub async fn stop_waiting(clients: &Clients, service: &str, owner: &str) -> Resu
         .map_err(aws("dynamodb:DeleteItem"));
     match result {
         Ok(_) => Ok(()),
+        // Not ours (expired and taken by another execution) or already gone: nothing to do.
         Err(e) if e.code == "ConditionalCheckFailedException" => Ok(()),
         Err(e) => Err(e.step(StepError::Transient)),
     }
@@ -403,24 +415,7 @@ pub async fn lock_holder(
 
 /// Releases `service`'s lock if `owner` holds it (idempotent).
 pub async fn release_lock(clients: &Clients, service: &str, owner: &str) -> Result<(), StepError> {
-    let result = clients
-        .dynamodb
-        .delete_item()
-        .table_name(&clients.table)
-        .key("pk", s(format!("LOCK#{service}")))
-        .key("sk", s("LOCK"))
-        .condition_expression("#owner = :owner")
-        .expression_attribute_names("#owner", "owner")
-        .expression_attribute_values(":owner", s(owner))
-        .send()
-        .await
-        .map_err(aws("dynamodb:DeleteItem"));
-    match result {
-        Ok(_) => Ok(()),
-        // Not ours (expired and taken by another execution) or already gone: nothing to release.
-        Err(e) if e.code == "ConditionalCheckFailedException" => Ok(()),
-        Err(e) => Err(e.step(StepError::Transient)),
-    }
+    delete_if_owner(clients, format!("LOCK#{service}"), "LOCK", owner).await
 }
 
 /// Releases every lock of the configuration's services and stacks that `owner` holds, and

@@ -549,17 +549,7 @@ async fn s10_pushes_never_interleave_and_the_later_wins() {
     let a = execute(&bed, app.event(api, "aaaaaaa", &first), &first_name);
     let b = async {
         // The second push arrives once the first holds the lock.
-        slipway_tests::eventually(
-            "the first execution's lock",
-            Duration::from_secs(30),
-            || async {
-                state::lock_holder(&app.clients, "api")
-                    .await
-                    .unwrap()
-                    .filter(|h| h.owner.ends_with(&run("s10-first")))
-            },
-        )
-        .await;
+        held_by(&app, "api", &run("s10-first")).await;
         execute(&bed, app.event(api, "bbbbbbb", &second), &run("s10-second")).await
     };
     let (a, b) = tokio::join!(a, b);
@@ -1134,6 +1124,21 @@ async fn s18_no_bake_means_one_health_check() {
     assert!(app.locks().await.is_empty());
 }
 
+/// Waits until the execution named `name` holds `service`'s lock.
+async fn held_by(app: &App, service: &str, name: &str) {
+    slipway_tests::eventually(
+        "the first execution's lock",
+        Duration::from_secs(30),
+        || async {
+            state::lock_holder(&app.clients, service)
+                .await
+                .unwrap()
+                .filter(|h| h.owner.ends_with(name))
+        },
+    )
+    .await;
+}
+
 /// The image `s` runs now (its task definition's container image).
 async fn running_image(app: &App, s: &crate::app::AppService) -> String {
     let td = app
@@ -1180,17 +1185,7 @@ async fn s19_the_later_push_wins_whatever_order_they_plan_in() {
     );
     let a = execute(&bed, app.event(api, "1919191", &one), &first);
     let c = async {
-        slipway_tests::eventually(
-            "the first execution's lock",
-            Duration::from_secs(30),
-            || async {
-                state::lock_holder(&app.clients, "api")
-                    .await
-                    .unwrap()
-                    .filter(|h| h.owner.ends_with(&first))
-            },
-        )
-        .await;
+        held_by(&app, "api", &first).await;
         execute(&bed, app.event(api, "3939393", &three), &third).await
     };
     let b = async {
