@@ -82,7 +82,20 @@ pub fn render(records: &[DeploymentRecord]) -> String {
             let services: Vec<String> = r
                 .services
                 .iter()
-                .map(|s| format!("{} {}→{}", s.service, short(&s.from), short(&s.to)))
+                .map(|s| {
+                    // Said only when nothing checked it: the usual case stays short.
+                    let unchecked = if s.checks == "not checked" {
+                        " (not checked)"
+                    } else {
+                        ""
+                    };
+                    format!(
+                        "{} {}→{}{unchecked}",
+                        s.service,
+                        short(&s.from),
+                        short(&s.to)
+                    )
+                })
                 .collect();
             // The error's name; for a release that never started (superseded), why.
             let error = r

@@ -70,6 +70,12 @@ pub async fn bootstrap(config_path: &Path, options: &Options) -> Result<Installe
         .map_err(|e| format!("cannot read {}: {e}", config_path.display()))?;
     let config =
         Config::parse(&text, &config_path.display().to_string()).map_err(|e| e.to_string())?;
+    for (field, message) in config.warnings() {
+        say(format!(
+            "warning: {}: {field}: {message}",
+            config_path.display()
+        ));
+    }
     let conf = sdk(options.region.as_deref()).await?;
     let region = conf.region().map(ToString::to_string).unwrap_or_default();
     let account = match &options.account {

@@ -355,6 +355,9 @@ fn main() -> ExitCode {
             Ok(text) => {
                 match slipway_core::config::Config::parse(&text, &file.display().to_string()) {
                     Ok(c) => {
+                        for (field, message) in c.warnings() {
+                            eprintln!("warning: {}: {field}: {message}", file.display());
+                        }
                         eprintln!(
                             "{}: ok ({} services, {} stacks)",
                             file.display(),

@@ -19,7 +19,7 @@ pub const DEFINITION: &str = include_str!("../../statemachine/deploy.asl.json");
 /// call Lambda is still running (the step would then act after the state machine moved on).
 pub fn lambda_timeout(name: &str) -> u32 {
     if name == "health-check" {
-        240
+        slipway_core::config::HEALTH_CHECK_TIMEOUT_SECONDS
     } else {
         60
     }

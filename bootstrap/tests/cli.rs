@@ -82,6 +82,23 @@ fn check_config_accepts_the_staging_example_and_names_errors() {
         err.contains("slipway.toml:5: services[0].repo: unknown field `repo`"),
         "{err}"
     );
+    // Valid, with a warning: nothing checks this service.
+    std::fs::write(
+        &file,
+        "environment = \"x\"\ncluster = \"c\"\n[[services]]\nname = \"worker\"\nrepository = \"r\"\n",
+    )
+    .expect("write");
+    let (code, _, err) = slipway(&["check-config", file.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: ")
+            && err.contains("services[0]: \"worker\" has neither health nor target_group_arn"),
+        "{err}"
+    );
+    assert!(err.contains("ok (1 services, 0 stacks)"), "{err}");
+    // The staging example checks every service: no warning.
+    let (_, _, err) = slipway(&["check-config", "examples/staging/slipway.toml"]);
+    assert!(!err.contains("warning"), "{err}");
 }
 
 #[test]

@@ -56,6 +56,15 @@ pub const LOCK_WAIT_MINUTES: u32 = 20;
 /// it settle) still finishes in time.
 pub const WORK_BUDGET_MINUTES: u32 = EXECUTION_TIMEOUT_MINUTES / 2 - LOCK_WAIT_MINUTES;
 
+/// The health-check Lambda's timeout, seconds (the template sets it; its Task state waits
+/// longer). One invocation checks every moved service in turn, so all of their HTTP checks
+/// together must fit in it, with [`HEALTH_CHECK_MARGIN_SECONDS`] to spare.
+pub const HEALTH_CHECK_TIMEOUT_SECONDS: u32 = 240;
+
+/// What one health-check invocation keeps for itself besides the HTTP checks: reading each
+/// target group's health (DescribeTargetHealth, SDK retries included) and starting up.
+pub const HEALTH_CHECK_MARGIN_SECONDS: u32 = 30;
+
 mod defaults {
     pub fn deadline_minutes() -> u32 {
         20
@@ -208,6 +217,35 @@ impl ServiceConfig {
     /// The ECS service name.
     pub fn ecs_service(&self) -> &str {
         self.ecs_service.as_deref().unwrap_or(&self.name)
+    }
+
+    /// What a release checks of this service once it is stable, as its record states it:
+    /// `http and targets`, `http`, `targets`, or `not checked` (neither `health` nor
+    /// `target_group_arn`: only ECS's own stability stands between a bad image and
+    /// "succeeded").
+    pub fn checks(&self) -> &'static str {
+        checks(self.health.is_some(), self.target_group_arn.is_some())
+    }
+}
+
+/// What health-check checks of a service with (or without) an HTTP check and a target group.
+pub fn checks(http: bool, target_group: bool) -> &'static str {
+    match (http, target_group) {
+        (true, true) => "http and targets",
+        (true, false) => "http",
+        (false, true) => "targets",
+        (false, false) => "not checked",
+    }
+}
+
+impl HealthConfig {
+    /// The longest this check can take, milliseconds: every request timing out, with the
+    /// interval between them.
+    pub fn worst_case_ms(&self) -> u64 {
+        let passes = u64::from(self.passes);
+        passes
+            .saturating_mul(self.timeout_ms)
+            .saturating_add(passes.saturating_sub(1).saturating_mul(self.interval_ms))
     }
 }
 
@@ -369,6 +407,26 @@ impl Config {
                 }
             }
         }
+        // One health-check invocation checks every service in turn: together their checks
+        // must end before its Lambda times out (a timed-out check would fail the release for
+        // no fault of the image, and its error would say nothing about health).
+        let budget_ms =
+            u64::from(HEALTH_CHECK_TIMEOUT_SECONDS - HEALTH_CHECK_MARGIN_SECONDS) * 1000;
+        let mut total_ms: u64 = 0;
+        for (i, s) in self.services.iter().enumerate() {
+            let Some(h) = &s.health else { continue };
+            total_ms = total_ms.saturating_add(h.worst_case_ms());
+            if total_ms > budget_ms {
+                return Err((
+                    format!("services[{i}].health"),
+                    format!(
+                        "the health checks up to this service can take {} s (passes × timeout_ms + (passes − 1) × interval_ms, per service, one after another), more than the {} s one health-check run has ({HEALTH_CHECK_TIMEOUT_SECONDS} s Lambda timeout less {HEALTH_CHECK_MARGIN_SECONDS} s for target health): lower passes, timeout_ms or interval_ms",
+                        total_ms.div_ceil(1000),
+                        budget_ms / 1000
+                    ),
+                ));
+            }
+        }
         for (i, st) in self.stacks.iter().enumerate() {
             if st.name.is_empty() {
                 return Err((format!("stacks[{i}].name"), "must not be empty".into()));
@@ -411,6 +469,26 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// What is valid but probably not meant, as (field, message) pairs: a service with
+    /// neither `health` nor `target_group_arn` is released on ECS's stability alone, and its
+    /// records say "not checked".
+    pub fn warnings(&self) -> Vec<(String, String)> {
+        self.services
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.checks() == "not checked")
+            .map(|(i, s)| {
+                (
+                    format!("services[{i}]"),
+                    format!(
+                        "{:?} has neither health nor target_group_arn: a release of it is not checked beyond ECS's own stability, and its records say \"not checked\"",
+                        s.name
+                    ),
+                )
+            })
+            .collect()
     }
 
     /// The stack whose `image:<service>` parameter moves this service, if one does.
@@ -459,7 +537,11 @@ fn find_line(text: &str, field: &str, _config: &Config) -> Option<usize> {
         } else if trimmed.starts_with('[') {
             inside = false;
         }
-        if inside && trimmed.split('=').next().map(str::trim) == Some(key) {
+        let header = table.map(|t| format!("[{t}.{key}]"));
+        if inside
+            && (trimmed.split('=').next().map(str::trim) == Some(key)
+                || header.as_deref() == Some(trimmed))
+        {
             return Some(n + 1);
         }
     }
@@ -621,5 +703,78 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    /// One health-check run checks the services one after another inside one Lambda
+    /// invocation: their worst cases together must fit in its timeout, less the margin.
+    #[test]
+    fn health_checks_together_fit_in_one_health_check_run() {
+        let base = "environment = \"s\"\ncluster = \"c\"\n";
+        let svc = |name: &str, passes: u32, timeout_ms: u64, interval_ms: u64| {
+            format!("[[services]]\nname = \"{name}\"\nrepository = \"r\"\n[services.health]\nurl = \"http://alb/health\"\npasses = {passes}\ntimeout_ms = {timeout_ms}\ninterval_ms = {interval_ms}\n")
+        };
+        // 3 × 5 s + 2 × 1 s = 17 s each: 12 services fit in 210 s, 13 do not.
+        let twelve: String = (0..12)
+            .map(|n| svc(&format!("s{n}"), 3, 5000, 1000))
+            .collect();
+        let c = Config::parse(&format!("{base}{twelve}"), "f").expect("204 s fits in 210 s");
+        assert_eq!(
+            c.services[0]
+                .health
+                .as_ref()
+                .map(HealthConfig::worst_case_ms),
+            Some(17_000)
+        );
+        let thirteen = format!("{twelve}{}", svc("s12", 3, 5000, 1000));
+        let text = format!("{base}{thirteen}");
+        let e = Config::parse(&text, "f").expect_err("221 s does not fit");
+        assert_eq!(e.field, "services[12].health");
+        assert!(e.message.contains("221 s"), "{}", e.message);
+        assert!(e.message.contains("210 s"), "{}", e.message);
+        // The line is the service's [services.health] table.
+        let line = e.line.expect("a line");
+        assert_eq!(text.lines().nth(line - 1), Some("[services.health]"));
+        assert_eq!(
+            text.lines()
+                .take(line)
+                .filter(|l| *l == "[[services]]")
+                .count(),
+            13
+        );
+        // One service alone can be too slow too, and huge values do not overflow.
+        let e = Config::parse(
+            &format!("{base}{}", svc("a", 4294967295, u64::MAX, u64::MAX)),
+            "f",
+        )
+        .expect_err("no overflow");
+        assert_eq!(e.field, "services[0].health");
+        assert_eq!(
+            u64::from(HEALTH_CHECK_TIMEOUT_SECONDS - HEALTH_CHECK_MARGIN_SECONDS),
+            210
+        );
+    }
+
+    /// A service nothing checks is valid, but check-config and bootstrap say so, and it is
+    /// the only kind that gets a warning.
+    #[test]
+    fn a_service_nothing_checks_is_flagged() {
+        let text = "environment = \"s\"\ncluster = \"c\"\n\
+            [[services]]\nname = \"worker\"\nrepository = \"r\"\n\
+            [[services]]\nname = \"api\"\nrepository = \"r\"\ntarget_group_arn = \"arn:tg\"\n\
+            [[services]]\nname = \"web\"\nrepository = \"r\"\n[services.health]\nurl = \"http://alb/\"\n";
+        let c = Config::parse(text, "f").expect("valid");
+        let checks: Vec<&str> = c.services.iter().map(ServiceConfig::checks).collect();
+        assert_eq!(checks, ["not checked", "targets", "http"]);
+        let w = c.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].0, "services[0]");
+        assert!(
+            w[0].1
+                .contains("\"worker\" has neither health nor target_group_arn"),
+            "{}",
+            w[0].1
+        );
+        let staging = Config::parse(STAGING, "examples/staging/slipway.toml").expect("valid");
+        assert!(staging.warnings().is_empty());
     }
 }

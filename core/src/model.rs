@@ -148,6 +148,13 @@ pub struct ServiceRelease {
     pub stack: Option<String>,
 }
 
+impl ServiceRelease {
+    /// What health-check checks of it (see [`crate::config::checks`]).
+    pub fn checks(&self) -> &'static str {
+        crate::config::checks(self.health.is_some(), self.target_group_arn.is_some())
+    }
+}
+
 /// A stack a release updates.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct StackRelease {
@@ -445,4 +452,9 @@ pub struct RecordedService {
     pub from: String,
     /// The image deployed.
     pub to: String,
+    /// What health-check checked of it once it was stable: `http and targets`, `http`,
+    /// `targets`, or `not checked` (it has neither `health` nor `target_group_arn`). Empty
+    /// for a release that never started.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub checks: String,
 }

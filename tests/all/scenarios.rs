@@ -1120,7 +1120,43 @@ async fn s18_no_bake_means_one_health_check() {
         &["HealthCheck", "ShouldBake", "FinishSucceeded", "Succeeded"],
     );
     never(&x, &["Bake", "HealthCheckAfterBake"]);
-    assert_eq!(record(&app, &name).await.result, "succeeded");
+    let r = record(&app, &name).await;
+    assert_eq!(r.result, "succeeded");
+    assert_eq!(r.services[0].checks, "http and targets");
+    assert!(app.locks().await.is_empty());
+}
+
+/// 21. A service with neither `health` nor `target_group_arn` (check-config warns about it)
+/// is released on ECS's stability alone: the health check has nothing to look at and
+/// passes, and the record says the service was "not checked" instead of implying it was.
+#[tokio::test]
+async fn s21_a_service_nothing_checks_is_recorded_not_checked() {
+    let _t = LAMBDA_TABLE.lock().await;
+    let bed = Testbed::get();
+    let app = App::create(&["api"], Some(bed.lambda_table())).await;
+    let unchecked: String = app
+        .config
+        .split("[services.health]")
+        .next()
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("target_group_arn"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let parsed = slipway_core::config::Config::parse(&unchecked, "test").unwrap();
+    assert_eq!(parsed.warnings().len(), 1, "{unchecked}");
+    state::store_config(&app.clients, &unchecked).await.unwrap();
+    let api = app.service("api");
+    let digest = app.push(api, "2121212").await;
+    let name = run("s21");
+    let x = execute(&bed, app.event(api, "2121212", &digest), &name).await;
+    assert_eq!(x.status, "SUCCEEDED", "{x:?}");
+    visited(&x, &["HealthCheck", "FinishSucceeded", "Succeeded"]);
+    let r = record(&app, &name).await;
+    assert_eq!(r.result, "succeeded");
+    assert_eq!(r.services[0].checks, "not checked", "{r:?}");
+    assert!(r.services[0].to.ends_with(&digest), "{r:?}");
+    assert_eq!(running_image(&app, api).await, r.services[0].to);
     assert!(app.locks().await.is_empty());
 }
 

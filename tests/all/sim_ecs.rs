@@ -306,7 +306,15 @@ async fn crashing_tasks_trip_the_circuit_breaker_and_roll_back() {
         "{rollback:?}"
     );
     assert_eq!(s.task_definition(), Some(v1.as_str()));
-    assert_eq!(s.running_count(), 2, "the old tasks never stopped");
+    // The old tasks never stopped: the service runs at least its desired count throughout.
+    // More is right too: the rollback deployment starts its own tasks beside them (up to
+    // maximumPercent, 200% by default) before the old ones are stopped, so how many run when
+    // this is read depends on how far the rollback got.
+    assert!(
+        s.running_count() >= 2,
+        "the old tasks never stopped: {} running",
+        s.running_count()
+    );
 
     wait_completed(&ecs, &cluster, &name, &v1).await;
 

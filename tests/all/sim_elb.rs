@@ -379,22 +379,28 @@ async fn old_targets_drain_before_the_rollout_completes() {
         .send()
         .await
         .unwrap();
-    eventually("old targets draining", Duration::from_secs(20), || async {
-        let s = states(&health(&bed, &tg).await);
-        let draining = s
-            .iter()
-            .filter(|(st, r)| st == "draining" && r == "Target.DeregistrationInProgress")
-            .count();
-        (draining == 2).then_some(())
-    })
-    .await;
-    let s = describe(&ecs, &cluster, &name).await;
+    // Read together, in one poll: while the old targets drain, the old deployment keeps its
+    // tasks running (the service runs 4) — checked in the same turn that sees them draining,
+    // so a slow machine cannot let the delay end between the two reads.
+    let (deployments, running) =
+        eventually("old targets draining", Duration::from_secs(20), || async {
+            let s = states(&health(&bed, &tg).await);
+            let draining = s
+                .iter()
+                .filter(|(st, r)| st == "draining" && r == "Target.DeregistrationInProgress")
+                .count();
+            if draining != 2 {
+                return None;
+            }
+            let svc = describe(&ecs, &cluster, &name).await;
+            Some((svc.deployments().len(), svc.running_count()))
+        })
+        .await;
     assert_eq!(
-        s.deployments().len(),
-        2,
+        deployments, 2,
         "the old deployment still has its draining tasks"
     );
-    assert_eq!(s.running_count(), 4, "draining tasks still run");
+    assert_eq!(running, 4, "draining tasks still run");
     wait_completed(&ecs, &cluster, &name, &v2).await;
     assert_eq!(health(&bed, &tg).await.len(), 2);
 }

@@ -68,6 +68,7 @@ pub async fn finish(
                 service: s.name.clone(),
                 from: s.previous_image.clone(),
                 to: s.image.clone(),
+                checks: s.checks().to_owned(),
             })
             .collect(),
         stacks: release.stacks.iter().map(|s| s.name.clone()).collect(),

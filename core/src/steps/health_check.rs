@@ -34,24 +34,81 @@ pub trait Prober: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = Result<Probe, String>> + Send + 'a>>;
 }
 
-/// The real prober: one reqwest client, built once per Lambda. There is no `Default`: a
-/// default reqwest client follows redirects.
+/// The real prober. There is no `Default`: a default reqwest client follows redirects.
+///
+/// With a Host name and an `https` URL, the TLS session is made for that name — SNI, and the
+/// certificate verified for it — while the connection goes to the URL's address (the load
+/// balancer's): that is what a browser asking for the name gets. Sending only a Host header
+/// over a session made for the load balancer's own DNS name would fail verification against
+/// a certificate for the service's name, or reach the listener's default certificate
+/// instead of the one its SNI rules pick.
 #[derive(Debug, Clone)]
 pub struct HttpProber {
     client: reqwest::Client,
+    roots: Vec<reqwest::Certificate>,
 }
 
 impl HttpProber {
-    /// A prober that never follows redirects (a 302 to a login page is not "healthy"). If
-    /// that client cannot be built, this says why — it never falls back to a default
-    /// client, which would follow them.
+    /// A prober that never follows redirects (a 302 to a login page is not "healthy") and
+    /// trusts the platform's roots. If that client cannot be built, this says why — it never
+    /// falls back to a default client, which would follow them.
     pub fn new() -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("cannot build the health check's HTTP client: {e}"))?;
-        Ok(Self { client })
+        Self::with_roots(Vec::new())
     }
+
+    /// The same, also trusting `roots` (a private CA's certificates).
+    pub fn with_roots(roots: Vec<reqwest::Certificate>) -> Result<Self, String> {
+        let client = Self::builder(&roots).build().map_err(client_error)?;
+        Ok(Self { client, roots })
+    }
+
+    fn builder(roots: &[reqwest::Certificate]) -> reqwest::ClientBuilder {
+        let builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+        if roots.is_empty() {
+            builder
+        } else {
+            builder.tls_certs_merge(roots.iter().cloned())
+        }
+    }
+
+    /// For `https` with a Host name: `url` addressed to that name, and a client that connects
+    /// to the URL's own address (resolved here) for it. `None` for anything else.
+    async fn for_host(
+        &self,
+        url: &str,
+        host: &str,
+        timeout: Duration,
+    ) -> Result<Option<(reqwest::Client, reqwest::Url)>, String> {
+        let mut named = reqwest::Url::parse(url).map_err(|e| format!("bad URL {url:?}: {e}"))?;
+        if named.scheme() != "https" {
+            return Ok(None);
+        }
+        let address = named
+            .host_str()
+            .ok_or_else(|| format!("{url:?} names no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = named.port_or_known_default().unwrap_or(443);
+        let lookup = tokio::net::lookup_host((address.as_str(), port));
+        let addrs: Vec<std::net::SocketAddr> = tokio::time::timeout(timeout, lookup)
+            .await
+            .map_err(|_| format!("cannot resolve {address} within {} ms", timeout.as_millis()))?
+            .map_err(|e| format!("cannot resolve {address}: {e}"))?
+            .collect();
+        named
+            .set_host(Some(host))
+            .map_err(|e| format!("host {host:?} is not a host name: {e}"))?;
+        let client = Self::builder(&self.roots)
+            .resolve_to_addrs(host, &addrs)
+            .build()
+            .map_err(client_error)?;
+        Ok(Some((client, named)))
+    }
+}
+
+fn client_error(e: reqwest::Error) -> String {
+    format!("cannot build the health check's HTTP client: {e}")
 }
 
 impl Prober for HttpProber {
@@ -63,15 +120,27 @@ impl Prober for HttpProber {
     ) -> Pin<Box<dyn Future<Output = Result<Probe, String>> + Send + 'a>> {
         Box::pin(async move {
             let start = Instant::now();
-            let mut request = self.client.get(url).timeout(timeout);
-            if let Some(h) = host {
-                request = request.header(reqwest::header::HOST, h);
+            let request = match host {
+                Some(h) => match self.for_host(url, h, timeout).await? {
+                    Some((client, named)) => client.get(named),
+                    None => self.client.get(url),
+                }
+                .header(reqwest::header::HOST, h),
+                None => self.client.get(url),
             }
+            .timeout(timeout);
             let response = request.send().await.map_err(|e| {
                 if e.is_timeout() {
                     format!("no answer within {} ms", timeout.as_millis())
                 } else {
-                    format!("request failed: {e}")
+                    // The chain says why (a certificate not valid for the name, say).
+                    let mut text = format!("request failed: {e}");
+                    let mut source = std::error::Error::source(&e);
+                    while let Some(cause) = source {
+                        text.push_str(&format!(": {cause}"));
+                        source = cause.source();
+                    }
+                    text
                 }
             })?;
             let status = response.status().as_u16();
@@ -250,5 +319,139 @@ mod redirect_tests {
         server.abort();
         assert_eq!(probe.status, 302, "{probe:?}");
         assert!(probe.body.is_empty(), "{probe:?}");
+    }
+}
+
+#[cfg(test)]
+mod https_tests {
+    use std::sync::{Arc, Mutex};
+
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    const CA: &str = include_str!("../../testdata/tls/ca.pem");
+    const CERT: &str = include_str!("../../testdata/tls/api.pem");
+    const KEY: &str = include_str!("../../testdata/tls/api.key.pem");
+
+    /// An HTTPS server on loopback whose only certificate is for `api.staging.test`; it
+    /// answers 200 "ok" and notes each session's SNI name and Host header.
+    async fn server() -> (u16, Arc<Mutex<Vec<(Option<String>, String)>>>) {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from_pem_slice(CERT.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(KEY.as_bytes()).unwrap(),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let noted = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                let Ok(mut tls) = acceptor.accept(conn).await else {
+                    continue; // the client refused our certificate
+                };
+                let sni = tls.get_ref().1.server_name().map(str::to_owned);
+                let mut buf = [0u8; 4096];
+                let n = tls.read(&mut buf).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let host = request
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix("host: ")
+                            .or_else(|| l.strip_prefix("Host: "))
+                    })
+                    .unwrap_or_default()
+                    .to_owned();
+                noted.lock().unwrap().push((sni, host));
+                let _ = tls
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    )
+                    .await;
+                let _ = tls.shutdown().await;
+            }
+        });
+        (port, seen)
+    }
+
+    fn prober() -> HttpProber {
+        HttpProber::with_roots(vec![reqwest::Certificate::from_pem(CA.as_bytes()).unwrap()])
+            .unwrap()
+    }
+
+    /// `https://<load balancer>/health` with host `api.staging.test`: the connection goes to
+    /// the load balancer's address, the TLS session is made for the host name (SNI) and the
+    /// certificate is verified for it, and the Host header names it.
+    #[tokio::test]
+    async fn https_with_a_host_makes_the_session_for_that_host() {
+        let (port, seen) = server().await;
+        let url = format!("https://127.0.0.1:{port}/health");
+        let probe = prober()
+            .get(&url, Some("api.staging.test"), Duration::from_secs(5))
+            .await
+            .expect("healthy over TLS for api.staging.test");
+        assert_eq!((probe.status, probe.body.as_str()), (200, "ok"));
+        assert_eq!(
+            seen.lock().unwrap().as_slice(),
+            [(
+                Some("api.staging.test".to_owned()),
+                "api.staging.test".to_owned()
+            )]
+        );
+        // The same URL without the host is a session for 127.0.0.1, which the certificate
+        // does not cover: refused, with the reason, instead of answered.
+        let e = prober()
+            .get(&url, None, Duration::from_secs(5))
+            .await
+            .expect_err("the certificate is not for 127.0.0.1");
+        assert!(e.contains("certificate"), "{e}");
+        // A host the certificate does not name is refused too: the name is verified.
+        let e = prober()
+            .get(&url, Some("web.staging.test"), Duration::from_secs(5))
+            .await
+            .expect_err("the certificate is not for web.staging.test");
+        assert!(e.contains("certificate"), "{e}");
+        assert_eq!(seen.lock().unwrap().len(), 1, "no request was answered");
+    }
+
+    /// A plain-http URL with a host sends the Host header to the URL's address, as before.
+    #[tokio::test]
+    async fn http_with_a_host_sends_the_host_header() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 2048];
+            let n = conn.read(&mut buf).await.unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let _ = conn
+                .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+                .await;
+            request
+        });
+        let probe = HttpProber::new()
+            .unwrap()
+            .get(
+                &format!("http://127.0.0.1:{port}/health"),
+                Some("api.staging.test"),
+                Duration::from_secs(5),
+            )
+            .await
+            .expect("an answer");
+        assert_eq!(probe.status, 204);
+        let request = server.await.unwrap().to_ascii_lowercase();
+        assert!(
+            request.contains("\r\nhost: api.staging.test\r\n"),
+            "{request}"
+        );
     }
 }

@@ -531,6 +531,7 @@ async fn superseded(
                     service: s.name.clone(),
                     from: String::new(),
                     to: format!("{}@{}", image.uri, image.digest),
+                    checks: String::new(),
                 }
             })
             .collect(),
