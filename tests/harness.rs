@@ -452,6 +452,17 @@ pub fn execution_arn(name: &str) -> String {
     format!("arn:aws:states:us-east-1:123456789012:execution:slipway:{name}")
 }
 
+/// The "Step Functions Execution Status Change" event of [`status_change_event`] for an execution that was started with `input` at `started_ms` (epoch
+/// milliseconds): `detail.input` carries that input as a JSON string, as Step Functions sends
+/// it.
+pub fn status_change_event_of(name: &str, status: &str, input: &Value, started_ms: i64) -> Value {
+    let mut event = status_change_event(name, status);
+    event["detail"]["input"] = Value::String(input.to_string());
+    event["detail"]["inputDetails"] = serde_json::json!({"included": true});
+    event["detail"]["startDate"] = started_ms.into();
+    event
+}
+
 /// The "Step Functions Execution Status Change" event EventBridge delivers when execution
 /// `name` ends with `status` — what bootstrap's recovery rule passes as the input.
 pub fn status_change_event(name: &str, status: &str) -> Value {

@@ -34,6 +34,13 @@ pub enum PlanInput {
         execution: String,
         /// How it ended: `ABORTED` or `TIMED_OUT`.
         status: String,
+        /// Its input (`detail.input`, a JSON string, when `inputDetails.included`): a deploy
+        /// request that ended before its release started is recorded from it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        input: Option<Value>,
+        /// When it started (`detail.startDate`, milliseconds since the epoch).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        started_ms: Option<i64>,
     },
     /// A valid input that asks for nothing (an ECR delete, a failed push): the execution ends
     /// successfully at once.
@@ -214,14 +221,28 @@ pub struct StatusChangeDetailSchema {
     pub state_machine_arn: String,
     /// `RUNNING`, `SUCCEEDED`, `FAILED`, `TIMED_OUT` or `ABORTED`; Slipway recovers the last two.
     pub status: String,
+    /// The execution's input, as a JSON string (null when too large to include).
+    #[serde(default)]
+    pub input: Option<String>,
+    /// When the execution started, milliseconds since the epoch.
+    #[serde(rename = "startDate", default)]
+    pub start_date: Option<i64>,
 }
 
-/// The `detail` of a "Step Functions Execution Status Change" event, as read.
+/// The `detail` of a "Step Functions Execution Status Change" event, as read. Its fields:
+/// <https://docs.aws.amazon.com/step-functions/latest/dg/cw-events.html> and
+/// <https://docs.aws.amazon.com/eventbridge/latest/ref/events-ref-states.html>
+/// (`executionArn`, `status`, `startDate` in epoch milliseconds, `input` as a JSON string;
+/// `inputDetails.included` says whether the input was included).
 #[derive(Debug, Deserialize)]
 struct StatusChange {
     #[serde(rename = "executionArn")]
     execution_arn: String,
     status: String,
+    #[serde(default)]
+    input: Option<String>,
+    #[serde(rename = "startDate", default)]
+    start_date: Option<i64>,
 }
 
 /// An EventBridge event envelope. Unknown fields are allowed: AWS adds fields over time.
@@ -372,6 +393,11 @@ fn parse_status_change(detail: Value) -> Result<PlanInput, StepError> {
         "ABORTED" | "TIMED_OUT" => Ok(PlanInput::Recover {
             execution: change.execution_arn,
             status: change.status,
+            // An input that is not JSON is no deploy request: nothing to record from it.
+            input: change
+                .input
+                .and_then(|text| serde_json::from_str(&text).ok()),
+            started_ms: change.start_date,
         }),
         "RUNNING" | "SUCCEEDED" | "FAILED" | "PENDING_REDRIVE" => Ok(PlanInput::NothingToDo {
             reason: format!(
@@ -666,9 +692,25 @@ mod tests {
             parse(event.clone()).expect("valid"),
             PlanInput::Recover {
                 execution: arn.into(),
-                status: "ABORTED".into()
+                status: "ABORTED".into(),
+                input: Some(json!({})),
+                started_ms: Some(1_795_674_000_000),
             }
         );
+        // The ended execution's input is carried over, parsed; one that is not JSON (or left
+        // out for its size) is none.
+        let mut with_input = event.clone();
+        with_input["detail"]["input"] = json!(fixture("manual.json").to_string());
+        match parse(with_input).expect("valid") {
+            PlanInput::Recover { input, .. } => assert_eq!(input, Some(fixture("manual.json"))),
+            other => panic!("{other:?}"),
+        }
+        let mut unreadable = event.clone();
+        unreadable["detail"]["input"] = json!("not json {");
+        match parse(unreadable).expect("valid") {
+            PlanInput::Recover { input, .. } => assert_eq!(input, None),
+            other => panic!("{other:?}"),
+        }
         let with_status = |status: &str| {
             let mut e = event.clone();
             e["detail"]["status"] = json!(status);

@@ -289,19 +289,23 @@ pub async fn waiter(clients: &Clients, service: &str) -> Result<Option<Waiter>, 
 }
 
 /// Gives up `owner`'s place in the queue for `service`'s lock (idempotent; another
-/// waiter's place is left alone).
-pub async fn stop_waiting(clients: &Clients, service: &str, owner: &str) -> Result<(), StepError> {
+/// waiter's place is left alone); says whether `owner` had one.
+pub async fn stop_waiting(
+    clients: &Clients,
+    service: &str,
+    owner: &str,
+) -> Result<bool, StepError> {
     delete_if_owner(clients, format!("WAIT#{service}"), "WAIT", owner).await
 }
 
 /// Deletes item `pk`/`sk` if `owner` owns it (idempotent: an item another owner holds, or
-/// none, is left as it is).
+/// none, is left as it is); says whether it deleted one.
 async fn delete_if_owner(
     clients: &Clients,
     pk: String,
     sk: &str,
     owner: &str,
-) -> Result<(), StepError> {
+) -> Result<bool, StepError> {
     let result = clients
         .dynamodb
         .delete_item()
@@ -315,9 +319,9 @@ async fn delete_if_owner(
         .await
         .map_err(aws("dynamodb:DeleteItem"));
     match result {
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(true),
         // Not ours (expired and taken by another execution) or already gone: nothing to do.
-        Err(e) if e.code == "ConditionalCheckFailedException" => Ok(()),
+        Err(e) if e.code == "ConditionalCheckFailedException" => Ok(false),
         Err(e) => Err(e.step(StepError::Transient)),
     }
 }
@@ -415,36 +419,56 @@ pub async fn lock_holder(
 
 /// Releases `service`'s lock if `owner` holds it (idempotent).
 pub async fn release_lock(clients: &Clients, service: &str, owner: &str) -> Result<(), StepError> {
-    delete_if_owner(clients, format!("LOCK#{service}"), "LOCK", owner).await
+    delete_if_owner(clients, format!("LOCK#{service}"), "LOCK", owner)
+        .await
+        .map(|_| ())
+}
+
+/// What an execution that ended without its release held, and gave back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Held {
+    /// The locks (services, and `stack:<name>`) it held.
+    pub locks: Vec<String>,
+    /// The services whose queue it was waiting in.
+    pub queued_for: Vec<String>,
+}
+
+impl Held {
+    /// Nothing at all: it never got as far as a lock or a queue (or gave them back itself).
+    pub fn is_empty(&self) -> bool {
+        self.locks.is_empty() && self.queued_for.is_empty()
+    }
 }
 
 /// Releases every lock of the configuration's services and stacks that `owner` holds, and
-/// names them, and gives up its places in the services' queues (for an execution that ended
+/// gives up its places in the services' queues, naming both (for an execution that ended
 /// without its release: plan failed or was stopped).
 pub async fn release_locks_of(
     clients: &Clients,
     config: &Config,
     owner: &str,
-) -> Result<Vec<String>, StepError> {
+) -> Result<Held, StepError> {
     let names = config
         .services
         .iter()
         .map(|s| s.name.clone())
         .chain(config.stacks.iter().map(|st| stack_lock(&st.name)));
+    let mut held = Held::default();
     for service in &config.services {
-        stop_waiting(clients, &service.name, owner).await?;
+        if stop_waiting(clients, &service.name, owner).await? {
+            held.queued_for.push(service.name.clone());
+        }
     }
-    let mut released = Vec::new();
     for name in names {
         if lock_holder(clients, &name)
             .await?
             .is_some_and(|h| h.owner == owner)
         {
             release_lock(clients, &name, owner).await?;
-            released.push(name);
+            held.locks.push(name);
         }
     }
-    Ok(released)
+    Ok(held)
 }
 
 /// Writes a deployment record (overwriting the same release's, so finish is idempotent).

@@ -1346,3 +1346,95 @@ async fn s20_a_failed_plan_is_recorded_and_announced() {
     assert_eq!(app.running(api).await, api.task_definition);
     assert!(app.locks().await.is_empty());
 }
+
+/// 22. A push stopped while it waits for the lock another release holds (StopExecution
+/// while in `WaitForLock`): its recovery, started by the status-change event, gives its
+/// place in the queue back, and — the event carrying the stopped execution's input — records
+/// it as `aborted` (nothing was deployed, and why) and announces it. The release holding the
+/// lock is not touched and finishes; the event delivered again records nothing more.
+#[tokio::test]
+async fn s22_a_push_stopped_while_waiting_is_recorded() {
+    let _t = LAMBDA_TABLE.lock().await;
+    let bed = Testbed::get();
+    let app = App::create(&["api"], Some(bed.lambda_table())).await;
+    state::store_config(
+        &app.clients,
+        &format!("{}\n[notifications]\nevent_bus = \"default\"\n", app.config),
+    )
+    .await
+    .unwrap();
+    let api = app.service("api");
+    let one = app.push(api, "2222221").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let two = app.push(api, "2222222").await;
+    // The first release holds the lock for a while: its tasks start slowly.
+    bed.add_scenario(json!({"images": [{"match": one, "failure": "slow", "start_seconds": 600}]}))
+        .await;
+    let (first, second) = (run("s22-one"), run("s22-two"));
+    let second_input = app.event(api, "2222222", &two);
+    let a = execute(&bed, app.event(api, "2222221", &one), &first);
+    let b = async {
+        held_by(&app, "api", &first).await;
+        let started_ms = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis(),
+        )
+        .unwrap();
+        let x = bed
+            .deploy_with(&second_input, &second, &["--abort-at", "WaitForLock"])
+            .await;
+        assert_eq!(x.status, "ABORTED", "{x:?}");
+        // What the stopped execution leaves: its place in the queue, no record.
+        let w = state::waiter(&app.clients, "api").await.unwrap();
+        assert!(w.is_some_and(|w| w.owner.ends_with(&second)), "queued");
+        let event =
+            slipway_tests::status_change_event_of(&second, "ABORTED", &second_input, started_ms);
+        let y = execute(&bed, event.clone(), &format!("{second}-recovery")).await;
+        let z = execute(&bed, event, &format!("{second}-again")).await;
+        (x, y, z)
+    };
+    let (a, (x, y, z)) = tokio::join!(a, b);
+    visited(&x, &["Plan", "WhatToDo", "WaitForLock"]);
+    assert_eq!(y.status, "SUCCEEDED", "{y:?}");
+    visited(&y, &["Plan", "WhatToDo", "NothingToDo"]);
+    let reason = y.output["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("gave up its place in the queue for api")
+            && reason.contains(&format!("recorded release {second} as aborted")),
+        "{y:?}"
+    );
+    let r = record(&app, &second).await;
+    assert_eq!(r.result, "aborted");
+    assert!(r.services.is_empty() && r.stacks.is_empty(), "{r:?}");
+    assert!(
+        r.reason.as_deref().unwrap_or_default().contains(
+            "while waiting for the lock of api, held by another release: nothing was deployed"
+        ),
+        "{r:?}"
+    );
+    assert_eq!(r.error.as_ref().unwrap()["Error"], "Slipway.Aborted");
+    assert_eq!(
+        r.announced.get("eventbridge").map(String::as_str),
+        Some("sent"),
+        "{r:?}"
+    );
+    // Delivered again: it holds nothing any more, so nothing more is recorded.
+    assert_eq!(z.status, "SUCCEEDED", "{z:?}");
+    assert!(
+        !z.output["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("recorded"),
+        "{z:?}"
+    );
+    let records = state::records(&app.clients, 100).await.unwrap();
+    assert_eq!(records.iter().filter(|r| r.release == second).count(), 1);
+    // The release that held the lock was left alone and finished.
+    assert_eq!(a.status, "SUCCEEDED", "{a:?}");
+    assert_eq!(record(&app, &first).await.result, "succeeded");
+    assert_eq!(running_image(&app, api).await, format!("{}@{one}", api.uri));
+    assert!(app.locks().await.is_empty());
+    assert!(state::waiter(&app.clients, "api").await.unwrap().is_none());
+}

@@ -5,8 +5,8 @@ use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_dynamodb::primitives::{DateTime, DateTimeFormat};
 
 use crate::aws::{aws, Clients};
-use crate::config::Notifications;
-use crate::input::PlanInput;
+use crate::config::{Config, Notifications};
+use crate::input::{DeployRequest, PlanInput};
 use crate::model::{
     DeploymentRecord, FinishInput, PlanFailedCleanup, PlanFailedInput, RecordedService,
 };
@@ -224,7 +224,11 @@ pub async fn plan_failed(
     // Without a readable configuration plan took no lock (it reads the configuration first).
     let config = state::load_config(clients).await.ok();
     let released = match &config {
-        Some(config) => state::release_locks_of(clients, config, &input.execution).await?,
+        Some(config) => {
+            state::release_locks_of(clients, config, &input.execution)
+                .await?
+                .locks
+        }
         None => Vec::new(),
     };
     state::delete_release(clients, &input.execution).await?;
@@ -238,23 +242,66 @@ pub async fn plan_failed(
             })
         }
     };
-    let id = super::plan::release_id(&input.execution);
     let started_at = input
         .started
         .as_deref()
         .and_then(|t| DateTime::from_str(t, DateTimeFormat::DateTimeWithOffset).ok())
         .map_or_else(|| clock.now(), |t| t.secs());
+    let record = record_unstarted(
+        clients,
+        clock,
+        config.as_ref(),
+        Unstarted {
+            execution: &input.execution,
+            request,
+            started_at,
+            result: "failed",
+            reason: "plan failed: nothing was deployed".into(),
+            error: input.error.clone(),
+        },
+    )
+    .await?;
+    Ok(PlanFailedCleanup {
+        released,
+        record: Some(record),
+    })
+}
+
+/// A deploy request whose execution ended before its release started.
+pub(crate) struct Unstarted<'a> {
+    /// The execution.
+    pub execution: &'a str,
+    /// What it asked for.
+    pub request: DeployRequest,
+    /// When it started, epoch seconds (the record's key, the same on every retry).
+    pub started_at: i64,
+    /// `failed`, `aborted` or `timed-out`.
+    pub result: &'static str,
+    /// Why nothing was deployed.
+    pub reason: String,
+    /// The error, if any.
+    pub error: Option<serde_json::Value>,
+}
+
+/// Records and announces a deploy request that never became a release: nothing moved, so
+/// the record names no service or stack, only why. One record per execution across retries
+/// (keyed by its start), each channel announced once.
+pub(crate) async fn record_unstarted(
+    clients: &Clients,
+    clock: &dyn Clock,
+    config: Option<&Config>,
+    unstarted: Unstarted<'_>,
+) -> Result<DeploymentRecord, StepError> {
+    let id = super::plan::release_id(unstarted.execution);
+    let started_at = unstarted.started_at;
     let earlier = state::record_of(clients, started_at, &id).await?;
     let mut record = DeploymentRecord {
         release: id,
-        environment: config
-            .as_ref()
-            .map(|c| c.environment.clone())
-            .unwrap_or_default(),
-        trigger: request.trigger,
-        result: "failed".into(),
-        reason: Some("plan failed: nothing was deployed".into()),
-        error: input.error.clone(),
+        environment: config.map(|c| c.environment.clone()).unwrap_or_default(),
+        trigger: unstarted.request.trigger,
+        result: unstarted.result.into(),
+        reason: Some(unstarted.reason),
+        error: unstarted.error,
         services: Vec::new(),
         stacks: Vec::new(),
         started_at,
@@ -267,13 +314,10 @@ pub async fn plan_failed(
     };
     state::put_record(clients, &record).await?;
     // Without a configuration there is no channel to announce on: the record is all.
-    if let Some(config) = &config {
+    if let Some(config) = config {
         if announce(clients, &config.notifications, &mut record).await? {
             state::put_record(clients, &record).await?;
         }
     }
-    Ok(PlanFailedCleanup {
-        released,
-        record: Some(record),
-    })
+    Ok(record)
 }

@@ -27,8 +27,8 @@ pub trait Clock: Send + Sync {
 /// The system's clock. On the local test bed (only), `SLIPWAY_CLOCK_ANCHOR` and
 /// `SLIPWAY_CLOCK_SPEED` make it run as fast as slipway-sim's: time since the anchor,
 /// times the speed, so deadlines mean the same to the steps and to the simulated ECS. Only
-/// debug builds (the test bed's) read them: in a release build — what bootstrap uploads —
-/// the clock is the system's whatever the environment says.
+/// builds with the `testbed-clock` feature (the test bed's) read them: without it — what
+/// bootstrap uploads — the clock is the system's whatever the environment says.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
@@ -36,14 +36,7 @@ impl Clock for SystemClock {
     fn now(&self) -> i64 {
         // Read once per process (a Lambda's init), not per call.
         static SCALE: std::sync::OnceLock<Option<(f64, f64)>> = std::sync::OnceLock::new();
-        let scale = SCALE.get_or_init(|| {
-            if !cfg!(debug_assertions) {
-                return None;
-            }
-            let anchor: f64 = std::env::var("SLIPWAY_CLOCK_ANCHOR").ok()?.parse().ok()?;
-            let speed: f64 = std::env::var("SLIPWAY_CLOCK_SPEED").ok()?.parse().ok()?;
-            Some((anchor, speed))
-        });
+        let scale = SCALE.get_or_init(test_bed_scale);
         let real = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
@@ -52,6 +45,20 @@ impl Clock for SystemClock {
             None => real as i64,
         }
     }
+}
+
+/// The test bed's clock scale, (anchor, speed), from the environment.
+#[cfg(feature = "testbed-clock")]
+fn test_bed_scale() -> Option<(f64, f64)> {
+    let anchor: f64 = std::env::var("SLIPWAY_CLOCK_ANCHOR").ok()?.parse().ok()?;
+    let speed: f64 = std::env::var("SLIPWAY_CLOCK_SPEED").ok()?.parse().ok()?;
+    Some((anchor, speed))
+}
+
+/// Without the `testbed-clock` feature the environment is never read: no scale.
+#[cfg(not(feature = "testbed-clock"))]
+fn test_bed_scale() -> Option<(f64, f64)> {
+    None
 }
 
 /// Parses a step's input document, naming the field at fault (`Slipway.InvalidInput`).

@@ -81,7 +81,17 @@ pub async fn plan(
         PlanInput::Recover {
             execution: ended,
             status,
-        } => return recover(clients, clock, &execution, &ended, &status).await,
+            input,
+            started_ms,
+        } => {
+            let ended = Ended {
+                execution: &ended,
+                status: &status,
+                input,
+                started_ms,
+            };
+            return recover(clients, clock, &execution, ended).await;
+        }
     };
     let config = state::load_config(clients).await?;
     let mut skipped = Vec::new();
@@ -343,30 +353,88 @@ pub async fn plan(
 /// to be rolled back, recorded and announced by this execution under the error
 /// `Slipway.Aborted` / `Slipway.TimedOut`. This execution takes the release's locks over and
 /// becomes its owner (finish releases them as such); the release is stored again under this
-/// execution, so that stopping the recovery is recovered in turn. Nothing to do when `ended` stored no release
-/// (it ended before plan finished, or it was not a Slipway deployment) or already finished.
+/// execution, so that stopping the recovery is recovered in turn.
+///
+/// When `ended` stored no release, nothing moved. Whatever locks and places in a queue it
+/// held go back now rather than when they expire; and if it held any — it ended in plan or
+/// while waiting for a lock (a finished execution holds nothing) — a deploy request in its
+/// input is recorded as `aborted` / `timed-out`, saying nothing was deployed, and
+/// announced. Nothing to do when it held nothing (it ended before it took anything, it was
+/// not a Slipway deployment, or it already finished).
 async fn recover(
     clients: &Clients,
     clock: &dyn Clock,
     execution: &str,
-    ended: &str,
-    status: &str,
+    ended: Ended<'_>,
 ) -> Result<PlanOutput, StepError> {
+    let Ended {
+        execution: ended,
+        status,
+        input,
+        started_ms,
+    } = ended;
+    let (error_name, how) = if status == "TIMED_OUT" {
+        ("Slipway.TimedOut", "timed out (its TimeoutSeconds passed)")
+    } else {
+        ("Slipway.Aborted", "was stopped (StopExecution)")
+    };
     let Some(release) = state::get_release(clients, ended).await? else {
-        // Stopped inside plan, after it took locks and before it stored the release: nothing
-        // moved, but the locks go back now rather than when they expire.
-        let released =
-            state::release_locks_of(clients, &state::load_config(clients).await?, ended).await?;
+        let config = state::load_config(clients).await?;
+        let held = state::release_locks_of(clients, &config, ended).await?;
+        let mut reason = format!(
+            "execution {ended} ({status}) left no unfinished release in the state table {}: it ended before plan stored one, or its finish step ran",
+            clients.table
+        );
+        if !held.locks.is_empty() {
+            reason.push_str(&format!(
+                "; released the locks it held: {}",
+                held.locks.join(", ")
+            ));
+        }
+        if !held.queued_for.is_empty() {
+            reason.push_str(&format!(
+                "; gave up its place in the queue for {}",
+                held.queued_for.join(", ")
+            ));
+        }
+        let request = match input.map(crate::input::parse) {
+            Some(Ok(PlanInput::Deploy { request })) if !held.is_empty() => Some(request),
+            _ => None,
+        };
+        if let Some(request) = request {
+            let why = if held.queued_for.is_empty() {
+                format!("execution {ended} {how} in plan, before its release started: nothing was deployed")
+            } else {
+                format!(
+                    "execution {ended} {how} while waiting for the lock of {}, held by another release: nothing was deployed",
+                    held.queued_for.join(", ")
+                )
+            };
+            let record = super::finish::record_unstarted(
+                clients,
+                clock,
+                Some(&config),
+                super::finish::Unstarted {
+                    execution: ended,
+                    request,
+                    started_at: started_ms.map_or_else(|| clock.now(), |ms| ms.div_euclid(1000)),
+                    result: if status == "TIMED_OUT" {
+                        "timed-out"
+                    } else {
+                        "aborted"
+                    },
+                    reason: why.clone(),
+                    error: Some(serde_json::json!({"Error": error_name, "Cause": why})),
+                },
+            )
+            .await?;
+            reason.push_str(&format!(
+                "; recorded release {} as {}",
+                record.release, record.result
+            ));
+        }
         return Ok(PlanOutput::NothingToDo {
-            reason: format!(
-                "execution {ended} ({status}) left no unfinished release in the state table {}: it ended before plan stored one, or its finish step ran{}",
-                clients.table,
-                if released.is_empty() {
-                    String::new()
-                } else {
-                    format!("; released the locks it held: {}", released.join(", "))
-                }
-            ),
+            reason,
             skipped: vec![],
         });
     };
@@ -428,15 +496,10 @@ async fn recover(
         release.owner = execution.to_owned();
         state::put_release(clients, execution, &release).await?;
     }
-    let (name, how) = if status == "TIMED_OUT" {
-        ("Slipway.TimedOut", "timed out (its TimeoutSeconds passed)")
-    } else {
-        ("Slipway.Aborted", "was stopped (StopExecution)")
-    };
     tracing::warn!(release = %release.id, %ended, %status, "recovering");
     Ok(PlanOutput::Recover {
         error: serde_json::json!({
-            "Error": name,
+            "Error": error_name,
             "Cause": format!(
                 "execution {ended} {how} before it finished release {}; recovered by {execution}: whatever it moved is rolled back",
                 release.id
@@ -444,6 +507,14 @@ async fn recover(
         }),
         release: Box::new(release),
     })
+}
+
+/// The execution a recovery is for, as its status-change event describes it.
+struct Ended<'a> {
+    execution: &'a str,
+    status: &'a str,
+    input: Option<Value>,
+    started_ms: Option<i64>,
 }
 
 /// A repository's image as plan resolved it.
