@@ -2,8 +2,9 @@
 //! helpers to drive the simulator, awscli and the state machine interpreter.
 //!
 //! The test bed is started by `scripts/testbed run -- …` (the README's test command), which
-//! writes `.testbed/env`; tests read that file, so they also run under a plain `cargo test`
-//! while `scripts/testbed up` has a bed running.
+//! writes `.testbed/env`; tests read that file, so they also run under `cargo test --workspace
+//! --features slipway-core/testbed-clock` while `scripts/testbed up` has a bed running (the
+//! feature lets the steps' clock follow the simulator's; every test-bed build enables it).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -34,7 +35,7 @@ impl Testbed {
         let file = root().join(".testbed/env");
         let text = std::fs::read_to_string(&file).unwrap_or_else(|_| {
             panic!(
-                "the test bed is not running ({} is missing): run the tests with `scripts/testbed run -- cargo test`, or `scripts/testbed up` first",
+                "the test bed is not running ({} is missing): run the tests with `scripts/testbed run -- cargo test --workspace --features slipway-core/testbed-clock`, or `scripts/testbed up` first",
                 file.display()
             )
         });

@@ -25,6 +25,20 @@ pub fn lambda_timeout(name: &str) -> u32 {
     }
 }
 
+/// The actions Step Functions needs to deliver its logs to CloudWatch Logs, which take no
+/// resource ARN (the Step Functions Developer Guide's "IAM policies for logging to
+/// CloudWatch Logs" grants them on `*`).
+pub const LOG_DELIVERY: [&str; 8] = [
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+];
+
 /// The steps: (function name, logical id stem, substitution name).
 pub const FUNCTIONS: [(&str, &str, &str); 7] = [
     ("plan", "Plan", "PlanFunctionArn"),
@@ -316,13 +330,45 @@ pub fn template(config: &Config, options: &Options) -> Value {
         "StateMachineLogGroup".into(),
         json!({"Type": "AWS::Logs::LogGroup", "Properties": {"LogGroupName": format!("/aws/vendedlogs/states/slipway-{env}"), "RetentionInDays": 30}}),
     );
+    let state_machine_arn = sub(&format!(
+        "arn:${{AWS::Partition}}:states:${{AWS::Region}}:${{AWS::AccountId}}:stateMachine:slipway-{env}"
+    ));
+    let rule_names = [
+        format!("slipway-{env}-ecr-push"),
+        format!("slipway-{env}-recover"),
+    ];
+    let rule_arns: Vec<Value> = rule_names
+        .iter()
+        .map(|n| {
+            sub(&format!(
+                "arn:${{AWS::Partition}}:events:${{AWS::Region}}:${{AWS::AccountId}}:rule/{n}"
+            ))
+        })
+        .collect();
+    // Confused-deputy protection (IAM User Guide, "The confused deputy problem"): a service
+    // principal may assume the role only for this account's own state machine or rules.
+    let trust = |service: &str, source_arns: Vec<Value>| {
+        json!({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole",
+            "Condition": {
+                "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+                "ArnEquals": {"aws:SourceArn": source_arns}
+            }
+        }]})
+    };
     resources.insert(
         "StateMachineRole".into(),
         json!({
             "Type": "AWS::IAM::Role",
             "Properties": {
-                "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole"}]},
-                "Policies": [{"PolicyName": "slipway-invoke-steps", "PolicyDocument": {"Version": "2012-10-17", "Statement": [statement(&["lambda:InvokeFunction"], function_arns)]}}]
+                "AssumeRolePolicyDocument": trust("states.amazonaws.com", vec![state_machine_arn]),
+                "Policies": [{"PolicyName": "slipway-invoke-steps", "PolicyDocument": {"Version": "2012-10-17", "Statement": [
+                    statement(&["lambda:InvokeFunction"], function_arns),
+                    // Logging to CloudWatch Logs: Step Functions' log delivery actions take
+                    // no resource ARN (Step Functions Developer Guide, "IAM policies for
+                    // logging to CloudWatch Logs").
+                    statement(&LOG_DELIVERY, vec![json!("*")])
+                ]}}]
             }
         }),
     );
@@ -334,6 +380,13 @@ pub fn template(config: &Config, options: &Options) -> Value {
                 "StateMachineName": format!("slipway-{env}"),
                 "StateMachineType": "STANDARD",
                 "RoleArn": {"Fn::GetAtt": ["StateMachineRole", "Arn"]},
+                // Errors only, and never the executions' data (inputs and outputs carry
+                // configuration and images); the log group keeps them 30 days.
+                "LoggingConfiguration": {
+                    "Level": "ERROR",
+                    "IncludeExecutionData": false,
+                    "Destinations": [{"CloudWatchLogsLogGroup": {"LogGroupArn": {"Fn::GetAtt": ["StateMachineLogGroup", "Arn"]}}}]
+                },
                 // A string rather than an object: moto (the local test bed) reads only
                 // DefinitionString; real CloudFormation applies the substitutions to either.
                 "DefinitionString": DEFINITION,
@@ -351,7 +404,7 @@ pub fn template(config: &Config, options: &Options) -> Value {
         json!({
             "Type": "AWS::IAM::Role",
             "Properties": {
-                "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Action": "sts:AssumeRole"}]},
+                "AssumeRolePolicyDocument": trust("events.amazonaws.com", rule_arns),
                 "Policies": [{"PolicyName": "slipway-start-execution", "PolicyDocument": {"Version": "2012-10-17", "Statement": [statement(&["states:StartExecution"], vec![json!({"Ref": "StateMachine"})])]}}]
             }
         }),
@@ -361,9 +414,13 @@ pub fn template(config: &Config, options: &Options) -> Value {
         json!({
             "Type": "AWS::Events::Rule",
             "Properties": {
+                "Name": rule_names[0],
                 "Description": format!("Slipway ({env}): deploy on every image push to the configured repositories"),
+                // Only this account's pushes (an event's `account` is the account it came
+                // from; plan also refuses an ECR event whose account is not the registry's).
                 "EventPattern": {
                     "source": ["aws.ecr"],
+                    "account": [{"Ref": "AWS::AccountId"}],
                     "detail-type": ["ECR Image Action"],
                     "detail": {"action-type": ["PUSH"], "result": ["SUCCESS"], "repository-name": repositories}
                 },
@@ -381,6 +438,7 @@ pub fn template(config: &Config, options: &Options) -> Value {
         json!({
             "Type": "AWS::Events::Rule",
             "Properties": {
+                "Name": rule_names[1],
                 "Description": format!("Slipway ({env}): recover what a stopped or timed-out deployment left behind"),
                 "EventPattern": {
                     "source": ["aws.states"],
@@ -393,7 +451,8 @@ pub fn template(config: &Config, options: &Options) -> Value {
         }),
     );
     if config.notifications.sns_topic_arn.is_none() && options.create_topic {
-        resources.insert("NotificationTopic".into(), json!({"Type": "AWS::SNS::Topic", "Properties": {"TopicName": format!("slipway-{env}")}}));
+        // Encrypted at rest with SNS's AWS managed key.
+        resources.insert("NotificationTopic".into(), json!({"Type": "AWS::SNS::Topic", "Properties": {"TopicName": format!("slipway-{env}"), "KmsMasterKeyId": "alias/aws/sns"}}));
     }
     let mut outputs = json!({
         "StateMachineArn": {"Value": {"Ref": "StateMachine"}},
@@ -569,6 +628,72 @@ mod tests {
         assert_eq!(rule["Targets"][0]["Arn"], json!({"Ref": "StateMachine"}));
     }
 
+    /// The service roles trust their service only for this account's own state machine and
+    /// rules (confused-deputy protection), the push rule matches only this account's events,
+    /// the state machine logs errors without execution data, and the topic is encrypted.
+    #[test]
+    fn trust_is_scoped_to_this_account_and_logs_and_topic_are_safe() {
+        let options = Options {
+            create_topic: true,
+            ..Options::default()
+        };
+        let t = template(&staging(), &options);
+        let r = &t["Resources"];
+        let sub = |s: &str| json!({"Fn::Sub": s});
+        for (role, service, arns) in [
+            (
+                "StateMachineRole",
+                "states.amazonaws.com",
+                json!([sub("arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:slipway-staging")]),
+            ),
+            (
+                "EcrPushRuleRole",
+                "events.amazonaws.com",
+                json!([
+                    sub("arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/slipway-staging-ecr-push"),
+                    sub("arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/slipway-staging-recover")
+                ]),
+            ),
+        ] {
+            let statements = r[role]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+                .as_array()
+                .expect("statements");
+            assert_eq!(statements.len(), 1, "{role}");
+            let s = &statements[0];
+            assert_eq!(s["Principal"], json!({"Service": service}), "{role}");
+            assert_eq!(
+                s["Condition"]["StringEquals"]["aws:SourceAccount"],
+                json!({"Ref": "AWS::AccountId"}),
+                "{role}"
+            );
+            assert_eq!(s["Condition"]["ArnEquals"]["aws:SourceArn"], arns, "{role}");
+        }
+        // The rules the EventBridge role trusts are the ones the template names.
+        assert_eq!(
+            r["EcrPushRule"]["Properties"]["Name"],
+            "slipway-staging-ecr-push"
+        );
+        assert_eq!(
+            r["RecoveryRule"]["Properties"]["Name"],
+            "slipway-staging-recover"
+        );
+        assert_eq!(
+            r["EcrPushRule"]["Properties"]["EventPattern"]["account"],
+            json!([{"Ref": "AWS::AccountId"}])
+        );
+        let logging = &r["StateMachine"]["Properties"]["LoggingConfiguration"];
+        assert_eq!(logging["Level"], "ERROR");
+        assert_eq!(logging["IncludeExecutionData"], false);
+        assert_eq!(
+            logging["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"],
+            json!({"Fn::GetAtt": ["StateMachineLogGroup", "Arn"]})
+        );
+        assert_eq!(
+            r["NotificationTopic"]["Properties"]["KmsMasterKeyId"],
+            "alias/aws/sns"
+        );
+    }
+
     #[test]
     fn no_wildcard_resource_where_aws_lets_one_be_named() {
         let options = Options {
@@ -597,7 +722,8 @@ mod tests {
                     .collect();
                 for a in actions {
                     assert!(
-                        UNSCOPABLE.contains(&a),
+                        UNSCOPABLE.contains(&a)
+                            || (holder == "StateMachineRole" && LOG_DELIVERY.contains(&a)),
                         "{holder}: {a} on \"*\", but AWS lets its resource be named"
                     );
                 }

@@ -85,7 +85,7 @@ fn check_config_accepts_the_staging_example_and_names_errors() {
     // Valid, with a warning: nothing checks this service.
     std::fs::write(
         &file,
-        "environment = \"x\"\ncluster = \"c\"\n[[services]]\nname = \"worker\"\nrepository = \"r\"\n",
+        "environment = \"x\"\ncluster = \"c\"\n[[services]]\nname = \"worker\"\nrepository = \"repo\"\n",
     )
     .expect("write");
     let (code, _, err) = slipway(&["check-config", file.to_str().expect("utf-8")]);

@@ -387,11 +387,32 @@ impl Config {
                 return Err((at("group"), "groups start at 1".into()));
             }
             if let Some(h) = &s.health {
-                if !(h.url.starts_with("http://") || h.url.starts_with("https://")) {
+                let url = reqwest::Url::parse(&h.url).ok();
+                if !url
+                    .as_ref()
+                    .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+                {
                     return Err((
                         at("health.url"),
                         format!("{:?} is not an http(s) URL", h.url),
                     ));
+                }
+                // A name only: a port (or anything else) here would not be the name TLS and
+                // the load balancer's host rules see.
+                if let Some(host) = &h.host {
+                    let label_ok = |l: &str| {
+                        !l.is_empty()
+                            && l.len() <= 63
+                            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                            && !l.starts_with('-')
+                            && !l.ends_with('-')
+                    };
+                    if host.len() > 253 || !host.split('.').all(label_ok) {
+                        return Err((
+                            at("health.host"),
+                            format!("{host:?} is not a host name (letters, digits and - in dot-separated labels; no port, scheme or path)"),
+                        ));
+                    }
                 }
                 if h.passes == 0 {
                     return Err((at("health.passes"), "must be at least 1".into()));
@@ -468,7 +489,7 @@ impl Config {
                 }
             }
         }
-        Ok(())
+        self.validate_names()
     }
 
     /// What is valid but probably not meant, as (field, message) pairs: a service with
@@ -489,6 +510,131 @@ impl Config {
                 )
             })
             .collect()
+    }
+
+    /// Every name that reaches an ARN, a resource name or an `Fn::Sub` in the template
+    /// bootstrap generates follows AWS's naming rules for it: a wildcard (`*`, `?`) in an ARN
+    /// would widen a grant, `${` would be substituted, and a name over its limit would fail
+    /// the install half-way.
+    fn validate_names(&self) -> Result<(), (String, String)> {
+        let check = |field: String, value: &str, rule: &str, ok: bool| {
+            if ok && !value.contains("${") && !value.contains(['*', '?']) {
+                Ok(())
+            } else {
+                Err((field, format!("{value:?} is not valid here: {rule}")))
+            }
+        };
+        let re = |pattern: &str, value: &str| {
+            regex_lite::Regex::new(pattern).is_ok_and(|r| r.is_match(value))
+        };
+        // Function names are `slipway-<environment>-update-services` at most: Lambda allows
+        // 64 characters (CreateFunction FunctionName), so 40 are left for the environment.
+        check(
+            "environment".into(),
+            &self.environment,
+            "1 to 40 letters, digits, - and _ (it names the functions, table and state machine: slipway-<environment>-update-services must fit Lambda's 64 characters)",
+            re(r"^[A-Za-z0-9_-]{1,40}$", &self.environment),
+        )?;
+        // ECS cluster and service names: up to 255 letters, digits, - and _ (CreateCluster,
+        // CreateService); a cluster ARN ends in cluster/<name>.
+        let ecs_name = r"^[A-Za-z0-9_-]{1,255}$";
+        let cluster_name =
+            self.cluster
+                .strip_prefix("arn:")
+                .map_or(Some(self.cluster.as_str()), |_| {
+                    re(
+                        r"^arn:aws[a-z-]*:ecs:[a-z0-9-]+:[0-9]{12}:cluster/[A-Za-z0-9_-]{1,255}$",
+                        &self.cluster,
+                    )
+                    .then(|| self.cluster.rsplit('/').next().unwrap_or_default())
+                });
+        check(
+            "cluster".into(),
+            &self.cluster,
+            "an ECS cluster name (up to 255 letters, digits, - and _) or its ARN",
+            cluster_name.is_some_and(|n| re(ecs_name, n)),
+        )?;
+        for (i, s) in self.services.iter().enumerate() {
+            let at = |f: &str| format!("services[{i}].{f}");
+            check(
+                at("ecs_service"),
+                s.ecs_service(),
+                "an ECS service name: up to 255 letters, digits, - and _",
+                re(ecs_name, s.ecs_service()),
+            )?;
+            if let Some(c) = &s.container {
+                check(
+                    at("container"),
+                    c,
+                    "a container name: up to 255 letters, digits, - and _",
+                    re(ecs_name, c),
+                )?;
+            }
+            // ECR repository names (CreateRepository repositoryName): 2–256 characters,
+            // lower-case, path segments joined by /.
+            check(
+                at("repository"),
+                &s.repository,
+                "an ECR repository name: 2 to 256 lower-case letters, digits and . _ - /, e.g. staging/api",
+                (2..=256).contains(&s.repository.len())
+                    && re(
+                        r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$",
+                        &s.repository,
+                    ),
+            )?;
+            if let Some(tg) = &s.target_group_arn {
+                check(
+                    at("target_group_arn"),
+                    tg,
+                    "a target group ARN (arn:aws:elasticloadbalancing:<region>:<account>:targetgroup/<name>/<id>)",
+                    re(r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:[0-9]{12}:targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]+$", tg),
+                )?;
+            }
+        }
+        for (i, st) in self.stacks.iter().enumerate() {
+            // CreateStack StackName: [a-zA-Z][-a-zA-Z0-9]*, at most 128 characters.
+            check(
+                format!("stacks[{i}].name"),
+                &st.name,
+                "a CloudFormation stack name: a letter, then letters, digits and -, at most 128",
+                re(r"^[A-Za-z][A-Za-z0-9-]{0,127}$", &st.name),
+            )?;
+            if let Some(role) = &st.role_arn {
+                check(
+                    format!("stacks[{i}].role_arn"),
+                    role,
+                    "an IAM role ARN (arn:aws:iam::<account>:role/<name>)",
+                    re(
+                        r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$",
+                        role,
+                    ),
+                )?;
+            }
+        }
+        if let Some(topic) = &self.notifications.sns_topic_arn {
+            check(
+                "notifications.sns_topic_arn".into(),
+                topic,
+                "an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)",
+                re(
+                    r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$",
+                    topic,
+                ),
+            )?;
+        }
+        if let Some(bus) = &self.notifications.event_bus {
+            check(
+                "notifications.event_bus".into(),
+                bus,
+                "an EventBridge bus name (letters, digits, . - _ /, up to 256) or its ARN",
+                re(r"^[A-Za-z0-9/._-]{1,256}$", bus)
+                    || re(
+                        r"^arn:aws[a-z-]*:events:[a-z0-9-]+:[0-9]{12}:event-bus/[A-Za-z0-9/._-]{1,256}$",
+                        bus,
+                    ),
+            )?;
+        }
+        Ok(())
     }
 
     /// The stack whose `image:<service>` parameter moves this service, if one does.
@@ -582,12 +728,12 @@ mod tests {
             "{e}"
         );
 
-        let text = "environment = \"staging\"\ncluster = \"c\"\n[[services]]\nname = \"api\"\nrepository = \"r\"\n[[services]]\nname = \"web\"\nrepository = \"r2\"\ntag_pattern = \"([\"\n";
+        let text = "environment = \"staging\"\ncluster = \"c\"\n[[services]]\nname = \"api\"\nrepository = \"repo\"\n[[services]]\nname = \"web\"\nrepository = \"r2\"\ntag_pattern = \"([\"\n";
         let e = Config::parse(text, "slipway.toml").expect_err("bad pattern");
         assert_eq!(e.field, "services[1].tag_pattern");
         assert_eq!(e.line, Some(9), "{e}");
 
-        let text = "environment = \"staging\"\ncluster = \"c\"\ndeadline_minutes = \"soon\"\n[[services]]\nname = \"api\"\nrepository = \"r\"\n";
+        let text = "environment = \"staging\"\ncluster = \"c\"\ndeadline_minutes = \"soon\"\n[[services]]\nname = \"api\"\nrepository = \"repo\"\n";
         let e = Config::parse(text, "slipway.toml").expect_err("wrong type");
         assert_eq!(e.field, "deadline_minutes");
         assert_eq!(e.line, Some(3), "{e}");
@@ -600,7 +746,7 @@ mod tests {
 
     #[test]
     fn stacks_own_services_once_and_take_capabilities_and_a_role() {
-        let base = "environment = \"s\"\ncluster = \"c\"\n[[services]]\nname = \"api\"\nrepository = \"r\"\n";
+        let base = "environment = \"s\"\ncluster = \"c\"\n[[services]]\nname = \"api\"\nrepository = \"repo\"\n";
         let c = Config::parse(
             &format!(
                 "{base}[[stacks]]\nname = \"ecs\"\nparameters = {{ ApiImage = \"image:api\" }}\n"
@@ -649,7 +795,7 @@ mod tests {
 
     #[test]
     fn references_and_duplicates_are_checked() {
-        let base = "environment = \"s\"\ncluster = \"c\"\n[[services]]\nname = \"api\"\nrepository = \"r\"\n";
+        let base = "environment = \"s\"\ncluster = \"c\"\n[[services]]\nname = \"api\"\nrepository = \"repo\"\n";
         let e = Config::parse(
             &format!(
                 "{base}[[stacks]]\nname = \"ecs\"\nparameters = {{ ApiImage = \"image:apii\" }}\n"
@@ -673,7 +819,7 @@ mod tests {
     #[test]
     fn deadlines_must_fit_in_the_execution_and_locks_outlive_it() {
         let base = "environment = \"s\"\ncluster = \"c\"\n";
-        let svc = "[[services]]\nname = \"api\"\nrepository = \"r\"\n";
+        let svc = "[[services]]\nname = \"api\"\nrepository = \"repo\"\n";
         let c = Config::parse(&format!("{base}{svc}"), "f").expect("defaults fit");
         assert_eq!(
             (c.rollback_minutes, c.lock.ttl_minutes),
@@ -711,7 +857,7 @@ mod tests {
     fn health_checks_together_fit_in_one_health_check_run() {
         let base = "environment = \"s\"\ncluster = \"c\"\n";
         let svc = |name: &str, passes: u32, timeout_ms: u64, interval_ms: u64| {
-            format!("[[services]]\nname = \"{name}\"\nrepository = \"r\"\n[services.health]\nurl = \"http://alb/health\"\npasses = {passes}\ntimeout_ms = {timeout_ms}\ninterval_ms = {interval_ms}\n")
+            format!("[[services]]\nname = \"{name}\"\nrepository = \"repo\"\n[services.health]\nurl = \"http://alb/health\"\npasses = {passes}\ntimeout_ms = {timeout_ms}\ninterval_ms = {interval_ms}\n")
         };
         // 3 × 5 s + 2 × 1 s = 17 s each: 12 services fit in 210 s, 13 do not.
         let twelve: String = (0..12)
@@ -754,14 +900,117 @@ mod tests {
         );
     }
 
+    /// The health URL must parse as http(s) with a host; the host is a bare name (a port in it
+    /// would not be what TLS and the host rules see).
+    #[test]
+    fn health_url_and_host_are_checked() {
+        let with = |url: &str, host: &str| {
+            Config::parse(
+                &format!("environment = \"s\"\ncluster = \"c\"\n[[services]]\nname = \"api\"\nrepository = \"repo\"\n[services.health]\nurl = \"{url}\"\nhost = \"{host}\"\n"),
+                "f",
+            )
+        };
+        assert!(with(
+            "https://alb-1.us-east-1.elb.amazonaws.com/health",
+            "api.staging.example.com"
+        )
+        .is_ok());
+        assert!(with("https://[::1]:8443/health", "api").is_ok());
+        for (url, host, field) in [
+            ("alb/health", "api.example.com", "services[0].health.url"),
+            (
+                "ftp://alb/health",
+                "api.example.com",
+                "services[0].health.url",
+            ),
+            (
+                "https://alb/health",
+                "api.example.com:8443",
+                "services[0].health.host",
+            ),
+            (
+                "https://alb/health",
+                "https://api.example.com",
+                "services[0].health.host",
+            ),
+            (
+                "https://alb/health",
+                "api..example.com",
+                "services[0].health.host",
+            ),
+            (
+                "https://alb/health",
+                "*.example.com",
+                "services[0].health.host",
+            ),
+            (
+                "https://alb/health",
+                "-api.example.com",
+                "services[0].health.host",
+            ),
+        ] {
+            let e = with(url, host).expect_err(host);
+            assert_eq!(e.field, field, "{url} {host}: {e}");
+        }
+    }
+
+    /// Names that reach the template's ARNs and resource names follow AWS's rules: no
+    /// wildcard can widen a grant, no `${` is substituted, no name is over its limit.
+    #[test]
+    fn names_that_reach_the_template_follow_aws_rules() {
+        let base = |env: &str, cluster: &str, svc: &str, extra: &str| {
+            format!("environment = \"{env}\"\ncluster = \"{cluster}\"\n{extra}[[services]]\nname = \"api\"\nrepository = \"staging/api\"\n{svc}")
+        };
+        let ok = |text: String| {
+            Config::parse(&text, "f")
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(ok(base("staging", "staging", "", "")), Ok(()));
+        assert_eq!(
+            ok(base(
+                &"e".repeat(40),
+                "arn:aws:ecs:us-east-1:123456789012:cluster/staging",
+                "",
+                ""
+            )),
+            Ok(())
+        );
+        let staging = Config::parse(STAGING, "examples/staging/slipway.toml").expect("valid");
+        assert_eq!(staging.environment, "staging");
+        for (text, field) in [
+            (base(&"e".repeat(41), "c", "", ""), "environment"),
+            (base("stag ing", "c", "", ""), "environment"),
+            (base("s", "*", "", ""), "cluster"),
+            (base("s", "arn:aws:ecs:us-east-1:123456789012:cluster/*", "", ""), "cluster"),
+            (base("s", "c", "ecs_service = \"api*\"\n", ""), "services[0].ecs_service"),
+            (base("s", "c", "container = \"${AWS::AccountId}\"\n", ""), "services[0].container"),
+            (base("s", "c", "target_group_arn = \"arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/*\"\n", ""), "services[0].target_group_arn"),
+            (base("s", "c", "", "[[stacks]]\nname = \"${AWS::StackName}\"\n"), "stacks[0].name"),
+            (base("s", "c", "", "[[stacks]]\nname = \"st\"\nrole_arn = \"arn:aws:iam::123456789012:role/*\"\n"), "stacks[0].role_arn"),
+            (base("s", "c", "", "[notifications]\nsns_topic_arn = \"arn:aws:sns:us-east-1:123456789012:*\"\n"), "notifications.sns_topic_arn"),
+            (base("s", "c", "", "[notifications]\nevent_bus = \"bus?\"\n"), "notifications.event_bus"),
+        ] {
+            let e = Config::parse(&text, "f").expect_err(field);
+            assert_eq!(e.field, field, "{e}");
+            assert!(e.message.contains("is not valid here"), "{e}");
+        }
+        let e = Config::parse(
+            &base("s", "c", "", "").replace("staging/api", "Staging/API"),
+            "f",
+        )
+        .expect_err("upper case");
+        assert_eq!(e.field, "services[0].repository");
+    }
+
     /// A service nothing checks is valid, but check-config and bootstrap say so, and it is
     /// the only kind that gets a warning.
     #[test]
     fn a_service_nothing_checks_is_flagged() {
         let text = "environment = \"s\"\ncluster = \"c\"\n\
-            [[services]]\nname = \"worker\"\nrepository = \"r\"\n\
-            [[services]]\nname = \"api\"\nrepository = \"r\"\ntarget_group_arn = \"arn:tg\"\n\
-            [[services]]\nname = \"web\"\nrepository = \"r\"\n[services.health]\nurl = \"http://alb/\"\n";
+            [[services]]\nname = \"worker\"\nrepository = \"repo\"\n\
+            [[services]]\nname = \"api\"\nrepository = \"repo\"\ntarget_group_arn = \"arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/api/73e2d6bc24d8a067\"\n\
+            [[services]]\nname = \"web\"\nrepository = \"repo\"\n[services.health]\nurl = \"http://alb/\"\n";
         let c = Config::parse(text, "f").expect("valid");
         let checks: Vec<&str> = c.services.iter().map(ServiceConfig::checks).collect();
         assert_eq!(checks, ["not checked", "targets", "http"]);

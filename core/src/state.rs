@@ -440,6 +440,38 @@ impl Held {
     }
 }
 
+/// The locks of the configuration's services and stacks that `owner` holds, and the services
+/// in whose queue it has a place (read only).
+pub async fn held_by(clients: &Clients, config: &Config, owner: &str) -> Result<Held, StepError> {
+    let mut held = Held::default();
+    for service in &config.services {
+        if waiter(clients, &service.name)
+            .await?
+            .is_some_and(|w| w.owner == owner)
+        {
+            held.queued_for.push(service.name.clone());
+        }
+    }
+    for name in lock_names(config) {
+        if lock_holder(clients, &name)
+            .await?
+            .is_some_and(|h| h.owner == owner)
+        {
+            held.locks.push(name);
+        }
+    }
+    Ok(held)
+}
+
+/// Every lock a configuration has: one per service, one per stack.
+fn lock_names(config: &Config) -> impl Iterator<Item = String> + '_ {
+    config
+        .services
+        .iter()
+        .map(|s| s.name.clone())
+        .chain(config.stacks.iter().map(|st| stack_lock(&st.name)))
+}
+
 /// Releases every lock of the configuration's services and stacks that `owner` holds, and
 /// gives up its places in the services' queues, naming both (for an execution that ended
 /// without its release: plan failed or was stopped).
@@ -448,18 +480,13 @@ pub async fn release_locks_of(
     config: &Config,
     owner: &str,
 ) -> Result<Held, StepError> {
-    let names = config
-        .services
-        .iter()
-        .map(|s| s.name.clone())
-        .chain(config.stacks.iter().map(|st| stack_lock(&st.name)));
     let mut held = Held::default();
     for service in &config.services {
         if stop_waiting(clients, &service.name, owner).await? {
             held.queued_for.push(service.name.clone());
         }
     }
-    for name in names {
+    for name in lock_names(config) {
         if lock_holder(clients, &name)
             .await?
             .is_some_and(|h| h.owner == owner)

@@ -163,6 +163,17 @@ async fn bad_inputs_get_named_errors_and_leave_no_lock() {
             says: "ECR repository no/such-repo does not exist",
         },
         Case {
+            what: "an ECR push event from another account",
+            input: {
+                let mut e = good_event.clone();
+                e["account"] = json!("999999999999");
+                e
+            },
+            config: None,
+            error: "Slipway.InvalidInput",
+            says: "account: the ECR push event comes from account 999999999999, but repository",
+        },
+        Case {
             what: "two containers and none named",
             input: good_event.clone(),
             config: replace("container = \"api\"\n", ""),

@@ -63,3 +63,56 @@ fn workflows_pass_actionlint() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Supply chain: every action is pinned by a full commit SHA with its version in a comment,
+/// every workflow starts from read-only `permissions`, checkouts keep no credentials, and in
+/// the release workflow only the publish job can write (the build job cannot).
+#[test]
+fn workflows_pin_actions_and_grant_least_permissions() {
+    for file in [
+        ".github/workflows/ci.yml",
+        ".github/workflows/release.yml",
+        "examples/github/deploy-staging.yml",
+    ] {
+        let text = std::fs::read_to_string(root().join(file)).unwrap();
+        let uses: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.trim().trim_start_matches("- ").strip_prefix("uses: "))
+            .collect();
+        assert!(!uses.is_empty(), "{file}");
+        for u in uses {
+            let (action, rest) = u.split_once('@').unwrap_or((u, ""));
+            let (sha, comment) = rest.split_once(" # v").unwrap_or((rest, ""));
+            assert!(
+                sha.len() == 40
+                    && sha.chars().all(|c| c.is_ascii_hexdigit())
+                    && !comment.is_empty(),
+                "{file}: {action} is not pinned by commit SHA with its version in a comment: {u}"
+            );
+        }
+        assert!(
+            text.lines().any(|l| l == "permissions:"),
+            "{file}: no top-level permissions"
+        );
+        let checkouts = text.matches("actions/checkout@").count();
+        assert_eq!(
+            text.matches("persist-credentials: false").count(),
+            checkouts,
+            "{file}: a checkout keeps its credentials"
+        );
+    }
+    let release = std::fs::read_to_string(root().join(".github/workflows/release.yml")).unwrap();
+    let (top, jobs) = release.split_once("\njobs:").unwrap();
+    assert!(top.contains("permissions:\n  contents: read"), "{top}");
+    let (build, publish) = jobs.split_once("\n  publish:").unwrap();
+    assert!(
+        !build.contains(": write"),
+        "the build job can write: {build}"
+    );
+    assert!(
+        build.contains("--locked") && build.contains("--require-hashes"),
+        "{build}"
+    );
+    assert!(publish.contains("contents: write") && publish.contains("attest-build-provenance"));
+    assert!(publish.contains("sha256sum --check"), "{publish}");
+}

@@ -236,7 +236,7 @@ async fn history_shows_the_records() {
             .env("AWS_ENDPOINT_URL_DYNAMODB", bed.moto())
             .output()
             .unwrap_or_else(|e| {
-                panic!("{}: {e} (cargo build --workspace builds it)", bin.display())
+                panic!("{}: {e} (cargo build --workspace --features slipway-core/testbed-clock builds it)", bin.display())
             });
         (
             out.status.code(),

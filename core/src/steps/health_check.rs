@@ -77,7 +77,6 @@ impl HttpProber {
         &self,
         url: &str,
         host: &str,
-        timeout: Duration,
     ) -> Result<Option<(reqwest::Client, reqwest::Url)>, String> {
         let mut named = reqwest::Url::parse(url).map_err(|e| format!("bad URL {url:?}: {e}"))?;
         if named.scheme() != "https" {
@@ -90,17 +89,21 @@ impl HttpProber {
             .trim_end_matches(']')
             .to_owned();
         let port = named.port_or_known_default().unwrap_or(443);
-        let lookup = tokio::net::lookup_host((address.as_str(), port));
-        let addrs: Vec<std::net::SocketAddr> = tokio::time::timeout(timeout, lookup)
+        let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((address.as_str(), port))
             .await
-            .map_err(|_| format!("cannot resolve {address} within {} ms", timeout.as_millis()))?
             .map_err(|e| format!("cannot resolve {address}: {e}"))?
             .collect();
         named
             .set_host(Some(host))
             .map_err(|e| format!("host {host:?} is not a host name: {e}"))?;
+        // The override is looked up by the URL's host as the URL holds it (lower case,
+        // punycode): key it by that, not by the configured spelling.
+        let name = named
+            .host_str()
+            .ok_or_else(|| format!("host {host:?} is not a host name"))?
+            .to_owned();
         let client = Self::builder(&self.roots)
-            .resolve_to_addrs(host, &addrs)
+            .resolve_to_addrs(&name, &addrs)
             .build()
             .map_err(client_error)?;
         Ok(Some((client, named)))
@@ -119,41 +122,60 @@ impl Prober for HttpProber {
         timeout: Duration,
     ) -> Pin<Box<dyn Future<Output = Result<Probe, String>> + Send + 'a>> {
         Box::pin(async move {
-            let start = Instant::now();
-            let request = match host {
-                Some(h) => match self.for_host(url, h, timeout).await? {
-                    Some((client, named)) => client.get(named),
-                    None => self.client.get(url),
-                }
-                .header(reqwest::header::HOST, h),
+            // One deadline for the whole probe — resolving the load balancer's address,
+            // connecting, the answer and its body — so that check-config's budget
+            // (passes × timeout_ms + …) holds.
+            tokio::time::timeout(timeout, self.probe(url, host, timeout))
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {} ms", timeout.as_millis())))
+        })
+    }
+}
+
+impl HttpProber {
+    async fn probe(
+        &self,
+        url: &str,
+        host: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Probe, String> {
+        let start = Instant::now();
+        let request = match host {
+            Some(h) => match self.for_host(url, h).await? {
+                Some((client, named)) => client.get(named),
                 None => self.client.get(url),
             }
-            .timeout(timeout);
-            let response = request.send().await.map_err(|e| {
-                if e.is_timeout() {
-                    format!("no answer within {} ms", timeout.as_millis())
-                } else {
-                    // The chain says why (a certificate not valid for the name, say).
-                    let mut text = format!("request failed: {e}");
-                    let mut source = std::error::Error::source(&e);
-                    while let Some(cause) = source {
-                        text.push_str(&format!(": {cause}"));
-                        source = cause.source();
-                    }
-                    text
+            .header(reqwest::header::HOST, h),
+            None => self.client.get(url),
+        }
+        .timeout(timeout);
+        let response = request.send().await.map_err(|e| {
+            if e.is_timeout() {
+                format!("no answer within {} ms", timeout.as_millis())
+            } else {
+                // The URL is left out (the caller names it, and for https with a host it
+                // is the rewritten one); the chain says why (a certificate not valid for
+                // the name, say).
+                let e = e.without_url();
+                let mut text = format!("request failed: {e}");
+                let mut source = std::error::Error::source(&e);
+                while let Some(cause) = source {
+                    text.push_str(&format!(": {cause}"));
+                    source = cause.source();
                 }
-            })?;
-            let status = response.status().as_u16();
-            let bytes = response
-                .bytes()
-                .await
-                .map_err(|e| format!("reading the body failed: {e}"))?;
-            let body = String::from_utf8_lossy(&bytes[..bytes.len().min(64 * 1024)]).into_owned();
-            Ok(Probe {
-                status,
-                body,
-                latency_ms: start.elapsed().as_millis() as u64,
-            })
+                text
+            }
+        })?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| format!("reading the body failed: {e}"))?;
+        let body = String::from_utf8_lossy(&bytes[..bytes.len().min(64 * 1024)]).into_owned();
+        Ok(Probe {
+            status,
+            body,
+            latency_ms: start.elapsed().as_millis() as u64,
         })
     }
 }

@@ -39,7 +39,10 @@ fn event_parts(event: Value, clock: &dyn Clock) -> Result<(Value, String), StepE
     }
 }
 
-/// The release id: the execution's name (its ARN's last part), safe for change set names.
+/// The release id: the execution's name (its ARN's last part), safe for change set names
+/// (a letter, then letters, digits and -). A name that had to change to fit (`a_b`, `9x`)
+/// also gets a digest of the name itself, so two executions never share an id: `a_b` and
+/// `a-b` are different releases.
 pub(crate) fn release_id(execution: &str) -> String {
     let name = execution.rsplit(':').next().unwrap_or(execution);
     let mut id: String = name
@@ -54,6 +57,14 @@ pub(crate) fn release_id(execution: &str) -> String {
         .collect();
     if !id.starts_with(|c: char| c.is_ascii_alphabetic()) {
         id.insert_str(0, "r-");
+    }
+    if id != name {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(name.as_bytes());
+        let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        id.truncate(100 - 13);
+        id.push('-');
+        id.push_str(&hex);
     }
     id.truncate(100);
     id
@@ -380,7 +391,9 @@ async fn recover(
     };
     let Some(release) = state::get_release(clients, ended).await? else {
         let config = state::load_config(clients).await?;
-        let held = state::release_locks_of(clients, &config, ended).await?;
+        // Read first, record, release last: a retry of this step after a failure part-way
+        // still sees what the execution held, and so still writes (or completes) its record.
+        let held = state::held_by(clients, &config, ended).await?;
         let mut reason = format!(
             "execution {ended} ({status}) left no unfinished release in the state table {}: it ended before plan stored one, or its finish step ran",
             clients.table
@@ -402,7 +415,7 @@ async fn recover(
             _ => None,
         };
         if let Some(request) = request {
-            let why = if held.queued_for.is_empty() {
+            let why = if !held.locks.is_empty() || held.queued_for.is_empty() {
                 format!("execution {ended} {how} in plan, before its release started: nothing was deployed")
             } else {
                 format!(
@@ -433,6 +446,7 @@ async fn recover(
                 record.release, record.result
             ));
         }
+        state::release_locks_of(clients, &config, ended).await?;
         return Ok(PlanOutput::NothingToDo {
             reason,
             skipped: vec![],
@@ -724,6 +738,20 @@ async fn resolve_image(
                 }
             })
         })?;
+    // An ECR push event names the account it came from; only the account that owns the
+    // repository pushes to it, so a push "from" another account is a forged input (the
+    // installed rule also matches only this account's events).
+    if let (Trigger::EcrPush { account, .. }, Some(registry)) = (
+        &request.trigger,
+        repos.repositories().first().and_then(|r| r.registry_id()),
+    ) {
+        if account != registry {
+            return Err(StepError::invalid(
+                "account",
+                format!("the ECR push event comes from account {account}, but repository {repository} belongs to account {registry}: only its own account's pushes deploy it"),
+            ));
+        }
+    }
     let uri = repos
         .repositories()
         .first()
@@ -1034,7 +1062,14 @@ mod tests {
             release_id("arn:aws:states:us-east-1:1:execution:slipway:api-3f2a1bc"),
             "api-3f2a1bc"
         );
-        assert_eq!(release_id("9f1c_x"), "r-9f1c-x");
+        let changed = release_id("9f1c_x");
+        assert!(changed.starts_with("r-9f1c-x-"), "{changed}");
+        assert_eq!(changed.len(), "r-9f1c-x-".len() + 12);
+        // Names that differ only where they were made safe stay different releases.
+        assert_ne!(release_id("a_b"), release_id("a-b"));
+        assert_eq!(release_id("a-b"), "a-b");
+        assert_ne!(release_id("a_b"), release_id("a.b"));
+        assert_eq!(release_id("a_b"), release_id("a_b"));
     }
 
     #[test]
