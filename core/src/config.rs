@@ -532,8 +532,8 @@ impl Config {
         check(
             "environment".into(),
             &self.environment,
-            "1 to 40 letters, digits, - and _ (it names the functions, table and state machine: slipway-<environment>-update-services must fit Lambda's 64 characters)",
-            re(r"^[A-Za-z0-9_-]{1,40}$", &self.environment),
+            "1 to 40 letters, digits and - (it names bootstrap's stack, whose name allows no _, and the functions: slipway-<environment>-update-services must fit Lambda's 64 characters)",
+            re(r"^[A-Za-z0-9-]{1,40}$", &self.environment),
         )?;
         // ECS cluster and service names: up to 255 letters, digits, - and _ (CreateCluster,
         // CreateService); a cluster ARN ends in cluster/<name>.
@@ -615,9 +615,9 @@ impl Config {
             check(
                 "notifications.sns_topic_arn".into(),
                 topic,
-                "an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)",
+                "a standard SNS topic ARN (arn:aws:sns:<region>:<account>:<name>; FIFO topics need a message group, which finish does not send)",
                 re(
-                    r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$",
+                    r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$",
                     topic,
                 ),
             )?;
@@ -981,6 +981,7 @@ mod tests {
         for (text, field) in [
             (base(&"e".repeat(41), "c", "", ""), "environment"),
             (base("stag ing", "c", "", ""), "environment"),
+            (base("prod_eu", "c", "", ""), "environment"),
             (base("s", "*", "", ""), "cluster"),
             (base("s", "arn:aws:ecs:us-east-1:123456789012:cluster/*", "", ""), "cluster"),
             (base("s", "c", "ecs_service = \"api*\"\n", ""), "services[0].ecs_service"),
@@ -989,6 +990,7 @@ mod tests {
             (base("s", "c", "", "[[stacks]]\nname = \"${AWS::StackName}\"\n"), "stacks[0].name"),
             (base("s", "c", "", "[[stacks]]\nname = \"st\"\nrole_arn = \"arn:aws:iam::123456789012:role/*\"\n"), "stacks[0].role_arn"),
             (base("s", "c", "", "[notifications]\nsns_topic_arn = \"arn:aws:sns:us-east-1:123456789012:*\"\n"), "notifications.sns_topic_arn"),
+            (base("s", "c", "", "[notifications]\nsns_topic_arn = \"arn:aws:sns:us-east-1:123456789012:deploys.fifo\"\n"), "notifications.sns_topic_arn"),
             (base("s", "c", "", "[notifications]\nevent_bus = \"bus?\"\n"), "notifications.event_bus"),
         ] {
             let e = Config::parse(&text, "f").expect_err(field);
