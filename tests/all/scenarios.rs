@@ -1303,6 +1303,19 @@ async fn s19_the_later_push_wins_whatever_order_they_plan_in() {
     assert_eq!(state::waiter(&app.clients, "api").await.unwrap(), None);
 }
 
+/// A one-service app (`api`) on the Lambdas' table whose releases are announced on the
+/// account's default EventBridge bus.
+async fn announcing_app(bed: &Testbed) -> App {
+    let app = App::create(&["api"], Some(bed.lambda_table())).await;
+    state::store_config(
+        &app.clients,
+        &format!("{}\n[notifications]\nevent_bus = \"default\"\n", app.config),
+    )
+    .await
+    .unwrap();
+    app
+}
+
 /// 20. A push whose image plan cannot find in ECR (deleted by a lifecycle rule before its
 /// execution ran): plan fails with `Slipway.InvalidInput`, and the `PlanFailed` catch records
 /// the failure (`failed`, plan's error, nothing deployed) and announces it on the configured
@@ -1311,13 +1324,7 @@ async fn s19_the_later_push_wins_whatever_order_they_plan_in() {
 async fn s20_a_failed_plan_is_recorded_and_announced() {
     let _t = LAMBDA_TABLE.lock().await;
     let bed = Testbed::get();
-    let app = App::create(&["api"], Some(bed.lambda_table())).await;
-    state::store_config(
-        &app.clients,
-        &format!("{}\n[notifications]\nevent_bus = \"default\"\n", app.config),
-    )
-    .await
-    .unwrap();
+    let app = announcing_app(&bed).await;
     let api = app.service("api");
     let gone = format!("sha256:{}", "e".repeat(64));
     let name = run("s20");
@@ -1356,13 +1363,7 @@ async fn s20_a_failed_plan_is_recorded_and_announced() {
 async fn s22_a_push_stopped_while_waiting_is_recorded() {
     let _t = LAMBDA_TABLE.lock().await;
     let bed = Testbed::get();
-    let app = App::create(&["api"], Some(bed.lambda_table())).await;
-    state::store_config(
-        &app.clients,
-        &format!("{}\n[notifications]\nevent_bus = \"default\"\n", app.config),
-    )
-    .await
-    .unwrap();
+    let app = announcing_app(&bed).await;
     let api = app.service("api");
     let one = app.push(api, "2222221").await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
