@@ -265,6 +265,15 @@ fn bootstrap(bed: &Testbed, t: Instant) -> Result<String> {
             return Err(format!("zipping {f} failed"));
         }
     }
+    // As a release ships them: bootstrap checks each zip against SHA256SUMS.
+    let sums = std::process::Command::new("sh")
+        .args(["-c", "sha256sum ./*.zip > SHA256SUMS"])
+        .current_dir(&dir)
+        .status()
+        .map_err(|e| e.to_string())?;
+    if !sums.success() {
+        return Err("sha256sum failed".into());
+    }
     say(
         t,
         "slipway bootstrap --config examples/staging/slipway.toml (into moto)",
@@ -281,6 +290,8 @@ fn bootstrap(bed: &Testbed, t: Instant) -> Result<String> {
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ENDPOINT_URL", bed.moto())
+        // ECS is the simulator's: bootstrap reads the services' task definitions there.
+        .env("AWS_ENDPOINT_URL_ECS", bed.sim())
         .output()
         .map_err(|e| e.to_string())?;
     for line in String::from_utf8_lossy(&out.stderr).lines() {

@@ -99,6 +99,20 @@ pub async fn bootstrap(config_path: &Path, options: &Options) -> Result<Installe
         config.environment
     ));
 
+    let clients = slipway_core::aws::Clients::new(&conf, stack_name(&config.environment));
+    let mut template_options = options.template.clone();
+    (template_options.task_families, template_options.task_roles) =
+        task_definitions(&clients, &config, &account, &region).await?;
+    say(format!(
+        "update-services may register {} and pass {}",
+        template_options.task_families.join(", "),
+        if template_options.task_roles.is_empty() {
+            "no role".to_owned()
+        } else {
+            template_options.task_roles.join(", ")
+        }
+    ));
+
     let zips = artifacts(options.artifacts.as_deref())?;
     let mut hash = Sha256::new();
     for (_, bytes) in &zips {
@@ -112,13 +126,13 @@ pub async fn bootstrap(config_path: &Path, options: &Options) -> Result<Installe
         .collect();
     let prefix = format!("{}/{digest}/", config.environment);
     let bucket = format!("slipway-{account}-{region}");
-    upload(&conf, &bucket, &region, &prefix, &zips).await?;
+    let versions = upload(&conf, &bucket, &account, &region, &prefix, &zips).await?;
 
-    let body = serde_json::to_string(&template::template(&config, &options.template))
+    let body = serde_json::to_string(&template::template(&config, &template_options))
         .map_err(|e| e.to_string())?;
     let stack = stack_name(&config.environment);
     let cfn = aws_sdk_cloudformation::Client::new(&conf);
-    let params = vec![
+    let mut params = vec![
         Parameter::builder()
             .parameter_key("ArtifactBucket")
             .parameter_value(&bucket)
@@ -128,6 +142,14 @@ pub async fn bootstrap(config_path: &Path, options: &Options) -> Result<Installe
             .parameter_value(&prefix)
             .build(),
     ];
+    for ((_, stem, _), version) in FUNCTIONS.iter().zip(&versions) {
+        params.push(
+            Parameter::builder()
+                .parameter_key(template::code_version_parameter(stem))
+                .parameter_value(version)
+                .build(),
+        );
+    }
     let exists = match cfn.describe_stacks().stack_name(&stack).send().await {
         Ok(out) => out
             .stacks()
@@ -208,7 +230,10 @@ pub async fn bootstrap(config_path: &Path, options: &Options) -> Result<Installe
         github_role_arn: output("GitHubDeployRoleArn"),
         changed,
     };
-    let clients = slipway_core::aws::Clients::new(&conf, installed.table.clone());
+    let clients = slipway_core::aws::Clients {
+        table: installed.table.clone(),
+        ..clients
+    };
     slipway_core::state::store_config(&clients, &text)
         .await
         .map_err(|e| format!("storing the configuration: {e}"))?;
@@ -218,6 +243,7 @@ pub async fn bootstrap(config_path: &Path, options: &Options) -> Result<Installe
 
 /// `<function>.zip` for every function: from `dir`, or built with `cargo lambda build`.
 fn artifacts(dir: Option<&Path>) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let options_dir_given = dir.is_some();
     let dir = match dir {
         Some(d) => d.to_path_buf(),
         None => {
@@ -241,7 +267,7 @@ fn artifacts(dir: Option<&Path>) -> Result<Vec<(String, Vec<u8>)>, String> {
             staged
         }
     };
-    FUNCTIONS
+    let zips: Vec<(String, Vec<u8>)> = FUNCTIONS
         .iter()
         .map(|(name, _, _)| {
             let path = dir.join(format!("{name}.zip"));
@@ -254,49 +280,305 @@ fn artifacts(dir: Option<&Path>) -> Result<Vec<(String, Vec<u8>)>, String> {
                     )
                 })
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    if options_dir_given {
+        verify_sums(&dir, &zips)?;
+    }
+    Ok(zips)
 }
 
+/// Checks release zips against the `SHA256SUMS` beside them (as the release workflow writes
+/// it: `sha256sum ./*.zip`): every step's zip listed, every digest equal.
+fn verify_sums(dir: &Path, zips: &[(String, Vec<u8>)]) -> Result<(), String> {
+    let path = dir.join("SHA256SUMS");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "{}: {e} (a release's zips come with SHA256SUMS; for zips of your own build, write it with `sha256sum ./*.zip > SHA256SUMS`)",
+            path.display()
+        )
+    })?;
+    let mut sums = std::collections::HashMap::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let parsed = line.split_once(' ').and_then(|(hex, name)| {
+            let name = name.trim_start_matches([' ', '*']).trim_start_matches("./");
+            (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| (name.to_owned(), hex.to_ascii_lowercase()))
+        });
+        let (name, hex) = parsed.ok_or_else(|| {
+            format!(
+                "{}:{}: expected `<sha256 hex>  <file>`, got {line:?}",
+                path.display(),
+                n + 1
+            )
+        })?;
+        sums.insert(name, hex);
+    }
+    for (name, bytes) in zips {
+        let file = format!("{name}.zip");
+        let want = sums
+            .get(&file)
+            .ok_or_else(|| format!("{}: no digest for {file}", path.display()))?;
+        let got: String = Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if &got != want {
+            return Err(format!(
+                "{}: {file} has sha256 {got}, SHA256SUMS says {want}: not uploading a zip that is not the release's",
+                dir.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The task definition families update-services may register, and the roles it may pass to
+/// ECS: those of each configured service's current task definition (a release registers a
+/// copy of it, in its family, with its task and execution roles).
+async fn task_definitions(
+    clients: &slipway_core::aws::Clients,
+    config: &Config,
+    account: &str,
+    region: &str,
+) -> Result<(Vec<String>, Vec<String>), String> {
+    let mut families = std::collections::BTreeSet::new();
+    let mut roles = std::collections::BTreeSet::new();
+    for service in &config.services {
+        let out = clients
+            .ecs
+            .describe_services()
+            .cluster(&config.cluster)
+            .services(service.ecs_service())
+            .send()
+            .await
+            .map_err(|e| {
+                if e.as_service_error().is_some_and(|e| e.is_cluster_not_found_exception()) {
+                    format!(
+                        "cluster {} not found: create the cluster and its services before bootstrap (it reads their task and execution roles, the only roles Slipway may pass)",
+                        config.cluster
+                    )
+                } else {
+                    format!(
+                        "ecs:DescribeServices {} (cluster {}): {}",
+                        service.ecs_service(),
+                        config.cluster,
+                        aws_sdk_ecs::error::DisplayErrorContext(&e)
+                    )
+                }
+            })?;
+        let td = out
+            .services()
+            .iter()
+            .find(|s| s.status() != Some("INACTIVE"))
+            .and_then(|s| s.task_definition())
+            .ok_or_else(|| {
+                format!(
+                    "service {} ({} in cluster {}) not found: create the services before bootstrap (it reads their task and execution roles, the only roles Slipway may pass)",
+                    service.name,
+                    service.ecs_service(),
+                    config.cluster
+                )
+            })?;
+        let out = clients
+            .ecs
+            .describe_task_definition()
+            .task_definition(td)
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "ecs:DescribeTaskDefinition {td}: {}",
+                    aws_sdk_ecs::error::DisplayErrorContext(&e)
+                )
+            })?;
+        if let Some(d) = out.task_definition() {
+            families.extend(d.family().map(str::to_owned));
+            roles.extend(d.task_role_arn().map(str::to_owned));
+            roles.extend(d.execution_role_arn().map(str::to_owned));
+        }
+    }
+    // A role given by name alone (ECS accepts one) is this account's role of that name.
+    let roles = roles
+        .into_iter()
+        .map(|r| {
+            if r.starts_with("arn:") {
+                r
+            } else {
+                format!("arn:{}:iam::{account}:role/{r}", partition(region))
+            }
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    Ok((families.into_iter().collect(), roles))
+}
+
+/// The partition of a region (`cn-*`: aws-cn, `us-gov-*`: aws-us-gov, else aws).
+fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
+/// `arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME`.
+pub fn is_role_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    matches!(parts.as_slice(), ["arn", p, "iam", "", account, rest]
+        if p.starts_with("aws") && account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())
+            && rest.strip_prefix("role/").is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c))))
+}
+
+/// `arn:PARTITION:iam::ACCOUNT:oidc-provider/token.actions.githubusercontent.com`.
+pub fn is_github_provider_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    matches!(parts.as_slice(), ["arn", p, "iam", "", account, rest]
+        if p.starts_with("aws") && account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())
+            && *rest == format!("oidc-provider/{}", template::GITHUB_OIDC_URL.trim_start_matches("https://")))
+}
+
+/// Makes sure the artifact bucket is this account's and hardened, and uploads the zips;
+/// returns each zip's S3 version, in `zips`' order (the template pins them).
+///
+/// The name `slipway-<account>-<region>` is predictable, so every call carries
+/// `ExpectedBucketOwner` (S3 answers 403 when another account owns the bucket: S3 User
+/// Guide, "Verifying bucket ownership with bucket owner condition"). The bucket is versioned,
+/// blocks public access and refuses requests without TLS (`aws:SecureTransport`), set on every
+/// run so an older bucket gets them too. A zip already there with the same SHA-256 (S3's own
+/// checksum) is not uploaded again, so an unchanged bootstrap stays a no-op.
 async fn upload(
     conf: &SdkConfig,
     bucket: &str,
+    account: &str,
     region: &str,
     prefix: &str,
     zips: &[(String, Vec<u8>)],
-) -> Result<(), String> {
+) -> Result<Vec<String>, String> {
+    use aws_sdk_s3::types::{
+        BucketVersioningStatus, ChecksumAlgorithm, ChecksumMode, PublicAccessBlockConfiguration,
+        VersioningConfiguration,
+    };
     let s3 = aws_sdk_s3::Client::new(conf);
-    if s3.head_bucket().bucket(bucket).send().await.is_err() {
-        let mut create = s3.create_bucket().bucket(bucket);
-        if region != "us-east-1" {
-            create = create.create_bucket_configuration(
-                aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(region))
-                    .build(),
-            );
+    let fail = |call: &str, e: &dyn std::fmt::Display| format!("s3:{call} {bucket}: {e}");
+    match s3
+        .head_bucket()
+        .bucket(bucket)
+        .expected_bucket_owner(account)
+        .send()
+        .await
+    {
+        Ok(_) => {}
+        Err(e) => {
+            let status = e.raw_response().map(|r| r.status().as_u16());
+            if status == Some(403) {
+                return Err(format!(
+                    "s3:HeadBucket {bucket}: 403: the bucket exists but this account ({account}) does not own it (or may not read it): Slipway will not upload its functions there"
+                ));
+            }
+            let mut create = s3.create_bucket().bucket(bucket);
+            if region != "us-east-1" {
+                create = create.create_bucket_configuration(
+                    aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                        .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
+                            region,
+                        ))
+                        .build(),
+                );
+            }
+            create
+                .send()
+                .await
+                .map_err(|e| fail("CreateBucket", &aws_sdk_s3::error::DisplayErrorContext(&e)))?;
+            say(format!("created bucket {bucket}"));
         }
-        create.send().await.map_err(|e| {
-            format!(
-                "s3:CreateBucket {bucket}: {}",
-                aws_sdk_s3::error::DisplayErrorContext(&e)
+    }
+    s3.put_public_access_block()
+        .bucket(bucket)
+        .expected_bucket_owner(account)
+        .public_access_block_configuration(
+            PublicAccessBlockConfiguration::builder()
+                .block_public_acls(true)
+                .ignore_public_acls(true)
+                .block_public_policy(true)
+                .restrict_public_buckets(true)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| {
+            fail(
+                "PutPublicAccessBlock",
+                &aws_sdk_s3::error::DisplayErrorContext(&e),
             )
         })?;
-        say(format!("created bucket {bucket}"));
+    s3.put_bucket_versioning()
+        .bucket(bucket)
+        .expected_bucket_owner(account)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| {
+            fail(
+                "PutBucketVersioning",
+                &aws_sdk_s3::error::DisplayErrorContext(&e),
+            )
+        })?;
+    if slipway_core::TESTBED_BUILD {
+        // moto (the test bed's S3) evaluates a bucket policy's Effect, Action and Resource
+        // but not its Condition (moto/iam/access_control.py: "TODO add support for the
+        // Resource and Condition parts"), so a TLS-only Deny would refuse every request.
+        say("test-bed build: the bucket's TLS-only policy is left out (moto would apply its Deny without the condition)");
+    } else {
+        s3.put_bucket_policy()
+            .bucket(bucket)
+            .expected_bucket_owner(account)
+            .policy(bucket_policy(bucket, region).to_string())
+            .send()
+            .await
+            .map_err(|e| {
+                fail(
+                    "PutBucketPolicy",
+                    &aws_sdk_s3::error::DisplayErrorContext(&e),
+                )
+            })?;
     }
+
+    let mut versions = Vec::new();
     for (name, bytes) in zips {
         let key = format!("{prefix}{name}.zip");
-        if s3
+        let sha = base64_sha256(bytes);
+        let existing = s3
             .head_object()
             .bucket(bucket)
             .key(&key)
+            .expected_bucket_owner(account)
+            .checksum_mode(ChecksumMode::Enabled)
             .send()
             .await
-            .is_ok()
-        {
-            continue; // content-addressed: already there
+            .ok()
+            .filter(|h| h.checksum_sha256() == Some(sha.as_str()))
+            .and_then(|h| h.version_id().map(str::to_owned));
+        if let Some(version) = existing {
+            versions.push(version);
+            continue;
         }
-        s3.put_object()
+        let put = s3
+            .put_object()
             .bucket(bucket)
             .key(&key)
+            .expected_bucket_owner(account)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .body(bytes.clone().into())
             .send()
             .await
@@ -306,12 +588,54 @@ async fn upload(
                     aws_sdk_s3::error::DisplayErrorContext(&e)
                 )
             })?;
+        let version = put.version_id().map(str::to_owned).ok_or_else(|| {
+            format!("s3:PutObject {key}: no version id (is versioning enabled on {bucket}?)")
+        })?;
         say(format!(
-            "uploaded s3://{bucket}/{key} ({} KiB)",
+            "uploaded s3://{bucket}/{key} ({} KiB, version {version})",
             bytes.len() / 1024
         ));
+        versions.push(version);
     }
-    Ok(())
+    Ok(versions)
+}
+
+/// The artifact bucket's policy: no request without TLS (S3 User Guide, "Security best
+/// practices for Amazon S3": deny when `aws:SecureTransport` is false).
+pub fn bucket_policy(bucket: &str, region: &str) -> serde_json::Value {
+    let arn = format!("arn:{}:s3:::{bucket}", partition(region));
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "TlsOnly",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [arn, format!("{arn}/*")],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}}
+        }]
+    })
+}
+
+/// SHA-256 of `bytes`, base64 (as S3's `ChecksumSHA256`).
+fn base64_sha256(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let digest = Sha256::digest(bytes);
+    let mut out = String::new();
+    for chunk in digest.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 async fn seen_events(cfn: &aws_sdk_cloudformation::Client, stack: &str) -> HashSet<String> {
@@ -456,4 +780,74 @@ pub async fn uninstall(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bucket_refuses_requests_without_tls_in_its_partition() {
+        let policy = bucket_policy("slipway-123456789012-cn-north-1", "cn-north-1");
+        let s = &policy["Statement"][0];
+        assert_eq!(s["Effect"], "Deny");
+        assert_eq!(s["Principal"], "*");
+        assert_eq!(s["Action"], "s3:*");
+        assert_eq!(
+            s["Resource"],
+            serde_json::json!([
+                "arn:aws-cn:s3:::slipway-123456789012-cn-north-1",
+                "arn:aws-cn:s3:::slipway-123456789012-cn-north-1/*"
+            ])
+        );
+        assert_eq!(s["Condition"]["Bool"]["aws:SecureTransport"], "false");
+    }
+
+    #[test]
+    fn checksums_are_s3s_base64_sha256() {
+        // sha256("") and sha256("abc"), base64 (as `openssl dgst -sha256 -binary | base64`).
+        assert_eq!(
+            base64_sha256(b""),
+            "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+        );
+        assert_eq!(
+            base64_sha256(b"abc"),
+            "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0="
+        );
+    }
+
+    #[test]
+    fn sums_must_name_every_zip_with_its_digest() {
+        let dir = std::env::temp_dir().join(format!("slipway-sums-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let zips = vec![("plan".to_owned(), b"abc".to_vec())];
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        std::fs::write(dir.join("SHA256SUMS"), format!("{abc}  ./plan.zip\n")).unwrap();
+        assert_eq!(verify_sums(&dir, &zips), Ok(()));
+        std::fs::write(dir.join("SHA256SUMS"), format!("{abc} *other.zip\n")).unwrap();
+        assert!(verify_sums(&dir, &zips)
+            .unwrap_err()
+            .contains("no digest for plan.zip"));
+        std::fs::write(dir.join("SHA256SUMS"), "not a line\n").unwrap();
+        assert!(verify_sums(&dir, &zips)
+            .unwrap_err()
+            .contains("SHA256SUMS:1: expected"));
+        std::fs::remove_file(dir.join("SHA256SUMS")).unwrap();
+        assert!(verify_sums(&dir, &zips)
+            .unwrap_err()
+            .contains("sha256sum ./*.zip > SHA256SUMS"));
+    }
+
+    #[test]
+    fn role_and_provider_arns() {
+        assert!(is_role_arn("arn:aws:iam::123456789012:role/path/app-task"));
+        assert!(!is_role_arn("arn:aws:iam::123456789012:role/*"));
+        assert!(!is_role_arn("arn:aws:iam::12345:role/x"));
+        assert!(is_github_provider_arn(
+            "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
+        ));
+        assert!(!is_github_provider_arn(
+            "arn:aws:iam::123456789012:oidc-provider/example.com"
+        ));
+    }
 }

@@ -40,15 +40,19 @@ enum Command {
         /// The environment's configuration.
         #[arg(long)]
         config: PathBuf,
-        /// GitHub `owner/repo` whose workflows may start and watch deployments (OIDC).
-        #[arg(long)]
-        github_repository: Option<String>,
-        /// The branch of that repository allowed to deploy.
-        #[arg(long, default_value = "main", requires = "github_repository")]
-        github_branch: String,
+        #[command(flatten)]
+        github: GitHubArgs,
         /// Create an SNS topic for notifications (when the configuration names none).
         #[arg(long)]
         create_topic: bool,
+        /// A role update-services may pass to ECS (repeat for each task and execution role
+        /// of the services; bootstrap reads them from the services itself).
+        #[arg(long = "task-role")]
+        task_roles: Vec<String>,
+        /// A task definition family update-services may register revisions of (repeat for
+        /// each service's; none: any family in the account and region).
+        #[arg(long = "task-family")]
+        task_families: Vec<String>,
     },
     /// Install (or update) Slipway for an environment: upload the functions, create or update
     /// its stack (no changes is success), store the configuration; prints the state machine
@@ -67,12 +71,8 @@ enum Command {
         /// The account (default: whose the credentials are, from STS).
         #[arg(long)]
         account: Option<String>,
-        /// GitHub `owner/repo` whose workflows may start and watch deployments (OIDC).
-        #[arg(long)]
-        github_repository: Option<String>,
-        /// The branch of that repository allowed to deploy.
-        #[arg(long, default_value = "main", requires = "github_repository")]
-        github_branch: String,
+        #[command(flatten)]
+        github: GitHubArgs,
         /// Create an SNS topic for notifications (when the configuration names none).
         #[arg(long)]
         create_topic: bool,
@@ -179,6 +179,77 @@ enum Command {
     },
 }
 
+/// Who may deploy from GitHub Actions (OIDC).
+#[derive(Debug, clap::Args)]
+struct GitHubArgs {
+    /// GitHub `owner/repo` whose workflows may start and watch deployments (OIDC).
+    #[arg(long)]
+    github_repository: Option<String>,
+    /// The branch of that repository allowed to deploy (the token's `sub` is
+    /// `repo:OWNER/REPO:ref:refs/heads/BRANCH`).
+    #[arg(long, default_value = "main", requires = "github_repository")]
+    github_branch: String,
+    /// Allow the jobs of this GitHub environment instead of a branch (`sub` is
+    /// `repo:OWNER/REPO:environment:NAME`; GitHub puts the environment there whenever a job
+    /// names one).
+    #[arg(long, requires = "github_repository")]
+    github_environment: Option<String>,
+    /// The account's existing GitHub OIDC provider (its ARN) instead of creating one;
+    /// bootstrap finds it by itself.
+    #[arg(long, requires = "github_repository")]
+    github_oidc_provider: Option<String>,
+}
+
+impl GitHubArgs {
+    /// The template options these make, or what is wrong with them.
+    fn options(self, create_topic: bool) -> Result<template::Options, String> {
+        if let Some(repo) = &self.github_repository {
+            let ok = |part: &str| {
+                !part.is_empty()
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            };
+            match repo.split_once('/') {
+                Some((owner, name)) if ok(owner) && ok(name) => {}
+                _ => {
+                    return Err(format!(
+                        "--github-repository {repo:?}: expected OWNER/REPO (letters, digits, -, _ and .)"
+                    ))
+                }
+            }
+        }
+        for (flag, value) in [
+            ("--github-branch", Some(&self.github_branch)),
+            ("--github-environment", self.github_environment.as_ref()),
+        ] {
+            if let Some(v) = value {
+                if v.is_empty() || v.contains(['*', '?', ':']) || v.contains("${") {
+                    return Err(format!(
+                        "{flag} {v:?}: no wildcard (* ?), `:` or `${{` in a name the deploy role trusts"
+                    ));
+                }
+            }
+        }
+        if let Some(arn) = &self.github_oidc_provider {
+            if !install::is_github_provider_arn(arn) {
+                return Err(format!(
+                    "--github-oidc-provider {arn:?}: expected arn:aws:iam::ACCOUNT:oidc-provider/token.actions.githubusercontent.com"
+                ));
+            }
+        }
+        Ok(template::Options {
+            github_branch: self.github_repository.as_ref().map(|_| self.github_branch),
+            github_repository: self.github_repository,
+            github_environment: self.github_environment,
+            github_oidc_provider: self.github_oidc_provider,
+            create_topic,
+            task_roles: Vec::new(),
+            task_families: Vec::new(),
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum SchemaOf {
     /// The execution input (an ECR event, or the manual form).
@@ -199,10 +270,42 @@ fn main() -> ExitCode {
         }
         Command::Template {
             config,
-            github_repository,
-            github_branch,
+            github,
             create_topic,
+            task_roles,
+            task_families,
         } => {
+            let mut options = match github.options(create_topic) {
+                Ok(o) => o,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if let Some(bad) = task_roles.iter().find(|r| !install::is_role_arn(r)) {
+                eprintln!("error: --task-role {bad:?}: expected arn:aws:iam::ACCOUNT:role/NAME");
+                return ExitCode::from(2);
+            }
+            if task_roles.is_empty() {
+                eprintln!("warning: no --task-role: update-services may pass no role, so a task definition with a task or execution role cannot be registered (bootstrap reads them from the services)");
+            }
+            if task_families.is_empty() {
+                eprintln!("warning: no --task-family: update-services may register any task definition family of the account and region (bootstrap reads the services')");
+            }
+            if let Some(bad) = task_families.iter().find(|f| {
+                f.is_empty()
+                    || f.len() > 255
+                    || !f
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+            }) {
+                eprintln!(
+                    "error: --task-family {bad:?}: a family is 1 to 255 letters, digits, - and _"
+                );
+                return ExitCode::from(2);
+            }
+            options.task_roles = task_roles;
+            options.task_families = task_families;
             let text = match std::fs::read_to_string(&config) {
                 Ok(t) => t,
                 Err(e) => {
@@ -218,11 +321,6 @@ fn main() -> ExitCode {
                         return ExitCode::FAILURE;
                     }
                 };
-            let options = template::Options {
-                github_branch: github_repository.as_ref().map(|_| github_branch),
-                github_repository,
-                create_topic,
-            };
             print_json(&template::template(&parsed, &options))
         }
         Command::Bootstrap {
@@ -230,21 +328,23 @@ fn main() -> ExitCode {
             artifacts,
             region,
             account,
-            github_repository,
-            github_branch,
+            github,
             create_topic,
             poll_seconds,
             json,
         } => {
+            let template = match github.options(create_topic) {
+                Ok(o) => o,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             let options = install::Options {
                 artifacts,
                 region,
                 account,
-                template: template::Options {
-                    github_branch: github_repository.as_ref().map(|_| github_branch),
-                    github_repository,
-                    create_topic,
-                },
+                template,
                 poll_seconds,
             };
             match runtime().block_on(install::bootstrap(&config, &options)) {

@@ -10,6 +10,7 @@
 
 use serde_json::{json, Map, Value};
 use slipway_core::config::Config;
+use slipway_core::state;
 
 /// The state machine definition, as the repository ships it.
 pub const DEFINITION: &str = include_str!("../../statemachine/deploy.asl.json");
@@ -39,6 +40,40 @@ pub const LOG_DELIVERY: [&str; 8] = [
     "logs:DescribeLogGroups",
 ];
 
+/// GitHub Actions' OIDC issuer.
+pub const GITHUB_OIDC_URL: &str = "https://token.actions.githubusercontent.com";
+
+/// checkov's checks that do not fit Slipway's functions (the template's checkov scan,
+/// bootstrap/tests/cli.rs, skips them with these reasons: checkov reads a resource's
+/// `Metadata.checkov.skip`).
+const FUNCTION_SKIPS: [(&str, &str); 4] = [
+    ("CKV_AWS_116", "no dead-letter queue: Step Functions invokes the steps synchronously (a DLQ only receives failed asynchronous invocations); its Retry and Catch handle failures"),
+    ("CKV_AWS_117", "not in a VPC: the steps call only AWS APIs and the health URLs the configuration names; a VPC would need NAT or endpoints for nothing"),
+    ("CKV_AWS_115", "no reserved concurrency: the state machine bounds the invocations, and reserving concurrency can fail in accounts with a low quota"),
+    ("CKV_AWS_173", "environment variables hold only the table name and log format (nothing secret); Lambda encrypts them at rest with its AWS managed key"),
+];
+
+/// checkov's check for a customer managed key on log groups.
+const LOG_GROUP_SKIPS: [(&str, &str); 1] = [(
+    "CKV_AWS_158",
+    "CloudWatch Logs encrypts log groups by default; the logs hold no secrets (the state machine logs errors without execution data)",
+)];
+
+/// checkov's check for a customer managed key on the table.
+const TABLE_SKIPS: [(&str, &str); 1] = [(
+    "CKV_AWS_119",
+    "DynamoDB encrypts the table at rest with an AWS owned key; it holds deployment state and records, nothing secret",
+)];
+
+fn checkov_skips(skips: &[(&str, &str)]) -> Value {
+    json!({"checkov": {"skip": skips.iter().map(|(id, comment)| json!({"id": id, "comment": comment})).collect::<Vec<_>>()}})
+}
+
+/// The template parameter holding the S3 version of a step's zip.
+pub fn code_version_parameter(stem: &str) -> String {
+    format!("{stem}CodeVersion")
+}
+
 /// The steps: (function name, logical id stem, substitution name).
 pub const FUNCTIONS: [(&str, &str, &str); 7] = [
     ("plan", "Plan", "PlanFunctionArn"),
@@ -65,8 +100,36 @@ pub struct Options {
     pub github_repository: Option<String>,
     /// The branch of it allowed (default `main`).
     pub github_branch: Option<String>,
+    /// The GitHub environment allowed instead of a branch: the token's `sub` is then
+    /// `repo:OWNER/REPO:environment:NAME` (GitHub's OIDC reference).
+    pub github_environment: Option<String>,
+    /// The account's existing GitHub OIDC provider (an IAM allows one per URL); without it
+    /// the template creates one, retained when the stack is deleted.
+    pub github_oidc_provider: Option<String>,
     /// Create an SNS topic for notifications (when the configuration names none).
     pub create_topic: bool,
+    /// The roles update-services may pass to ECS: the configured services' task and
+    /// execution roles (bootstrap reads them from their task definitions). None: it may
+    /// pass none (a task definition with a role then cannot be registered).
+    pub task_roles: Vec<String>,
+    /// The task definition families update-services may register revisions of: the
+    /// configured services' (bootstrap reads them). None: any family of this account and
+    /// region.
+    pub task_families: Vec<String>,
+}
+
+impl Options {
+    /// The `sub` claim GitHub's token must carry to assume the deploy role.
+    pub fn github_subject(&self) -> Option<String> {
+        let repo = self.github_repository.as_ref()?;
+        Some(match &self.github_environment {
+            Some(env) => format!("repo:{repo}:environment:{env}"),
+            None => format!(
+                "repo:{repo}:ref:refs/heads/{}",
+                self.github_branch.as_deref().unwrap_or("main")
+            ),
+        })
+    }
 }
 
 fn sub(s: &str) -> Value {
@@ -75,6 +138,82 @@ fn sub(s: &str) -> Value {
 
 fn statement(actions: &[&str], resources: Vec<Value>) -> Value {
     json!({ "Effect": "Allow", "Action": actions, "Resource": resources })
+}
+
+/// The change set names deploy-stack makes (`slipway-<release>`), as a name and as the
+/// change set ARN it passes afterwards (`…:changeSet/<name>/<id>`).
+fn change_set_names() -> Value {
+    json!(["slipway-*", "arn:*:changeSet/slipway-*/*"])
+}
+
+/// `action` on each configured stack only with the service role configured for it
+/// (`cloudformation:RoleArn`), or with none when it has none (a `Null` condition: the
+/// caller's own permissions, which cannot reach beyond this role's); with `change_set`, only
+/// for Slipway's change set names (`cloudformation:ChangeSetName`). One statement per role.
+fn stack_role_statements(config: &Config, action: &str, change_set: bool) -> Vec<Value> {
+    let mut by_role: Vec<(Option<&str>, Vec<Value>)> = Vec::new();
+    for stack in &config.stacks {
+        let arn = sub(&format!(
+            "arn:${{AWS::Partition}}:cloudformation:${{AWS::Region}}:${{AWS::AccountId}}:stack/{}/*",
+            stack.name
+        ));
+        match by_role
+            .iter_mut()
+            .find(|(r, _)| *r == stack.role_arn.as_deref())
+        {
+            Some((_, arns)) => arns.push(arn),
+            None => by_role.push((stack.role_arn.as_deref(), vec![arn])),
+        }
+    }
+    by_role
+        .into_iter()
+        .map(|(role, arns)| {
+            let mut condition = match role {
+                Some(r) => json!({"ArnEquals": {"cloudformation:RoleArn": r}}),
+                None => json!({"Null": {"cloudformation:RoleArn": "true"}}),
+            };
+            if change_set {
+                condition["StringLike"] =
+                    json!({"cloudformation:ChangeSetName": change_set_names()});
+            }
+            json!({"Effect": "Allow", "Action": [action], "Resource": arns, "Condition": condition})
+        })
+        .collect()
+}
+
+/// A step's access to the state table: each action only on the partition keys the step
+/// uses (`dynamodb:LeadingKeys`, DynamoDB Developer Guide, "Using IAM policy conditions for
+/// fine-grained access control"; a key prefix ending in `#` becomes `PREFIX#*`). No step may
+/// write the configuration.
+fn table_statements(table: &Value, access: &state::TableAccess) -> Vec<Value> {
+    [
+        ("dynamodb:GetItem", access.get),
+        ("dynamodb:PutItem", access.put),
+        ("dynamodb:DeleteItem", access.delete),
+    ]
+    .iter()
+    .map(|(action, keys)| {
+        let keys: Vec<String> = keys
+            .iter()
+            .map(|k| {
+                if k.ends_with('#') {
+                    format!("{k}*")
+                } else {
+                    (*k).to_owned()
+                }
+            })
+            .collect();
+        json!({
+            "Effect": "Allow", "Action": [action], "Resource": [table],
+            // ForAllValues is also true of a request without the key: Null false rules that
+            // out (IAM User Guide, "Condition operators for multivalued context keys").
+            "Condition": {
+                "ForAllValues:StringLike": {"dynamodb:LeadingKeys": keys},
+                "Null": {"dynamodb:LeadingKeys": "false"}
+            }
+        })
+    })
+    .collect()
 }
 
 /// The template, as JSON.
@@ -135,22 +274,15 @@ pub fn template(config: &Config, options: &Options) -> Value {
 
     let policies: Vec<(&str, Vec<Value>)> = vec![
         ("plan", {
-            let mut p = vec![
-                statement(
-                    &[
-                        "dynamodb:GetItem",
-                        "dynamodb:PutItem",
-                        "dynamodb:DeleteItem",
-                    ],
-                    vec![table.clone()],
-                ),
+            let mut p = table_statements(&table, &state::PLAN_ACCESS);
+            p.extend([
                 statement(
                     &["ecr:DescribeRepositories", "ecr:DescribeImages"],
                     repo_arns.clone(),
                 ),
                 statement(&["ecs:DescribeServices"], service_arns.clone()),
                 statement(&["ecs:DescribeTaskDefinition"], vec![json!("*")]),
-            ];
+            ]);
             if !stack_arns.is_empty() {
                 p.push(statement(
                     &[
@@ -167,17 +299,24 @@ pub fn template(config: &Config, options: &Options) -> Value {
             if stack_arns.is_empty() {
                 vec![]
             } else {
-                let mut p = vec![statement(
-                    &[
-                        "cloudformation:CreateChangeSet",
+                let mut p = stack_role_statements(config, "cloudformation:CreateChangeSet", true);
+                p.push(json!({
+                    "Effect": "Allow",
+                    "Action": [
                         "cloudformation:DescribeChangeSet",
                         "cloudformation:ExecuteChangeSet",
-                        "cloudformation:DeleteChangeSet",
+                        "cloudformation:DeleteChangeSet"
+                    ],
+                    "Resource": stack_arns.clone(),
+                    "Condition": {"StringLike": {"cloudformation:ChangeSetName": change_set_names()}}
+                }));
+                p.push(statement(
+                    &[
                         "cloudformation:DescribeStacks",
                         "cloudformation:DescribeStackEvents",
                     ],
                     stack_arns.clone(),
-                )];
+                ));
                 p.extend(pass_stack_roles.clone());
                 p
             },
@@ -189,16 +328,31 @@ pub fn template(config: &Config, options: &Options) -> Value {
                     &["ecs:DescribeServices", "ecs:UpdateService"],
                     service_arns.clone(),
                 ),
-                statement(
-                    &["ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition"],
-                    vec![json!("*")],
-                ),
+                statement(&["ecs:DescribeTaskDefinition"], vec![json!("*")]),
+                // RegisterTaskDefinition takes the task-definition resource type (Service
+                // Authorization Reference, Amazon ECS), so only the services' families.
+                statement(&["ecs:RegisterTaskDefinition"], {
+                    let families: Vec<&str> = if options.task_families.is_empty() {
+                        vec!["*"]
+                    } else {
+                        options.task_families.iter().map(String::as_str).collect()
+                    };
+                    families
+                        .iter()
+                        .map(|f| sub(&format!("arn:${{AWS::Partition}}:ecs:${{AWS::Region}}:${{AWS::AccountId}}:task-definition/{f}:*")))
+                        .collect()
+                }),
+            ]
+            .into_iter()
+            .chain((!options.task_roles.is_empty()).then(|| {
+                // Only the services' own task and execution roles, only to ECS tasks.
                 json!({
                     "Effect": "Allow", "Action": ["iam:PassRole"],
-                    "Resource": sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:role/*"),
+                    "Resource": options.task_roles,
                     "Condition": { "StringEquals": { "iam:PassedToService": "ecs-tasks.amazonaws.com" } }
-                }),
-            ],
+                })
+            }))
+            .collect(),
         ),
         (
             "check-stability",
@@ -220,10 +374,10 @@ pub fn template(config: &Config, options: &Options) -> Value {
                 statement(&["ecs:DescribeTaskDefinition"], vec![json!("*")]),
             ];
             if !stack_arns.is_empty() {
+                p.extend(stack_role_statements(config, "cloudformation:UpdateStack", false));
                 p.push(statement(
                     &[
                         "cloudformation:DescribeStacks",
-                        "cloudformation:UpdateStack",
                         "cloudformation:CancelUpdateStack",
                     ],
                     stack_arns.clone(),
@@ -233,14 +387,7 @@ pub fn template(config: &Config, options: &Options) -> Value {
             p
         }),
         ("finish", {
-            let mut p = vec![statement(
-                &[
-                    "dynamodb:GetItem",
-                    "dynamodb:PutItem",
-                    "dynamodb:DeleteItem",
-                ],
-                vec![table.clone()],
-            )];
+            let mut p = table_statements(&table, &state::FINISH_ACCESS);
             if let Some(b) = &bus {
                 p.push(statement(&["events:PutEvents"], vec![b.clone()]));
             }
@@ -258,6 +405,7 @@ pub fn template(config: &Config, options: &Options) -> Value {
             "Type": "AWS::DynamoDB::Table",
             "DeletionPolicy": "Retain",
             "UpdateReplacePolicy": "Retain",
+            "Metadata": checkov_skips(&TABLE_SKIPS),
             "Properties": {
                 "TableName": format!("slipway-{env}"),
                 "BillingMode": "PAY_PER_REQUEST",
@@ -273,11 +421,17 @@ pub fn template(config: &Config, options: &Options) -> Value {
         let log_group = format!("{stem}LogGroup");
         resources.insert(
             log_group.clone(),
+            // Kept when the stack is deleted (what the functions did stays readable), so it
+            // has no fixed name: a reinstall makes a new one rather than failing on an
+            // existing name. The function logs into it through LoggingConfig (Lambda
+            // Developer Guide, "Sending Lambda function logs to CloudWatch Logs": any name
+            // not starting with aws/), and its role may write nowhere else.
             json!({
                 "Type": "AWS::Logs::LogGroup",
-                "DeletionPolicy": "Delete",
-                "UpdateReplacePolicy": "Delete",
-                "Properties": {"LogGroupName": format!("/aws/lambda/{function_name}"), "RetentionInDays": 30}
+                "DeletionPolicy": "Retain",
+                "UpdateReplacePolicy": "Retain",
+                "Metadata": checkov_skips(&LOG_GROUP_SKIPS),
+                "Properties": {"RetentionInDays": 30}
             }),
         );
         let mut all = statements.clone();
@@ -302,7 +456,7 @@ pub fn template(config: &Config, options: &Options) -> Value {
             format!("{stem}Function"),
             json!({
                 "Type": "AWS::Lambda::Function",
-                "DependsOn": [log_group],
+                "Metadata": checkov_skips(&FUNCTION_SKIPS),
                 "Properties": {
                     "FunctionName": function_name,
                     "Description": format!("Slipway step {name} ({env})"),
@@ -312,7 +466,13 @@ pub fn template(config: &Config, options: &Options) -> Value {
                     "MemorySize": 256,
                     "Timeout": lambda_timeout(name),
                     "Role": {"Fn::GetAtt": [format!("{stem}Role"), "Arn"]},
-                    "Code": {"S3Bucket": {"Ref": "ArtifactBucket"}, "S3Key": {"Fn::Sub": format!("${{ArtifactPrefix}}{name}.zip")}},
+                    // The zip's S3 version, pinned: a later write to the key changes nothing.
+                    "Code": {
+                        "S3Bucket": {"Ref": "ArtifactBucket"},
+                        "S3Key": {"Fn::Sub": format!("${{ArtifactPrefix}}{name}.zip")},
+                        "S3ObjectVersion": {"Ref": code_version_parameter(stem)}
+                    },
+                    "LoggingConfig": {"LogGroup": {"Ref": log_group}, "LogFormat": "JSON"},
                     "Environment": {"Variables": {"SLIPWAY_TABLE": {"Ref": "StateTable"}, "AWS_LAMBDA_LOG_FORMAT": "JSON"}}
                 }
             }),
@@ -328,7 +488,22 @@ pub fn template(config: &Config, options: &Options) -> Value {
         .collect();
     resources.insert(
         "StateMachineLogGroup".into(),
-        json!({"Type": "AWS::Logs::LogGroup", "Properties": {"LogGroupName": format!("/aws/vendedlogs/states/slipway-{env}"), "RetentionInDays": 30}}),
+        // Kept when the stack is deleted; named after this stack's id, so a reinstall makes a
+        // new one, under /aws/vendedlogs/ (the prefix CloudWatch Logs recommends for vended
+        // logs: its resource policy then needs no entry per log group).
+        json!({
+            "Type": "AWS::Logs::LogGroup",
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+            "Metadata": checkov_skips(&LOG_GROUP_SKIPS),
+            "Properties": {
+                "LogGroupName": {"Fn::Sub": [
+                    format!("/aws/vendedlogs/states/slipway-{env}-${{StackId}}"),
+                    {"StackId": {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}}
+                ]},
+                "RetentionInDays": 30
+            }
+        }),
     );
     let state_machine_arn = sub(&format!(
         "arn:${{AWS::Partition}}:states:${{AWS::Region}}:${{AWS::AccountId}}:stateMachine:slipway-{env}"
@@ -458,15 +633,24 @@ pub fn template(config: &Config, options: &Options) -> Value {
         "StateMachineArn": {"Value": {"Ref": "StateMachine"}},
         "StateTableName": {"Value": {"Ref": "StateTable"}}
     });
-    if let Some(repo) = &options.github_repository {
-        let branch = options.github_branch.as_deref().unwrap_or("main");
-        resources.insert(
-            "GitHubOidcProvider".into(),
-            json!({
-                "Type": "AWS::IAM::OIDCProvider",
-                "Properties": {"Url": "https://token.actions.githubusercontent.com", "ClientIdList": ["sts.amazonaws.com"]}
-            }),
-        );
+    if let Some(subject) = options.github_subject() {
+        // IAM allows one provider per URL in an account: an existing one is used by ARN; one
+        // created here is retained when the stack is deleted (other roles may trust it).
+        let provider = match &options.github_oidc_provider {
+            Some(arn) => json!(arn),
+            None => {
+                resources.insert(
+                    "GitHubOidcProvider".into(),
+                    json!({
+                        "Type": "AWS::IAM::OIDCProvider",
+                        "DeletionPolicy": "Retain",
+                        "UpdateReplacePolicy": "Retain",
+                        "Properties": {"Url": GITHUB_OIDC_URL, "ClientIdList": ["sts.amazonaws.com"]}
+                    }),
+                );
+                json!({"Ref": "GitHubOidcProvider"})
+            }
+        };
         resources.insert(
             "GitHubDeployRole".into(),
             json!({
@@ -474,12 +658,12 @@ pub fn template(config: &Config, options: &Options) -> Value {
                 "Properties": {
                     "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
                         "Effect": "Allow",
-                        "Principal": {"Federated": {"Ref": "GitHubOidcProvider"}},
+                        "Principal": {"Federated": provider},
                         "Action": "sts:AssumeRoleWithWebIdentity",
                         "Condition": {
                             "StringEquals": {
                                 "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
-                                "token.actions.githubusercontent.com:sub": format!("repo:{repo}:ref:refs/heads/{branch}")
+                                "token.actions.githubusercontent.com:sub": subject
                             }
                         }
                     }]},
@@ -494,13 +678,20 @@ pub fn template(config: &Config, options: &Options) -> Value {
         outputs["GitHubDeployRoleArn"] =
             json!({"Value": {"Fn::GetAtt": ["GitHubDeployRole", "Arn"]}});
     }
+    let mut parameters = json!({
+        "ArtifactBucket": {"Type": "String", "Description": "S3 bucket holding the functions' zips"},
+        "ArtifactPrefix": {"Type": "String", "Default": "", "Description": "Key prefix of the zips (<prefix><function>.zip)"}
+    });
+    for (name, stem, _) in FUNCTIONS {
+        parameters[code_version_parameter(stem)] = json!({
+            "Type": "String",
+            "Description": format!("S3 version of {name}.zip (the bucket is versioned)")
+        });
+    }
     json!({
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": format!("Slipway deploy orchestrator for {env}"),
-        "Parameters": {
-            "ArtifactBucket": {"Type": "String", "Description": "S3 bucket holding the functions' zips"},
-            "ArtifactPrefix": {"Type": "String", "Default": "", "Description": "Key prefix of the zips (<prefix><function>.zip)"}
-        },
+        "Parameters": parameters,
         "Resources": resources,
         "Outputs": outputs
     })
@@ -512,12 +703,9 @@ mod tests {
 
     /// Actions that take no resource ARN (AWS's service authorization reference lists them with
     /// resource type "*"): the only statements allowed `"Resource": "*"`.
-    const UNSCOPABLE: [&str; 5] = [
+    const UNSCOPABLE: [&str; 2] = [
         "ecs:DescribeTaskDefinition",
-        "ecs:RegisterTaskDefinition",
         "elasticloadbalancing:DescribeTargetHealth",
-        "logs:CreateLogGroup",
-        "ecr:GetAuthorizationToken",
     ];
 
     /// Statements of every IAM policy in the template, with the resource that holds them.
@@ -700,6 +888,9 @@ mod tests {
             github_repository: Some("acme/app".into()),
             github_branch: Some("staging".into()),
             create_topic: true,
+            task_roles: vec!["arn:aws:iam::123456789012:role/api-task".into()],
+            task_families: vec!["staging-api".into()],
+            ..Options::default()
         };
         let t = template(&staging(), &options);
         let statements = policy_statements(&t);
@@ -741,5 +932,264 @@ mod tests {
             condition["token.actions.githubusercontent.com:sub"],
             "repo:acme/app:ref:refs/heads/staging"
         );
+    }
+
+    /// The statements of one role's policy.
+    fn role_statements(t: &Value, role: &str) -> Vec<Value> {
+        t["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+            .as_array()
+            .expect("statements")
+            .clone()
+    }
+
+    /// The statements granting `action`.
+    fn granting(statements: &[Value], action: &str) -> Vec<Value> {
+        statements
+            .iter()
+            .filter(|s| {
+                s["Action"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == action))
+            })
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn each_step_reaches_only_its_own_table_keys_and_none_writes_the_configuration() {
+        let t = template(&staging(), &Options::default());
+        for (role, access) in [
+            ("PlanRole", state::PLAN_ACCESS),
+            ("FinishRole", state::FINISH_ACCESS),
+        ] {
+            let statements = role_statements(&t, role);
+            for (action, keys) in [
+                ("dynamodb:GetItem", access.get),
+                ("dynamodb:PutItem", access.put),
+                ("dynamodb:DeleteItem", access.delete),
+            ] {
+                let granted = granting(&statements, action);
+                assert_eq!(granted.len(), 1, "{role} {action}");
+                let condition = &granted[0]["Condition"];
+                let leading: Vec<&str> = condition["ForAllValues:StringLike"]
+                    ["dynamodb:LeadingKeys"]
+                    .as_array()
+                    .expect("LeadingKeys")
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect();
+                let want: Vec<String> = keys
+                    .iter()
+                    .map(|k| {
+                        if k.ends_with('#') {
+                            format!("{k}*")
+                        } else {
+                            (*k).to_owned()
+                        }
+                    })
+                    .collect();
+                assert_eq!(leading, want, "{role} {action}");
+                assert_eq!(
+                    condition["Null"]["dynamodb:LeadingKeys"], "false",
+                    "{role} {action}"
+                );
+                if action != "dynamodb:GetItem" {
+                    assert!(
+                        !leading.contains(&state::CONFIG_KEY),
+                        "{role} may not {action} the configuration"
+                    );
+                }
+            }
+        }
+        // The keys the code uses are the ones granted: a lock and a queue place of a
+        // service, a stack lock, a release, the records.
+        let plan = state::PLAN_ACCESS;
+        for key in [
+            format!("{}api", state::LOCK_KEY),
+            state::stack_lock("net"),
+            format!("{}api", state::WAIT_KEY),
+        ] {
+            let key = if key.starts_with(state::STACK_LOCK_PREFIX) {
+                format!("{}{key}", state::LOCK_KEY)
+            } else {
+                key
+            };
+            assert!(plan.put.iter().any(|p| key.starts_with(p)), "{key}");
+        }
+        // No other step touches the table.
+        for (_, stem, _) in FUNCTIONS
+            .iter()
+            .filter(|(n, _, _)| !["plan", "finish"].contains(n))
+        {
+            let text = serde_json::to_string(&role_statements(&t, &format!("{stem}Role"))).unwrap();
+            assert!(!text.contains("dynamodb:"), "{stem}: {text}");
+        }
+    }
+
+    #[test]
+    fn update_services_passes_and_registers_only_the_services_own_roles_and_families() {
+        let options = Options {
+            task_roles: vec![
+                "arn:aws:iam::123456789012:role/api-task".into(),
+                "arn:aws:iam::123456789012:role/ecs-execution".into(),
+            ],
+            task_families: vec!["staging-api".into(), "staging-web".into()],
+            ..Options::default()
+        };
+        let t = template(&staging(), &options);
+        let statements = role_statements(&t, "UpdateServicesRole");
+        let pass = granting(&statements, "iam:PassRole");
+        assert_eq!(pass.len(), 1);
+        assert_eq!(pass[0]["Resource"], json!(options.task_roles));
+        assert_eq!(
+            pass[0]["Condition"]["StringEquals"]["iam:PassedToService"],
+            "ecs-tasks.amazonaws.com"
+        );
+        let register = granting(&statements, "ecs:RegisterTaskDefinition");
+        assert_eq!(
+            register[0]["Resource"],
+            json!([
+                {"Fn::Sub": "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task-definition/staging-api:*"},
+                {"Fn::Sub": "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task-definition/staging-web:*"}
+            ])
+        );
+        // Without roles it may pass none (never role/*).
+        let t = template(&staging(), &Options::default());
+        assert!(granting(&role_statements(&t, "UpdateServicesRole"), "iam:PassRole").is_empty());
+        assert!(!t.to_string().contains(":role/*"));
+    }
+
+    #[test]
+    fn stack_calls_carry_the_stack_role_and_slipway_change_set_names_only() {
+        let role = "arn:aws:iam::123456789012:role/cfn-exec";
+        let text = include_str!("../../examples/staging/slipway.toml").replacen(
+            "# role_arn = \"arn:aws:iam::123456789012:role/cdk-hnb659fds-cfn-exec-role-123456789012-us-east-1\"",
+            &format!("role_arn = \"{role}\""),
+            1,
+        );
+        let config = Config::parse(&text, "slipway.toml").expect("valid");
+        let t = template(&config, &Options::default());
+        let ecs_stack = json!({"Fn::Sub": "arn:${AWS::Partition}:cloudformation:${AWS::Region}:${AWS::AccountId}:stack/staging-ecs/*"});
+        for (role_name, action) in [
+            ("DeployStackRole", "cloudformation:CreateChangeSet"),
+            ("RollBackRole", "cloudformation:UpdateStack"),
+        ] {
+            let statements = role_statements(&t, role_name);
+            let granted = granting(&statements, action);
+            assert_eq!(
+                granted.len(),
+                2,
+                "{role_name}: one statement with the role, one without"
+            );
+            let with_role = granted
+                .iter()
+                .find(|s| s["Resource"] == json!([ecs_stack]))
+                .expect("staging-ecs");
+            assert_eq!(
+                with_role["Condition"]["ArnEquals"]["cloudformation:RoleArn"],
+                role
+            );
+            let without = granted
+                .iter()
+                .find(|s| s["Resource"] != json!([ecs_stack]))
+                .expect("the others");
+            assert_eq!(without["Resource"].as_array().unwrap().len(), 5);
+            assert_eq!(
+                without["Condition"]["Null"]["cloudformation:RoleArn"],
+                "true"
+            );
+            if action == "cloudformation:CreateChangeSet" {
+                for s in &granted {
+                    assert_eq!(
+                        s["Condition"]["StringLike"]["cloudformation:ChangeSetName"],
+                        change_set_names()
+                    );
+                }
+                for other in [
+                    "cloudformation:ExecuteChangeSet",
+                    "cloudformation:DeleteChangeSet",
+                    "cloudformation:DescribeChangeSet",
+                ] {
+                    let g = granting(&statements, other);
+                    assert_eq!(g.len(), 1, "{other}");
+                    assert_eq!(
+                        g[0]["Condition"]["StringLike"]["cloudformation:ChangeSetName"],
+                        change_set_names()
+                    );
+                }
+            }
+            let pass = granting(&statements, "iam:PassRole");
+            assert_eq!(pass[0]["Resource"], json!([role]));
+            assert_eq!(
+                pass[0]["Condition"]["StringEquals"]["iam:PassedToService"],
+                "cloudformation.amazonaws.com"
+            );
+        }
+    }
+
+    #[test]
+    fn github_role_trusts_one_subject_and_uses_an_existing_provider_when_given() {
+        let provider =
+            "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com";
+        let options = Options {
+            github_repository: Some("acme/app".into()),
+            github_environment: Some("staging".into()),
+            github_oidc_provider: Some(provider.into()),
+            ..Options::default()
+        };
+        let t = template(&staging(), &options);
+        let trust = &t["Resources"]["GitHubDeployRole"]["Properties"]["AssumeRolePolicyDocument"]
+            ["Statement"][0];
+        assert_eq!(trust["Principal"]["Federated"], provider);
+        assert_eq!(
+            trust["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"],
+            "repo:acme/app:environment:staging"
+        );
+        assert!(t["Resources"].get("GitHubOidcProvider").is_none());
+        // Created here: kept when the stack goes (other roles may trust it).
+        let options = Options {
+            github_oidc_provider: None,
+            github_environment: None,
+            ..options
+        };
+        let t = template(&staging(), &options);
+        let created = &t["Resources"]["GitHubOidcProvider"];
+        assert_eq!(created["DeletionPolicy"], "Retain");
+        assert_eq!(created["Properties"]["Url"], GITHUB_OIDC_URL);
+        assert_eq!(
+            t["Resources"]["GitHubDeployRole"]["Properties"]["AssumeRolePolicyDocument"]
+                ["Statement"][0]["Condition"]["StringEquals"]
+                ["token.actions.githubusercontent.com:sub"],
+            "repo:acme/app:ref:refs/heads/main"
+        );
+    }
+
+    #[test]
+    fn log_groups_outlive_the_stack_and_code_is_pinned_to_its_s3_version() {
+        let t = template(&staging(), &Options::default());
+        let r = &t["Resources"];
+        for (name, stem, _) in FUNCTIONS {
+            let group = &r[format!("{stem}LogGroup")];
+            assert_eq!(group["DeletionPolicy"], "Retain", "{name}");
+            assert!(
+                group["Properties"].get("LogGroupName").is_none(),
+                "{name}: a fixed name would block a reinstall"
+            );
+            let function = &r[format!("{stem}Function")]["Properties"];
+            assert_eq!(
+                function["LoggingConfig"]["LogGroup"],
+                json!({"Ref": format!("{stem}LogGroup")})
+            );
+            assert_eq!(
+                function["Code"]["S3ObjectVersion"],
+                json!({"Ref": code_version_parameter(stem)})
+            );
+            assert_eq!(
+                t["Parameters"][code_version_parameter(stem)]["Type"],
+                "String"
+            );
+        }
+        assert_eq!(r["StateMachineLogGroup"]["DeletionPolicy"], "Retain");
+        assert_eq!(r["StateTable"]["DeletionPolicy"], "Retain");
     }
 }

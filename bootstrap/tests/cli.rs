@@ -134,6 +134,60 @@ fn template_for_the_staging_example_passes_cfn_lint() {
         template["Resources"]["StateMachine"]["Properties"]["StateMachineName"],
         "slipway-staging"
     );
+
+    // checkov (pinned, offline: no update check, no guideline download) finds nothing but
+    // the checks the template skips, each with its reason in the resource's Metadata.
+    let checkov = concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv-checkov/bin/checkov");
+    let scan = Command::new(checkov)
+        .args([
+            "--framework",
+            "cloudformation",
+            "--skip-download",
+            "--compact",
+            "-o",
+            "json",
+            "-f",
+        ])
+        .arg(&file)
+        .env("CKV_SKIP_PACKAGE_UPDATE_CHECK", "true")
+        .env("BC_SKIP_MAPPING", "TRUE")
+        .env("CKV_PARSE_ERROR_FAIL", "true")
+        .output()
+        .expect("checkov from .venv-checkov (scripts/testbed install-checkov)");
+    let report: serde_json::Value = serde_json::from_slice(&scan.stdout).unwrap_or_else(|e| {
+        panic!(
+            "checkov's JSON ({e}):\n{}{}",
+            String::from_utf8_lossy(&scan.stdout),
+            String::from_utf8_lossy(&scan.stderr)
+        )
+    });
+    let summary = &report["summary"];
+    let failed: Vec<String> = report["results"]["failed_checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| format!("{} {} ({})", c["check_id"], c["resource"], c["check_name"]))
+        .collect();
+    assert!(
+        scan.status.success() && summary["failed"] == 0,
+        "checkov failed checks: {failed:#?}"
+    );
+    assert!(
+        summary["resource_count"].as_u64().unwrap_or(0) >= 30,
+        "{summary}"
+    );
+    assert!(summary["passed"].as_u64().unwrap_or(0) >= 100, "{summary}");
+    for skipped in report["results"]["skipped_checks"]
+        .as_array()
+        .expect("skipped")
+    {
+        assert!(
+            skipped["check_result"]["suppress_comment"]
+                .as_str()
+                .is_some_and(|c| c.len() > 20),
+            "a skip without its reason: {skipped}"
+        );
+    }
 }
 
 #[test]

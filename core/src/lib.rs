@@ -13,6 +13,10 @@ pub mod steps;
 
 pub use error::StepError;
 
+/// Whether this is a build for the local test bed (slipway-core's `testbed-clock` feature,
+/// which only the test-bed scripts enable; release builds never do).
+pub const TESTBED_BUILD: bool = cfg!(feature = "testbed-clock");
+
 /// Epoch seconds as `YYYY-MM-DD HH:MM:SS` (UTC), for people reading records.
 ///
 /// (slipway-sim has its own copy: the simulator stands for AWS and depends on nothing of

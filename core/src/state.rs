@@ -22,6 +22,45 @@ use crate::config::Config;
 use crate::model::{DeploymentRecord, Release};
 use crate::StepError;
 
+/// Partition key of the configuration (written only by `slipway bootstrap`).
+pub const CONFIG_KEY: &str = "CONFIG";
+/// Partition key prefix of a lock (`LOCK#<service>`, `LOCK#stack:<stack>`).
+pub const LOCK_KEY: &str = "LOCK#";
+/// Partition key prefix of a service's queue place (`WAIT#<service>`).
+pub const WAIT_KEY: &str = "WAIT#";
+/// Partition key prefix of a running execution's release (`RELEASE#<execution ARN>`).
+pub const RELEASE_KEY: &str = "RELEASE#";
+/// Partition key of the deployment records.
+pub const RECORDS_KEY: &str = "DEPLOYMENTS";
+
+/// Which partition keys a step reads, writes and deletes (a prefix ends in `#`): the
+/// template grants each step's role exactly these, through `dynamodb:LeadingKeys`.
+#[derive(Debug, Clone, Copy)]
+pub struct TableAccess {
+    /// GetItem.
+    pub get: &'static [&'static str],
+    /// PutItem.
+    pub put: &'static [&'static str],
+    /// DeleteItem.
+    pub delete: &'static [&'static str],
+}
+
+/// plan: reads the configuration; takes locks and queue places (and gives them back when it
+/// fails), stores the release, records a recovered execution.
+pub const PLAN_ACCESS: TableAccess = TableAccess {
+    get: &[CONFIG_KEY, LOCK_KEY, WAIT_KEY, RELEASE_KEY, RECORDS_KEY],
+    put: &[LOCK_KEY, WAIT_KEY, RELEASE_KEY, RECORDS_KEY],
+    delete: &[LOCK_KEY, WAIT_KEY],
+};
+
+/// finish: reads the configuration; records the release, gives back its locks and queue
+/// places, deletes the stored release.
+pub const FINISH_ACCESS: TableAccess = TableAccess {
+    get: &[CONFIG_KEY, LOCK_KEY, RECORDS_KEY],
+    put: &[RECORDS_KEY],
+    delete: &[LOCK_KEY, WAIT_KEY, RELEASE_KEY],
+};
+
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
@@ -73,7 +112,7 @@ pub async fn store_config(clients: &Clients, text: &str) -> Result<Config, StepE
         .dynamodb
         .put_item()
         .table_name(&clients.table)
-        .item("pk", s("CONFIG"))
+        .item("pk", s(CONFIG_KEY))
         .item("sk", s("CURRENT"))
         .item("toml", s(text))
         .send()
@@ -89,7 +128,7 @@ pub async fn load_config(clients: &Clients) -> Result<Config, StepError> {
         .dynamodb
         .get_item()
         .table_name(&clients.table)
-        .key("pk", s("CONFIG"))
+        .key("pk", s(CONFIG_KEY))
         .key("sk", s("CURRENT"))
         .consistent_read(true)
         .send()
@@ -177,7 +216,7 @@ pub async fn acquire_lock(
         .dynamodb
         .put_item()
         .table_name(&clients.table)
-        .item("pk", s(format!("LOCK#{service}")))
+        .item("pk", s(format!("{LOCK_KEY}{service}")))
         .item("sk", s("LOCK"))
         .item("owner", s(claim.owner))
         .item("release", s(claim.release))
@@ -242,7 +281,7 @@ pub async fn wait_for_lock(
         .dynamodb
         .put_item()
         .table_name(&clients.table)
-        .item("pk", s(format!("WAIT#{service}")))
+        .item("pk", s(format!("{WAIT_KEY}{service}")))
         .item("sk", s("WAIT"))
         .item("owner", s(claim.owner))
         .item("digest", s(claim.digest))
@@ -273,7 +312,7 @@ pub async fn waiter(clients: &Clients, service: &str) -> Result<Option<Waiter>, 
         .dynamodb
         .get_item()
         .table_name(&clients.table)
-        .key("pk", s(format!("WAIT#{service}")))
+        .key("pk", s(format!("{WAIT_KEY}{service}")))
         .key("sk", s("WAIT"))
         .consistent_read(true)
         .send()
@@ -295,7 +334,7 @@ pub async fn stop_waiting(
     service: &str,
     owner: &str,
 ) -> Result<bool, StepError> {
-    delete_if_owner(clients, format!("WAIT#{service}"), "WAIT", owner).await
+    delete_if_owner(clients, format!("{WAIT_KEY}{service}"), "WAIT", owner).await
 }
 
 /// Deletes item `pk`/`sk` if `owner` owns it (idempotent: an item another owner holds, or
@@ -343,7 +382,7 @@ pub async fn take_over_lock(
         .dynamodb
         .put_item()
         .table_name(&clients.table)
-        .item("pk", s(format!("LOCK#{name}")))
+        .item("pk", s(format!("{LOCK_KEY}{name}")))
         .item("sk", s("LOCK"))
         .item("owner", s(to))
         .item("release", s(release))
@@ -401,7 +440,7 @@ pub async fn lock_holder(
         .dynamodb
         .get_item()
         .table_name(&clients.table)
-        .key("pk", s(format!("LOCK#{service}")))
+        .key("pk", s(format!("{LOCK_KEY}{service}")))
         .key("sk", s("LOCK"))
         .consistent_read(true)
         .send()
@@ -419,7 +458,7 @@ pub async fn lock_holder(
 
 /// Releases `service`'s lock if `owner` holds it (idempotent).
 pub async fn release_lock(clients: &Clients, service: &str, owner: &str) -> Result<(), StepError> {
-    delete_if_owner(clients, format!("LOCK#{service}"), "LOCK", owner)
+    delete_if_owner(clients, format!("{LOCK_KEY}{service}"), "LOCK", owner)
         .await
         .map(|_| ())
 }
@@ -505,7 +544,7 @@ pub async fn put_record(clients: &Clients, record: &DeploymentRecord) -> Result<
         .dynamodb
         .put_item()
         .table_name(&clients.table)
-        .item("pk", s("DEPLOYMENTS"))
+        .item("pk", s(RECORDS_KEY))
         .item(
             "sk",
             s(format!("{:010}#{}", record.started_at, record.release)),
@@ -536,7 +575,7 @@ pub async fn records_and_problems(
         .query()
         .table_name(&clients.table)
         .key_condition_expression("pk = :pk")
-        .expression_attribute_values(":pk", s("DEPLOYMENTS"))
+        .expression_attribute_values(":pk", s(RECORDS_KEY))
         .scan_index_forward(false)
         .limit(limit)
         .send()
@@ -557,7 +596,7 @@ pub async fn records_and_problems(
 
 /// The key of the release an execution stored: `RELEASE#<execution ARN>` / `RELEASE`.
 fn release_key(execution: &str) -> (AttributeValue, AttributeValue) {
-    (s(format!("RELEASE#{execution}")), s("RELEASE"))
+    (s(format!("{RELEASE_KEY}{execution}")), s("RELEASE"))
 }
 
 /// Stores the release `execution` deploys, so that a recovery run (the execution stopped or
@@ -640,7 +679,7 @@ pub async fn record_of(
         .dynamodb
         .get_item()
         .table_name(&clients.table)
-        .key("pk", s("DEPLOYMENTS"))
+        .key("pk", s(RECORDS_KEY))
         .key("sk", s(format!("{started_at:010}#{release}")))
         .consistent_read(true)
         .send()
