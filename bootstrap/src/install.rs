@@ -204,7 +204,15 @@ pub async fn bootstrap(config_path: &Path, options: &Options) -> Result<Installe
             "stack {stack}: {}",
             if exists { "updating" } else { "creating" }
         ));
-        wait(&cfn, &stack, seen, options.poll_seconds).await?;
+        wait(&cfn, &stack, seen, options.poll_seconds)
+            .await
+            .map_err(|e| {
+                if e.contains("GitHubOidcProvider") {
+                    format!("{e} (the account already has GitHub's OIDC provider? pass --github-oidc-provider arn:aws:iam::{account}:oidc-provider/token.actions.githubusercontent.com)")
+                } else {
+                    e
+                }
+            })?;
     } else {
         say(format!("stack {stack}: no changes"));
     }
@@ -479,7 +487,13 @@ async fn upload(
             let status = e.raw_response().map(|r| r.status().as_u16());
             if status == Some(403) {
                 return Err(format!(
-                    "s3:HeadBucket {bucket}: 403: the bucket exists but this account ({account}) does not own it (or may not read it): Slipway will not upload its functions there"
+                    "s3:HeadBucket {bucket}: 403: the bucket exists and another account owns it, or these credentials may not s3:ListBucket it: Slipway will not upload its functions there"
+                ));
+            }
+            if status != Some(404) {
+                return Err(fail(
+                    "HeadBucket",
+                    &aws_sdk_s3::error::DisplayErrorContext(&e),
                 ));
             }
             let mut create = s3.create_bucket().bucket(bucket);

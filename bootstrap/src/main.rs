@@ -187,15 +187,21 @@ struct GitHubArgs {
     github_repository: Option<String>,
     /// The branch of that repository allowed to deploy (the token's `sub` is
     /// `repo:OWNER/REPO:ref:refs/heads/BRANCH`).
-    #[arg(long, default_value = "main", requires = "github_repository")]
+    #[arg(
+        long,
+        default_value = "main",
+        requires = "github_repository",
+        conflicts_with = "github_environment"
+    )]
     github_branch: String,
     /// Allow the jobs of this GitHub environment instead of a branch (`sub` is
     /// `repo:OWNER/REPO:environment:NAME`; GitHub puts the environment there whenever a job
     /// names one).
     #[arg(long, requires = "github_repository")]
     github_environment: Option<String>,
-    /// The account's existing GitHub OIDC provider (its ARN) instead of creating one;
-    /// bootstrap finds it by itself.
+    /// The account's existing GitHub OIDC provider (its ARN) instead of creating one (an
+    /// account has one per URL; one the stack creates is kept on uninstall, so pass it when
+    /// installing again).
     #[arg(long, requires = "github_repository")]
     github_oidc_provider: Option<String>,
 }

@@ -140,16 +140,17 @@ fn statement(actions: &[&str], resources: Vec<Value>) -> Value {
     json!({ "Effect": "Allow", "Action": actions, "Resource": resources })
 }
 
-/// The change set names deploy-stack makes (`slipway-<release>`), as a name and as the
-/// change set ARN it passes afterwards (`…:changeSet/<name>/<id>`).
+/// The change set names deploy-stack makes and passes (`slipway-<release>`, always with the
+/// stack's name).
 fn change_set_names() -> Value {
-    json!(["slipway-*", "arn:*:changeSet/slipway-*/*"])
+    json!(["slipway-*"])
 }
 
 /// `action` on each configured stack only with the service role configured for it
-/// (`cloudformation:RoleArn`), or with none when it has none (a `Null` condition: the
-/// caller's own permissions, which cannot reach beyond this role's); with `change_set`, only
-/// for Slipway's change set names (`cloudformation:ChangeSetName`). One statement per role.
+/// (`cloudformation:RoleArn`), or with none when it has none (a `Null` condition). Without
+/// a role in the request CloudFormation uses the one attached to the stack, so plan refuses a
+/// stack whose attached role the configuration does not name. With `change_set`, only for
+/// Slipway's change set names (`cloudformation:ChangeSetName`). One statement per role.
 fn stack_role_statements(config: &Config, action: &str, change_set: bool) -> Vec<Value> {
     let mut by_role: Vec<(Option<&str>, Vec<Value>)> = Vec::new();
     for stack in &config.stacks {
@@ -283,6 +284,13 @@ pub fn template(config: &Config, options: &Options) -> Value {
                 statement(&["ecs:DescribeServices"], service_arns.clone()),
                 statement(&["ecs:DescribeTaskDefinition"], vec![json!("*")]),
             ]);
+            // A recovery (plan, for a stopped or timed-out execution) announces its record.
+            if let Some(b) = &bus {
+                p.push(statement(&["events:PutEvents"], vec![b.clone()]));
+            }
+            if let Some(t) = &topic {
+                p.push(statement(&["sns:Publish"], vec![t.clone()]));
+            }
             if !stack_arns.is_empty() {
                 p.push(statement(
                     &[
@@ -437,7 +445,9 @@ pub fn template(config: &Config, options: &Options) -> Value {
         let mut all = statements.clone();
         all.push(statement(
             &["logs:CreateLogStream", "logs:PutLogEvents"],
-            vec![json!({"Fn::Sub": format!("${{{log_group}.Arn}}:*")})],
+            // A log group's Arn attribute ends in `:*` (AWS::Logs::LogGroup return values):
+            // every stream of this group, and no other group.
+            vec![json!({"Fn::GetAtt": [log_group.clone(), "Arn"]})],
         ));
         resources.insert(
             format!("{stem}Role"),

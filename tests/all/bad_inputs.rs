@@ -22,6 +22,24 @@ async fn bad_inputs_get_named_errors_and_leave_no_lock() {
     let api = app.service("api");
     let tagged = app.push(api, "2222222").await;
     let good_event = app.event(api, "2222222", &tagged);
+    // A stack with a CloudFormation service role attached: without RoleARN, CloudFormation
+    // acts through it (CreateChangeSet API reference), so slipway.toml must name it.
+    let roled = format!("{}-roled", app.stack);
+    app.clients
+        .cloudformation
+        .create_stack()
+        .stack_name(&roled)
+        .template_body(crate::app::STACK_TEMPLATE)
+        .role_arn("arn:aws:iam::123456789012:role/cfn-exec")
+        .parameters(
+            aws_sdk_cloudformation::types::Parameter::builder()
+                .parameter_key("Environment")
+                .parameter_value("test")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
     let replace = |what: &str, with: &str| Some((what.to_owned(), with.to_owned()));
     let cases = vec![
         Case {
@@ -124,6 +142,16 @@ async fn bad_inputs_get_named_errors_and_leave_no_lock() {
             ),
             error: "Slipway.InvalidInput",
             says: "stack no-such-stack",
+        },
+        Case {
+            what: "a stack whose service role slipway.toml does not name",
+            input: good_event.clone(),
+            config: replace(
+                &format!("name = \"{}\"", app.stack),
+                &format!("name = \"{roled}\""),
+            ),
+            error: "Slipway.InvalidInput",
+            says: "acts through its service role arn:aws:iam::123456789012:role/cfn-exec, which slipway.toml does not name",
         },
         Case {
             what: "a stack parameter the stack lacks",

@@ -957,6 +957,20 @@ async fn snapshot(
             let stack = out.stacks().first().ok_or_else(|| {
                 StepError::invalid("config", format!("stack {} does not exist", st.name))
             })?;
+            // Without RoleARN in a request CloudFormation acts through the role attached to the
+            // stack (CreateChangeSet API reference): Slipway passes, and may pass, only the
+            // configured one, so an attached role must be the configured one.
+            if let Some(attached) = stack.role_arn() {
+                if st.role_arn.as_deref() != Some(attached) {
+                    return Err(StepError::invalid(
+                        "config",
+                        format!(
+                            "stack {}: CloudFormation acts through its service role {attached}, which slipway.toml does not name: set role_arn = \"{attached}\" in its [[stacks]] table and run `slipway bootstrap` again",
+                            st.name
+                        ),
+                    ));
+                }
+            }
             let status = stack
                 .stack_status()
                 .map(|s| s.as_str().to_owned())
