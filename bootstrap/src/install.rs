@@ -118,12 +118,7 @@ pub async fn bootstrap(config_path: &Path, options: &Options) -> Result<Installe
     for (_, bytes) in &zips {
         hash.update(bytes);
     }
-    let digest: String = hash
-        .finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest = hex(&hash.finalize()[..8]);
     let prefix = format!("{}/{digest}/", config.environment);
     let bucket = format!("slipway-{account}-{region}");
     let versions = upload(&conf, &bucket, &account, &region, &prefix, &zips).await?;
@@ -330,10 +325,7 @@ fn verify_sums(dir: &Path, zips: &[(String, Vec<u8>)]) -> Result<(), String> {
         let want = sums
             .get(&file)
             .ok_or_else(|| format!("{}: no digest for {file}", path.display()))?;
-        let got: String = Sha256::digest(bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let got = hex(&Sha256::digest(bytes));
         if &got != want {
             return Err(format!(
                 "{}: {file} has sha256 {got}, SHA256SUMS says {want}: not uploading a zip that is not the release's",
@@ -629,6 +621,11 @@ pub fn bucket_policy(bucket: &str, region: &str) -> serde_json::Value {
             "Condition": {"Bool": {"aws:SecureTransport": "false"}}
         }]
     })
+}
+
+/// Lower-case hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// SHA-256 of `bytes`, base64 (as S3's `ChecksumSHA256`).

@@ -140,6 +140,13 @@ fn statement(actions: &[&str], resources: Vec<Value>) -> Value {
     json!({ "Effect": "Allow", "Action": actions, "Resource": resources })
 }
 
+/// Every stack of this name in the template's account and region.
+fn stack_arn(name: &str) -> Value {
+    sub(&format!(
+        "arn:${{AWS::Partition}}:cloudformation:${{AWS::Region}}:${{AWS::AccountId}}:stack/{name}/*"
+    ))
+}
+
 /// The change set names deploy-stack makes and passes (`slipway-<release>`, always with the
 /// stack's name).
 fn change_set_names() -> Value {
@@ -154,10 +161,7 @@ fn change_set_names() -> Value {
 fn stack_role_statements(config: &Config, action: &str, change_set: bool) -> Vec<Value> {
     let mut by_role: Vec<(Option<&str>, Vec<Value>)> = Vec::new();
     for stack in &config.stacks {
-        let arn = sub(&format!(
-            "arn:${{AWS::Partition}}:cloudformation:${{AWS::Region}}:${{AWS::AccountId}}:stack/{}/*",
-            stack.name
-        ));
+        let arn = stack_arn(&stack.name);
         match by_role
             .iter_mut()
             .find(|(r, _)| *r == stack.role_arn.as_deref())
@@ -182,6 +186,16 @@ fn stack_role_statements(config: &Config, action: &str, change_set: bool) -> Vec
         .collect()
 }
 
+/// The `dynamodb:LeadingKeys` pattern of a key: a prefix (ending in `#`) matches every key
+/// it begins, any other key only itself.
+fn leading_key_pattern(key: &str) -> String {
+    if key.ends_with('#') {
+        format!("{key}*")
+    } else {
+        key.to_owned()
+    }
+}
+
 /// A step's access to the state table: each action only on the partition keys the step
 /// uses (`dynamodb:LeadingKeys`, DynamoDB Developer Guide, "Using IAM policy conditions for
 /// fine-grained access control"; a key prefix ending in `#` becomes `PREFIX#*`). No step may
@@ -194,16 +208,7 @@ fn table_statements(table: &Value, access: &state::TableAccess) -> Vec<Value> {
     ]
     .iter()
     .map(|(action, keys)| {
-        let keys: Vec<String> = keys
-            .iter()
-            .map(|k| {
-                if k.ends_with('#') {
-                    format!("{k}*")
-                } else {
-                    (*k).to_owned()
-                }
-            })
-            .collect();
+        let keys: Vec<String> = keys.iter().map(|k| leading_key_pattern(k)).collect();
         json!({
             "Effect": "Allow", "Action": [action], "Resource": [table],
             // ForAllValues is also true of a request without the key: Null false rules that
@@ -236,11 +241,7 @@ pub fn template(config: &Config, options: &Options) -> Value {
             ))
         })
         .collect();
-    let stack_arns: Vec<Value> = config
-        .stacks
-        .iter()
-        .map(|s| sub(&format!("arn:${{AWS::Partition}}:cloudformation:${{AWS::Region}}:${{AWS::AccountId}}:stack/{}/*", s.name)))
-        .collect();
+    let stack_arns: Vec<Value> = config.stacks.iter().map(|s| stack_arn(&s.name)).collect();
     let table = json!({ "Fn::GetAtt": ["StateTable", "Arn"] });
     // The stacks' CloudFormation service roles, passed on every stack call: only to
     // CloudFormation.
@@ -988,16 +989,7 @@ mod tests {
                     .iter()
                     .filter_map(Value::as_str)
                     .collect();
-                let want: Vec<String> = keys
-                    .iter()
-                    .map(|k| {
-                        if k.ends_with('#') {
-                            format!("{k}*")
-                        } else {
-                            (*k).to_owned()
-                        }
-                    })
-                    .collect();
+                let want: Vec<String> = keys.iter().map(|k| leading_key_pattern(k)).collect();
                 assert_eq!(leading, want, "{role} {action}");
                 assert_eq!(
                     condition["Null"]["dynamodb:LeadingKeys"], "false",
