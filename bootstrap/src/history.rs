@@ -1,80 +1,82 @@
 //! `slipway history`: the deployment records of the state table, as a table or JSON.
 
-use std::process::ExitCode;
-
-use slipway_core::aws::Clients;
 use slipway_core::model::DeploymentRecord;
 
-pub fn run(service: Option<String>, limit: i32, table: Option<String>, json: bool) -> ExitCode {
-    let Some(table) = table else {
-        eprintln!("error: no state table: give --table NAME or set SLIPWAY_TABLE (`slipway bootstrap` prints it)");
-        return ExitCode::from(2);
-    };
-    if limit < 1 {
-        eprintln!("error: --limit {limit}: must be at least 1");
-        return ExitCode::from(2);
+use crate::shared::{outln, short_image, Exit, Failure, Installation};
+
+/// `slipway history`'s options.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub installation: Installation,
+    /// Only deployments that moved this service (applied before --limit).
+    #[arg(long)]
+    pub service: Option<String>,
+    /// How many records to show.
+    #[arg(long, default_value_t = 20)]
+    pub limit: i32,
+    /// Full image digests in the table.
+    #[arg(long)]
+    pub wide: bool,
+    /// Print the records as JSON (one array) on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(args: Args) -> Result<Exit, Failure> {
+    if args.limit < 1 {
+        return Err(Failure::usage(format!(
+            "--limit {}: must be at least 1",
+            args.limit
+        )));
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+    let clients = args.installation.clients().await?;
+    let table = clients.table.clone();
+    let service = args.service.clone();
+    let keep = |r: &DeploymentRecord| {
+        service
+            .as_ref()
+            .is_none_or(|s| r.services.iter().any(|x| &x.service == s))
     };
-    let records = runtime.block_on(async {
-        let mut clients = Clients::from_env().await;
-        clients.table = table.clone();
-        slipway_core::state::records_and_problems(&clients, limit).await
-    });
-    let (mut records, problems) = match records {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot read the deployment records from table {table}: {e}");
-            eprintln!("       check your AWS credentials and region, and that `slipway bootstrap` has run");
-            return ExitCode::FAILURE;
-        }
-    };
+    let (records, problems) = crate::shared::records(&clients, args.limit, keep).await?;
     // A record that cannot be read is reported, never silently dropped; the exit code says so.
     for p in &problems {
         eprintln!("warning: {p}");
     }
     let status = if problems.is_empty() {
-        ExitCode::SUCCESS
+        Exit::Done
     } else {
-        ExitCode::FAILURE
+        Exit::Failed
     };
-    if let Some(s) = &service {
-        records.retain(|r| r.services.iter().any(|x| &x.service == s));
-    }
-    if json {
-        match serde_json::to_string_pretty(&records) {
-            Ok(text) => println!("{text}"),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-        return status;
+    if args.json {
+        let text = serde_json::to_string_pretty(&records).map_err(|e| e.to_string())?;
+        outln!("{text}");
+        return Ok(status);
     }
     if records.is_empty() {
         eprintln!(
             "no deployments recorded in {table}{}",
-            service.map(|s| format!(" for {s}")).unwrap_or_default()
+            args.service
+                .map(|s| format!(" for {s}"))
+                .unwrap_or_default()
         );
-        return status;
+        return Ok(status);
     }
-    print!("{}", render(&records));
-    status
+    outln!("{}", render(&records, args.wide).trim_end());
+    Ok(status)
 }
 
-/// The records as an aligned text table.
-pub fn render(records: &[DeploymentRecord]) -> String {
-    let short = |image: &str| match image.rsplit_once('@') {
-        Some((_, digest)) => digest.chars().take(19).collect(),
-        None => image.rsplit('/').next().unwrap_or(image).to_owned(),
+/// The records as an aligned text table (`wide`: with full digests).
+pub fn render(records: &[DeploymentRecord], wide: bool) -> String {
+    let short = |image: &str| {
+        if wide {
+            image
+                .rsplit_once('@')
+                .map_or(image, |(_, digest)| digest)
+                .to_owned()
+        } else {
+            short_image(image)
+        }
     };
     let rows: Vec<[String; 6]> = records
         .iter()
@@ -108,38 +110,22 @@ pub fn render(records: &[DeploymentRecord]) -> String {
             [
                 slipway_core::wire_time(r.started_at),
                 r.release.clone(),
-                r.result.clone(),
+                r.result.to_string(),
                 format!("{}s", r.finished_at - r.started_at),
                 services.join(", "),
                 error,
             ]
         })
         .collect();
-    let header = [
-        "STARTED (UTC)",
-        "RELEASE",
-        "RESULT",
-        "TOOK",
-        "SERVICES",
-        "ERROR",
-    ];
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        format!("{}\n", padded.join("  ").trim_end())
-    };
-    let mut out = line(header.to_vec());
-    for row in &rows {
-        out.push_str(&line(row.iter().map(String::as_str).collect()));
-    }
-    out
+    crate::shared::table(
+        [
+            "STARTED (UTC)",
+            "RELEASE",
+            "RESULT",
+            "TOOK",
+            "SERVICES",
+            "ERROR",
+        ],
+        &rows,
+    )
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_cloudformation::error::ProvideErrorMetadata as _;
 use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus};
 use sha2::{Digest, Sha256};
 use slipway_core::config::Config;
@@ -150,7 +151,13 @@ pub async fn bootstrap(config_path: &Path, options: &Options) -> Result<Installe
             .stacks()
             .first()
             .is_some_and(|s| s.stack_status() != Some(&StackStatus::DeleteComplete)),
-        Err(e) if format!("{e:?}").contains("does not exist") => false,
+        // DescribeStacks of a missing stack: ValidationError "Stack with id … does not exist".
+        Err(e)
+            if e.code() == Some("ValidationError")
+                && e.message().is_some_and(|m| m.contains("does not exist")) =>
+        {
+            false
+        }
         Err(e) => {
             return Err(format!(
                 "cloudformation:DescribeStacks {stack}: {}",
@@ -170,7 +177,15 @@ pub async fn bootstrap(config_path: &Path, options: &Options) -> Result<Installe
             .await;
         match result {
             Ok(_) => true,
-            Err(e) if format!("{e:?}").contains("No updates are to be performed") => false,
+            // UpdateStack with nothing to change: ValidationError "No updates are to be
+            // performed." (UpdateStack API reference).
+            Err(e)
+                if e.code() == Some("ValidationError")
+                    && e.message()
+                        .is_some_and(|m| m.contains("No updates are to be performed")) =>
+            {
+                false
+            }
             Err(e) => {
                 return Err(format!(
                     "cloudformation:UpdateStack {stack}: {}",
@@ -217,7 +232,12 @@ pub async fn bootstrap(config_path: &Path, options: &Options) -> Result<Installe
         .stack_name(&stack)
         .send()
         .await
-        .map_err(|e| format!("{e:?}"))?;
+        .map_err(|e| {
+            format!(
+                "cloudformation:DescribeStacks {stack}: {}",
+                crate::run::sdk_error(&e)
+            )
+        })?;
     let output = |key: &str| {
         out.stacks()
             .first()
@@ -702,7 +722,12 @@ async fn wait(
             .stack_name(stack)
             .send()
             .await
-            .map_err(|e| format!("{e:?}"))?;
+            .map_err(|e| {
+                format!(
+                    "cloudformation:DescribeStacks {stack}: {}",
+                    crate::run::sdk_error(&e)
+                )
+            })?;
         let status = out
             .stacks()
             .first()
@@ -729,19 +754,24 @@ pub async fn uninstall(
     environment: &str,
     region: Option<&str>,
     delete_data: bool,
-    poll: u64,
 ) -> Result<(), String> {
+    use aws_sdk_cloudformation::client::Waiters as _;
     let conf = sdk(region).await?;
     let cfn = aws_sdk_cloudformation::Client::new(&conf);
     let stack = stack_name(environment);
     match cfn.describe_stacks().stack_name(&stack).send().await {
-        Err(e) if format!("{e:?}").contains("does not exist") => {
+        // DescribeStacks of a missing stack: ValidationError "Stack with id … does not exist"
+        // (its only documented error is the generic one, so the message tells).
+        Err(e)
+            if e.code() == Some("ValidationError")
+                && e.message().is_some_and(|m| m.contains("does not exist")) =>
+        {
             say(format!("stack {stack} does not exist"))
         }
         Err(e) => {
             return Err(format!(
                 "cloudformation:DescribeStacks {stack}: {}",
-                aws_sdk_cloudformation::error::DisplayErrorContext(&e)
+                crate::run::sdk_error(&e)
             ))
         }
         Ok(_) => {
@@ -749,24 +779,24 @@ pub async fn uninstall(
                 .stack_name(&stack)
                 .send()
                 .await
-                .map_err(|e| format!("{e:?}"))?;
-            loop {
-                match cfn.describe_stacks().stack_name(&stack).send().await {
-                    Ok(out)
-                        if out.stacks().first().and_then(|s| s.stack_status())
-                            == Some(&StackStatus::DeleteInProgress) =>
-                    {
-                        tokio::time::sleep(Duration::from_secs(poll)).await;
-                    }
-                    Ok(out)
-                        if out.stacks().first().and_then(|s| s.stack_status())
-                            == Some(&StackStatus::DeleteFailed) =>
-                    {
-                        return Err(format!("stack {stack}: DELETE_FAILED"));
-                    }
-                    _ => break,
-                }
-            }
+                .map_err(|e| {
+                    format!(
+                        "cloudformation:DeleteStack {stack}: {}",
+                        crate::run::sdk_error(&e)
+                    )
+                })?;
+            // The SDK's StackDeleteComplete waiter: done on DELETE_COMPLETE (or once the stack
+            // is gone), failed on DELETE_FAILED.
+            cfn.wait_until_stack_delete_complete()
+                .stack_name(&stack)
+                .wait(Duration::from_secs(3600))
+                .await
+                .map_err(|e| {
+                    format!(
+                        "stack {stack} was not deleted: {}; see its events (aws cloudformation describe-stack-events --stack-name {stack})",
+                        aws_sdk_cloudformation::error::DisplayErrorContext(&e)
+                    )
+                })?;
             say(format!("stack {stack} deleted"));
         }
     }
@@ -775,13 +805,16 @@ pub async fn uninstall(
         let ddb = aws_sdk_dynamodb::Client::new(&conf);
         match ddb.delete_table().table_name(&table).send().await {
             Ok(_) => say(format!("table {table} deleted")),
-            Err(e) if format!("{e:?}").contains("ResourceNotFound") => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
                 say(format!("table {table} does not exist"))
             }
             Err(e) => {
                 return Err(format!(
                     "dynamodb:DeleteTable {table}: {}",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(&e)
+                    crate::run::sdk_error(&e)
                 ))
             }
         }
@@ -790,6 +823,10 @@ pub async fn uninstall(
             "table {table} kept (its deployment history); --delete-data removes it"
         ));
     }
+    say(format!(
+        "kept: the artifact bucket slipway-<account>-{}'s {environment}/ objects, the log groups of the functions and the state machine, and a GitHub OIDC provider the stack created",
+        conf.region().map(ToString::to_string).unwrap_or_default()
+    ));
     Ok(())
 }
 

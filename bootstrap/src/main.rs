@@ -8,8 +8,14 @@ use clap::{Parser, Subcommand};
 
 mod history;
 mod install;
+mod plan;
+mod rollback;
 mod run;
+mod shared;
 mod template;
+mod why;
+
+use shared::{outln, Exit, Failure, Installation};
 
 /// Slipway: deploy ECS Fargate services on every ECR push, through AWS Step Functions.
 #[derive(Debug, Parser)]
@@ -21,6 +27,89 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Install (or update) Slipway for an environment: upload the functions, create or update
+    /// its stack (no changes is success), store the configuration; prints the state machine
+    /// ARN and what a GitHub workflow needs.
+    Bootstrap {
+        /// The environment's configuration.
+        #[arg(long)]
+        config: PathBuf,
+        /// A directory with the functions' zips (`<function>.zip`, as a release ships them);
+        /// without it they are built with `cargo lambda build --arm64`.
+        #[arg(long)]
+        artifacts: Option<PathBuf>,
+        /// The region (default: from the credentials' configuration).
+        #[arg(long)]
+        region: Option<String>,
+        /// The account (default: whose the credentials are, from STS).
+        #[arg(long)]
+        account: Option<String>,
+        #[command(flatten)]
+        github: GitHubArgs,
+        /// Create an SNS topic for notifications (when the configuration names none).
+        #[arg(long)]
+        create_topic: bool,
+        /// Seconds between looks at the stack while it changes.
+        #[arg(long, default_value_t = 5)]
+        poll_seconds: u64,
+        /// Print the installation as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a release (the manual input); with --follow, show each step until it ends and
+    /// exit 0 only if it succeeded.
+    Deploy {
+        #[command(flatten)]
+        installation: Installation,
+        /// A service to deploy (repeat for more); none: every service.
+        #[arg(long = "service")]
+        services: Vec<String>,
+        /// The image tag to deploy.
+        #[arg(long, required_unless_present = "digest", conflicts_with = "digest")]
+        tag: Option<String>,
+        /// The image digest to deploy (sha256:…).
+        #[arg(long)]
+        digest: Option<String>,
+        /// Why, for the record.
+        #[arg(long)]
+        reason: Option<String>,
+        /// The commit the image was built from.
+        #[arg(long)]
+        commit: Option<String>,
+        /// Follow the execution until it ends.
+        #[arg(long)]
+        follow: bool,
+        /// Stop following after this many seconds (the execution goes on).
+        #[arg(long, default_value_t = 3600)]
+        follow_timeout: u64,
+        /// Machine-readable output on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// An execution's status, or the latest executions of the environment's state machine.
+    Status {
+        /// The execution ARN; none: list the latest executions. When it failed, what ECS
+        /// says about why (with the environment's state table).
+        execution: Option<String>,
+        /// A recorded release instead (its id, as `history` shows it): its record and, when
+        /// it failed, why.
+        #[arg(long, conflicts_with = "execution")]
+        release: Option<String>,
+        #[command(flatten)]
+        installation: Installation,
+        /// Machine-readable output on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show past deployments, newest first, from the state table.
+    History(history::Args),
+    /// The dry run: what a release of an image (or an execution input) would do — each
+    /// service's image now and after, each stack's parameter changes — read from the account,
+    /// changing nothing.
+    Plan(plan::Args),
+    /// Put services back on the images they ran before their current release (or on those
+    /// of --to RELEASE), through a normal release by digest.
+    Rollback(rollback::Args),
     /// Check an execution input (an ECR event or the manual form) and print what it asks for,
     /// exactly as the plan step will read it.
     CheckInput {
@@ -54,34 +143,10 @@ enum Command {
         #[arg(long = "task-family")]
         task_families: Vec<String>,
     },
-    /// Install (or update) Slipway for an environment: upload the functions, create or update
-    /// its stack (no changes is success), store the configuration; prints the state machine
-    /// ARN and what a GitHub workflow needs.
-    Bootstrap {
-        /// The environment's configuration.
-        #[arg(long)]
-        config: PathBuf,
-        /// A directory with the functions' zips (`<function>.zip`, as a release ships them);
-        /// without it they are built with `cargo lambda build --arm64`.
-        #[arg(long)]
-        artifacts: Option<PathBuf>,
-        /// The region (default: from the credentials' configuration).
-        #[arg(long)]
-        region: Option<String>,
-        /// The account (default: whose the credentials are, from STS).
-        #[arg(long)]
-        account: Option<String>,
-        #[command(flatten)]
-        github: GitHubArgs,
-        /// Create an SNS topic for notifications (when the configuration names none).
-        #[arg(long)]
-        create_topic: bool,
-        /// Seconds between looks at the stack while it changes.
-        #[arg(long, default_value_t = 5)]
-        poll_seconds: u64,
-        /// Print the installation as JSON on stdout.
-        #[arg(long)]
-        json: bool,
+    /// Check a slipway.toml, naming the file, line and field of the first problem.
+    CheckConfig {
+        /// The configuration file.
+        file: PathBuf,
     },
     /// Remove an environment's installation; its state table (the history) only with
     /// --delete-data.
@@ -95,88 +160,14 @@ enum Command {
         /// Delete the state table too.
         #[arg(long)]
         delete_data: bool,
-        /// Seconds between looks at the stack while it is deleted.
-        #[arg(long, default_value_t = 5)]
-        poll_seconds: u64,
-    },
-    /// Start a release (the manual input); with --follow, show each step until it ends and
-    /// exit 0 only if it succeeded.
-    Deploy {
-        /// The environment (its state machine is slipway-<environment>).
-        #[arg(long, required_unless_present = "state_machine")]
-        environment: Option<String>,
-        /// The state machine, instead of --environment.
+        /// Do not ask for confirmation (needed when standard input is not a terminal).
         #[arg(long)]
-        state_machine: Option<String>,
-        /// A service to deploy (repeat for more); none: every service.
-        #[arg(long = "service")]
-        services: Vec<String>,
-        /// The image tag to deploy.
-        #[arg(long, required_unless_present = "digest", conflicts_with = "digest")]
-        tag: Option<String>,
-        /// The image digest to deploy (sha256:…).
-        #[arg(long)]
-        digest: Option<String>,
-        /// Why, for the record.
-        #[arg(long)]
-        reason: Option<String>,
-        /// The commit the image was built from.
-        #[arg(long)]
-        commit: Option<String>,
-        /// Follow the execution until it ends.
-        #[arg(long)]
-        follow: bool,
-        /// Stop following after this many seconds (the execution goes on).
-        #[arg(long, default_value_t = 3600)]
-        follow_timeout: u64,
-        /// The region (default: from the credentials' configuration).
-        #[arg(long)]
-        region: Option<String>,
-        /// Machine-readable output on stdout.
-        #[arg(long)]
-        json: bool,
-    },
-    /// An execution's status, or the latest executions of the environment's state machine.
-    Status {
-        /// The execution ARN; none: list the latest executions.
-        execution: Option<String>,
-        /// The environment.
-        #[arg(long)]
-        environment: Option<String>,
-        /// The state machine, instead of --environment.
-        #[arg(long)]
-        state_machine: Option<String>,
-        /// The region (default: from the credentials' configuration).
-        #[arg(long)]
-        region: Option<String>,
-        /// Machine-readable output on stdout.
-        #[arg(long)]
-        json: bool,
+        yes: bool,
     },
     /// The demo of the README's first line: the local test bed, the reference staging app,
     /// bootstrap into moto, a deployment from an ECR push, and a rollback (runs
     /// `scripts/demo` of the Slipway repository this is run in).
     Demo,
-    /// Show past deployments, newest first, from the state table.
-    History {
-        /// Only deployments that moved this service.
-        #[arg(long)]
-        service: Option<String>,
-        /// How many records to read.
-        #[arg(long, default_value_t = 20)]
-        limit: i32,
-        /// The state table (default: $SLIPWAY_TABLE).
-        #[arg(long, env = "SLIPWAY_TABLE")]
-        table: Option<String>,
-        /// Print the records as JSON (one array) on stdout.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Check a slipway.toml, naming the file, line and field of the first problem.
-    CheckConfig {
-        /// The configuration file.
-        file: PathBuf,
-    },
 }
 
 /// Who may deploy from GitHub Actions (OIDC).
@@ -356,20 +347,20 @@ fn main() -> ExitCode {
             match runtime().block_on(install::bootstrap(&config, &options)) {
                 Ok(installed) => {
                     if json {
-                        println!(
+                        outln!(
                             "{}",
                             serde_json::to_string_pretty(&installed).unwrap_or_default()
                         );
                     } else {
-                        println!("state machine: {}", installed.state_machine_arn);
-                        println!("state table:   {}", installed.table);
-                        println!("for a GitHub workflow (repository variables/secrets):");
-                        println!(
+                        outln!("state machine: {}", installed.state_machine_arn);
+                        outln!("state table:   {}", installed.table);
+                        outln!("for a GitHub workflow (repository variables/secrets):");
+                        outln!(
                             "  SLIPWAY_STATE_MACHINE_ARN={}",
                             installed.state_machine_arn
                         );
                         if let Some(role) = &installed.github_role_arn {
-                            println!("  SLIPWAY_DEPLOY_ROLE_ARN={role}");
+                            outln!("  SLIPWAY_DEPLOY_ROLE_ARN={role}");
                         }
                     }
                     ExitCode::SUCCESS
@@ -384,16 +375,21 @@ fn main() -> ExitCode {
             environment,
             region,
             delete_data,
-            poll_seconds,
-        } => outcome(runtime().block_on(install::uninstall(
-            &environment,
-            region.as_deref(),
-            delete_data,
-            poll_seconds,
-        ))),
+            yes,
+        } => {
+            if !yes {
+                if let Err(f) = confirm_uninstall(&environment, delete_data) {
+                    return shared::finish(Err(f));
+                }
+            }
+            outcome(runtime().block_on(install::uninstall(
+                &environment,
+                region.as_deref(),
+                delete_data,
+            )))
+        }
         Command::Deploy {
-            environment,
-            state_machine,
+            installation,
             services,
             tag,
             digest,
@@ -401,58 +397,53 @@ fn main() -> ExitCode {
             commit,
             follow,
             follow_timeout,
-            region,
             json,
-        } => {
-            let result = runtime().block_on(async {
-                let conf = install::sdk(region.as_deref()).await?;
-                let machine =
-                    run::state_machine(&conf, environment.as_deref(), state_machine).await?;
-                let request = run::Request {
-                    services,
-                    tag,
-                    digest,
-                    reason,
-                    commit,
-                };
-                let follow = follow.then(|| std::time::Duration::from_secs(follow_timeout));
-                run::deploy(&conf, &machine, request, follow, json).await
-            });
-            match result {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::FAILURE,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(if e.contains("still RUNNING") { 3 } else { 1 })
-                }
+        } => shared::finish(runtime().block_on(async {
+            let conf = installation.sdk().await?;
+            let machine = installation.state_machine(&conf).await?;
+            if !services.is_empty() {
+                check_services(&installation, &services).await?;
             }
-        }
+            let request = run::Request {
+                services,
+                tag,
+                digest,
+                reason,
+                commit,
+            };
+            let follow = follow.then(|| std::time::Duration::from_secs(follow_timeout));
+            run::deploy(&conf, &machine, request, follow, json).await
+        })),
         Command::Status {
             execution,
-            environment,
-            state_machine,
-            region,
+            release,
+            installation,
             json,
-        } => {
-            let result = runtime().block_on(async {
-                let conf = install::sdk(region.as_deref()).await?;
-                let machine = match &execution {
-                    Some(_) => String::new(),
-                    None => {
-                        run::state_machine(&conf, environment.as_deref(), state_machine).await?
+        } => shared::finish(runtime().block_on(async {
+            if let Some(release) = release {
+                return release_status(&installation, &release, json).await;
+            }
+            let conf = installation.sdk().await?;
+            let machine = match &execution {
+                Some(_) => String::new(),
+                None => installation.state_machine(&conf).await?,
+            };
+            let ended = run::status(&conf, &machine, execution.as_deref(), json).await?;
+            // A failed execution: why, from its record and ECS, when the table is known.
+            if let (Some(arn), Some(false)) = (&execution, ended) {
+                if installation.table().is_ok() && !json {
+                    let release = slipway_core::steps::release_id(arn);
+                    if let Err(f) = release_status(&installation, &release, false).await {
+                        eprintln!("note: no explanation: {}", f.message);
                     }
-                };
-                run::status(&conf, &machine, execution.as_deref(), json).await
-            });
-            outcome(result)
-        }
+                }
+            }
+            Ok(Exit::Done)
+        })),
         Command::Demo => demo(),
-        Command::History {
-            service,
-            limit,
-            table,
-            json,
-        } => history::run(service, limit, table, json),
+        Command::History(args) => shared::finish(runtime().block_on(history::run(args))),
+        Command::Plan(args) => shared::finish(runtime().block_on(plan::run(args))),
+        Command::Rollback(args) => shared::finish(runtime().block_on(rollback::run(args))),
         Command::CheckConfig { file } => match std::fs::read_to_string(&file) {
             Err(e) => {
                 eprintln!("error: cannot read {}: {e}", file.display());
@@ -497,7 +488,7 @@ fn outcome(result: Result<(), String>) -> ExitCode {
 fn print_json(value: &impl serde::Serialize) -> ExitCode {
     outcome(
         serde_json::to_string_pretty(value)
-            .map(|json| println!("{json}"))
+            .map(|json| outln!("{json}"))
             .map_err(|e| e.to_string()),
     )
 }
@@ -524,6 +515,108 @@ fn demo() -> ExitCode {
     }
 }
 
+/// A recorded release: its record, and for one that failed what ECS says about why.
+async fn release_status(
+    installation: &Installation,
+    release: &str,
+    json: bool,
+) -> Result<Exit, Failure> {
+    use slipway_core::model::ReleaseResult;
+    let clients = installation.clients().await?;
+    let (found, _) = shared::records(&clients, 1, |r| r.release == release).await?;
+    let record = found.into_iter().next().ok_or_else(|| {
+        format!("no record of release {release} in table {} (`slipway history` lists them; a release still running has none yet)", clients.table)
+    })?;
+    let failed = !matches!(
+        record.result,
+        ReleaseResult::Succeeded | ReleaseResult::Superseded
+    );
+    let why = if failed {
+        let config = slipway_core::state::load_config(&clients)
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot read the configuration from table {}: {e}",
+                    clients.table
+                )
+            })?;
+        why::explain(&clients.ecs, &config, &record).await?
+    } else {
+        Vec::new()
+    };
+    if json {
+        outln!("{}", serde_json::json!({"record": record, "why": why}));
+        return Ok(Exit::Done);
+    }
+    outln!(
+        "{}",
+        history::render(std::slice::from_ref(&record), true).trim_end()
+    );
+    if let Some(e) = &record.error {
+        outln!(
+            "error: {}: {}",
+            e["Error"].as_str().unwrap_or_default(),
+            e["Cause"].as_str().unwrap_or_default()
+        );
+    }
+    if failed {
+        outln!("why (from ECS):");
+        outln!("{}", why::render(&why).trim_end());
+    }
+    Ok(Exit::Done)
+}
+
+/// `deploy --service`: each name is checked against the stored configuration before anything
+/// starts. A configuration that cannot be read (a deploy role without access to the table)
+/// leaves the check to plan.
+async fn check_services(installation: &Installation, services: &[String]) -> Result<(), Failure> {
+    let config = match installation.clients().await {
+        Ok(clients) => slipway_core::state::load_config(&clients)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(f) => Err(f.message),
+    };
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("note: --service names not checked before starting (the stored configuration cannot be read: {e}); plan checks them");
+            return Ok(());
+        }
+    };
+    shared::check_services(&config, services)
+}
+
+/// Asks on the terminal before `uninstall` deletes anything; without a terminal to ask,
+/// `--yes` is required.
+fn confirm_uninstall(environment: &str, delete_data: bool) -> Result<(), Failure> {
+    use std::io::{BufRead as _, IsTerminal as _, Write as _};
+    let what = format!(
+        "This deletes stack slipway-{environment}: its functions, state machine, rules and roles{}. Kept: the artifact bucket, the log groups{}.",
+        if delete_data { ", and the state table with the deployment history" } else { "" },
+        if delete_data { "" } else { " and the state table (its history; --delete-data removes it)" }
+    );
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::usage(format!(
+            "{what} Standard input is not a terminal to ask on: pass --yes to confirm."
+        )));
+    }
+    eprint!("{what}\nUninstall slipway-{environment}? Type the environment's name to confirm: ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| format!("cannot read the answer: {e}"))?;
+    if answer.trim() == environment {
+        Ok(())
+    } else {
+        Err(Failure {
+            exit: Exit::Failed,
+            message: "not confirmed; nothing was deleted".into(),
+        })
+    }
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -545,7 +638,7 @@ fn check_input(file: &PathBuf) -> ExitCode {
     match slipway_core::input::parse_bytes(&bytes) {
         Ok(planned) => {
             match serde_json::to_string_pretty(&planned) {
-                Ok(json) => println!("{json}"),
+                Ok(json) => outln!("{json}"),
                 Err(e) => {
                     eprintln!("error: {e}");
                     return ExitCode::FAILURE;

@@ -1,10 +1,11 @@
 //! `slipway deploy` and `slipway status`: start a release and watch it.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sfn::types::ExecutionStatus;
 use serde_json::{json, Value};
+
+use crate::shared::{outln, Exit, Failure};
 
 /// Which state machine: an explicit ARN, or the environment's (`slipway-<environment>` in
 /// the credentials' account and region).
@@ -36,7 +37,7 @@ pub async fn state_machine(
 }
 
 /// An SDK error as `Code: message` (or its full context when the service said nothing).
-fn sdk_error<E, R>(e: &aws_sdk_sfn::error::SdkError<E, R>) -> String
+pub(crate) fn sdk_error<E, R>(e: &aws_sdk_sfn::error::SdkError<E, R>) -> String
 where
     E: aws_sdk_sfn::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -81,22 +82,19 @@ pub async fn deploy(
     request: Request,
     follow: Option<Duration>,
     json_out: bool,
-) -> Result<bool, String> {
-    let mut input = json!({});
-    if !request.services.is_empty() {
-        input["services"] = json!(request.services);
-    }
-    for (key, value) in [
-        ("tag", &request.tag),
-        ("digest", &request.digest),
-        ("reason", &request.reason),
-        ("commit", &request.commit),
-    ] {
+) -> Result<Exit, Failure> {
+    let mut input = crate::plan::manual_input(
+        &request.services,
+        request.tag.as_deref(),
+        request.digest.as_deref(),
+    );
+    for (key, value) in [("reason", &request.reason), ("commit", &request.commit)] {
         if let Some(v) = value {
             input[key] = json!(v);
         }
     }
-    slipway_core::input::parse(input.clone()).map_err(|e| format!("{e} ({})", e.name()))?;
+    slipway_core::input::parse(input.clone())
+        .map_err(|e| Failure::usage(format!("{e} ({})", e.name())))?;
     let what = request
         .tag
         .clone()
@@ -105,15 +103,35 @@ pub async fn deploy(
             .clone()
             .map(|d| d.chars().skip(7).take(12).collect()))
         .unwrap_or_default();
+    let sfn = aws_sdk_sfn::Client::new(conf);
+    let arn = start(&sfn, machine, &format!("cli-{what}"), &input).await?;
+    if json_out && follow.is_none() {
+        outln!("{}", json!({"executionArn": arn, "input": input}));
+    } else {
+        eprintln!("started {arn}");
+    }
+    let Some(limit) = follow else {
+        return Ok(Exit::Done);
+    };
+    Ok(watch(&sfn, &arn, limit, json_out).await?)
+}
+
+/// Starts an execution of `machine` with `input`, named `<prefix>-<time>` (unique per call:
+/// starting the same request again is a new execution); its ARN.
+pub async fn start(
+    sfn: &aws_sdk_sfn::Client,
+    machine: &str,
+    prefix: &str,
+    input: &Value,
+) -> Result<String, String> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let name: String = format!("cli-{what}-{}-{:05x}", now.as_secs(), now.subsec_micros())
+    let name: String = format!("{prefix}-{}-{:06}", now.as_secs(), now.subsec_micros())
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
         .take(80)
         .collect();
-    let sfn = aws_sdk_sfn::Client::new(conf);
     let out = sfn
         .start_execution()
         .state_machine_arn(machine)
@@ -122,35 +140,49 @@ pub async fn deploy(
         .send()
         .await
         .map_err(|e| missing_machine(machine, &e))?;
-    let arn = out.execution_arn().to_owned();
-    if json_out && follow.is_none() {
-        println!("{}", json!({"executionArn": arn, "input": input}));
-    } else {
-        eprintln!("started {arn}");
-    }
-    let Some(limit) = follow else { return Ok(true) };
-    watch(&sfn, &arn, limit, json_out).await
+    Ok(out.execution_arn().to_owned())
 }
 
-/// Follows an execution: prints each state as it is entered, then the result.
-async fn watch(
+/// Follows an execution: prints each state as it is entered, then the result: done if it
+/// succeeded, failed if not, running if it still ran after `limit`.
+pub async fn watch(
     sfn: &aws_sdk_sfn::Client,
     arn: &str,
     limit: Duration,
     json_out: bool,
-) -> Result<bool, String> {
+) -> Result<Exit, String> {
     let start = Instant::now();
-    let mut seen = HashSet::new();
+    // Newest first, page by page (AWS returns at most 100 events a page), down to the last
+    // event already shown: each look reads only what is new, however long the history.
+    let mut last_id = 0;
     loop {
-        let history = sfn
+        let mut fresh = Vec::new();
+        let mut pages = sfn
             .get_execution_history()
             .execution_arn(arn)
-            .send()
-            .await
-            .map_err(|e| sdk_error(&e))?;
-        for e in history.events() {
+            .reverse_order(true)
+            .max_results(100)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error(&e))?;
+            let mut reached = false;
+            for e in page.events() {
+                if e.id() > last_id {
+                    fresh.push(e.clone());
+                } else {
+                    reached = true;
+                }
+            }
+            if reached {
+                break;
+            }
+        }
+        fresh.sort_by_key(|e| e.id());
+        for e in fresh {
+            last_id = last_id.max(e.id());
             // TaskStateEntered, ChoiceStateEntered, MapStateEntered, …
-            if e.r#type().as_str().ends_with("StateEntered") && seen.insert(e.id()) {
+            if e.r#type().as_str().ends_with("StateEntered") {
                 let name = e
                     .state_entered_event_details()
                     .map(|d| d.name())
@@ -169,7 +201,7 @@ async fn watch(
             status => {
                 let ok = status == &ExecutionStatus::Succeeded;
                 if json_out {
-                    println!("{}", describe_json(&d));
+                    outln!("{}", describe_json(&d));
                 } else if ok {
                     eprintln!("SUCCEEDED");
                 } else {
@@ -180,14 +212,15 @@ async fn watch(
                         d.cause().unwrap_or_default()
                     );
                 }
-                return Ok(ok);
+                return Ok(if ok { Exit::Done } else { Exit::Failed });
             }
         }
         if start.elapsed() >= limit {
-            return Err(format!(
+            eprintln!(
                 "still RUNNING after {} s; it goes on: `slipway status {arn}`",
                 limit.as_secs()
-            ));
+            );
+            return Ok(Exit::Running);
         }
         tokio::time::sleep(Duration::from_secs(2).min(limit)).await;
     }
@@ -211,13 +244,15 @@ fn describe_json(d: &aws_sdk_sfn::operation::describe_execution::DescribeExecuti
     })
 }
 
-/// One execution in detail, or the state machine's latest executions as a table.
+/// One execution in detail (while it runs, the step it is in), or the state machine's
+/// latest executions as a table. For one execution: whether it ended, and succeeded (`None`
+/// while it runs).
 pub async fn status(
     conf: &aws_config::SdkConfig,
     machine: &str,
     execution: Option<&str>,
     json_out: bool,
-) -> Result<(), String> {
+) -> Result<Option<bool>, String> {
     let sfn = aws_sdk_sfn::Client::new(conf);
     if let Some(arn) = execution {
         let d = sfn
@@ -226,25 +261,37 @@ pub async fn status(
             .send()
             .await
             .map_err(|e| missing_machine(arn, &e))?;
-        let v = describe_json(&d);
+        let mut v = describe_json(&d);
+        let running = d.status() == &ExecutionStatus::Running;
+        if running {
+            // Best effort: the status stands without it.
+            v["step"] = current_step(&sfn, arn)
+                .await
+                .ok()
+                .flatten()
+                .map_or(Value::Null, Value::from);
+        }
         if json_out {
-            println!("{v}");
+            outln!("{v}");
         } else {
-            println!(
+            outln!(
                 "{}  {}  started {}",
                 v["name"].as_str().unwrap_or_default(),
                 v["status"].as_str().unwrap_or_default(),
                 v["startDate"].as_str().unwrap_or_default()
             );
-            println!("input:  {}", v["input"]);
+            outln!("input:  {}", v["input"]);
             if !v["output"].is_null() {
-                println!("output: {}", v["output"]);
+                outln!("output: {}", v["output"]);
+            }
+            if let Some(step) = v["step"].as_str() {
+                outln!("step:   {step}");
             }
             if let Some(e) = d.error() {
-                println!("error:  {e}: {}", d.cause().unwrap_or_default());
+                outln!("error:  {e}: {}", d.cause().unwrap_or_default());
             }
         }
-        return Ok(());
+        return Ok((!running).then(|| d.status() == &ExecutionStatus::Succeeded));
     }
     let out = sfn
         .list_executions()
@@ -259,13 +306,13 @@ pub async fn status(
         .map(|e| json!({"name": e.name(), "status": e.status().as_str(), "startDate": e.start_date().to_string(), "executionArn": e.execution_arn()}))
         .collect();
     if json_out {
-        println!("{}", Value::Array(rows));
+        outln!("{}", Value::Array(rows));
     } else if rows.is_empty() {
         eprintln!("no executions of {machine} yet");
     } else {
-        println!("{:<24}  {:<10}  NAME", "STARTED", "STATUS");
+        outln!("{:<24}  {:<10}  NAME", "STARTED", "STATUS");
         for r in rows {
-            println!(
+            outln!(
                 "{:<24}  {:<10}  {}",
                 r["startDate"].as_str().unwrap_or_default(),
                 r["status"].as_str().unwrap_or_default(),
@@ -273,5 +320,23 @@ pub async fn status(
             );
         }
     }
-    Ok(())
+    Ok(None)
+}
+
+/// The state a running execution is in: the newest state entered.
+async fn current_step(sfn: &aws_sdk_sfn::Client, arn: &str) -> Result<Option<String>, String> {
+    let page = sfn
+        .get_execution_history()
+        .execution_arn(arn)
+        .reverse_order(true)
+        .max_results(50)
+        .send()
+        .await
+        .map_err(|e| sdk_error(&e))?;
+    Ok(page
+        .events()
+        .iter()
+        .find(|e| e.r#type().as_str().ends_with("StateEntered"))
+        .and_then(|e| e.state_entered_event_details())
+        .map(|d| d.name().to_owned()))
 }

@@ -419,7 +419,7 @@ pub struct DeploymentRecord {
     /// `succeeded`, `failed`, `rollback-failed`, or — for a release whose execution was stopped
     /// or timed out and then recovered — `aborted` or `timed-out`; `superseded` for an ECR
     /// push that planned after a later push of the same repository (nothing moved).
-    pub result: String,
+    pub result: ReleaseResult,
     /// Why, for a release that never started (`superseded`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -443,6 +443,50 @@ pub struct DeploymentRecord {
     pub announced: BTreeMap<String, String>,
 }
 
+/// How a release ended, as its record says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReleaseResult {
+    /// Deployed, stable and healthy.
+    Succeeded,
+    /// Failed and rolled back.
+    Failed,
+    /// Failed, and the rollback failed too: a person has to look.
+    RollbackFailed,
+    /// Its execution was stopped; the recovery rolled it back.
+    Aborted,
+    /// Its execution timed out; the recovery rolled it back.
+    TimedOut,
+    /// An ECR push planned after a later push of the same repository: nothing moved.
+    Superseded,
+}
+
+impl ReleaseResult {
+    /// The name records and `--json` use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::RollbackFailed => "rollback-failed",
+            Self::Aborted => "aborted",
+            Self::TimedOut => "timed-out",
+            Self::Superseded => "superseded",
+        }
+    }
+}
+
+impl std::fmt::Display for ReleaseResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ReleaseResult {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// One service in a record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RecordedService {
@@ -457,4 +501,78 @@ pub struct RecordedService {
     /// for a release that never started.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub checks: String,
+}
+
+/// What a release of an input would do, read from the account without changing anything:
+/// `slipway plan` (and `slipway rollback --dry-run`) print it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Preview {
+    /// Each service the input names (or whose repository it is), in configured order.
+    pub services: Vec<ServicePreview>,
+    /// Each configured stack, in order, when a service would move (a release updates
+    /// every stack).
+    pub stacks: Vec<StackPreview>,
+    /// Why the input itself asks for nothing (an ECR event that is not a successful push).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nothing_to_do: Option<String>,
+}
+
+/// One service in a [`Preview`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServicePreview {
+    /// The configured name.
+    pub name: String,
+    /// The image its container runs now.
+    pub from: String,
+    /// The image, pinned by digest, it would run (none when its tag pattern leaves it out).
+    pub to: Option<String>,
+    /// What a release would do with it.
+    pub action: PreviewAction,
+    /// Why, when it is skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// What a release would do with a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PreviewAction {
+    /// Move it to the new image.
+    Deploy,
+    /// Nothing: it already runs that digest.
+    SkipSameDigest,
+    /// Nothing: the pushed tag does not match its `tag_pattern` (ECR pushes only).
+    SkipTagPattern,
+    /// Not now: another release holds its lock, so the release would wait for it.
+    SkipLocked,
+    /// Nothing: it runs an image pushed after this one (ECR pushes only).
+    SkipSuperseded,
+}
+
+/// One stack in a [`Preview`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StackPreview {
+    /// The stack.
+    pub name: String,
+    /// The parameters the release would change: `{"Key": {"from", "to"}}`.
+    pub parameters: BTreeMap<String, ParameterChange>,
+    /// Another release's hold on the stack, when one holds it (the release would wait).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked: Option<String>,
+    /// The resource changes of a change set made for the preview (`slipway plan
+    /// --change-sets`), as CloudFormation describes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Vec<Value>>,
+    /// The stack as the release would update it (for making a change set).
+    #[serde(skip)]
+    pub release: Option<StackRelease>,
+}
+
+/// A parameter's value now and after the release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParameterChange {
+    /// Its value now.
+    pub from: String,
+    /// Its value after the release.
+    pub to: String,
 }

@@ -550,7 +550,7 @@ pub async fn put_record(clients: &Clients, record: &DeploymentRecord) -> Result<
             s(format!("{:010}#{}", record.started_at, record.release)),
         )
         .item("record", s(json))
-        .item("result", s(&record.result))
+        .item("result", s(record.result.as_str()))
         .send()
         .await
         .map_err(aws("dynamodb:PutItem"))
@@ -570,25 +570,48 @@ pub async fn records_and_problems(
     clients: &Clients,
     limit: i32,
 ) -> Result<(Vec<DeploymentRecord>, Vec<String>), StepError> {
-    let out = clients
-        .dynamodb
-        .query()
-        .table_name(&clients.table)
-        .key_condition_expression("pk = :pk")
-        .expression_attribute_values(":pk", s(RECORDS_KEY))
-        .scan_index_forward(false)
-        .limit(limit)
-        .send()
-        .await
-        .map_err(aws("dynamodb:Query"))
-        .map_err(|e| e.step(StepError::Transient))?;
+    records_where(clients, limit, |_| true).await
+}
+
+/// The most recent `limit` deployment records that `keep` accepts, newest first (paging
+/// through the older ones as far as needed), and the items met on the way that cannot be read
+/// as records.
+pub async fn records_where(
+    clients: &Clients,
+    limit: i32,
+    keep: impl Fn(&DeploymentRecord) -> bool,
+) -> Result<(Vec<DeploymentRecord>, Vec<String>), StepError> {
+    let want = usize::try_from(limit).unwrap_or(0);
     let (mut records, mut problems) = (Vec::new(), Vec::new());
-    for item in out.items() {
-        let key = get_s(item, "sk").unwrap_or("?");
-        match get_s(item, "record").map(serde_json::from_str::<DeploymentRecord>) {
-            Some(Ok(r)) => records.push(r),
-            Some(Err(e)) => problems.push(format!("record {key}: not a deployment record: {e}")),
-            None => problems.push(format!("record {key}: no `record` attribute")),
+    let mut start = None;
+    while records.len() < want {
+        let out = clients
+            .dynamodb
+            .query()
+            .table_name(&clients.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(RECORDS_KEY))
+            .scan_index_forward(false)
+            .limit(limit.max(25))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(aws("dynamodb:Query"))
+            .map_err(|e| e.step(StepError::Transient))?;
+        for item in out.items() {
+            let key = get_s(item, "sk").unwrap_or("?");
+            match get_s(item, "record").map(serde_json::from_str::<DeploymentRecord>) {
+                Some(Ok(r)) if records.len() < want && keep(&r) => records.push(r),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    problems.push(format!("record {key}: not a deployment record: {e}"));
+                }
+                None => problems.push(format!("record {key}: no `record` attribute")),
+            }
+        }
+        start = out.last_evaluated_key().cloned();
+        if start.is_none() {
+            break;
         }
     }
     Ok((records, problems))

@@ -471,6 +471,7 @@ impl Cfn {
             "DescribeChangeSet" => self.describe_change_set(env, p),
             "ExecuteChangeSet" => self.execute_change_set(env, p),
             "DeleteChangeSet" => self.delete_change_set(p),
+            "ListChangeSets" => Ok(self.list_change_sets(env, p)),
             "CancelUpdateStack" => self.cancel_update_stack(env, p),
             "ContinueUpdateRollback" => self.continue_update_rollback(env, p),
             "ListExports" => Ok(self.list_exports()),
@@ -1790,6 +1791,37 @@ impl Cfn {
             c.execution = "EXECUTE_IN_PROGRESS";
         }
         Ok(String::new())
+    }
+
+    /// bc:cfn ListChangeSets: StackName (name or ARN) required; `Summaries` of
+    /// ChangeSetSummary (ChangeSetId, ChangeSetName, StackId, StackName, ExecutionStatus,
+    /// Status, StatusReason, CreationTime, Description, IncludeNestedStacks); "Returns the ID
+    /// and status of each active change set for a stack" — a deleted one is gone.
+    fn list_change_sets(&self, env: &Env, p: &Params) -> String {
+        let stack = p.get("StackName").unwrap_or_default();
+        let mut x = Xml::new();
+        x.open("Summaries");
+        for cs in self
+            .change_sets
+            .iter()
+            .filter(|c| c.stack_name == stack || c.stack_id == stack)
+        {
+            let (status, execution, reason) = cs.status(env.now);
+            x.open("member")
+                .leaf("StackId", &cs.stack_id)
+                .leaf("StackName", &cs.stack_name)
+                .leaf("ChangeSetId", &cs.id)
+                .leaf("ChangeSetName", &cs.name)
+                .leaf("ExecutionStatus", execution)
+                .leaf("Status", status)
+                .opt("StatusReason", reason)
+                .leaf("CreationTime", iso8601(cs.created_at))
+                .opt("Description", cs.description.as_deref())
+                .leaf("IncludeNestedStacks", "false")
+                .close("member");
+        }
+        x.close("Summaries");
+        x.finish()
     }
 
     fn delete_change_set(&mut self, p: &Params) -> ApiResult<String> {

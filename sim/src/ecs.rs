@@ -78,7 +78,31 @@ struct Service {
     failed_task_definitions: Vec<String>,
     /// The configuration event was emitted for this deployment (not to repeat it).
     stuck_reported: Option<String>,
+    /// Tasks stopped in the last hour, oldest first: ListTasks/DescribeTasks show them
+    /// ("stopped tasks appear in the returned results for at least one hour", ListTasks).
+    stopped: Vec<StoppedTask>,
 }
+
+/// A stopped task, as DescribeTasks reports it.
+#[derive(Debug, Clone)]
+struct StoppedTask {
+    id: String,
+    deployment: String,
+    task_definition: String,
+    /// bc:ecs Task.stopCode (TaskStopCode): `EssentialContainerExited` for a crash,
+    /// `ServiceSchedulerInitiated` for one the service scheduler stopped.
+    stop_code: &'static str,
+    /// bc:ecs Task.stoppedReason.
+    reason: String,
+    /// The images whose containers exited on their own, with their exit codes (the others
+    /// were stopped by ECS: their exit codes are not modelled, so none is reported).
+    exited: Vec<(String, i64)>,
+    started_at: Option<f64>,
+    stopped_at: f64,
+}
+
+/// How long stopped tasks stay listed: one hour (ListTasks: "at least one hour").
+const STOPPED_TASKS_KEPT: f64 = 3600.0;
 
 /// A deployment's `rolloutState`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +199,11 @@ fn name_of(name_or_arn: &str) -> &str {
     }
 }
 
+/// A task's ARN in a cluster: `arn:…:task/<cluster>/<id>` (the long ARN format).
+fn task_arn(cluster_arn: &str, id: &str) -> String {
+    format!("{}/{id}", cluster_arn.replacen(":cluster/", ":task/", 1))
+}
+
 fn images_of(task_definition: &Value) -> Vec<String> {
     task_definition
         .get("containerDefinitions")
@@ -206,6 +235,8 @@ impl Ecs {
             "DescribeServices" => self.describe_services(input),
             "DeleteService" => self.delete_service(env, input),
             "ListServices" => self.list_services(input),
+            "ListTasks" => self.list_tasks(env, input),
+            "DescribeTasks" => self.describe_tasks(env, input),
             _ => Err(ApiError::new(
                 "UnknownOperationException",
                 format!("slipway-sim does not implement ECS {op}"),
@@ -458,6 +489,7 @@ impl Ecs {
             created_at: env.now,
             deployments: Vec::new(),
             tasks: Vec::new(),
+            stopped: Vec::new(),
             events: Vec::new(),
             last_completed: None,
             grace: input
@@ -586,6 +618,149 @@ impl Ecs {
             }
         }
         Ok(json!({ "services": services, "failures": failures }))
+    }
+
+    /// bc:ecs ListTasks: `cluster`, `serviceName`, `desiredStatus` (RUNNING by default;
+    /// STOPPED "limits the results to tasks that Amazon ECS has set the desired status to
+    /// STOPPED"; PENDING returns nothing) → `taskArns`. A draining task's desired status is
+    /// already STOPPED. Stopped tasks are listed for an hour.
+    fn list_tasks(&self, env: &Env, input: &Value) -> ApiResult<Value> {
+        let cluster = self.cluster(input)?;
+        let desired = str_field(input, "desiredStatus").unwrap_or("RUNNING");
+        let service = str_field(input, "serviceName").map(name_of);
+        let mut arns = Vec::new();
+        for s in self
+            .services
+            .values()
+            .filter(|s| s.cluster == cluster.name && service.is_none_or(|n| n == s.name))
+        {
+            let arn = |id: &str| task_arn(&cluster.arn, id);
+            match desired {
+                "RUNNING" => arns.extend(
+                    s.tasks
+                        .iter()
+                        .filter(|t| !matches!(t.state, TaskState::Draining { .. }))
+                        .map(|t| arn(&t.id)),
+                ),
+                "STOPPED" => {
+                    arns.extend(
+                        s.tasks
+                            .iter()
+                            .filter(|t| matches!(t.state, TaskState::Draining { .. }))
+                            .map(|t| arn(&t.id)),
+                    );
+                    arns.extend(
+                        s.stopped
+                            .iter()
+                            .rev()
+                            .filter(|t| env.now - t.stopped_at < STOPPED_TASKS_KEPT)
+                            .map(|t| arn(&t.id)),
+                    );
+                }
+                _ => {}
+            }
+        }
+        Ok(json!({ "taskArns": arns }))
+    }
+
+    /// bc:ecs DescribeTasks: `cluster`, `tasks` (ids or ARNs, at most 100) → `tasks` and
+    /// `failures` (`MISSING`). A stopped task has `lastStatus`/`desiredStatus` STOPPED,
+    /// `stopCode`, `stoppedReason`, `stoppedAt`, and its containers' `exitCode` when they
+    /// exited on their own.
+    fn describe_tasks(&self, env: &Env, input: &Value) -> ApiResult<Value> {
+        let cluster = self.cluster(input)?;
+        let wanted: Vec<&str> = input
+            .get("tasks")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if wanted.is_empty() {
+            return Err(ApiError::new(
+                "InvalidParameterException",
+                "Tasks cannot be empty.",
+            ));
+        }
+        if wanted.len() > 100 {
+            return Err(ApiError::new(
+                "InvalidParameterException",
+                "DescribeTasks accepts at most 100 tasks per call.",
+            ));
+        }
+        let containers = |td: &str| -> Vec<(String, String)> {
+            self.task_definition(td)
+                .and_then(|t| t["containerDefinitions"].as_array())
+                .map(|cs| {
+                    cs.iter()
+                        .map(|c| {
+                            (
+                                c["name"].as_str().unwrap_or_default().to_owned(),
+                                c["image"].as_str().unwrap_or_default().to_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut tasks = Vec::new();
+        let mut failures = Vec::new();
+        for w in &wanted {
+            let id = w.rsplit('/').next().unwrap_or(w);
+            let arn = task_arn(&cluster.arn, id);
+            let found = self.services.values().filter(|s| s.cluster == cluster.name).find_map(|s| {
+                if let Some(t) = s.tasks.iter().find(|t| t.id == id) {
+                    let td = s
+                        .deployments
+                        .iter()
+                        .find(|d| d.id == t.deployment)
+                        .map(|d| d.task_definition.clone())
+                        .unwrap_or_default();
+                    let (last, desired) = match t.state {
+                        TaskState::Pending { .. } => ("PENDING", "RUNNING"),
+                        TaskState::Running { .. } => ("RUNNING", "RUNNING"),
+                        TaskState::Draining { .. } => ("DEACTIVATING", "STOPPED"),
+                    };
+                    let cs: Vec<Value> = containers(&td)
+                        .into_iter()
+                        .map(|(name, image)| json!({"taskArn": arn, "name": name, "image": image, "lastStatus": last}))
+                        .collect();
+                    return Some(json!({
+                        "taskArn": arn, "clusterArn": cluster.arn, "taskDefinitionArn": td,
+                        "group": format!("service:{}", s.name), "startedBy": t.deployment,
+                        "lastStatus": last, "desiredStatus": desired, "launchType": s.launch_type,
+                        "containers": cs,
+                    }));
+                }
+                s.stopped
+                    .iter()
+                    .find(|t| t.id == id && env.now - t.stopped_at < STOPPED_TASKS_KEPT)
+                    .map(|t| {
+                        let cs: Vec<Value> = containers(&t.task_definition)
+                            .into_iter()
+                            .map(|(name, image)| {
+                                let mut c = json!({"taskArn": arn, "name": name, "image": image, "lastStatus": "STOPPED"});
+                                if let Some((_, code)) = t.exited.iter().find(|(i, _)| *i == image) {
+                                    c["exitCode"] = json!(code);
+                                }
+                                c
+                            })
+                            .collect();
+                        json!({
+                            "taskArn": arn, "clusterArn": cluster.arn,
+                            "taskDefinitionArn": t.task_definition,
+                            "group": format!("service:{}", s.name), "startedBy": t.deployment,
+                            "lastStatus": "STOPPED", "desiredStatus": "STOPPED",
+                            "stopCode": t.stop_code, "stoppedReason": t.reason,
+                            "startedAt": t.started_at, "stoppedAt": t.stopped_at,
+                            "launchType": s.launch_type, "containers": cs,
+                        })
+                    })
+            });
+            match found {
+                Some(t) => tasks.push(t),
+                None => failures.push(json!({"arn": arn, "reason": "MISSING"})),
+            }
+        }
+        Ok(json!({ "tasks": tasks, "failures": failures }))
     }
 
     fn list_services(&self, input: &Value) -> ApiResult<Value> {
@@ -764,10 +939,53 @@ impl Service {
                 true
             }
             _ => {
-                self.tasks.remove(index);
+                let t = self.tasks.remove(index);
+                let reason = self.scaling_reason(&t);
+                self.record_stop(&t, now, "ServiceSchedulerInitiated", &reason, Vec::new());
                 false
             }
         }
+    }
+
+    /// Why the scheduler stopped a healthy task: the primary deployment's scaling (the
+    /// stoppedReason ECS gives, "Scaling activity initiated by (deployment ecs-svc/…)").
+    fn scaling_reason(&self, t: &Task) -> String {
+        let by = self
+            .primary()
+            .map_or(t.deployment.as_str(), |d| d.id.as_str());
+        format!("Scaling activity initiated by (deployment {by})")
+    }
+
+    /// Keeps `t` among the stopped tasks (and forgets those stopped over an hour ago).
+    fn record_stop(
+        &mut self,
+        t: &Task,
+        now: f64,
+        stop_code: &'static str,
+        reason: &str,
+        exited: Vec<(String, i64)>,
+    ) {
+        self.stopped
+            .retain(|s| now - s.stopped_at < STOPPED_TASKS_KEPT);
+        let task_definition = self
+            .deployments
+            .iter()
+            .find(|d| d.id == t.deployment)
+            .map(|d| d.task_definition.clone())
+            .unwrap_or_default();
+        self.stopped.push(StoppedTask {
+            id: t.id.clone(),
+            deployment: t.deployment.clone(),
+            task_definition,
+            stop_code,
+            reason: reason.to_owned(),
+            exited,
+            started_at: match t.state {
+                TaskState::Running { since } | TaskState::Draining { since, .. } => Some(since),
+                TaskState::Pending { .. } => None,
+            },
+            stopped_at: now,
+        });
     }
 
     fn circuit_breaker(&self) -> (bool, bool) {
@@ -867,6 +1085,24 @@ impl Service {
                         .is_some()
                     {
                         let t = self.tasks.remove(i);
+                        // The crashing image's process exits 1: the task stops on its
+                        // essential container (bc:ecs TaskStopCode EssentialContainerExited).
+                        let exited = images
+                            .iter()
+                            .filter(|image| {
+                                env.scenario
+                                    .image_rule([image.as_str()], Failure::Crash)
+                                    .is_some()
+                            })
+                            .map(|image| (image.clone(), 1))
+                            .collect();
+                        self.record_stop(
+                            &t,
+                            now,
+                            "EssentialContainerExited",
+                            "Essential container in task exited",
+                            exited,
+                        );
                         failed.push((
                             t.deployment,
                             t.id,
@@ -877,7 +1113,10 @@ impl Service {
                     self.tasks[i].state = TaskState::Running { since: ready_at };
                 }
                 TaskState::Draining { stop_at, .. } if stop_at <= now => {
-                    drained.push(format!("(task {})", self.tasks.remove(i).id));
+                    let t = self.tasks.remove(i);
+                    let reason = self.scaling_reason(&t);
+                    self.record_stop(&t, now, "ServiceSchedulerInitiated", &reason, Vec::new());
+                    drained.push(format!("(task {})", t.id));
                     continue;
                 }
                 _ => {}
@@ -899,11 +1138,10 @@ impl Service {
                     // healthCheckGracePeriodSeconds).
                     if now >= at.max(since + self.grace) {
                         let t = self.tasks.remove(i);
-                        failed.push((
-                            t.deployment,
-                            t.id,
-                            format!("Task failed ELB health checks in (target-group {tg})"),
-                        ));
+                        let reason =
+                            format!("Task failed ELB health checks in (target-group {tg})");
+                        self.record_stop(&t, now, "ServiceSchedulerInitiated", &reason, Vec::new());
+                        failed.push((t.deployment, t.id, reason));
                         continue;
                     }
                 }
@@ -1120,9 +1358,16 @@ impl Service {
         );
         self.event(env, message);
         // Its tasks that never became healthy go; healthy ones drain as the rollback runs.
-        self.tasks.retain(|t| {
-            t.deployment != id || (t.was_healthy && !matches!(t.state, TaskState::Pending { .. }))
-        });
+        let (gone, kept): (Vec<Task>, Vec<Task>) =
+            std::mem::take(&mut self.tasks).into_iter().partition(|t| {
+                t.deployment == id
+                    && (!t.was_healthy || matches!(t.state, TaskState::Pending { .. }))
+            });
+        self.tasks = kept;
+        for t in &gone {
+            let why = format!("Scaling activity initiated by (deployment {id})");
+            self.record_stop(t, env.now, "ServiceSchedulerInitiated", &why, Vec::new());
+        }
         let target = self.last_completed.clone();
         match target {
             Some((back_to, td)) if rollback && td != self.deployments[pi].task_definition => {

@@ -509,11 +509,31 @@ fn bootstrap_installs_everything_idempotently_and_uninstall_removes_it() {
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("still RUNNING after 1 s"), "{err}");
     let (code, _, err) = slipway(&bed, &["deploy", "--environment", &env, "--tag", "bad tag"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2, "a usage error: nothing started");
     assert!(
         err.contains("tag: \"bad tag\" contains ' '") && err.contains("Slipway.InvalidInput"),
         "{err}"
     );
+    // --service is checked against the stored configuration before anything starts.
+    let (code, _, err) = slipway(
+        &bed,
+        &[
+            "deploy",
+            "--environment",
+            &env,
+            "--service",
+            "nope",
+            "--tag",
+            "3f2a1bc",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--service nope: no such service") && err.contains("nothing was started"),
+        "{err}"
+    );
+    let (code, out, err) = slipway(&bed, &["history", "--environment", &env, "--json"]);
+    assert_eq!((code, out.trim()), (0, "[]"), "{err}");
     let (code, _, err) = slipway(
         &bed,
         &[
@@ -529,10 +549,7 @@ fn bootstrap_installs_everything_idempotently_and_uninstall_removes_it() {
 
     // Uninstall: the stack and functions go, the history and logs stay (the history unless
     // asked).
-    let (code, _, err) = slipway(
-        &bed,
-        &["uninstall", "--environment", &env, "--poll-seconds", "1"],
-    );
+    let (code, _, err) = slipway(&bed, &["uninstall", "--environment", &env, "--yes"]);
     assert_eq!(code, 0, "{err}");
     let groups = aws_json(
         &bed,
@@ -569,18 +586,19 @@ fn bootstrap_installs_everything_idempotently_and_uninstall_removes_it() {
         .0 != 0,
         "functions gone"
     );
+    // Without a terminal to ask on, --yes is required; it says what goes and what stays.
+    let (code, _, err) = slipway(&bed, &["uninstall", "--environment", &env, "--delete-data"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("pass --yes") && err.contains("the state table with the deployment history"),
+        "{err}"
+    );
     let (code, _, err) = slipway(
         &bed,
-        &[
-            "uninstall",
-            "--environment",
-            &env,
-            "--delete-data",
-            "--poll-seconds",
-            "1",
-        ],
+        &["uninstall", "--environment", &env, "--delete-data", "--yes"],
     );
     assert_eq!(code, 0, "{err}");
+    assert!(err.contains("kept: the artifact bucket"), "{err}");
     assert!(
         bed.aws(
             bed.moto(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use slipway_core::model::DeploymentRecord;
 use slipway_core::state;
-use slipway_tests::{Execution, Testbed, LAMBDA_TABLE};
+use slipway_tests::{unique, Execution, Testbed, LAMBDA_TABLE};
 
 use crate::app::App;
 
@@ -393,6 +393,59 @@ async fn s06_crashing_tasks_fail_the_release() {
         "{actions:?}"
     );
     assert!(app.locks().await.is_empty());
+    // Why, from ECS: auth's stopped tasks (ListTasks STOPPED, DescribeTasks) with their stop
+    // code, reason and exit code, and its events.
+    let (code, out, err) = cli(
+        &bed,
+        &[
+            "status",
+            "--release",
+            &run("s06"),
+            "--table",
+            bed.lambda_table(),
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["record"]["result"], "failed");
+    let why = status["why"].as_array().unwrap();
+    let auth_why = why.iter().find(|w| w["service"] == "auth").unwrap();
+    let crashed = auth_why["stopped_tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["stop_code"] == "EssentialContainerExited")
+        .unwrap_or_else(|| panic!("{auth_why}"));
+    assert_eq!(crashed["reason"], "Essential container in task exited");
+    assert_eq!(
+        crashed["containers"],
+        json!([{"name": "auth", "exit_code": 1, "reason": null}])
+    );
+    assert!(
+        auth_why["events"].as_array().unwrap().iter().any(|e| e
+            .as_str()
+            .unwrap()
+            .contains("deployment failed: tasks failed to start")),
+        "{auth_why}"
+    );
+    let (code, out, err) = cli(
+        &bed,
+        &[
+            "status",
+            "--release",
+            &run("s06"),
+            "--table",
+            bed.lambda_table(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(
+            "EssentialContainerExited: Essential container in task exited; auth exit code 1"
+        ),
+        "{out}"
+    );
 }
 
 /// 7. The new image answers 500 on /health: every service this release moved goes back,
@@ -1438,4 +1491,326 @@ async fn s22_a_push_stopped_while_waiting_is_recorded() {
     assert_eq!(running_image(&app, api).await, format!("{}@{one}", api.uri));
     assert!(app.locks().await.is_empty());
     assert!(state::waiter(&app.clients, "api").await.unwrap().is_none());
+}
+
+/// `slipway` (the CLI binary) on the test bed: moto for the state table, ECR and Step
+/// Functions; the simulator for ECS, CloudFormation and ELB.
+fn cli(bed: &Testbed, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(slipway_tests::root().join("target/debug/slipway"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", bed.moto())
+        .env("AWS_ENDPOINT_URL_ECS", bed.sim())
+        .env("AWS_ENDPOINT_URL_CLOUDFORMATION", bed.sim())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `slipway plan` shows what a release would do and changes nothing: its change sets are
+/// made, read and deleted, no lock is taken, no service moves. (Read-only: a table of its
+/// own, no state machine.)
+#[tokio::test]
+async fn plan_is_a_dry_run_with_change_sets() {
+    let bed = Testbed::get();
+    let name = "api".to_owned();
+    let app = App::create(&[name.as_str()], None).await;
+    let config = app.config.replace(
+        "parameters = { Environment = \"test\" }",
+        &format!("parameters = {{ Environment = \"test\", Release = \"image:{name}\" }}"),
+    );
+    state::store_config(&app.clients, &config).await.unwrap();
+    let table = app.clients.table.as_str();
+    let api = app.service(&name);
+    let old = format!("{}@{}", api.uri, api.digest);
+    let digest = app.push(api, "2323232").await;
+    let new = format!("{}@{digest}", api.uri);
+
+    // The dry run, with the stack's change set: nothing moves, nothing is locked.
+    let (code, out, err) = cli(
+        &bed,
+        &[
+            "plan",
+            "--table",
+            table,
+            "--tag",
+            "2323232",
+            "--service",
+            &name,
+            "--change-sets",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let plan: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        plan["services"],
+        json!([{"name": name, "from": old, "to": new, "action": "deploy"}])
+    );
+    assert_eq!(plan["stacks"][0]["name"], app.stack.as_str());
+    assert_eq!(
+        plan["stacks"][0]["parameters"],
+        json!({"Release": {"from": "none", "to": new}})
+    );
+    assert_eq!(
+        plan["stacks"][0]["changes"],
+        json!([{"action": "Modify", "logicalResourceId": "Settings", "resourceType": "AWS::SSM::Parameter", "replacement": "False"}]),
+        "{plan}"
+    );
+    let sets = app
+        .clients
+        .cloudformation
+        .list_change_sets()
+        .stack_name(&app.stack)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        sets.summaries().is_empty(),
+        "the plan's change set is deleted"
+    );
+    assert_eq!(app.running(api).await, api.task_definition);
+    assert!(app.locks().await.is_empty());
+    let (code, out, err) = cli(&bed, &["plan", "--table", table, "--tag", "2323232"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(name.as_str()) && l.contains("deploy")),
+        "{out}"
+    );
+    let (code, _, err) = cli(
+        &bed,
+        &[
+            "plan",
+            "--table",
+            table,
+            "--tag",
+            "2323232",
+            "--service",
+            "nope",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no service named \"nope\"") && err.contains("Slipway.InvalidInput"),
+        "{err}"
+    );
+}
+
+/// 23. `slipway rollback` starts a normal release by digest back to the image before the
+/// current release, which the state machine deploys and records as `rollback of <release>`;
+/// a second rollback finds nothing older to go back to; `plan` then sees nothing to do.
+#[tokio::test]
+async fn s23_rollback_from_the_cli() {
+    let _t = LAMBDA_TABLE.lock().await;
+    let bed = Testbed::get();
+    // A service name of its own: the shared table keeps other tests' records of `api`, and a
+    // rollback reads the records.
+    let name = unique("rb").replace('-', "");
+    let app = App::create(&[name.as_str()], Some(bed.lambda_table())).await;
+    let table = bed.lambda_table();
+    let api = app.service(&name);
+    let old = format!("{}@{}", api.uri, api.digest);
+    let digest = app.push(api, "2323232").await;
+    let new = format!("{}@{digest}", api.uri);
+
+    let release = run("s23");
+    let x = execute(
+        &bed,
+        json!({"services": [name], "tag": "2323232"}),
+        &release,
+    )
+    .await;
+    assert_eq!(x.status, "SUCCEEDED", "{x:?}");
+    let (code, out, err) = cli(
+        &bed,
+        &["plan", "--table", table, "--tag", "2323232", "--json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let plan: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(plan["services"][0]["action"], "skip-same-digest", "{plan}");
+    assert_eq!(plan["stacks"], json!([]), "nothing moves, no stack changes");
+
+    // Rollback: the dry run, then the release it starts (moto keeps the execution; the test
+    // runs its input through the state machine).
+    let (code, out, err) = cli(&bed, &["rollback", "--table", table, "--dry-run", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let plan: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        plan["services"],
+        json!([{"name": name, "from": new, "to": old, "action": "deploy"}])
+    );
+    let machine = unique("slipway-s23");
+    let (code, out, err) = bed.aws(
+        bed.moto(),
+        &[
+            "stepfunctions",
+            "create-state-machine",
+            "--name",
+            &machine,
+            "--definition",
+            r#"{"StartAt":"P","States":{"P":{"Type":"Pass","End":true}}}"#,
+            "--role-arn",
+            "arn:aws:iam::123456789012:role/slipway-s23",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let machine_arn = serde_json::from_str::<Value>(&out).unwrap()["stateMachineArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (code, out, err) = cli(
+        &bed,
+        &[
+            "rollback",
+            "--table",
+            table,
+            "--state-machine",
+            &machine_arn,
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let started: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(started.as_array().unwrap().len(), 1, "{started}");
+    let input = started[0]["input"].clone();
+    assert_eq!(
+        input,
+        json!({"services": [name], "digest": api.digest, "reason": format!("rollback of {release}")})
+    );
+    let (code, out, err) = bed.aws(
+        bed.moto(),
+        &[
+            "stepfunctions",
+            "describe-execution",
+            "--execution-arn",
+            started[0]["executionArn"].as_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let described: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(described["input"].as_str().unwrap()).unwrap(),
+        input
+    );
+    let back = run("s23-rollback");
+    let x = execute(&bed, input, &back).await;
+    assert_eq!(x.status, "SUCCEEDED", "{x:?}");
+    let td = app.running(api).await;
+    let image = app
+        .clients
+        .ecs
+        .describe_task_definition()
+        .task_definition(&td)
+        .send()
+        .await
+        .unwrap()
+        .task_definition()
+        .unwrap()
+        .container_definitions()[0]
+        .image()
+        .unwrap()
+        .to_owned();
+    assert_eq!(image, old, "api is back on its first image");
+    let r = record(&app, &back).await;
+    assert_eq!(r.result, "succeeded");
+    assert_eq!(
+        r.trigger,
+        slipway_core::input::Trigger::Manual {
+            reason: Some(format!("rollback of {release}")),
+            commit: None
+        }
+    );
+    assert_eq!(
+        (r.services[0].from.as_str(), r.services[0].to.as_str()),
+        (new.as_str(), old.as_str())
+    );
+    assert!(app.locks().await.is_empty());
+    // The rollback undid the only release of api: nothing older to go back to.
+    let (code, _, err) = cli(
+        &bed,
+        &[
+            "rollback",
+            "--table",
+            table,
+            "--service",
+            &name,
+            "--dry-run",
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("nothing to roll back"), "{err}");
+    let (code, _, err) = cli(
+        &bed,
+        &[
+            "rollback",
+            "--table",
+            table,
+            "--service",
+            "nope",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--service nope: no such service"), "{err}");
+
+    // history: --service before --limit, and no panic on a closed pipe.
+    let (code, out, err) = cli(
+        &bed,
+        &[
+            "history",
+            "--table",
+            table,
+            "--service",
+            &name,
+            "--limit",
+            "2",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let records: Value = serde_json::from_str(&out).unwrap();
+    let releases: Vec<&str> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["release"].as_str())
+        .collect();
+    assert!(
+        releases.len() == 2 && releases.contains(&back.as_str()),
+        "{releases:?}"
+    );
+    // The reader is gone before the first line is written (the command first queries the
+    // table): a closed pipe ends it quietly; a full disk is an error.
+    let history = |stdout: std::process::Stdio| {
+        std::process::Command::new(slipway_tests::root().join("target/debug/slipway"))
+            .args(["history", "--table", table, "--json"])
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL", bed.moto())
+            .stdout(stdout)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut closed = history(std::process::Stdio::piped());
+    drop(closed.stdout.take());
+    let out = closed.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let full = history(std::fs::File::create("/dev/full").unwrap().into());
+    let out = full.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot write to standard output"), "{err}");
 }

@@ -149,6 +149,21 @@ async fn change_sets_diff_and_an_empty_one_fails_with_aws_reason() {
         failed.status_reason(),
         Some("The submitted information didn't contain changes. Submit different information to create a change set.")
     );
+    // ListChangeSets (botocore: StackName required, Summaries of ChangeSetSummary) lists
+    // the stack's change sets until they are deleted.
+    let listed = cfn
+        .list_change_sets()
+        .stack_name(&stack)
+        .send()
+        .await
+        .unwrap();
+    let summaries: Vec<(Option<&str>, Option<&ChangeSetStatus>)> = listed
+        .summaries()
+        .iter()
+        .map(|c| (c.change_set_name(), c.status()))
+        .collect();
+    assert_eq!(summaries, [(Some("same"), Some(&ChangeSetStatus::Failed))]);
+    assert_eq!(listed.summaries()[0].stack_name(), Some(stack.as_str()));
     let (code, out, err) = bed.aws(
         bed.sim(),
         &[
@@ -167,6 +182,19 @@ async fn change_sets_diff_and_an_empty_one_fails_with_aws_reason() {
         .as_str()
         .unwrap()
         .starts_with("The submitted information didn't contain changes"));
+    cfn.delete_change_set()
+        .stack_name(&stack)
+        .change_set_name("same")
+        .send()
+        .await
+        .unwrap();
+    let listed = cfn
+        .list_change_sets()
+        .stack_name(&stack)
+        .send()
+        .await
+        .unwrap();
+    assert!(listed.summaries().is_empty(), "deleted: not listed");
 
     let nothing = cfn
         .update_stack()

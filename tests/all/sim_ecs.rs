@@ -318,6 +318,57 @@ async fn crashing_tasks_trip_the_circuit_breaker_and_roll_back() {
 
     wait_completed(&ecs, &cluster, &name, &v1).await;
 
+    // The crashed tasks, through ListTasks (desiredStatus STOPPED: "tasks that Amazon ECS has
+    // set the desired status to STOPPED"; listed "for at least one hour") and DescribeTasks:
+    // stopCode EssentialContainerExited, the reason, the essential container's exit code.
+    let stopped = ecs
+        .list_tasks()
+        .cluster(&cluster)
+        .service_name(&name)
+        .desired_status(aws_sdk_ecs::types::DesiredStatus::Stopped)
+        .send()
+        .await
+        .unwrap();
+    assert!(stopped.task_arns().len() >= 3, "{stopped:?}");
+    let mut wanted = stopped.task_arns().to_vec();
+    wanted.push("0123456789abcdef0123456789abcdef".into());
+    let described = ecs
+        .describe_tasks()
+        .cluster(&cluster)
+        .set_tasks(Some(wanted))
+        .send()
+        .await
+        .unwrap();
+    let crashed: Vec<_> = described
+        .tasks()
+        .iter()
+        .filter(|t| {
+            t.stop_code() == Some(&aws_sdk_ecs::types::TaskStopCode::EssentialContainerExited)
+        })
+        .collect();
+    assert!(crashed.len() >= 3, "{described:?}");
+    for t in crashed {
+        assert_eq!(t.last_status(), Some("STOPPED"));
+        assert_eq!(t.desired_status(), Some("STOPPED"));
+        assert_eq!(
+            t.stopped_reason(),
+            Some("Essential container in task exited")
+        );
+        assert_eq!(t.task_definition_arn(), Some(bad.as_str()));
+        assert_eq!(t.containers()[0].exit_code(), Some(1));
+        assert!(t.task_arn().unwrap().contains(&format!(":task/{cluster}/")));
+    }
+    assert_eq!(described.failures()[0].reason(), Some("MISSING"));
+    // Running tasks are listed by default (desiredStatus RUNNING).
+    let running = ecs
+        .list_tasks()
+        .cluster(&cluster)
+        .service_name(&name)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(running.task_arns().len(), 2, "{running:?}");
+
     let events = bed.sim_json("/_sim/events").await;
     let arn = s.service_arn().unwrap();
     let names: Vec<&str> = events

@@ -39,28 +39,8 @@ pub async fn deploy_stack(
 
     match (&p.change_set, p.executing) {
         (None, _) => {
-            let mut request = cfn
-                .create_change_set()
-                .stack_name(&stack.name)
-                .change_set_name(&name)
-                .use_previous_template(true)
-                .set_capabilities(Some(capabilities(stack)))
-                .set_role_arn(stack.role_arn.clone())
-                .description(format!("Slipway release {}", release.id));
-            for (key, value) in &stack.parameters {
-                let param = if stack.parameters_before.get(key) == Some(value) {
-                    Parameter::builder()
-                        .parameter_key(key)
-                        .use_previous_value(true)
-                        .build()
-                } else {
-                    Parameter::builder()
-                        .parameter_key(key)
-                        .parameter_value(value)
-                        .build()
-                };
-                request = request.parameters(param);
-            }
+            let request =
+                change_set_request(cfn, stack, &name, format!("Slipway release {}", release.id));
             match request
                 .send()
                 .await
@@ -213,6 +193,40 @@ fn advance(p: &mut StackProgress, len: usize) {
 }
 
 /// The capabilities a stack's calls acknowledge.
+/// The CreateChangeSet request a release makes for `stack`: the stack's own template, the
+/// release's parameters (unchanged ones as UsePreviousValue), its capabilities and role.
+/// `slipway plan --change-sets` makes the same one.
+pub fn change_set_request(
+    cfn: &aws_sdk_cloudformation::Client,
+    stack: &StackRelease,
+    name: &str,
+    description: String,
+) -> aws_sdk_cloudformation::operation::create_change_set::builders::CreateChangeSetFluentBuilder {
+    let mut request = cfn
+        .create_change_set()
+        .stack_name(&stack.name)
+        .change_set_name(name)
+        .use_previous_template(true)
+        .set_capabilities(Some(capabilities(stack)))
+        .set_role_arn(stack.role_arn.clone())
+        .description(description);
+    for (key, value) in &stack.parameters {
+        let param = if stack.parameters_before.get(key) == Some(value) {
+            Parameter::builder()
+                .parameter_key(key)
+                .use_previous_value(true)
+                .build()
+        } else {
+            Parameter::builder()
+                .parameter_key(key)
+                .parameter_value(value)
+                .build()
+        };
+        request = request.parameters(param);
+    }
+    request
+}
+
 pub(crate) fn capabilities(stack: &StackRelease) -> Vec<Capability> {
     stack
         .capabilities

@@ -9,6 +9,7 @@ use crate::config::{Config, Notifications};
 use crate::input::{DeployRequest, PlanInput};
 use crate::model::{
     DeploymentRecord, FinishInput, PlanFailedCleanup, PlanFailedInput, RecordedService,
+    ReleaseResult,
 };
 use crate::state;
 use crate::steps::Clock;
@@ -48,9 +49,11 @@ pub async fn finish(
         .and_then(|e| e.get("Error"))
         .and_then(serde_json::Value::as_str);
     let result = match (input.result.as_str(), error_name) {
-        ("failed", Some("Slipway.Aborted")) => "aborted",
-        ("failed", Some("Slipway.TimedOut")) => "timed-out",
-        (r, _) => r,
+        ("succeeded", _) => ReleaseResult::Succeeded,
+        ("failed", Some("Slipway.Aborted")) => ReleaseResult::Aborted,
+        ("failed", Some("Slipway.TimedOut")) => ReleaseResult::TimedOut,
+        ("failed", _) => ReleaseResult::Failed,
+        _ => ReleaseResult::RollbackFailed,
     };
     // A retried finish keeps what the earlier attempt announced: each channel once.
     let earlier = state::record_of(clients, release.started_at, &release.id).await?;
@@ -58,7 +61,7 @@ pub async fn finish(
         release: release.id.clone(),
         environment: release.environment.clone(),
         trigger: release.trigger.clone(),
-        result: result.to_owned(),
+        result,
         reason: None,
         error: input.error.clone(),
         services: release
@@ -255,7 +258,7 @@ pub async fn plan_failed(
             execution: &input.execution,
             request,
             started_at,
-            result: "failed",
+            result: ReleaseResult::Failed,
             reason: "plan failed: nothing was deployed".into(),
             error: input.error.clone(),
         },
@@ -276,7 +279,7 @@ pub(crate) struct Unstarted<'a> {
     /// When it started, epoch seconds (the record's key, the same on every retry).
     pub started_at: i64,
     /// `failed`, `aborted` or `timed-out`.
-    pub result: &'static str,
+    pub result: ReleaseResult,
     /// Why nothing was deployed.
     pub reason: String,
     /// The error, if any.
@@ -299,7 +302,7 @@ pub(crate) async fn record_unstarted(
         release: id,
         environment: config.map(|c| c.environment.clone()).unwrap_or_default(),
         trigger: unstarted.request.trigger,
-        result: unstarted.result.into(),
+        result: unstarted.result,
         reason: Some(unstarted.reason),
         error: unstarted.error,
         services: Vec::new(),

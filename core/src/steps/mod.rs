@@ -11,10 +11,10 @@ mod roll_back;
 mod update_services;
 
 pub use check_stability::check_stability;
-pub use deploy_stack::deploy_stack;
+pub use deploy_stack::{change_set_request, deploy_stack};
 pub use finish::{finish, plan_failed};
 pub use health_check::{health_check, HttpProber, Probe, Prober};
-pub use plan::plan;
+pub use plan::{plan, preview, release_id};
 pub use roll_back::roll_back;
 pub use update_services::update_services;
 

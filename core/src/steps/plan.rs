@@ -9,7 +9,8 @@ use crate::aws::{aws, Clients};
 use crate::config::{Config, ServiceConfig};
 use crate::input::{self, DeployRequest, PlanInput, ServiceSelection, Trigger};
 use crate::model::{
-    DeploymentRecord, PlanEvent, PlanOutput, RecordedService, Release, ServiceRelease, Skipped,
+    DeploymentRecord, ParameterChange, PlanEvent, PlanOutput, Preview, PreviewAction,
+    RecordedService, Release, ReleaseResult, ServicePreview, ServiceRelease, Skipped, StackPreview,
     StackRelease,
 };
 use crate::state;
@@ -43,7 +44,7 @@ fn event_parts(event: Value, clock: &dyn Clock) -> Result<(Value, String), StepE
 /// (a letter, then letters, digits and -). A name that had to change to fit (`a_b`, `9x`)
 /// also gets a digest of the name itself, so two executions never share an id: `a_b` and
 /// `a-b` are different releases.
-pub(crate) fn release_id(execution: &str) -> String {
+pub fn release_id(execution: &str) -> String {
     let name = execution.rsplit(':').next().unwrap_or(execution);
     let mut id: String = name
         .chars()
@@ -360,6 +361,135 @@ pub async fn plan(
     })
 }
 
+/// What a release of `input` would do, read from the account without changing anything:
+/// `slipway plan`'s dry run. It resolves the image, reads what runs and each stack's
+/// parameters exactly as [`plan`] does, and looks at the locks without taking them.
+pub async fn preview(
+    clients: &Clients,
+    clock: &dyn Clock,
+    input: Value,
+) -> Result<Preview, StepError> {
+    let request = match input::parse(input)? {
+        PlanInput::Deploy { request } => request,
+        PlanInput::NothingToDo { reason } => {
+            return Ok(Preview {
+                services: vec![],
+                stacks: vec![],
+                nothing_to_do: Some(reason),
+            })
+        }
+        PlanInput::Recover { execution, .. } => {
+            return Err(StepError::invalid(
+                "input",
+                format!("the status-change event of {execution} starts a recovery of that execution, not a release: there is nothing to preview"),
+            ))
+        }
+    };
+    let config = state::load_config(clients).await?;
+    let mut pattern_skips = Vec::new();
+    let chosen = choose_services(&config, &request, &mut pattern_skips)?;
+    let mut considered = chosen.clone();
+    considered.extend(
+        pattern_skips
+            .iter()
+            .filter_map(|k| config.service(&k.service)),
+    );
+    considered.sort_by_key(|s| config.services.iter().position(|c| c.name == s.name));
+    let now_running = running(clients, &config, &considered).await?;
+    let mut images: BTreeMap<String, Resolved> = BTreeMap::new();
+    for s in &chosen {
+        if !images.contains_key(&s.repository) {
+            let resolved = resolve_image(clients, &s.repository, &request).await?;
+            images.insert(s.repository.clone(), resolved);
+        }
+    }
+    let by_push_time = matches!(request.trigger, Trigger::EcrPush { .. });
+    let mut skipped = Vec::new();
+    let (moving, stacks) = snapshot(
+        clients,
+        &config,
+        &chosen,
+        &images,
+        by_push_time,
+        &mut skipped,
+    )
+    .await?;
+    let now = clock.now();
+    let held = |holder: Option<state::LockHolder>| {
+        holder.filter(|h| h.expires_at > now).map(|h| {
+            format!(
+                "locked by {} (release {}, {}) until {} (epoch seconds): the release would wait for it",
+                h.owner, h.release, h.digest, h.expires_at
+            )
+        })
+    };
+    let mut services = Vec::new();
+    for (s, now_on) in considered.iter().zip(now_running) {
+        let (to, action, reason) =
+            if let Some(k) = pattern_skips.iter().find(|k| k.service == s.name) {
+                (None, PreviewAction::SkipTagPattern, Some(k.reason.clone()))
+            } else {
+                let image = &images[&s.repository];
+                let to = Some(format!("{}@{}", image.uri, image.digest));
+                if moving.iter().any(|m| m.name == s.name) {
+                    match held(state::lock_holder(clients, &s.name).await?) {
+                        Some(why) => (to, PreviewAction::SkipLocked, Some(why)),
+                        None => (to, PreviewAction::Deploy, None),
+                    }
+                } else {
+                    let why = skipped
+                        .iter()
+                        .find(|k| k.service == s.name)
+                        .map(|k| k.reason.clone());
+                    let action = if why.as_deref().is_some_and(|w| w.starts_with(SUPERSEDED)) {
+                        PreviewAction::SkipSuperseded
+                    } else {
+                        PreviewAction::SkipSameDigest
+                    };
+                    (to, action, why)
+                }
+            };
+        services.push(ServicePreview {
+            name: s.name.clone(),
+            from: now_on.image,
+            to,
+            action,
+            reason,
+        });
+    }
+    let mut previews = Vec::new();
+    for st in stacks {
+        let parameters = st
+            .parameters
+            .iter()
+            .filter_map(|(k, to)| {
+                let from = st.parameters_before.get(k).cloned().unwrap_or_default();
+                (&from != to).then(|| {
+                    (
+                        k.clone(),
+                        ParameterChange {
+                            from,
+                            to: to.clone(),
+                        },
+                    )
+                })
+            })
+            .collect();
+        previews.push(StackPreview {
+            name: st.name.clone(),
+            parameters,
+            locked: held(state::lock_holder(clients, &state::stack_lock(&st.name)).await?),
+            changes: None,
+            release: Some(st),
+        });
+    }
+    Ok(Preview {
+        services,
+        stacks: previews,
+        nothing_to_do: None,
+    })
+}
+
 /// Recovery of execution `ended` (status `ABORTED` or `TIMED_OUT`): the release it stored,
 /// to be rolled back, recorded and announced by this execution under the error
 /// `Slipway.Aborted` / `Slipway.TimedOut`. This execution takes the release's locks over and
@@ -432,9 +562,9 @@ async fn recover(
                     request,
                     started_at: started_ms.map_or_else(|| clock.now(), |ms| ms.div_euclid(1000)),
                     result: if status == "TIMED_OUT" {
-                        "timed-out"
+                        ReleaseResult::TimedOut
                     } else {
-                        "aborted"
+                        ReleaseResult::Aborted
                     },
                     reason: why.clone(),
                     error: Some(serde_json::json!({"Error": error_name, "Cause": why})),
@@ -604,7 +734,7 @@ async fn superseded(
         release: who.id.to_owned(),
         environment: who.config.environment.clone(),
         trigger: who.request.trigger.clone(),
-        result: "superseded".into(),
+        result: ReleaseResult::Superseded,
         reason: Some(reason.clone()),
         error: None,
         services: who
@@ -847,53 +977,17 @@ async fn snapshot(
     by_push_time: bool,
     skipped: &mut Vec<Skipped>,
 ) -> Result<Snapshot, StepError> {
-    let names: Vec<String> = chosen.iter().map(|s| s.ecs_service().to_owned()).collect();
-    let described = describe_services(&clients.ecs, &config.cluster, &names)
-        .await
-        .map_err(|e| {
-            let code = e.code.clone();
-            let cluster = config.cluster.clone();
-            e.step(|m| {
-                if code == "ClusterNotFoundException" {
-                    StepError::invalid(
-                        "config",
-                        format!("ECS cluster {cluster} does not exist ({m})"),
-                    )
-                } else {
-                    StepError::invalid("config", m)
-                }
-            })
-        })?;
+    let now_running = running(clients, config, chosen).await?;
     let mut services = Vec::new();
-    for (s, found) in chosen.iter().zip(described) {
-        let service = found.ok_or_else(|| {
-            StepError::invalid(
-                "config",
-                format!(
-                    "service {}: ECS service {} not found in cluster {}",
-                    s.name,
-                    s.ecs_service(),
-                    config.cluster
-                ),
-            )
-        })?;
-        let td_arn = service.task_definition().unwrap_or_default().to_owned();
-        let td = clients
-            .ecs
-            .describe_task_definition()
-            .task_definition(&td_arn)
-            .send()
-            .await
-            .map_err(aws("ecs:DescribeTaskDefinition"))
-            .map_err(|e| {
-                e.step(|m| StepError::invalid("config", format!("service {}: {m}", s.name)))
-            })?;
-        let containers = td
-            .task_definition()
-            .map(|t| t.container_definitions())
-            .unwrap_or_default();
-        let container = pick_container(s, &td_arn, containers)?;
-        let current = container.image().unwrap_or_default().to_owned();
+    for (
+        s,
+        Running {
+            task_definition: td_arn,
+            container,
+            image: current,
+        },
+    ) in chosen.iter().zip(now_running)
+    {
         let Resolved {
             uri,
             digest,
@@ -928,7 +1022,7 @@ async fn snapshot(
             name: s.name.clone(),
             cluster: config.cluster.clone(),
             ecs_service: s.ecs_service().to_owned(),
-            container: container.name().unwrap_or_default().to_owned(),
+            container,
             repository: s.repository.clone(),
             image: format!("{uri}@{digest}"),
             digest: digest.clone(),
@@ -1037,6 +1131,77 @@ async fn snapshot(
         }
     }
     Ok((services, stacks))
+}
+
+/// What a service runs now.
+struct Running {
+    /// Its task definition's ARN.
+    task_definition: String,
+    /// The container a release replaces the image of.
+    container: String,
+    /// That container's image.
+    image: String,
+}
+
+/// What each of `chosen` runs now (clear errors for a missing cluster, service or container).
+async fn running(
+    clients: &Clients,
+    config: &Config,
+    chosen: &[&ServiceConfig],
+) -> Result<Vec<Running>, StepError> {
+    let names: Vec<String> = chosen.iter().map(|s| s.ecs_service().to_owned()).collect();
+    let described = describe_services(&clients.ecs, &config.cluster, &names)
+        .await
+        .map_err(|e| {
+            let code = e.code.clone();
+            let cluster = config.cluster.clone();
+            e.step(|m| {
+                if code == "ClusterNotFoundException" {
+                    StepError::invalid(
+                        "config",
+                        format!("ECS cluster {cluster} does not exist ({m})"),
+                    )
+                } else {
+                    StepError::invalid("config", m)
+                }
+            })
+        })?;
+    let mut out = Vec::new();
+    for (s, found) in chosen.iter().zip(described) {
+        let service = found.ok_or_else(|| {
+            StepError::invalid(
+                "config",
+                format!(
+                    "service {}: ECS service {} not found in cluster {}",
+                    s.name,
+                    s.ecs_service(),
+                    config.cluster
+                ),
+            )
+        })?;
+        let td_arn = service.task_definition().unwrap_or_default().to_owned();
+        let td = clients
+            .ecs
+            .describe_task_definition()
+            .task_definition(&td_arn)
+            .send()
+            .await
+            .map_err(aws("ecs:DescribeTaskDefinition"))
+            .map_err(|e| {
+                e.step(|m| StepError::invalid("config", format!("service {}: {m}", s.name)))
+            })?;
+        let containers = td
+            .task_definition()
+            .map(|t| t.container_definitions())
+            .unwrap_or_default();
+        let container = pick_container(s, &td_arn, containers)?;
+        out.push(Running {
+            container: container.name().unwrap_or_default().to_owned(),
+            image: container.image().unwrap_or_default().to_owned(),
+            task_definition: td_arn,
+        });
+    }
+    Ok(out)
 }
 
 /// The container whose image a release replaces.
