@@ -824,7 +824,7 @@ pub async fn uninstall(
         ));
     }
     say(format!(
-        "kept: the artifact bucket slipway-<account>-{}'s {environment}/ objects, the log groups of the functions and the state machine, and a GitHub OIDC provider the stack created",
+        "kept: the artifact bucket slipway-<account>-{}'s {environment}/ objects, the log groups of the functions and the state machine, and the GitHub OIDC provider if the stack created one",
         conf.region().map(ToString::to_string).unwrap_or_default()
     ));
     Ok(())

@@ -45,6 +45,17 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
         None => manual_input(&args.services, args.tag.as_deref(), args.digest.as_deref()),
     };
     let clients = args.installation.clients().await?;
+    if !args.services.is_empty() {
+        let config = slipway_core::state::load_config(&clients)
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot read the configuration from table {}: {e}",
+                    clients.table
+                )
+            })?;
+        crate::shared::check_services(&config, &args.services)?;
+    }
     let mut preview = preview(&clients, input).await?;
     if args.change_sets {
         for stack in preview.stacks.iter_mut() {

@@ -38,16 +38,15 @@ pub struct Args {
 /// How many records back a rollback looks.
 const LOOK_BACK: i32 = 500;
 
-/// The reason a rollback release carries.
-fn reason_for(release: &str) -> String {
-    format!("rollback of {release}")
-}
-
 /// One release to start: these services to this image, undoing `of`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
     /// The release it undoes (or the one named with --to).
     pub of: String,
+    /// The reason the release carries: `rollback of <release>` (it undoes that release; a
+    /// later rollback passes over both), or `rollback to <release>` for --to (an ordinary
+    /// release for a later rollback).
+    pub reason: String,
     /// The image reference to deploy: `digest` (sha256:…) or a tag.
     pub image: Image,
     /// The services.
@@ -75,8 +74,9 @@ fn image_of(recorded: &str) -> Option<Image> {
 
 /// What to start, from the records (newest first) for `services`.
 ///
-/// Without `to`: per service, its current release is the newest succeeded one that moved it
-/// and that a later rollback did not undo (rollback releases themselves are passed over with
+/// Without `to`: per service, its current release is the newest succeeded (or
+/// rollback-failed: it may still run that image) one that moved it and that a later rollback
+/// did not undo (rollback releases themselves are passed over with
 /// the release they undid, so rolling back twice goes two releases back); it goes back to
 /// the image it ran before that release. With `to`: the image that release gave it.
 pub fn steps(
@@ -84,7 +84,14 @@ pub fn steps(
     services: &[String],
     to: Option<&str>,
 ) -> Result<Vec<Step>, String> {
-    let succeeded = |r: &&DeploymentRecord| r.result == ReleaseResult::Succeeded;
+    // A failed release was rolled back (its services are on its `from` again); a
+    // rollback-failed one may have left them on its `to`: it counts as current.
+    let current = |r: &&DeploymentRecord| {
+        matches!(
+            r.result,
+            ReleaseResult::Succeeded | ReleaseResult::RollbackFailed
+        )
+    };
     let mut targets: BTreeMap<(String, Image), Vec<String>> = BTreeMap::new();
     let mut nothing = Vec::new();
     match to {
@@ -118,7 +125,7 @@ pub fn steps(
             for s in services {
                 let mut undone: HashSet<&str> = HashSet::new();
                 let mut found = None;
-                for r in records.iter().filter(succeeded) {
+                for r in records.iter().filter(current) {
                     let Some(moved) = r.services.iter().find(|x| &x.service == s) else {
                         continue;
                     };
@@ -153,6 +160,10 @@ pub fn steps(
     Ok(targets
         .into_iter()
         .map(|((of, image), services)| Step {
+            reason: match to {
+                Some(_) => format!("rollback to {of}"),
+                None => format!("rollback of {of}"),
+            },
             of,
             image,
             services,
@@ -200,7 +211,7 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
                 Image::Tag(t) => (Some(t.as_str()), None),
             };
             let mut input = crate::plan::manual_input(&st.services, tag, digest);
-            input["reason"] = json!(reason_for(&st.of));
+            input["reason"] = json!(st.reason);
             input
         })
         .collect();
@@ -233,7 +244,7 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
         eprintln!(
             "started {arn}: {} back, {}",
             st.services.join(", "),
-            reason_for(&st.of)
+            st.reason
         );
         started.push(json!({"executionArn": arn, "input": input}));
     }
@@ -325,11 +336,13 @@ mod tests {
             [
                 Step {
                     of: "r1".into(),
+                    reason: "rollback of r1".into(),
                     image: Image::Digest("sha256:x".into()),
                     services: names(&["web"])
                 },
                 Step {
                     of: "r2".into(),
+                    reason: "rollback of r2".into(),
                     image: Image::Digest("sha256:a".into()),
                     services: names(&["api"])
                 },
@@ -383,6 +396,7 @@ mod tests {
             got,
             [Step {
                 of: "r1".into(),
+                reason: "rollback to r1".into(),
                 image: Image::Digest("sha256:a".into()),
                 services: names(&["api"])
             }]
@@ -395,6 +409,43 @@ mod tests {
             Some(Image::Tag("v1".into()))
         );
         assert_eq!(image_of("localhost:5000/api"), None);
+    }
+
+    #[test]
+    fn a_release_whose_rollback_failed_is_current() {
+        // r2's rollback failed: api may still run b, so going back means going to a.
+        let records = [
+            record("r2", "rollback-failed", None, &[("api", "a", "b")]),
+            record("r1", "succeeded", None, &[("api", "0", "a")]),
+        ];
+        let got = steps(&records, &names(&["api"]), None).unwrap();
+        assert_eq!(
+            (got[0].of.as_str(), &got[0].image),
+            ("r2", &Image::Digest("sha256:a".into()))
+        );
+    }
+
+    #[test]
+    fn after_a_rollback_to_a_release_the_next_goes_back_from_there() {
+        // r1 0→a, r2 a→b, r3 b→c, then `--to r1` (c→a): the next rollback undoes that one
+        // (back to c), it does not count r1 as undone.
+        let records = [
+            record(
+                "rt",
+                "succeeded",
+                Some("rollback to r1"),
+                &[("api", "c", "a")],
+            ),
+            record("r3", "succeeded", None, &[("api", "b", "c")]),
+            record("r2", "succeeded", None, &[("api", "a", "b")]),
+            record("r1", "succeeded", None, &[("api", "0", "a")]),
+        ];
+        let got = steps(&records, &names(&["api"]), None).unwrap();
+        assert_eq!(
+            (got[0].of.as_str(), &got[0].image),
+            ("rt", &Image::Digest("sha256:c".into()))
+        );
+        assert_eq!(got[0].reason, "rollback of rt");
     }
 
     fn steps_err(records: &[DeploymentRecord], to: &str) -> String {

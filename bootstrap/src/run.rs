@@ -127,11 +127,15 @@ pub async fn start(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let name: String = format!("{prefix}-{}-{:06}", now.as_secs(), now.subsec_micros())
+    // At most 80 characters (StartExecution `name`): the prefix is cut, never the time that
+    // makes the name unique.
+    let suffix = format!("-{}-{:06}", now.as_secs(), now.subsec_micros());
+    let prefix: String = prefix
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .take(80)
+        .take(80 - suffix.len())
         .collect();
+    let name = format!("{prefix}{suffix}");
     let out = sfn
         .start_execution()
         .state_machine_arn(machine)

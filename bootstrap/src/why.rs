@@ -50,6 +50,8 @@ pub async fn explain(
     config: &Config,
     record: &DeploymentRecord,
 ) -> Result<Vec<ServiceWhy>, String> {
+    // From the release's start to a minute after its record (the rollback's last stops).
+    let during = |at: i64| at >= record.started_at && at <= record.finished_at + 60;
     let mut out = Vec::new();
     for s in &record.services {
         let Some(configured) = config.service(&s.service) else {
@@ -74,10 +76,7 @@ pub async fn explain(
             .map(|svc| {
                 svc.events()
                     .iter()
-                    .filter(|e| {
-                        e.created_at()
-                            .is_some_and(|t| t.secs() >= record.started_at)
-                    })
+                    .filter(|e| e.created_at().is_some_and(|t| during(t.secs())))
                     .map(|e| {
                         format!(
                             "{} {}",
@@ -91,16 +90,22 @@ pub async fn explain(
             })
             .unwrap_or_default();
         events.reverse();
-        let listed = ecs
+        let mut arns = Vec::new();
+        let mut pages = ecs
             .list_tasks()
             .cluster(&config.cluster)
             .service_name(ecs_service)
             .desired_status(DesiredStatus::Stopped)
-            .send()
-            .await
-            .map_err(|e| format!("ecs:ListTasks {ecs_service}: {}", crate::run::sdk_error(&e)))?;
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                format!("ecs:ListTasks {ecs_service}: {}", crate::run::sdk_error(&e))
+            })?;
+            arns.extend(page.task_arns().iter().cloned());
+        }
         let mut stopped_tasks = Vec::new();
-        for chunk in listed.task_arns().chunks(100) {
+        for chunk in arns.chunks(100) {
             let tasks = ecs
                 .describe_tasks()
                 .cluster(&config.cluster)
@@ -114,34 +119,37 @@ pub async fn explain(
                     )
                 })?;
             for t in tasks.tasks() {
-                // Only what stopped during (or after) this release.
-                if t.stopped_at()
-                    .is_some_and(|at| at.secs() < record.started_at)
-                {
+                // Only what stopped during this release.
+                if t.stopped_at().is_some_and(|at| !during(at.secs())) {
                     continue;
                 }
-                stopped_tasks.push(StoppedTask {
-                    task: t
-                        .task_arn()
-                        .and_then(|a| a.rsplit('/').next())
-                        .unwrap_or_default()
-                        .to_owned(),
-                    task_definition: t.task_definition_arn().unwrap_or_default().to_owned(),
-                    stop_code: t.stop_code().map(|c| c.as_str().to_owned()),
-                    reason: t.stopped_reason().map(str::to_owned),
-                    containers: t
-                        .containers()
-                        .iter()
-                        .filter(|c| c.exit_code().is_some() || c.reason().is_some())
-                        .map(|c| ExitedContainer {
-                            name: c.name().unwrap_or_default().to_owned(),
-                            exit_code: c.exit_code(),
-                            reason: c.reason().map(str::to_owned),
-                        })
-                        .collect(),
-                });
+                stopped_tasks.push((
+                    t.stopped_at().map_or(0, |at| at.secs()),
+                    StoppedTask {
+                        task: t
+                            .task_arn()
+                            .and_then(|a| a.rsplit('/').next())
+                            .unwrap_or_default()
+                            .to_owned(),
+                        task_definition: t.task_definition_arn().unwrap_or_default().to_owned(),
+                        stop_code: t.stop_code().map(|c| c.as_str().to_owned()),
+                        reason: t.stopped_reason().map(str::to_owned),
+                        containers: t
+                            .containers()
+                            .iter()
+                            .filter(|c| c.exit_code().is_some() || c.reason().is_some())
+                            .map(|c| ExitedContainer {
+                                name: c.name().unwrap_or_default().to_owned(),
+                                exit_code: c.exit_code(),
+                                reason: c.reason().map(str::to_owned),
+                            })
+                            .collect(),
+                    },
+                ));
             }
         }
+        stopped_tasks.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+        let stopped_tasks = stopped_tasks.into_iter().map(|(_, t)| t).collect();
         out.push(ServiceWhy {
             service: s.service.clone(),
             events,

@@ -599,9 +599,13 @@ pub async fn records_where(
             .map_err(aws("dynamodb:Query"))
             .map_err(|e| e.step(StepError::Transient))?;
         for item in out.items() {
+            // Past the records asked for, nothing more is read (or reported).
+            if records.len() == want {
+                break;
+            }
             let key = get_s(item, "sk").unwrap_or("?");
             match get_s(item, "record").map(serde_json::from_str::<DeploymentRecord>) {
-                Some(Ok(r)) if records.len() < want && keep(&r) => records.push(r),
+                Some(Ok(r)) if keep(&r) => records.push(r),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
                     problems.push(format!("record {key}: not a deployment record: {e}"));

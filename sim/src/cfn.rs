@@ -471,7 +471,10 @@ impl Cfn {
             "DescribeChangeSet" => self.describe_change_set(env, p),
             "ExecuteChangeSet" => self.execute_change_set(env, p),
             "DeleteChangeSet" => self.delete_change_set(p),
-            "ListChangeSets" => Ok(self.list_change_sets(env, p)),
+            "ListChangeSets" => {
+                p.required("StackName")?;
+                Ok(self.list_change_sets(env, p))
+            }
             "CancelUpdateStack" => self.cancel_update_stack(env, p),
             "ContinueUpdateRollback" => self.continue_update_rollback(env, p),
             "ListExports" => Ok(self.list_exports()),

@@ -627,7 +627,26 @@ impl Ecs {
     fn list_tasks(&self, env: &Env, input: &Value) -> ApiResult<Value> {
         let cluster = self.cluster(input)?;
         let desired = str_field(input, "desiredStatus").unwrap_or("RUNNING");
+        // bc:ecs DesiredStatus: RUNNING | PENDING | STOPPED.
+        if !matches!(desired, "RUNNING" | "PENDING" | "STOPPED") {
+            return Err(ApiError::new(
+                "InvalidParameterException",
+                format!("Invalid desiredStatus: {desired}"),
+            ));
+        }
         let service = str_field(input, "serviceName").map(name_of);
+        // bc:ecs ListTasks errors: ServiceNotFoundException for a service not in the cluster.
+        if let Some(n) = service {
+            if !self
+                .services
+                .contains_key(&(cluster.name.clone(), n.to_owned()))
+            {
+                return Err(ApiError::new(
+                    "ServiceNotFoundException",
+                    "Service not found.",
+                ));
+            }
+        }
         let mut arns = Vec::new();
         for s in self
             .services

@@ -1598,11 +1598,8 @@ async fn plan_is_a_dry_run_with_change_sets() {
             "nope",
         ],
     );
-    assert_eq!(code, 1);
-    assert!(
-        err.contains("no service named \"nope\"") && err.contains("Slipway.InvalidInput"),
-        "{err}"
-    );
+    assert_eq!(code, 2, "a usage error: {err}");
+    assert!(err.contains("--service nope: no such service"), "{err}");
 }
 
 /// 23. `slipway rollback` starts a normal release by digest back to the image before the
