@@ -532,14 +532,7 @@ async fn release_status(
         ReleaseResult::Succeeded | ReleaseResult::Superseded
     );
     let why = if failed {
-        let config = slipway_core::state::load_config(&clients)
-            .await
-            .map_err(|e| {
-                format!(
-                    "cannot read the configuration from table {}: {e}",
-                    clients.table
-                )
-            })?;
+        let config = shared::config(&clients).await?;
         why::explain(&clients.ecs, &config, &record).await?
     } else {
         Vec::new()

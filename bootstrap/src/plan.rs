@@ -46,14 +46,7 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     };
     let clients = args.installation.clients().await?;
     if !args.services.is_empty() {
-        let config = slipway_core::state::load_config(&clients)
-            .await
-            .map_err(|e| {
-                format!(
-                    "cannot read the configuration from table {}: {e}",
-                    clients.table
-                )
-            })?;
+        let config = crate::shared::config(&clients).await?;
         crate::shared::check_services(&config, &args.services)?;
     }
     let mut preview = preview(&clients, input).await?;

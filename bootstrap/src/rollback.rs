@@ -184,14 +184,7 @@ fn rollback_of(r: &DeploymentRecord) -> Option<&str> {
 
 pub async fn run(args: Args) -> Result<Exit, Failure> {
     let clients = args.installation.clients().await?;
-    let config = slipway_core::state::load_config(&clients)
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot read the configuration from table {}: {e} (has `slipway bootstrap` run?)",
-                clients.table
-            )
-        })?;
+    let config = crate::shared::config(&clients).await?;
     crate::shared::check_services(&config, &args.services)?;
     let services: Vec<String> = if args.services.is_empty() {
         config.services.iter().map(|s| s.name.clone()).collect()

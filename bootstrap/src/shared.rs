@@ -170,6 +170,21 @@ pub fn check_services(
     Ok(())
 }
 
+/// The configuration stored in the installation's state table.
+pub async fn config(
+    clients: &slipway_core::aws::Clients,
+) -> Result<slipway_core::config::Config, Failure> {
+    slipway_core::state::load_config(clients)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot read the configuration from table {}: {e} (has `slipway bootstrap` run?)",
+                clients.table
+            )
+            .into()
+        })
+}
+
 /// The newest `limit` deployment records `keep` accepts, and the unreadable items met on the
 /// way.
 pub async fn records(

@@ -1796,7 +1796,8 @@ impl Cfn {
         Ok(String::new())
     }
 
-    /// bc:cfn ListChangeSets: StackName (name or ARN) required; `Summaries` of
+    /// https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_ListChangeSets.html
+    /// (bc:cfn ListChangeSets): StackName (name or ARN) required; `Summaries` of
     /// ChangeSetSummary (ChangeSetId, ChangeSetName, StackId, StackName, ExecutionStatus,
     /// Status, StatusReason, CreationTime, Description, IncludeNestedStacks); "Returns the ID
     /// and status of each active change set for a stack" — a deleted one is gone.

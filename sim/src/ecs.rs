@@ -89,7 +89,8 @@ struct StoppedTask {
     id: String,
     deployment: String,
     task_definition: String,
-    /// bc:ecs Task.stopCode (TaskStopCode): `EssentialContainerExited` for a crash,
+    /// bc:ecs Task.stopCode (TaskStopCode,
+    /// https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_Task.html): `EssentialContainerExited` for a crash,
     /// `ServiceSchedulerInitiated` for one the service scheduler stopped.
     stop_code: &'static str,
     /// bc:ecs Task.stoppedReason.
@@ -101,7 +102,9 @@ struct StoppedTask {
     stopped_at: f64,
 }
 
-/// How long stopped tasks stay listed: one hour (ListTasks: "at least one hour").
+/// How long stopped tasks stay listed: one hour (ListTasks: "stopped tasks appear in the
+/// returned results for at least one hour",
+/// https://docs.aws.amazon.com/cli/latest/reference/ecs/list-tasks.html).
 const STOPPED_TASKS_KEPT: f64 = 3600.0;
 
 /// A deployment's `rolloutState`.
@@ -620,7 +623,8 @@ impl Ecs {
         Ok(json!({ "services": services, "failures": failures }))
     }
 
-    /// bc:ecs ListTasks: `cluster`, `serviceName`, `desiredStatus` (RUNNING by default;
+    /// https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ListTasks.html
+    /// (bc:ecs ListTasks): `cluster`, `serviceName`, `desiredStatus` (RUNNING by default;
     /// STOPPED "limits the results to tasks that Amazon ECS has set the desired status to
     /// STOPPED"; PENDING returns nothing) → `taskArns`. A draining task's desired status is
     /// already STOPPED. Stopped tasks are listed for an hour.
@@ -682,7 +686,8 @@ impl Ecs {
         Ok(json!({ "taskArns": arns }))
     }
 
-    /// bc:ecs DescribeTasks: `cluster`, `tasks` (ids or ARNs, at most 100) → `tasks` and
+    /// https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_DescribeTasks.html
+    /// (bc:ecs DescribeTasks): `cluster`, `tasks` (ids or ARNs, at most 100) → `tasks` and
     /// `failures` (`MISSING`). A stopped task has `lastStatus`/`desiredStatus` STOPPED,
     /// `stopCode`, `stoppedReason`, `stoppedAt`, and its containers' `exitCode` when they
     /// exited on their own.

@@ -318,7 +318,8 @@ async fn crashing_tasks_trip_the_circuit_breaker_and_roll_back() {
 
     wait_completed(&ecs, &cluster, &name, &v1).await;
 
-    // The crashed tasks, through ListTasks (desiredStatus STOPPED: "tasks that Amazon ECS has
+    // The crashed tasks, through ListTasks (API_ListTasks.html, API_DescribeTasks.html,
+    // API_Task.html stopCode; desiredStatus STOPPED: "tasks that Amazon ECS has
     // set the desired status to STOPPED"; listed "for at least one hour") and DescribeTasks:
     // stopCode EssentialContainerExited, the reason, the essential container's exit code.
     let stopped = ecs
