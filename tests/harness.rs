@@ -111,11 +111,6 @@ impl Testbed {
         aws_sdk_ecr::Client::new(&self.sdk_config(self.moto()).await)
     }
 
-    /// A Lambda client on `cargo lambda watch`.
-    pub async fn lambda_client(&self) -> aws_sdk_lambda::Client {
-        aws_sdk_lambda::Client::new(&self.sdk_config(self.lambda()).await)
-    }
-
     /// Slipway's clients, each at its test bed endpoint, on state table `table`.
     pub async fn clients(&self, table: &str) -> slipway_core::aws::Clients {
         let moto = self.sdk_config(self.moto()).await;
@@ -382,8 +377,79 @@ pub fn ecr_push_event(repository: &str, tag: &str, digest: &str) -> Value {
     })
 }
 
-/// Serialises the tests that use the Lambdas' shared state table.
-pub static LAMBDA_TABLE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// The lanes of the test bed (`SLIPWAY_LAMBDA_LANES`): each a `cargo lambda watch` whose
+/// Lambdas use a state table of their own. A test that runs the Lambdas writes its
+/// configuration to that table, so it takes a lane for itself ([`Testbed::lane`]); tests on
+/// different lanes run side by side.
+struct Lanes {
+    free: std::sync::Mutex<Vec<usize>>,
+    permits: tokio::sync::Semaphore,
+}
+
+static LANES: std::sync::OnceLock<Lanes> = std::sync::OnceLock::new();
+
+/// A lane held by one test; given back when dropped (also when the test panics).
+#[derive(Debug)]
+pub struct Lane {
+    index: usize,
+}
+
+impl Drop for Lane {
+    fn drop(&mut self) {
+        if let Some(lanes) = LANES.get() {
+            lanes
+                .free
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(self.index);
+            lanes.permits.add_permits(1);
+        }
+    }
+}
+
+impl Testbed {
+    /// Every lane: its state table and its Invoke API endpoint.
+    pub fn lanes(&self) -> Vec<(String, String)> {
+        self.var("SLIPWAY_LAMBDA_LANES")
+            .split(',')
+            .map(|lane| {
+                let (table, endpoint) = lane.split_once('@').unwrap_or_else(|| {
+                    panic!("SLIPWAY_LAMBDA_LANES: {lane:?} is not TABLE@ENDPOINT")
+                });
+                (table.to_owned(), endpoint.to_owned())
+            })
+            .collect()
+    }
+
+    /// Waits for a free lane and takes it: the bed returned has that lane's Lambdas
+    /// ([`Testbed::lambda`]) and their state table ([`Testbed::lambda_table`]) until the
+    /// [`Lane`] is dropped.
+    pub async fn lane() -> (Lane, Testbed) {
+        let mut bed = Testbed::get();
+        let all = bed.lanes();
+        let lanes = LANES.get_or_init(|| Lanes {
+            free: std::sync::Mutex::new((0..all.len()).rev().collect()),
+            permits: tokio::sync::Semaphore::new(all.len()),
+        });
+        lanes
+            .permits
+            .acquire()
+            .await
+            .expect("never closed")
+            .forget();
+        let index = lanes
+            .free
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()
+            .expect("a permit means a free lane");
+        let (table, endpoint) = all[index].clone();
+        bed.vars.insert("SLIPWAY_TABLE".to_owned(), table);
+        bed.vars
+            .insert("SLIPWAY_LAMBDA_ENDPOINT".to_owned(), endpoint);
+        (Lane { index }, bed)
+    }
+}
 
 /// One execution's result, as `tests/sfn/run-execution.mjs` prints it.
 #[derive(Debug, Clone, serde::Deserialize)]

@@ -1,5 +1,9 @@
 //! The reference app's files stay valid: its CloudFormation templates pass cfn-lint, and
-//! its slipway.toml parses (the demo deploys both on the test bed).
+//! its slipway.toml parses (the demo deploys both on the test bed); Slipway's own template
+//! for it passes cfn-lint and checkov. (Here rather than in the CLI's tests: these linters
+//! take minutes, and this binary's tests run beside the long scenarios.)
+
+use std::process::Command;
 
 use slipway_tests::root;
 
@@ -115,4 +119,102 @@ fn workflows_pin_actions_and_grant_least_permissions() {
     );
     assert!(publish.contains("contents: write") && publish.contains("attest-build-provenance"));
     assert!(publish.contains("sha256sum --check"), "{publish}");
+}
+
+#[test]
+fn template_for_the_staging_example_passes_cfn_lint() {
+    let slipway = Command::new(root().join("target/debug/slipway"))
+        .current_dir(root())
+        .args([
+            "template",
+            "--config",
+            "examples/staging/slipway.toml",
+            "--github-repository",
+            "acme/app",
+            "--github-branch",
+            "staging",
+            "--create-topic",
+        ])
+        .output()
+        .expect("target/debug/slipway (the workspace's build)");
+    let out = String::from_utf8_lossy(&slipway.stdout);
+    assert!(
+        slipway.status.success(),
+        "{}",
+        String::from_utf8_lossy(&slipway.stderr)
+    );
+    let dir = std::env::temp_dir().join(format!("slipway-template-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("slipway.template.json");
+    std::fs::write(&file, out.as_bytes()).expect("write");
+    let lint = root().join(".venv/bin/cfn-lint");
+    let lint = Command::new(lint)
+        .arg(&file)
+        .output()
+        .expect("cfn-lint from .venv (scripts/testbed install)");
+    assert!(
+        lint.status.success(),
+        "cfn-lint:\n{}{}",
+        String::from_utf8_lossy(&lint.stdout),
+        String::from_utf8_lossy(&lint.stderr)
+    );
+    let template: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(
+        template["Resources"]["StateMachine"]["Properties"]["StateMachineName"],
+        "slipway-staging"
+    );
+
+    // checkov (pinned, offline: no update check, no guideline download) finds nothing but
+    // the checks the template skips, each with its reason in the resource's Metadata.
+    let checkov = root().join(".venv-checkov/bin/checkov");
+    let scan = Command::new(checkov)
+        .args([
+            "--framework",
+            "cloudformation",
+            "--skip-download",
+            "--compact",
+            "-o",
+            "json",
+            "-f",
+        ])
+        .arg(&file)
+        .env("CKV_SKIP_PACKAGE_UPDATE_CHECK", "true")
+        .env("BC_SKIP_MAPPING", "TRUE")
+        .env("CKV_PARSE_ERROR_FAIL", "true")
+        .output()
+        .expect("checkov from .venv-checkov (scripts/testbed install-checkov)");
+    let report: serde_json::Value = serde_json::from_slice(&scan.stdout).unwrap_or_else(|e| {
+        panic!(
+            "checkov's JSON ({e}):\n{}{}",
+            String::from_utf8_lossy(&scan.stdout),
+            String::from_utf8_lossy(&scan.stderr)
+        )
+    });
+    let summary = &report["summary"];
+    let failed: Vec<String> = report["results"]["failed_checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| format!("{} {} ({})", c["check_id"], c["resource"], c["check_name"]))
+        .collect();
+    assert!(
+        scan.status.success() && summary["failed"] == 0,
+        "checkov failed checks: {failed:#?}"
+    );
+    assert!(
+        summary["resource_count"].as_u64().unwrap_or(0) >= 30,
+        "{summary}"
+    );
+    assert!(summary["passed"].as_u64().unwrap_or(0) >= 100, "{summary}");
+    for skipped in report["results"]["skipped_checks"]
+        .as_array()
+        .expect("skipped")
+    {
+        assert!(
+            skipped["check_result"]["suppress_comment"]
+                .as_str()
+                .is_some_and(|c| c.len() > 20),
+            "a skip without its reason: {skipped}"
+        );
+    }
 }

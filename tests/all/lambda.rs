@@ -2,33 +2,40 @@
 
 use std::time::Duration;
 
-use aws_sdk_lambda::primitives::Blob;
 use serde_json::{json, Value};
-use slipway_tests::{Testbed, LAMBDA_TABLE};
+use slipway_tests::Testbed;
 
 use crate::app::App;
 
-/// `plan` answers through the Invoke API, called with the unmodified Lambda SDK client.
+/// `plan` answers through the Invoke API, called by an unmodified AWS SDK client: the
+/// AWS CLI's (botocore; version 1 takes the payload as text), as a script or a GitHub
+/// workflow would call it.
 #[tokio::test]
 async fn plan_answers_through_the_invoke_api() {
-    let _table = LAMBDA_TABLE.lock().await;
-    let bed = Testbed::get();
+    let (_table, bed) = Testbed::lane().await;
     let app = App::create(&["api"], Some(bed.lambda_table())).await;
     let api = app.service("api");
     let digest = app.push(api, "2222222").await;
     let payload = json!({"input": app.event(api, "2222222", &digest), "execution": "arn:aws:states:us-east-1:123456789012:execution:slipway:sdk-1"});
-    let out = bed
-        .lambda_client()
-        .await
-        .invoke()
-        .function_name("plan")
-        .payload(Blob::new(payload.to_string()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(out.status_code(), 200);
-    assert_eq!(out.function_error(), None);
-    let body: Value = serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap();
+    let outfile = std::env::temp_dir().join(slipway_tests::unique("invoke"));
+    let (code, out, err) = bed.aws(
+        bed.lambda(),
+        &[
+            "lambda",
+            "invoke",
+            "--function-name",
+            "plan",
+            "--payload",
+            &payload.to_string(),
+            outfile.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let response: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(response["StatusCode"], 200, "{response}");
+    assert_eq!(response.get("FunctionError"), None, "{response}");
+    let body: Value = serde_json::from_slice(&std::fs::read(&outfile).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&outfile);
     assert_eq!(body["action"], "deploy", "{body}");
     assert_eq!(body["release"]["id"], "sdk-1");
     assert_eq!(
@@ -95,8 +102,7 @@ async fn plan_rejects_an_invalid_input_with_its_error_name() {
 /// Every step once through `cargo lambda watch`: a release deployed, then one rolled back.
 #[tokio::test]
 async fn every_step_runs_as_a_lambda() {
-    let _table = LAMBDA_TABLE.lock().await;
-    let bed = Testbed::get();
+    let (_table, bed) = Testbed::lane().await;
     let app = App::create(&["api"], Some(bed.lambda_table())).await;
     let api = app.service("api");
     let digest = app.push(api, "2222222").await;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use slipway_core::model::DeploymentRecord;
 use slipway_core::state;
-use slipway_tests::{unique, Execution, Testbed, LAMBDA_TABLE};
+use slipway_tests::{unique, Execution, Testbed};
 
 use crate::app::App;
 
@@ -91,8 +91,7 @@ const HAPPY: [&str; 14] = [
 /// the stack's change set is empty, a no-op.
 #[tokio::test]
 async fn s01_ecr_push_moves_only_that_service() {
-    let _t = LAMBDA_TABLE.lock().await;
-    let bed = Testbed::get();
+    let (_t, bed) = Testbed::lane().await;
     let app = staging(&bed).await;
     let api = app.service("api");
     let digest = app.push(api, "2222222").await;
@@ -157,8 +156,7 @@ async fn s01_ecr_push_moves_only_that_service() {
 /// the first is stable.
 #[tokio::test]
 async fn s02_groups_deploy_in_order() {
-    let _t = LAMBDA_TABLE.lock().await;
-    let bed = Testbed::get();
+    let (_t, bed) = Testbed::lane().await;
     let app = staging(&bed).await;
     for s in &app.services {
         app.push(s, "3333333").await;
@@ -211,8 +209,7 @@ async fn s02_groups_deploy_in_order() {
 /// 3. `latest` and the SHA tag pushed for one digest: two events, one deployment.
 #[tokio::test]
 async fn s03_two_tags_one_digest_deploy_once() {
-    let _t = LAMBDA_TABLE.lock().await;
-    let bed = Testbed::get();
+    let (_t, bed) = Testbed::lane().await;
     let app = App::create(&["api"], Some(bed.lambda_table())).await;
     // No tag pattern here, so both events are candidates.
     let config = app
@@ -285,8 +282,7 @@ async fn s03_two_tags_one_digest_deploy_once() {
 /// `Slipway.StackFailed`.
 #[tokio::test]
 async fn s05_stack_failure_touches_no_service() {
-    let _t = LAMBDA_TABLE.lock().await;
-    let bed = Testbed::get();
+    let (_t, bed) = Testbed::lane().await;
     let app = App::create(&["api"], Some(bed.lambda_table())).await;
     let config = app.config.replace(
         "parameters = { Environment = \"test\" }",
@@ -341,8 +337,7 @@ async fn s05_stack_failure_touches_no_service() {
 /// the services are on their old revision.
 #[tokio::test]
 async fn s06_crashing_tasks_fail_the_release() {
-    let _t = LAMBDA_TABLE.lock().await;
-    let bed = Testbed::get();
+    let (_t, bed) = Testbed::lane().await;
     let app = App::create(&["api", "auth"], Some(bed.lambda_table())).await;
     let (api, auth) = (app.service("api"), app.service("auth"));
     app.push(api, "6666666").await;
@@ -452,8 +447,7 @@ async fn s06_crashing_tasks_fail_the_release() {
 /// `Slipway.HealthCheckFailed`; health is OK again afterwards.
 #[tokio::test]
 async fn s07_unhealthy_release_is_rolled_back() {
-    let _t = LAMBDA_TABLE.lock().await;
-    let bed = Testbed::get();
+    let (_t, bed) = Testbed::lane().await;
     let app = App::create(&["api", "auth"], Some(bed.lambda_table())).await;
     let (api, auth) = (app.service("api"), app.service("auth"));
     let sick = app.push(api, "7777777").await;
@@ -514,8 +508,7 @@ async fn s07_unhealthy_release_is_rolled_back() {
 /// 8. A rollout slower than the deadline: rolled back, `Slipway.NotStable`.
 #[tokio::test]
 async fn s08_too_slow_is_not_stable() {
-    let _t = LAMBDA_TABLE.lock().await;
-    let bed = Testbed::get();
+    let (_t, bed) = Testbed::lane().await;
     let app = App::create(&["api"], Some(bed.lambda_table())).await;
     state::store_config(
         &app.clients,
@@ -556,8 +549,7 @@ async fn s08_too_slow_is_not_stable() {
 /// is released; the record says so.
 #[tokio::test]
 async fn s09_failed_rollback_is_reported() {
-    let _t = LAMBDA_TABLE.lock().await;
-    let bed = Testbed::get();
+    let (_t, bed) = Testbed::lane().await;
     let app = App::create(&["api"], Some(bed.lambda_table())).await;
     let api = app.service("api");
     let sick = app.push(api, "9999999").await;
@@ -592,8 +584,7 @@ async fn s09_failed_rollback_is_reported() {
 /// digest ends up running.
 #[tokio::test]
 async fn s10_pushes_never_interleave_and_the_later_wins() {
-    let _t = LAMBDA_TABLE.lock().await;
-    let bed = Testbed::get();
+    let (_t, bed) = Testbed::lane().await;
     let app = App::create(&["api"], Some(bed.lambda_table())).await;
     let api = app.service("api");
     let first = app.push(api, "aaaaaaa").await;
@@ -640,8 +631,7 @@ async fn s10_pushes_never_interleave_and_the_later_wins() {
 /// 11. A throttling storm while polling: retried; the deployment succeeds.
 #[tokio::test]
 async fn s11_throttling_storm_is_retried() {
-    let _t = LAMBDA_TABLE.lock().await;
-    let bed = Testbed::get();
+    let (_t, bed) = Testbed::lane().await;
     let app = App::create(&["api"], Some(bed.lambda_table())).await;
     let api = app.service("api");
     let digest = app.push(api, "ccccccc").await;
@@ -800,8 +790,7 @@ impl OwnedApp {
 /// UpdateService (one ECS deployment), and the release succeeds.
 #[tokio::test]
 async fn s12_a_stack_owned_service_moves_with_its_stack() {
-    let _t = LAMBDA_TABLE.lock().await;
-    let bed = Testbed::get();
+    let (_t, bed) = Testbed::lane().await;
     let app = OwnedApp::create(&bed).await;
     let digest = app.push("2222222").await;
     let event = slipway_tests::ecr_push_event(&app.repository, "2222222", &digest);
@@ -840,8 +829,7 @@ async fn s12_a_stack_owned_service_moves_with_its_stack() {
 /// service, leaves the stack UPDATE_ROLLBACK_COMPLETE on the old image, and releases the lock.
 #[tokio::test]
 async fn s13_circuit_breaker_inside_a_stack_is_a_deployment_failure() {
-    let _t = LAMBDA_TABLE.lock().await;
-    let bed = Testbed::get();
+    let (_t, bed) = Testbed::lane().await;
     let app = OwnedApp::create(&bed).await;
     let before = app.image().await;
     let digest = app.push("3333333").await;
@@ -905,8 +893,7 @@ async fn stored_releases(clients: &slipway_core::aws::Clients) -> Vec<String> {
 /// left to do.
 #[tokio::test]
 async fn s14_a_stopped_execution_is_recovered_from_its_status_event() {
-    let _t = LAMBDA_TABLE.lock().await;
-    let bed = Testbed::get();
+    let (_t, bed) = Testbed::lane().await;
     let app = App::create(&["api"], Some(bed.lambda_table())).await;
     let api = app.service("api");
     let digest = app.push(api, "1414141").await;
@@ -987,8 +974,7 @@ async fn s14_a_stopped_execution_is_recovered_from_its_status_event() {
 /// releases the lock, and fails `Slipway.TimedOut`.
 #[tokio::test]
 async fn s15_a_timed_out_execution_cancels_its_stack_update() {
-    let _t = LAMBDA_TABLE.lock().await;
-    let bed = Testbed::get();
+    let (_t, bed) = Testbed::lane().await;
     let app = OwnedApp::create(&bed).await;
     let before = app.image().await;
     let digest = app.push("1515151").await;
@@ -1057,8 +1043,7 @@ async fn s15_a_timed_out_execution_cancels_its_stack_update() {
 /// only its own — and the execution fails with plan's error.
 #[tokio::test]
 async fn s16_a_failed_plan_releases_the_locks_it_took() {
-    let _t = LAMBDA_TABLE.lock().await;
-    let bed = Testbed::get();
+    let (_t, bed) = Testbed::lane().await;
     let app = App::create(&["api", "auth"], Some(bed.lambda_table())).await;
     let name = run("s16");
     let now = std::time::SystemTime::now()
@@ -1108,8 +1093,7 @@ async fn s16_a_failed_plan_releases_the_locks_it_took() {
 /// so and the lock is released.
 #[tokio::test]
 async fn s17_a_rollback_that_cannot_settle_ends_at_its_deadline() {
-    let _t = LAMBDA_TABLE.lock().await;
-    let bed = Testbed::get();
+    let (_t, bed) = Testbed::lane().await;
     let app = App::create(&["api"], Some(bed.lambda_table())).await;
     state::store_config(
         &app.clients,
@@ -1154,8 +1138,7 @@ async fn s17_a_rollback_that_cannot_settle_ends_at_its_deadline() {
 /// 18. `bake_seconds = 0`: one health check is the whole check — no Bake, no second check.
 #[tokio::test]
 async fn s18_no_bake_means_one_health_check() {
-    let _t = LAMBDA_TABLE.lock().await;
-    let bed = Testbed::get();
+    let (_t, bed) = Testbed::lane().await;
     let app = App::create(&["api"], Some(bed.lambda_table())).await;
     state::store_config(
         &app.clients,
@@ -1184,8 +1167,7 @@ async fn s18_no_bake_means_one_health_check() {
 /// passes, and the record says the service was "not checked" instead of implying it was.
 #[tokio::test]
 async fn s21_a_service_nothing_checks_is_recorded_not_checked() {
-    let _t = LAMBDA_TABLE.lock().await;
-    let bed = Testbed::get();
+    let (_t, bed) = Testbed::lane().await;
     let app = App::create(&["api"], Some(bed.lambda_table())).await;
     let unchecked: String = app
         .config
@@ -1252,8 +1234,7 @@ async fn running_image(app: &App, s: &crate::app::AppService) -> String {
 /// runs, and no lock or place in the queue is left.
 #[tokio::test]
 async fn s19_the_later_push_wins_whatever_order_they_plan_in() {
-    let _t = LAMBDA_TABLE.lock().await;
-    let bed = Testbed::get();
+    let (_t, bed) = Testbed::lane().await;
     let app = App::create(&["api"], Some(bed.lambda_table())).await;
     let api = app.service("api");
     // ECR's imagePushedAt tells the pushes apart (moto keeps whole seconds).
@@ -1375,8 +1356,7 @@ async fn announcing_app(bed: &Testbed) -> App {
 /// EventBridge bus, so a push that deployed nothing is never silent. Nothing moved, no lock.
 #[tokio::test]
 async fn s20_a_failed_plan_is_recorded_and_announced() {
-    let _t = LAMBDA_TABLE.lock().await;
-    let bed = Testbed::get();
+    let (_t, bed) = Testbed::lane().await;
     let app = announcing_app(&bed).await;
     let api = app.service("api");
     let gone = format!("sha256:{}", "e".repeat(64));
@@ -1414,8 +1394,7 @@ async fn s20_a_failed_plan_is_recorded_and_announced() {
 /// lock is not touched and finishes; the event delivered again records nothing more.
 #[tokio::test]
 async fn s22_a_push_stopped_while_waiting_is_recorded() {
-    let _t = LAMBDA_TABLE.lock().await;
-    let bed = Testbed::get();
+    let (_t, bed) = Testbed::lane().await;
     let app = announcing_app(&bed).await;
     let api = app.service("api");
     let one = app.push(api, "2222221").await;
@@ -1607,8 +1586,7 @@ async fn plan_is_a_dry_run_with_change_sets() {
 /// a second rollback finds nothing older to go back to; `plan` then sees nothing to do.
 #[tokio::test]
 async fn s23_rollback_from_the_cli() {
-    let _t = LAMBDA_TABLE.lock().await;
-    let bed = Testbed::get();
+    let (_t, bed) = Testbed::lane().await;
     // A service name of its own: the shared table keeps other tests' records of `api`, and a
     // rollback reads the records.
     let name = unique("rb").replace('-', "");

@@ -1,5 +1,5 @@
 use serde_json::{json, Value};
-use slipway_tests::{root, Testbed, LAMBDA_TABLE};
+use slipway_tests::{root, Testbed};
 
 use crate::app::App;
 
@@ -38,8 +38,7 @@ fn fixture_definition_passes_asl_validator() {
 /// simulator's speed.
 #[tokio::test]
 async fn execution_runs_the_plan_function() {
-    let _table = LAMBDA_TABLE.lock().await;
-    let bed = Testbed::get();
+    let (_table, bed) = Testbed::lane().await;
     let app = App::create(&["api"], Some(bed.lambda_table())).await;
     let api = app.service("api");
     let digest = app.push(api, "2222222").await;
