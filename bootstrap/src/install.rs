@@ -21,8 +21,11 @@ pub struct Options {
     pub region: Option<String>,
     /// Account override (else STS says whose the credentials are).
     pub account: Option<String>,
-    /// Template options (GitHub OIDC, SNS topic).
+    /// Template options (GitHub OIDC, SNS topic, the health check's VPC) as given; what is
+    /// not given is kept from the installed stack, unless `drop` says to drop it.
     pub template: template::Options,
+    /// Stored options to drop.
+    pub drop: template::DropOptions,
     /// Seconds between looks at the stack while it changes.
     pub poll_seconds: u64,
 }
@@ -101,7 +104,18 @@ pub async fn bootstrap(config_path: &Path, options: &Options) -> Result<Installe
     ));
 
     let clients = slipway_core::aws::Clients::new(&conf, stack_name(&config.environment));
-    let mut template_options = options.template.clone();
+    let cfn = aws_sdk_cloudformation::Client::new(&conf);
+    let stack = stack_name(&config.environment);
+    let (mut template_options, kept) = match stored_options(&cfn, &stack).await? {
+        Some(stored) => options.template.keeping(&stored, options.drop),
+        None => (options.template.clone(), Vec::new()),
+    };
+    if !kept.is_empty() {
+        say(format!(
+            "keeping the installed options: {} (--no-github, --no-topic or --no-health-check-vpc drops them)",
+            kept.join(" ")
+        ));
+    }
     (template_options.task_families, template_options.task_roles) =
         task_definitions(&clients, &config, &account, &region).await?;
     say(format!(
@@ -114,6 +128,16 @@ pub async fn bootstrap(config_path: &Path, options: &Options) -> Result<Installe
         }
     ));
 
+    // The template first: a configuration it cannot be made from stops here, before any
+    // build or upload.
+    let body = serde_json::to_string(&template::template(&config, &template_options))
+        .map_err(|e| e.to_string())?;
+    if body.len() > MAX_TEMPLATE_URL_OBJECT {
+        return Err(format!(
+            "the template is {} bytes, over CloudFormation's {MAX_TEMPLATE_URL_OBJECT} for a template in S3: configure fewer services or stacks per environment",
+            body.len()
+        ));
+    }
     let zips = artifacts(options.artifacts.as_deref())?;
     let mut hash = Sha256::new();
     for (_, bytes) in &zips {
@@ -123,11 +147,15 @@ pub async fn bootstrap(config_path: &Path, options: &Options) -> Result<Installe
     let prefix = format!("{}/{digest}/", config.environment);
     let bucket = format!("slipway-{account}-{region}");
     let versions = upload(&conf, &bucket, &account, &region, &prefix, &zips).await?;
-
-    let body = serde_json::to_string(&template::template(&config, &template_options))
-        .map_err(|e| e.to_string())?;
-    let stack = stack_name(&config.environment);
-    let cfn = aws_sdk_cloudformation::Client::new(&conf);
+    let template_url = upload_template(
+        &conf,
+        &bucket,
+        &account,
+        &region,
+        &config.environment,
+        &body,
+    )
+    .await?;
     let mut params = vec![
         Parameter::builder()
             .parameter_key("ArtifactBucket")
@@ -170,7 +198,7 @@ pub async fn bootstrap(config_path: &Path, options: &Options) -> Result<Installe
         let result = cfn
             .update_stack()
             .stack_name(&stack)
-            .template_body(&body)
+            .template_url(&template_url)
             .set_parameters(Some(params))
             .capabilities(Capability::CapabilityIam)
             .send()
@@ -196,7 +224,7 @@ pub async fn bootstrap(config_path: &Path, options: &Options) -> Result<Installe
     } else {
         cfn.create_stack()
             .stack_name(&stack)
-            .template_body(&body)
+            .template_url(&template_url)
             .set_parameters(Some(params))
             .capabilities(Capability::CapabilityIam)
             .send()
@@ -264,20 +292,59 @@ pub async fn bootstrap(config_path: &Path, options: &Options) -> Result<Installe
     Ok(installed)
 }
 
+/// Builds the seven functions (and nothing else of the workspace) as arm64 Lambda zips with
+/// `cargo lambda build`, saying how long it took; without cargo-lambda, says how to get it.
+fn build_functions() -> Result<(), String> {
+    const INSTALL: &str = "install cargo-lambda (`pip install cargo-lambda`, which brings zig for the arm64 cross build, or see https://www.cargo-lambda.info/guide/installation.html), or pass --artifacts DIR with a release's zips";
+    let found = std::process::Command::new("cargo")
+        .args(["lambda", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    match found {
+        Err(e) => return Err(format!("cannot run cargo ({e}): {INSTALL}")),
+        Ok(status) if !status.success() => {
+            return Err(format!("`cargo lambda` is not installed: {INSTALL}"))
+        }
+        Ok(_) => {}
+    }
+    let mut args: Vec<&str> = vec![
+        "lambda",
+        "build",
+        "--release",
+        "--arm64",
+        "--output-format",
+        "zip",
+    ];
+    for (name, _, _) in FUNCTIONS {
+        args.extend(["--package", name]);
+    }
+    say(format!(
+        "building the seven functions: cargo {} (from cold, a release build of the AWS SDK takes many minutes)",
+        args.join(" ")
+    ));
+    let started = std::time::Instant::now();
+    let status = std::process::Command::new("cargo")
+        .args(&args)
+        .status()
+        .map_err(|e| format!("cannot run cargo lambda ({e}): {INSTALL}"))?;
+    if !status.success() {
+        return Err("cargo lambda build failed (run bootstrap from the Slipway repository, or pass --artifacts DIR with a release's zips)".into());
+    }
+    say(format!(
+        "built the seven functions in {} s",
+        started.elapsed().as_secs()
+    ));
+    Ok(())
+}
+
 /// `<function>.zip` for every function: from `dir`, or built with `cargo lambda build`.
 fn artifacts(dir: Option<&Path>) -> Result<Vec<(String, Vec<u8>)>, String> {
     let options_dir_given = dir.is_some();
     let dir = match dir {
         Some(d) => d.to_path_buf(),
         None => {
-            say("building the functions: cargo lambda build --release --arm64 --output-format zip");
-            let status = std::process::Command::new("cargo")
-                .args(["lambda", "build", "--release", "--arm64", "--output-format", "zip", "--workspace", "--bins"])
-                .status()
-                .map_err(|e| format!("cannot run cargo lambda ({e}): install it (pip install cargo-lambda) or pass --artifacts DIR with the release's zips"))?;
-            if !status.success() {
-                return Err("cargo lambda build failed (run it from the Slipway repository, or pass --artifacts DIR with the release's zips)".into());
-            }
+            build_functions()?;
             let staged = PathBuf::from("target/lambda/slipway-artifacts");
             std::fs::create_dir_all(&staged).map_err(|e| e.to_string())?;
             for (name, _, _) in FUNCTIONS {
@@ -473,6 +540,72 @@ pub fn is_github_provider_arn(arn: &str) -> bool {
 /// blocks public access and refuses requests without TLS (`aws:SecureTransport`), set on every
 /// run so an older bucket gets them too. A zip already there with the same SHA-256 (S3's own
 /// checksum) is not uploaded again, so an unchanged bootstrap stays a no-op.
+/// The options the installed stack's template stored; `None` when there is no stack.
+async fn stored_options(
+    cfn: &aws_sdk_cloudformation::Client,
+    stack: &str,
+) -> Result<Option<template::Options>, String> {
+    match cfn.get_template().stack_name(stack).send().await {
+        Ok(out) => {
+            let body: serde_json::Value =
+                serde_json::from_str(out.template_body().unwrap_or("{}")).unwrap_or_default();
+            Ok(Some(template::Options::stored_in(&body)))
+        }
+        // GetTemplate of a stack that does not exist: ValidationError "Stack with id X does
+        // not exist" (as DescribeStacks answers it).
+        Err(e)
+            if e.code() == Some("ValidationError")
+                && e.message().is_some_and(|m| m.contains("does not exist")) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(format!(
+            "cloudformation:GetTemplate {stack}: {}",
+            aws_sdk_cloudformation::error::DisplayErrorContext(&e)
+        )),
+    }
+}
+
+/// CloudFormation's limits on a template: 51,200 bytes in `TemplateBody`, 1 MB from
+/// `TemplateURL` (CreateStack API reference,
+/// https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_CreateStack.html).
+/// The template of a few services with a GitHub role and a topic is already over the first
+/// (the staging example's is about 54 KB), so bootstrap always passes it by URL.
+const MAX_TEMPLATE_URL_OBJECT: usize = 1024 * 1024;
+
+/// Puts the template in the artifact bucket (named by its SHA-256, so a re-run with the same
+/// template writes the same object) and returns the `TemplateURL` CloudFormation reads it
+/// from (virtual-hosted style, the bucket's region).
+async fn upload_template(
+    conf: &SdkConfig,
+    bucket: &str,
+    account: &str,
+    region: &str,
+    environment: &str,
+    body: &str,
+) -> Result<String, String> {
+    let key = format!(
+        "{environment}/templates/{}.json",
+        hex(&Sha256::digest(body.as_bytes())[..16])
+    );
+    aws_sdk_s3::Client::new(conf)
+        .put_object()
+        .bucket(bucket)
+        .key(&key)
+        .expected_bucket_owner(account)
+        .content_type("application/json")
+        .body(body.as_bytes().to_vec().into())
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "s3:PutObject {key}: {}",
+                aws_sdk_s3::error::DisplayErrorContext(&e)
+            )
+        })?;
+    Ok(format!("https://{bucket}.s3.{region}.amazonaws.com/{key}"))
+}
+
 async fn upload(
     conf: &SdkConfig,
     bucket: &str,

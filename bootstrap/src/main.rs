@@ -47,8 +47,21 @@ enum Command {
         #[command(flatten)]
         github: GitHubArgs,
         /// Create an SNS topic for notifications (when the configuration names none).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "no_topic")]
         create_topic: bool,
+        #[command(flatten)]
+        vpc: VpcArgs,
+        /// Drop the GitHub deploy role an earlier bootstrap installed (a re-run without
+        /// --github-repository keeps it).
+        #[arg(long, conflicts_with = "github_repository")]
+        no_github: bool,
+        /// Drop the topic an earlier --create-topic made (a re-run keeps it).
+        #[arg(long)]
+        no_topic: bool,
+        /// Take the health-check function out of the VPC an earlier bootstrap put it in (a
+        /// re-run without --health-check-subnet keeps it there).
+        #[arg(long, conflicts_with = "health_check_subnets")]
+        no_health_check_vpc: bool,
         /// Seconds between looks at the stack while it changes.
         #[arg(long, default_value_t = 5)]
         poll_seconds: u64,
@@ -134,6 +147,8 @@ enum Command {
         /// Create an SNS topic for notifications (when the configuration names none).
         #[arg(long)]
         create_topic: bool,
+        #[command(flatten)]
+        vpc: VpcArgs,
         /// A role update-services may pass to ECS (repeat for each task and execution role
         /// of the services; bootstrap reads them from the services itself).
         #[arg(long = "task-role")]
@@ -197,9 +212,57 @@ struct GitHubArgs {
     github_oidc_provider: Option<String>,
 }
 
+/// Where the health-check function runs, for load balancers reachable only in their VPC.
+#[derive(Debug, clap::Args)]
+struct VpcArgs {
+    /// A subnet for the health-check function (repeat for more, one per Availability Zone),
+    /// for an internal load balancer; the subnets need a route to the AWS APIs it calls (a
+    /// NAT gateway, or VPC endpoints for DynamoDB and Elastic Load Balancing).
+    #[arg(
+        long = "health-check-subnet",
+        requires = "health_check_security_groups"
+    )]
+    health_check_subnets: Vec<String>,
+    /// A security group for the health-check function in those subnets (repeat for more);
+    /// the load balancer's must let it in.
+    #[arg(
+        long = "health-check-security-group",
+        requires = "health_check_subnets"
+    )]
+    health_check_security_groups: Vec<String>,
+}
+
+/// Whether `id` is an EC2 id with this prefix (`subnet-`, `sg-`): 8 or 17 hex digits.
+fn is_ec2_id(id: &str, prefix: &str) -> bool {
+    id.strip_prefix(prefix).is_some_and(|hex| {
+        (hex.len() == 8 || hex.len() == 17) && hex.chars().all(|c| c.is_ascii_hexdigit())
+    })
+}
+
 impl GitHubArgs {
     /// The template options these make, or what is wrong with them.
-    fn options(self, create_topic: bool) -> Result<template::Options, String> {
+    fn options(self, create_topic: bool, vpc: VpcArgs) -> Result<template::Options, String> {
+        for (flag, prefix, ids) in [
+            (
+                "--health-check-subnet",
+                "subnet-",
+                &vpc.health_check_subnets,
+            ),
+            (
+                "--health-check-security-group",
+                "sg-",
+                &vpc.health_check_security_groups,
+            ),
+        ] {
+            if let Some(bad) = ids.iter().find(|id| !is_ec2_id(id, prefix)) {
+                return Err(format!(
+                    "{flag} {bad:?}: expected {prefix} and 8 or 17 hex digits"
+                ));
+            }
+            if ids.len() > 16 {
+                return Err(format!("{flag}: at most 16 (Lambda's VpcConfig limit)"));
+            }
+        }
         if let Some(repo) = &self.github_repository {
             let ok = |part: &str| {
                 !part.is_empty()
@@ -241,6 +304,8 @@ impl GitHubArgs {
             github_environment: self.github_environment,
             github_oidc_provider: self.github_oidc_provider,
             create_topic,
+            health_check_subnets: vpc.health_check_subnets,
+            health_check_security_groups: vpc.health_check_security_groups,
             task_roles: Vec::new(),
             task_families: Vec::new(),
         })
@@ -269,10 +334,11 @@ fn main() -> ExitCode {
             config,
             github,
             create_topic,
+            vpc,
             task_roles,
             task_families,
         } => {
-            let mut options = match github.options(create_topic) {
+            let mut options = match github.options(create_topic, vpc) {
                 Ok(o) => o,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -327,10 +393,14 @@ fn main() -> ExitCode {
             account,
             github,
             create_topic,
+            vpc,
+            no_github,
+            no_topic,
+            no_health_check_vpc,
             poll_seconds,
             json,
         } => {
-            let template = match github.options(create_topic) {
+            let template = match github.options(create_topic, vpc) {
                 Ok(o) => o,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -342,6 +412,11 @@ fn main() -> ExitCode {
                 region,
                 account,
                 template,
+                drop: template::DropOptions {
+                    github: no_github,
+                    topic: no_topic,
+                    health_check_vpc: no_health_check_vpc,
+                },
                 poll_seconds,
             };
             match runtime().block_on(install::bootstrap(&config, &options)) {

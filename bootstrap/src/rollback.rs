@@ -286,6 +286,7 @@ mod tests {
                 commit: None,
             },
             result: serde_json::from_value(serde_json::json!(result)).unwrap(),
+            tag: None,
             reason: None,
             error: None,
             services: moves

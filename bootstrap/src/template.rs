@@ -26,6 +26,20 @@ pub fn lambda_timeout(name: &str) -> u32 {
     }
 }
 
+/// What a function in a VPC needs to manage its network interfaces, as AWS's managed policy
+/// AWSLambdaVPCAccessExecutionRole grants them, on `"Resource": "*"` ("ec2:DescribeNetworkInterfaces
+/// – This action only works if it's allowed on all resources": Lambda Developer Guide,
+/// "Giving Lambda functions access to resources in an Amazon VPC",
+/// https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html).
+pub const LAMBDA_VPC_ACTIONS: [&str; 6] = [
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+];
+
 /// The actions Step Functions needs to deliver its logs to CloudWatch Logs, which take no
 /// resource ARN (the Step Functions Developer Guide's "IAM policies for logging to
 /// CloudWatch Logs" grants them on `*`).
@@ -50,7 +64,7 @@ const FUNCTION_SKIPS: [(&str, &str); 4] = [
     ("CKV_AWS_116", "no dead-letter queue: Step Functions invokes the steps synchronously (a DLQ only receives failed asynchronous invocations); its Retry and Catch handle failures"),
     ("CKV_AWS_117", "not in a VPC: the steps call only AWS APIs and the health URLs the configuration names; a VPC would need NAT or endpoints for nothing"),
     ("CKV_AWS_115", "no reserved concurrency: the state machine bounds the invocations, and reserving concurrency can fail in accounts with a low quota"),
-    ("CKV_AWS_173", "environment variables hold only the table name and log format (nothing secret); Lambda encrypts them at rest with its AWS managed key"),
+    ("CKV_AWS_173", "environment variables hold only the table name, the log format and the topic ARN (nothing secret); Lambda encrypts them at rest with its AWS managed key"),
 ];
 
 /// checkov's check for a customer managed key on log groups.
@@ -93,32 +107,119 @@ pub const FUNCTIONS: [(&str, &str, &str); 7] = [
     ("finish", "Finish", "FinishFunctionArn"),
 ];
 
-/// Options beyond the configuration.
-#[derive(Debug, Clone, Default)]
+/// Options beyond the configuration. Bootstrap stores them in the template's `Metadata`
+/// (`Slipway.BootstrapOptions`), so that a re-run keeps what it is not told to change
+/// ([`Options::keeping`]); the task roles and families are read from the services each run.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
 pub struct Options {
     /// GitHub `owner/repo` allowed to start deployments through OIDC.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub github_repository: Option<String>,
     /// The branch of it allowed (default `main`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub github_branch: Option<String>,
     /// The GitHub environment allowed instead of a branch: the token's `sub` is then
     /// `repo:OWNER/REPO:environment:NAME` (GitHub's OIDC reference).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub github_environment: Option<String>,
     /// The account's existing GitHub OIDC provider (an IAM allows one per URL); without it
     /// the template creates one, retained when the stack is deleted.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub github_oidc_provider: Option<String>,
     /// Create an SNS topic for notifications (when the configuration names none).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub create_topic: bool,
+    /// Subnets the health-check function runs in (with [`Options::health_check_security_groups`]):
+    /// an internal load balancer answers only inside its VPC. None: outside any VPC.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub health_check_subnets: Vec<String>,
+    /// The security groups of the health-check function in those subnets.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub health_check_security_groups: Vec<String>,
     /// The roles update-services may pass to ECS: the configured services' task and
     /// execution roles (bootstrap reads them from their task definitions). None: it may
     /// pass none (a task definition with a role then cannot be registered).
+    #[serde(skip)]
     pub task_roles: Vec<String>,
     /// The task definition families update-services may register revisions of: the
     /// configured services' (bootstrap reads them). None: any family of this account and
     /// region.
+    #[serde(skip)]
     pub task_families: Vec<String>,
 }
 
+/// Stored options a bootstrap run is told to drop (`--no-github`, `--no-topic`,
+/// `--no-health-check-vpc`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DropOptions {
+    /// The GitHub role (and its trust).
+    pub github: bool,
+    /// The created topic.
+    pub topic: bool,
+    /// The health-check function's VPC.
+    pub health_check_vpc: bool,
+}
+
 impl Options {
+    /// These options (as given on the command line) completed by `stored` (those of the
+    /// installed stack): what is not given is kept unless `drop` says otherwise. Returns the
+    /// options and the flags that say what was kept, for the user to see.
+    pub fn keeping(&self, stored: &Options, drop: DropOptions) -> (Options, Vec<String>) {
+        let mut out = self.clone();
+        let mut kept = Vec::new();
+        if self.github_repository.is_none() && !drop.github {
+            if let Some(repo) = &stored.github_repository {
+                out.github_repository = Some(repo.clone());
+                out.github_branch.clone_from(&stored.github_branch);
+                out.github_environment
+                    .clone_from(&stored.github_environment);
+                out.github_oidc_provider
+                    .clone_from(&stored.github_oidc_provider);
+                kept.push(format!("--github-repository {repo}"));
+                if let Some(b) = &stored.github_branch {
+                    kept.push(format!("--github-branch {b}"));
+                }
+                if let Some(e) = &stored.github_environment {
+                    kept.push(format!("--github-environment {e}"));
+                }
+                if let Some(p) = &stored.github_oidc_provider {
+                    kept.push(format!("--github-oidc-provider {p}"));
+                }
+            }
+        }
+        if !self.create_topic && !drop.topic && stored.create_topic {
+            out.create_topic = true;
+            kept.push("--create-topic".into());
+        }
+        if self.health_check_subnets.is_empty() && !drop.health_check_vpc {
+            out.health_check_subnets
+                .clone_from(&stored.health_check_subnets);
+            out.health_check_security_groups
+                .clone_from(&stored.health_check_security_groups);
+            kept.extend(
+                stored
+                    .health_check_subnets
+                    .iter()
+                    .map(|s| format!("--health-check-subnet {s}")),
+            );
+            kept.extend(
+                stored
+                    .health_check_security_groups
+                    .iter()
+                    .map(|s| format!("--health-check-security-group {s}")),
+            );
+        }
+        (out, kept)
+    }
+
+    /// The options a template stored (its `Metadata.Slipway.BootstrapOptions`); the default
+    /// for a template from before they were stored.
+    pub fn stored_in(template: &Value) -> Options {
+        serde_json::from_value(template["Metadata"]["Slipway"]["BootstrapOptions"].clone())
+            .unwrap_or_default()
+    }
+
     /// The `sub` claim GitHub's token must carry to assume the deploy role.
     pub fn github_subject(&self) -> Option<String> {
         let repo = self.github_repository.as_ref()?;
@@ -259,6 +360,7 @@ pub fn template(config: &Config, options: &Options) -> Value {
             "Condition": { "StringEquals": { "iam:PassedToService": "cloudformation.amazonaws.com" } }
         })]
     };
+    let created_topic = config.notifications.sns_topic_arn.is_none() && options.create_topic;
     let topic: Option<Value> = match (&config.notifications.sns_topic_arn, options.create_topic) {
         (Some(arn), _) => Some(json!(arn)),
         (None, true) => Some(json!({ "Ref": "NotificationTopic" })),
@@ -367,13 +469,16 @@ pub fn template(config: &Config, options: &Options) -> Value {
             "check-stability",
             vec![statement(&["ecs:DescribeServices"], service_arns.clone())],
         ),
-        (
-            "health-check",
-            vec![statement(
+        ("health-check", {
+            let mut p = vec![statement(
                 &["elasticloadbalancing:DescribeTargetHealth"],
                 vec![json!("*")],
-            )],
-        ),
+            )];
+            if !options.health_check_subnets.is_empty() {
+                p.push(statement(&LAMBDA_VPC_ACTIONS, vec![json!("*")]));
+            }
+            p
+        }),
         ("roll-back", {
             let mut p = vec![
                 statement(
@@ -463,6 +568,20 @@ pub fn template(config: &Config, options: &Options) -> Value {
                 }
             }),
         );
+        let mut variables =
+            json!({"SLIPWAY_TABLE": {"Ref": "StateTable"}, "AWS_LAMBDA_LOG_FORMAT": "JSON"});
+        let vpc =
+            (*name == "health-check" && !options.health_check_subnets.is_empty()).then(|| {
+                json!({
+                    "SubnetIds": options.health_check_subnets,
+                    "SecurityGroupIds": options.health_check_security_groups
+                })
+            });
+        // The topic --create-topic made is the one plan and finish announce on (they alone
+        // may publish) when slipway.toml names none.
+        if created_topic && (*name == "plan" || *name == "finish") {
+            variables[slipway_core::aws::TOPIC_ENV] = json!({"Ref": "NotificationTopic"});
+        }
         resources.insert(
             format!("{stem}Function"),
             json!({
@@ -484,10 +603,15 @@ pub fn template(config: &Config, options: &Options) -> Value {
                         "S3ObjectVersion": {"Ref": code_version_parameter(stem)}
                     },
                     "LoggingConfig": {"LogGroup": {"Ref": log_group}, "LogFormat": "JSON"},
-                    "Environment": {"Variables": {"SLIPWAY_TABLE": {"Ref": "StateTable"}, "AWS_LAMBDA_LOG_FORMAT": "JSON"}}
+                    "Environment": {"Variables": variables}
                 }
             }),
         );
+        if let Some(vpc) = vpc {
+            if let Some(f) = resources.get_mut(&format!("{stem}Function")) {
+                f["Properties"]["VpcConfig"] = vpc;
+            }
+        }
         substitutions.insert(
             (*substitution).into(),
             json!({"Fn::GetAtt": [format!("{stem}Function"), "Arn"]}),
@@ -636,7 +760,7 @@ pub fn template(config: &Config, options: &Options) -> Value {
             }
         }),
     );
-    if config.notifications.sns_topic_arn.is_none() && options.create_topic {
+    if created_topic {
         // Encrypted at rest with SNS's AWS managed key.
         resources.insert("NotificationTopic".into(), json!({"Type": "AWS::SNS::Topic", "Properties": {"TopicName": format!("slipway-{env}"), "KmsMasterKeyId": "alias/aws/sns"}}));
     }
@@ -702,6 +826,8 @@ pub fn template(config: &Config, options: &Options) -> Value {
     json!({
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": format!("Slipway deploy orchestrator for {env}"),
+        // What bootstrap was told, for the next run to keep (Options::stored_in).
+        "Metadata": {"Slipway": {"BootstrapOptions": options}},
         "Parameters": parameters,
         "Resources": resources,
         "Outputs": outputs
@@ -734,6 +860,240 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn health_check_in_a_vpc_gets_its_subnets_and_only_the_eni_actions() {
+        let options = Options {
+            health_check_subnets: vec!["subnet-0123abcd".into(), "subnet-4567abcd".into()],
+            health_check_security_groups: vec!["sg-89abcdef".into()],
+            ..Options::default()
+        };
+        let t = template(&staging(), &options);
+        let r = &t["Resources"];
+        assert_eq!(
+            r["HealthCheckFunction"]["Properties"]["VpcConfig"],
+            json!({"SubnetIds": ["subnet-0123abcd", "subnet-4567abcd"], "SecurityGroupIds": ["sg-89abcdef"]})
+        );
+        for (_, stem, _) in FUNCTIONS {
+            if stem != "HealthCheck" {
+                assert!(r[&format!("{stem}Function")]["Properties"]
+                    .get("VpcConfig")
+                    .is_none());
+            }
+        }
+        let eni: Vec<(String, Value)> = policy_statements(&t)
+            .into_iter()
+            .filter(|(_, s)| s["Action"] == json!(LAMBDA_VPC_ACTIONS))
+            .collect();
+        assert_eq!(eni.len(), 1, "{eni:?}");
+        assert_eq!(eni[0].0, "HealthCheckRole");
+        assert_eq!(eni[0].1["Resource"], json!(["*"]));
+        // Without subnets, no function is in a VPC and no role may touch interfaces.
+        let plain = template(&staging(), &Options::default());
+        assert!(plain["Resources"]["HealthCheckFunction"]["Properties"]
+            .get("VpcConfig")
+            .is_none());
+        assert!(!serde_json::to_string(&plain)
+            .unwrap()
+            .contains("ec2:CreateNetworkInterface"));
+    }
+
+    #[test]
+    fn options_are_stored_in_the_template_and_kept_unless_changed_or_dropped() {
+        let installed = Options {
+            github_repository: Some("acme/app".into()),
+            github_branch: Some("staging".into()),
+            github_oidc_provider: Some(
+                "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
+                    .into(),
+            ),
+            create_topic: true,
+            health_check_subnets: vec!["subnet-0123abcd".into()],
+            health_check_security_groups: vec!["sg-89abcdef".into()],
+            task_roles: vec!["arn:aws:iam::123456789012:role/r".into()],
+            ..Options::default()
+        };
+        let t = template(&staging(), &installed);
+        // CloudFormation takes no null in Metadata (cfn-lint E4002): what is unset is left out.
+        assert!(
+            !t["Metadata"].to_string().contains("null"),
+            "{}",
+            t["Metadata"]
+        );
+        assert_eq!(
+            template(&staging(), &Options::default())["Metadata"]["Slipway"]["BootstrapOptions"],
+            json!({})
+        );
+        let stored = Options::stored_in(&t);
+        // The task roles and families are read from the services each run, not stored.
+        assert_eq!(
+            stored,
+            Options {
+                task_roles: vec![],
+                ..installed.clone()
+            }
+        );
+        assert_eq!(Options::stored_in(&json!({})), Options::default());
+
+        // A re-run with no flags keeps everything, and says so.
+        let (kept, said) = Options::default().keeping(&stored, DropOptions::default());
+        assert_eq!(kept, stored);
+        assert_eq!(
+            said,
+            [
+                "--github-repository acme/app",
+                "--github-branch staging",
+                "--github-oidc-provider arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com",
+                "--create-topic",
+                "--health-check-subnet subnet-0123abcd",
+                "--health-check-security-group sg-89abcdef"
+            ]
+        );
+        // A flag given replaces its group; a drop removes it; the rest is kept.
+        let given = Options {
+            github_repository: Some("acme/other".into()),
+            github_branch: Some("main".into()),
+            ..Options::default()
+        };
+        let drop = DropOptions {
+            topic: true,
+            health_check_vpc: true,
+            github: false,
+        };
+        let (changed, said) = given.keeping(&stored, drop);
+        assert_eq!(changed.github_repository.as_deref(), Some("acme/other"));
+        assert_eq!(
+            changed.github_oidc_provider, None,
+            "comes with the repository given"
+        );
+        assert!(!changed.create_topic);
+        assert!(changed.health_check_subnets.is_empty());
+        assert!(said.is_empty(), "{said:?}");
+        let (dropped, _) = Options::default().keeping(
+            &stored,
+            DropOptions {
+                github: true,
+                ..DropOptions::default()
+            },
+        );
+        assert_eq!(dropped.github_repository, None);
+        assert!(dropped.create_topic);
+    }
+
+    /// Handler permissions of the template's resource types that docs/bootstrap-policy.json
+    /// leaves out, each with why the template never needs it (an action, or a service
+    /// prefix ending in `:`).
+    const NOT_NEEDED: [(&str, &str); 13] = [
+        ("kms:", "no customer managed key: the topic uses alias/aws/sns; the table, the logs and the functions' variables AWS owned keys"),
+        ("kinesis:", "no Kinesis streaming destination on the table"),
+        ("firehose:", "the log groups deliver nowhere"),
+        ("elasticfilesystem:", "no file system mounted in a function"),
+        ("s3files:", "no file system mounted in a function"),
+        ("s3:REST.PUT.OBJECT", "not an IAM action (the LogGroup schema lists it as written)"),
+        ("s3:GetObjectMetadata", "the table is not imported from S3"),
+        ("lambda:PassCapacityProvider", "no Lambda capacity provider"),
+        ("dynamodb:ImportTable", "the table is not imported from S3"),
+        ("dynamodb:DescribeImport", "the table is not imported from S3"),
+        ("dynamodb:CreateTableReplica", "not a global table"),
+        ("dynamodb:AssociateTableReplica", "not a global table"),
+        ("iam:CreateServiceLinkedRole", "no global table or contributor insights, which would make one"),
+    ];
+
+    /// What `slipway bootstrap` and `uninstall` call themselves (install.rs), besides what
+    /// CloudFormation does with the caller's permissions.
+    const BOOTSTRAP_CALLS: [&str; 19] = [
+        "sts:GetCallerIdentity",
+        "ecs:DescribeServices",
+        "ecs:DescribeTaskDefinition",
+        "s3:ListBucket",
+        "s3:CreateBucket",
+        "s3:PutBucketPublicAccessBlock",
+        "s3:PutBucketVersioning",
+        "s3:PutBucketPolicy",
+        "s3:GetObject",
+        "s3:PutObject",
+        "cloudformation:DescribeStacks",
+        "cloudformation:CreateStack",
+        "cloudformation:UpdateStack",
+        "cloudformation:DeleteStack",
+        "cloudformation:DescribeStackEvents",
+        "cloudformation:GetTemplate",
+        "dynamodb:PutItem",
+        "dynamodb:DeleteTable",
+        "ec2:DescribeSubnets",
+    ];
+
+    /// docs/bootstrap-policy.json lets its holder install everything the template creates:
+    /// for each resource type of a template with every option, each permission its
+    /// CloudFormation handlers need (tests/fixtures/cfn-handler-permissions.json, from the
+    /// registry schemas) is allowed, or NOT_NEEDED says why not; so are bootstrap's own
+    /// calls. A new resource type fails here until the fixture and the policy cover it.
+    #[test]
+    fn the_bootstrap_policy_covers_every_resource_type_the_template_creates() {
+        let policy: Value =
+            serde_json::from_str(include_str!("../../docs/bootstrap-policy.json")).expect("JSON");
+        let handlers: Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/cfn-handler-permissions.json"
+        ))
+        .expect("JSON");
+        assert_eq!(policy["Version"], "2012-10-17");
+        let mut allowed = std::collections::HashSet::new();
+        for s in policy["Statement"].as_array().expect("statements") {
+            assert_eq!(s["Effect"], "Allow", "{s}");
+            for a in s["Action"].as_array().expect("a list of actions") {
+                let a = a.as_str().expect("an action");
+                assert!(!a.contains('*'), "no wildcard action: {a}");
+                allowed.insert(a.to_owned());
+            }
+        }
+        let options = Options {
+            github_repository: Some("acme/app".into()),
+            github_branch: Some("staging".into()),
+            create_topic: true,
+            health_check_subnets: vec!["subnet-0123abcd".into()],
+            health_check_security_groups: vec!["sg-89abcdef".into()],
+            task_roles: vec!["arn:aws:iam::123456789012:role/task".into()],
+            task_families: vec!["staging-api".into()],
+            ..Options::default()
+        };
+        let t = template(&staging(), &options);
+        let types: std::collections::BTreeSet<&str> = t["Resources"]
+            .as_object()
+            .expect("resources")
+            .values()
+            .filter_map(|r| r["Type"].as_str())
+            .collect();
+        assert!(types.len() >= 8, "{types:?}");
+        let not_needed = |a: &str| {
+            NOT_NEEDED.iter().any(|(n, _)| {
+                if n.ends_with(':') {
+                    a.starts_with(n)
+                } else {
+                    a == *n
+                }
+            })
+        };
+        let mut missing = Vec::new();
+        for ty in &types {
+            let actions = handlers[*ty].as_array().unwrap_or_else(|| {
+                panic!("{ty}: not in tests/fixtures/cfn-handler-permissions.json: add its handlers' permissions from its CloudFormation schema, then to docs/bootstrap-policy.json")
+            });
+            for a in actions.iter().filter_map(Value::as_str) {
+                if !allowed.contains(a) && !not_needed(a) {
+                    missing.push(format!("{ty}: {a}"));
+                }
+            }
+        }
+        for a in BOOTSTRAP_CALLS {
+            if !allowed.contains(a) {
+                missing.push(format!("bootstrap: {a}"));
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "docs/bootstrap-policy.json lacks: {missing:#?}"
+        );
     }
 
     fn staging() -> Config {
@@ -838,6 +1198,32 @@ mod tests {
         };
         let t = template(&staging(), &options);
         let r = &t["Resources"];
+        // The created topic is wired: plan and finish (the two that may publish to it) are
+        // told its ARN, the other steps are not.
+        for (_, stem, _) in FUNCTIONS {
+            let variables =
+                &r[&format!("{stem}Function")]["Properties"]["Environment"]["Variables"];
+            let wired = stem == "Plan" || stem == "Finish";
+            assert_eq!(
+                variables.get(slipway_core::aws::TOPIC_ENV),
+                wired.then(|| json!({"Ref": "NotificationTopic"})).as_ref(),
+                "{stem}"
+            );
+        }
+        let mut publishers: Vec<String> = policy_statements(&t)
+            .into_iter()
+            .filter(|(_, s)| s["Action"] == json!(["sns:Publish"]))
+            .map(|(role, s)| {
+                assert_eq!(
+                    s["Resource"],
+                    json!([{"Ref": "NotificationTopic"}]),
+                    "{role}"
+                );
+                role
+            })
+            .collect();
+        publishers.sort();
+        assert_eq!(publishers, ["FinishRole", "PlanRole"]);
         let sub = |s: &str| json!({"Fn::Sub": s});
         for (role, service, arns) in [
             (

@@ -31,6 +31,10 @@ pub struct Clients {
 /// The environment variable naming the state table.
 pub const TABLE_ENV: &str = "SLIPWAY_TABLE";
 
+/// The environment variable naming the SNS topic `slipway bootstrap --create-topic` made
+/// (its template sets it on the functions); used when slipway.toml names no topic.
+pub const TOPIC_ENV: &str = "SLIPWAY_TOPIC_ARN";
+
 impl Clients {
     /// Clients from the environment's configuration (region, credentials, and the
     /// `AWS_ENDPOINT_URL*` overrides), the table from `SLIPWAY_TABLE` (default `slipway`).

@@ -130,6 +130,16 @@ pub struct Notifications {
     pub event_bus: Option<String>,
 }
 
+impl Notifications {
+    /// The topic `slipway bootstrap --create-topic` made (`SLIPWAY_TOPIC_ARN` on the
+    /// functions), when slipway.toml names none: a topic named there wins.
+    pub fn use_created_topic(&mut self, created: Option<&str>) {
+        if self.sns_topic_arn.is_none() {
+            self.sns_topic_arn = created.filter(|t| !t.is_empty()).map(str::to_owned);
+        }
+    }
+}
+
 /// A CloudFormation stack a release updates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -712,6 +722,27 @@ mod tests {
             .all(|s| s.health.as_ref().is_some_and(|h| h.host.is_some())));
         let stacks: Vec<&str> = c.stacks.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(stacks.len(), 6, "{stacks:?}");
+    }
+
+    #[test]
+    fn a_created_topic_is_used_only_when_the_file_names_none() {
+        let created = "arn:aws:sns:us-east-1:123456789012:slipway-staging";
+        let mut n = Notifications::default();
+        n.use_created_topic(None);
+        assert_eq!(n.sns_topic_arn, None);
+        n.use_created_topic(Some(""));
+        assert_eq!(n.sns_topic_arn, None);
+        n.use_created_topic(Some(created));
+        assert_eq!(n.sns_topic_arn.as_deref(), Some(created));
+        let mut named = Notifications {
+            sns_topic_arn: Some("arn:aws:sns:us-east-1:123456789012:deploys".into()),
+            event_bus: None,
+        };
+        named.use_created_topic(Some(created));
+        assert_eq!(
+            named.sns_topic_arn.as_deref(),
+            Some("arn:aws:sns:us-east-1:123456789012:deploys")
+        );
     }
 
     #[test]

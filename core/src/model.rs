@@ -420,6 +420,10 @@ pub struct DeploymentRecord {
     /// or timed out and then recovered — `aborted` or `timed-out`; `superseded` for an ECR
     /// push that planned after a later push of the same repository (nothing moved).
     pub result: ReleaseResult,
+    /// The tag the release was asked for (absent for a release by digest, and in records
+    /// written before this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
     /// Why, for a release that never started (`superseded`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

@@ -150,11 +150,15 @@ pub async fn load_config(clients: &Clients) -> Result<Config, StepError> {
         )
     })?;
     let text = get_s(item, "toml").unwrap_or_default();
-    Config::parse(
+    let mut config = Config::parse(
         text,
         &format!("slipway.toml (state table {})", clients.table),
     )
-    .map_err(|e| StepError::invalid("config", e.to_string()))
+    .map_err(|e| StepError::invalid("config", e.to_string()))?;
+    config
+        .notifications
+        .use_created_topic(std::env::var(crate::aws::TOPIC_ENV).ok().as_deref());
+    Ok(config)
 }
 
 /// Lock names of stacks start with this (service names cannot contain `:`).

@@ -91,11 +91,15 @@ fn services_in_sim(bed: &Testbed, cluster: &str, services: &[&str]) {
 }
 
 fn slipway(bed: &Testbed, args: &[&str]) -> (i32, String, String) {
+    slipway_on_path(bed, args, &std::env::var("PATH").unwrap_or_default())
+}
+
+fn slipway_on_path(bed: &Testbed, args: &[&str], path: &str) -> (i32, String, String) {
     // Installation goes to moto alone: no per-service endpoints to the simulator.
     let out = Command::new(root().join("target/debug/slipway"))
         .args(args)
         .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PATH", path)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_REGION", "us-east-1")
@@ -188,6 +192,27 @@ fn bootstrap_installs_everything_idempotently_and_uninstall_removes_it() {
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains("finish.zip has sha256") && err.contains("SHA256SUMS says"),
+        "{err}"
+    );
+    assert!(no_stack(&bed));
+    // Without --artifacts bootstrap builds the functions with cargo lambda; where that is not
+    // installed (a PATH with cargo alone), it says how to get it, having uploaded nothing.
+    let cargo_only = std::path::Path::new(env!("CARGO"))
+        .parent()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let unbuilt: Vec<&str> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, a)| *a)
+        .collect();
+    let (code, _, err) = slipway_on_path(&bed, &unbuilt, &cargo_only);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("`cargo lambda` is not installed") && err.contains("pip install cargo-lambda"),
         "{err}"
     );
     assert!(no_stack(&bed));
@@ -456,6 +481,29 @@ fn bootstrap_installs_everything_idempotently_and_uninstall_removes_it() {
         serde_json::from_str::<Value>(&out).unwrap()["changed"],
         false
     );
+    // Without the GitHub flags the stored options are kept (not a deleted role), and said.
+    let github_flags = [
+        "--github-repository",
+        "acme/app",
+        "--github-branch",
+        "staging",
+    ];
+    let plain: Vec<&str> = args
+        .iter()
+        .copied()
+        .filter(|a| !github_flags.contains(a))
+        .collect();
+    let (code, out, err) = slipway(&bed, &plain);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(
+            "keeping the installed options: --github-repository acme/app --github-branch staging"
+        ),
+        "{err}"
+    );
+    let again: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(again["changed"], false, "{err}");
+    assert_eq!(again["github_role_arn"], installed["github_role_arn"]);
 
     // deploy and status against the installed state machine (moto keeps executions RUNNING:
     // it runs no Lambda code, so --follow can only time out here).

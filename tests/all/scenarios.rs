@@ -1338,16 +1338,78 @@ async fn s19_the_later_push_wins_whatever_order_they_plan_in() {
 }
 
 /// A one-service app (`api`) on the Lambdas' table whose releases are announced on the
-/// account's default EventBridge bus.
-async fn announcing_app(bed: &Testbed) -> App {
+/// account's default EventBridge bus and on an SNS topic (in moto), which delivers to an SQS
+/// queue: the returned queue URL.
+async fn announcing_app(bed: &Testbed) -> (App, String) {
     let app = App::create(&["api"], Some(bed.lambda_table())).await;
+    let aws = |args: &[&str]| -> Value {
+        let (code, out, err) = bed.aws(bed.moto(), args);
+        assert_eq!(code, 0, "aws {args:?}: {err}");
+        serde_json::from_str(&out).unwrap_or(Value::Null)
+    };
+    let name = app.cluster.clone();
+    let topic = aws(&["sns", "create-topic", "--name", &name])["TopicArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let queue = aws(&["sqs", "create-queue", "--queue-name", &name])["QueueUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let queue_arn = aws(&[
+        "sqs",
+        "get-queue-attributes",
+        "--queue-url",
+        &queue,
+        "--attribute-names",
+        "QueueArn",
+    ])["Attributes"]["QueueArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    aws(&[
+        "sns",
+        "subscribe",
+        "--topic-arn",
+        &topic,
+        "--protocol",
+        "sqs",
+        "--notification-endpoint",
+        &queue_arn,
+    ]);
     state::store_config(
         &app.clients,
-        &format!("{}\n[notifications]\nevent_bus = \"default\"\n", app.config),
+        &format!(
+            "{}\n[notifications]\nevent_bus = \"default\"\nsns_topic_arn = \"{topic}\"\n",
+            app.config
+        ),
     )
     .await
     .unwrap();
-    app
+    (app, queue)
+}
+
+/// The SNS notifications delivered to `queue` (SNS's JSON envelope of each SQS message).
+fn notifications(bed: &Testbed, queue: &str) -> Vec<Value> {
+    let (code, out, err) = bed.aws(
+        bed.moto(),
+        &[
+            "sqs",
+            "receive-message",
+            "--queue-url",
+            queue,
+            "--max-number-of-messages",
+            "10",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let got: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+    got["Messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| serde_json::from_str(m["Body"].as_str().unwrap_or_default()).unwrap())
+        .collect()
 }
 
 /// 20. A push whose image plan cannot find in ECR (deleted by a lifecycle rule before its
@@ -1357,7 +1419,7 @@ async fn announcing_app(bed: &Testbed) -> App {
 #[tokio::test]
 async fn s20_a_failed_plan_is_recorded_and_announced() {
     let (_t, bed) = Testbed::lane().await;
-    let app = announcing_app(&bed).await;
+    let (app, queue) = announcing_app(&bed).await;
     let api = app.service("api");
     let gone = format!("sha256:{}", "e".repeat(64));
     let name = run("s20");
@@ -1383,6 +1445,40 @@ async fn s20_a_failed_plan_is_recorded_and_announced() {
         Some("sent"),
         "{r:?}"
     );
+    assert_eq!(
+        r.announced.get("sns").map(String::as_str),
+        Some("sent"),
+        "{r:?}"
+    );
+    // The SNS message is for a person (environment, result, service and tag in the subject;
+    // what happened in the body); the record's JSON travels as a message attribute.
+    let sent = notifications(&bed, &queue);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let n = &sent[0];
+    assert_eq!(
+        n["Subject"],
+        format!("[{}] failed: {}", r.environment, "2020202"),
+        "{n}"
+    );
+    let body = n["Message"].as_str().unwrap_or_default();
+    assert!(
+        body.starts_with(&format!("Release {name} in {}: failed\n", r.environment))
+            && body.contains("Error: Slipway.InvalidInput: ")
+            && body.contains(&gone),
+        "{body}"
+    );
+    assert_eq!(
+        n["MessageAttributes"]["slipway.result"]["Value"], "failed",
+        "{n}"
+    );
+    let attached: DeploymentRecord = serde_json::from_str(
+        n["MessageAttributes"]["slipway.record"]["Value"]
+            .as_str()
+            .unwrap_or_default(),
+    )
+    .unwrap();
+    assert_eq!(attached.release, r.release);
+    assert_eq!(attached.tag.as_deref(), Some("2020202"));
     assert_eq!(app.running(api).await, api.task_definition);
     assert!(app.locks().await.is_empty());
 }
@@ -1395,7 +1491,7 @@ async fn s20_a_failed_plan_is_recorded_and_announced() {
 #[tokio::test]
 async fn s22_a_push_stopped_while_waiting_is_recorded() {
     let (_t, bed) = Testbed::lane().await;
-    let app = announcing_app(&bed).await;
+    let (app, _queue) = announcing_app(&bed).await;
     let api = app.service("api");
     let one = app.push(api, "2222221").await;
     tokio::time::sleep(Duration::from_millis(1100)).await;

@@ -62,6 +62,7 @@ pub async fn finish(
         environment: release.environment.clone(),
         trigger: release.trigger.clone(),
         result,
+        tag: release.image.tag.clone(),
         reason: None,
         error: input.error.clone(),
         services: release
@@ -123,16 +124,15 @@ async fn announce(
     }
     if let Some(topic) = &notifications.sns_topic_arn {
         if record.announced.get("sns").map(String::as_str) != Some(SENT) {
-            let subject = format!(
-                "[{}] release {} {}",
-                record.environment, record.release, record.result
-            );
             let outcome = clients
                 .sns
                 .publish()
                 .topic_arn(topic)
-                .subject(subject.chars().take(100).collect::<String>())
-                .message(&detail)
+                .subject(subject(record))
+                .message(message(record))
+                .message_attributes("slipway.record", attribute(&detail))
+                .message_attributes("slipway.environment", attribute(&record.environment))
+                .message_attributes("slipway.result", attribute(record.result.as_str()))
                 .send()
                 .await
                 .map(|_| ())
@@ -155,6 +155,103 @@ async fn release_locks(
         state::release_lock(clients, &state::stack_lock(&st.name), &release.owner).await?;
     }
     Ok(())
+}
+
+/// A String message attribute (SNS's `MessageAttributeValue`: the type and a non-empty value).
+fn attribute(value: &str) -> aws_sdk_sns::types::MessageAttributeValue {
+    aws_sdk_sns::types::MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(if value.is_empty() { "-" } else { value })
+        .build()
+        .expect("data type is set")
+}
+
+/// The SNS subject a person reads first: environment, result, services and tag, e.g.
+/// `[staging] failed: api, web to 3f2a1bc`. SNS's Publish takes "UTF-8 text with no line
+/// breaks or control characters, and less than 100 characters"
+/// (https://docs.aws.amazon.com/sns/latest/api/API_Publish.html): control characters become
+/// spaces, and a longer subject is cut to 99 characters with `...`.
+pub fn subject(record: &DeploymentRecord) -> String {
+    let services: Vec<&str> = record.services.iter().map(|s| s.service.as_str()).collect();
+    let what = match (&record.tag, services.is_empty()) {
+        (Some(tag), false) => format!(": {} to {tag}", services.join(", ")),
+        (None, false) => format!(": {}", services.join(", ")),
+        (Some(tag), true) => format!(": {tag}"),
+        (None, true) => String::new(),
+    };
+    let text: String = format!("[{}] {}{what}", record.environment, record.result)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.chars().count() < 100 {
+        text
+    } else {
+        text.chars().take(96).chain("...".chars()).collect()
+    }
+}
+
+/// The SNS message body, for a person: what moved, how it ended and why. The record itself
+/// (JSON) is the `slipway.record` message attribute.
+pub fn message(record: &DeploymentRecord) -> String {
+    let mut out = format!(
+        "Release {} in {}: {}\n",
+        record.release, record.environment, record.result
+    );
+    match &record.trigger {
+        crate::input::Trigger::EcrPush { time, .. } => {
+            out += &format!("Started by an ECR push at {time}");
+        }
+        crate::input::Trigger::Manual { reason, commit } => {
+            out += "Started by hand";
+            if let Some(reason) = reason {
+                out += &format!(": {reason}");
+            }
+            if let Some(commit) = commit {
+                out += &format!(" (commit {commit})");
+            }
+        }
+    }
+    if let Some(tag) = &record.tag {
+        out += &format!(", tag {tag}");
+    }
+    out += &format!(
+        "; {} s from start to finish.\n",
+        record.finished_at - record.started_at
+    );
+    if let Some(reason) = &record.reason {
+        out += &format!("Why: {reason}\n");
+    }
+    if let Some(error) = &record.error {
+        let name = error
+            .get("Error")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("error");
+        let cause = error
+            .get("Cause")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("");
+        out += &format!("Error: {name}: {cause}\n");
+    }
+    if !record.services.is_empty() {
+        out += "Services:\n";
+        for s in &record.services {
+            let from = if s.from.is_empty() { "-" } else { &s.from };
+            out += &format!("  {}: {from} -> {}\n", s.service, s.to);
+        }
+    }
+    if !record.stacks.is_empty() {
+        out += &format!("Stacks: {}\n", record.stacks.join(", "));
+    }
+    if let Some(rollback) = &record.rollback {
+        let actions: Vec<String> = rollback
+            .services
+            .iter()
+            .chain(&rollback.stacks)
+            .map(|a| format!("{} {}", a.name, a.action))
+            .collect();
+        out += &format!("Rollback: {}\n", actions.join(", "));
+    }
+    out
 }
 
 /// An announcement channel's note in the record when it went out.
@@ -303,6 +400,7 @@ pub(crate) async fn record_unstarted(
         environment: config.map(|c| c.environment.clone()).unwrap_or_default(),
         trigger: unstarted.request.trigger,
         result: unstarted.result,
+        tag: unstarted.request.image.tag.clone(),
         reason: Some(unstarted.reason),
         error: unstarted.error,
         services: Vec::new(),

@@ -1111,7 +1111,21 @@ async fn finish_releases_locks_records_and_announces() {
                 .build()
         });
     let sns = mock!(aws_sdk_sns::Client::publish)
-        .match_requests(|p| p.subject() == Some("[staging] release r1 succeeded"))
+        .match_requests(|p| {
+            let attributes = p.message_attributes().cloned().unwrap_or_default();
+            let record: serde_json::Value = serde_json::from_str(
+                attributes["slipway.record"]
+                    .string_value()
+                    .unwrap_or_default(),
+            )
+            .unwrap_or_default();
+            p.subject() == Some("[staging] succeeded: api to 3f2a1bc")
+                && p.message().is_some_and(|m| {
+                    m.starts_with("Release r1 in staging: succeeded\n") && m.contains("  api: ")
+                })
+                && record["release"] == "r1"
+                && attributes["slipway.result"].string_value() == Some("succeeded")
+        })
         .then_output(|| {
             aws_sdk_sns::operation::publish::PublishOutput::builder()
                 .message_id("m1")
@@ -1149,5 +1163,56 @@ async fn finish_releases_locks_records_and_announces() {
             forget.num_calls()
         ),
         (1, 2, 1, 1, 1)
+    );
+}
+
+/// SNS takes a subject under 100 characters without line breaks or control characters
+/// (https://docs.aws.amazon.com/sns/latest/api/API_Publish.html): a long one is cut, a
+/// control character becomes a space, and a release by digest names no tag.
+#[test]
+fn sns_subjects_fit_what_sns_takes() {
+    let service = |n: usize| RecordedService {
+        service: format!("service-number-{n}"),
+        from: String::new(),
+        to: "r@sha256:1".into(),
+        checks: String::new(),
+    };
+    let mut r = DeploymentRecord {
+        release: "r1".into(),
+        environment: "stag\ning".into(),
+        trigger: Trigger::Manual {
+            reason: None,
+            commit: None,
+        },
+        result: ReleaseResult::RollbackFailed,
+        tag: None,
+        reason: None,
+        error: None,
+        services: (0..10).map(service).collect(),
+        stacks: vec![],
+        started_at: 0,
+        finished_at: 0,
+        timings: BTreeMap::new(),
+        rollback: None,
+        announced: BTreeMap::new(),
+    };
+    let long = super::finish::subject(&r);
+    assert_eq!(long.chars().count(), 99, "{long}");
+    assert!(
+        long.starts_with("[stag ing] rollback-failed: service-number-0, "),
+        "{long}"
+    );
+    assert!(long.ends_with("..."), "{long}");
+    r.services.truncate(1);
+    r.tag = Some("3f2a1bc".into());
+    assert_eq!(
+        super::finish::subject(&r),
+        "[stag ing] rollback-failed: service-number-0 to 3f2a1bc"
+    );
+    let body = super::finish::message(&r);
+    assert!(body.contains("Started by hand, tag 3f2a1bc"), "{body}");
+    assert!(
+        body.contains("  service-number-0: - -> r@sha256:1"),
+        "{body}"
     );
 }

@@ -735,6 +735,7 @@ async fn superseded(
         environment: who.config.environment.clone(),
         trigger: who.request.trigger.clone(),
         result: ReleaseResult::Superseded,
+        tag: who.request.image.tag.clone(),
         reason: Some(reason.clone()),
         error: None,
         services: who
