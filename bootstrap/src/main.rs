@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod history;
+mod init;
 mod install;
 mod plan;
 mod rollback;
@@ -27,6 +28,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Write a starting slipway.toml to stdout from an existing cluster: its services, their
+    /// containers, ECR repositories and target groups, and health checks from the load
+    /// balancer's listener rules (it passes check-config as it is).
+    Init(init::Args),
     /// Install (or update) Slipway for an environment: upload the functions, create or update
     /// its stack (no changes is success), store the configuration; prints the state machine
     /// ARN and what a GitHub workflow needs.
@@ -516,6 +521,7 @@ fn main() -> ExitCode {
             Ok(Exit::Done)
         })),
         Command::Demo => demo(),
+        Command::Init(args) => shared::finish(runtime().block_on(init::run(args))),
         Command::History(args) => shared::finish(runtime().block_on(history::run(args))),
         Command::Plan(args) => shared::finish(runtime().block_on(plan::run(args))),
         Command::Rollback(args) => shared::finish(runtime().block_on(rollback::run(args))),

@@ -236,6 +236,28 @@ fn actions(p: &Params, key: &str) -> Vec<Action> {
         .collect()
 }
 
+/// One action as DescribeListeners and DescribeRules answer it (`Type`, `Order`, and the
+/// target group or the fixed response).
+fn action_xml(x: &mut Xml, a: &Action) {
+    x.open("member");
+    match a {
+        Action::Forward(tg) => {
+            x.leaf("Type", "forward")
+                .leaf("Order", "1")
+                .leaf("TargetGroupArn", tg);
+        }
+        Action::Fixed { status, body } => {
+            x.leaf("Type", "fixed-response")
+                .leaf("Order", "1")
+                .open("FixedResponseConfig")
+                .leaf("StatusCode", status.to_string())
+                .leaf("MessageBody", body)
+                .close("FixedResponseConfig");
+        }
+    }
+    x.close("member");
+}
+
 /// An action from a CloudFormation `Actions`/`DefaultActions` entry.
 pub fn action_from_template(a: &Value) -> Option<Action> {
     match a.get("Type").and_then(Value::as_str)? {
@@ -439,6 +461,8 @@ impl Elb {
                     .close("Rules");
                 Ok(x.finish())
             }
+            "DescribeListeners" => self.describe_listeners(p),
+            "DescribeRules" => self.describe_rules(p),
             "DescribeTargetHealth" => self.describe_target_health(env, ecs, p),
             _ => Err(ApiError::new(
                 "InvalidAction",
@@ -720,6 +744,142 @@ impl Elb {
         x.finish()
     }
 
+    /// DescribeListeners: the listeners of `LoadBalancerArn`, or those named in `ListenerArns`
+    /// — "You must specify either a load balancer or one or more listeners"; unknown ones are
+    /// `LoadBalancerNotFound` / `ListenerNotFound` (ELBv2 API reference, DescribeListeners,
+    /// https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_DescribeListeners.html).
+    /// One page: the simulator never has more than the page size (default 400).
+    fn describe_listeners(&self, p: &Params) -> ApiResult<String> {
+        let arns = p.strings("ListenerArns");
+        let lb = p.get("LoadBalancerArn");
+        let listeners: Vec<&Listener> = match (lb, arns.is_empty()) {
+            (Some(lb), true) => {
+                if !self.load_balancers.contains_key(lb) {
+                    return Err(not_found("LoadBalancer", lb));
+                }
+                let mut found: Vec<&Listener> = self
+                    .listeners
+                    .values()
+                    .filter(|l| l.load_balancer == lb)
+                    .collect();
+                found.sort_by_key(|l| l.port);
+                found
+            }
+            (None, false) => arns
+                .iter()
+                .map(|a| {
+                    self.listeners
+                        .get(a)
+                        .ok_or_else(|| not_found("Listener", a))
+                })
+                .collect::<ApiResult<_>>()?,
+            _ => {
+                return Err(ApiError::new(
+                    "ValidationError",
+                    "You must specify either a load balancer or one or more listeners",
+                ))
+            }
+        };
+        let mut x = Xml::new();
+        x.open("Listeners");
+        for l in listeners {
+            x.open("member")
+                .leaf("ListenerArn", &l.arn)
+                .leaf("LoadBalancerArn", &l.load_balancer)
+                .leaf("Port", l.port.to_string())
+                .leaf("Protocol", &l.protocol)
+                .open("DefaultActions");
+            if let Some(a) = &l.default {
+                action_xml(&mut x, a);
+            }
+            x.close("DefaultActions").close("member");
+        }
+        x.close("Listeners");
+        Ok(x.finish())
+    }
+
+    /// DescribeRules: the rules of `ListenerArn` (its default rule last, `Priority` "default"
+    /// and `IsDefault` true), or those named in `RuleArns`; "You must specify either a
+    /// listener or one or more rules"; unknown ones are `ListenerNotFound` / `RuleNotFound`
+    /// (ELBv2 API reference, DescribeRules,
+    /// https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_DescribeRules.html).
+    /// Host conditions come back as `HostHeaderConfig.Values` and `Values`, as ELBv2 answers.
+    fn describe_rules(&self, p: &Params) -> ApiResult<String> {
+        let arns = p.strings("RuleArns");
+        let mut x = Xml::new();
+        x.open("Rules");
+        let rule_xml = |x: &mut Xml, r: &Rule| {
+            x.open("member")
+                .leaf("RuleArn", &r.arn)
+                .leaf("Priority", r.priority.to_string())
+                .leaf("IsDefault", "false")
+                .open("Conditions");
+            if !r.hosts.is_empty() {
+                x.open("member").leaf("Field", "host-header").open("Values");
+                for h in &r.hosts {
+                    x.leaf("member", h);
+                }
+                x.close("Values").open("HostHeaderConfig").open("Values");
+                for h in &r.hosts {
+                    x.leaf("member", h);
+                }
+                x.close("Values").close("HostHeaderConfig").close("member");
+            }
+            x.close("Conditions").open("Actions");
+            action_xml(x, &r.action);
+            x.close("Actions").close("member");
+        };
+        match (p.get("ListenerArn"), arns.is_empty()) {
+            (Some(listener), true) => {
+                let l = self
+                    .listeners
+                    .get(listener)
+                    .ok_or_else(|| not_found("Listener", listener))?;
+                let mut rules: Vec<&Rule> = self
+                    .rules
+                    .iter()
+                    .filter(|r| r.listener == listener)
+                    .collect();
+                rules.sort_by_key(|r| r.priority);
+                for r in rules {
+                    rule_xml(&mut x, r);
+                }
+                x.open("member")
+                    .leaf(
+                        "RuleArn",
+                        format!("{}/default", l.arn.replace(":listener/", ":listener-rule/")),
+                    )
+                    .leaf("Priority", "default")
+                    .leaf("IsDefault", "true")
+                    .open("Conditions")
+                    .close("Conditions")
+                    .open("Actions");
+                if let Some(a) = &l.default {
+                    action_xml(&mut x, a);
+                }
+                x.close("Actions").close("member");
+            }
+            (None, false) => {
+                for a in &arns {
+                    let r = self
+                        .rules
+                        .iter()
+                        .find(|r| &r.arn == a)
+                        .ok_or_else(|| not_found("Rule", a))?;
+                    rule_xml(&mut x, r);
+                }
+            }
+            _ => {
+                return Err(ApiError::new(
+                    "ValidationError",
+                    "You must specify either a listener or one or more rules",
+                ))
+            }
+        }
+        x.close("Rules");
+        Ok(x.finish())
+    }
+
     fn load_balancers_xml<'a>(&self, arns: impl IntoIterator<Item = &'a str>) -> String {
         let mut x = Xml::new();
         x.open("LoadBalancers");
@@ -743,13 +903,22 @@ impl Elb {
         let mut x = Xml::new();
         x.open("TargetGroups");
         for g in arns.into_iter().filter_map(|a| self.target_groups.get(a)) {
-            let lbs: Vec<&str> = self
+            // The load balancers whose listeners forward to it, by a rule or by default.
+            let forward = Action::Forward(g.arn.clone());
+            let mut lbs: Vec<&str> = self
                 .rules
                 .iter()
-                .filter(|r| r.action == Action::Forward(g.arn.clone()))
+                .filter(|r| r.action == forward)
                 .filter_map(|r| self.listeners.get(&r.listener))
+                .chain(
+                    self.listeners
+                        .values()
+                        .filter(|l| l.default.as_ref() == Some(&forward)),
+                )
                 .map(|l| l.load_balancer.as_str())
                 .collect();
+            lbs.sort_unstable();
+            lbs.dedup();
             let h = &g.health;
             x.open("member")
                 .leaf("TargetGroupArn", &g.arn)

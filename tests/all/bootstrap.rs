@@ -677,3 +677,77 @@ fn bootstrap_installs_everything_idempotently_and_uninstall_removes_it() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `slipway init --cluster C` reads an existing cluster (ECS and ELBv2 in the simulator, ECR
+/// images of moto's) and writes a slipway.toml that passes check-config as it is: one entry
+/// per service with its ECS service, container, ECR repository and target group, and the
+/// health check from the load balancer's host-header rule for that target group.
+#[tokio::test]
+async fn init_writes_a_configuration_from_the_cluster() {
+    let bed = Testbed::get();
+    let app = crate::app::App::create(&["api", "web"], None).await;
+    let init = |args: &[&str]| {
+        let out = Command::new(root().join("target/debug/slipway"))
+            .arg("init")
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL", bed.moto())
+            .env("AWS_ENDPOINT_URL_ECS", bed.sim())
+            .env("AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2", bed.sim())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = init(&["--cluster", &app.cluster, "--environment", "staging"]);
+    assert_eq!(code, 0, "{err}");
+    let config =
+        slipway_core::config::Config::parse(&out, "init").unwrap_or_else(|e| panic!("{e}\n{out}"));
+    assert_eq!(config.environment, "staging");
+    assert_eq!(config.cluster, app.cluster);
+    let dns = app
+        .clients
+        .elbv2
+        .describe_load_balancers()
+        .send()
+        .await
+        .unwrap()
+        .load_balancers()
+        .to_vec();
+    for s in &app.services {
+        let c = config
+            .services
+            .iter()
+            .find(|c| c.ecs_service() == s.ecs_service)
+            .unwrap_or_else(|| panic!("{} missing:\n{out}", s.ecs_service));
+        // The cluster's name is the prefix of its service names here: cut off.
+        assert_eq!(c.name, s.name, "{out}");
+        assert_eq!(c.repository, s.repository, "{out}");
+        assert_eq!(c.container.as_deref(), Some(s.name.as_str()), "{out}");
+        assert_eq!(c.target_group_arn.as_deref(), Some(s.target_group.as_str()));
+        let health = c
+            .health
+            .as_ref()
+            .unwrap_or_else(|| panic!("no health:\n{out}"));
+        assert_eq!(health.host.as_deref(), Some(app.host(s).as_str()), "{out}");
+        assert!(
+            dns.iter()
+                .filter_map(|l| l.dns_name())
+                .any(|d| health.url == format!("http://{d}/")),
+            "{} is the listener's load balancer with the group's health check path:\n{out}",
+            health.url
+        );
+    }
+    // An unknown cluster is said, and nothing printed.
+    let (code, out, err) = init(&["--cluster", "no-such-cluster"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains("cluster no-such-cluster not found"), "{err}");
+}

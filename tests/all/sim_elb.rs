@@ -10,7 +10,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, FixedResponseActionConfig, HostHeaderConditionConfig, RuleCondition,
     TargetGroupAttribute, TargetHealthDescription, TargetHealthStateEnum,
 };
-use serde_json::json;
+use serde_json::{json, Value};
 use slipway_tests::{eventually, unique, Testbed};
 
 use crate::sim_ecs::{circuit_breaker_with_rollback, describe, register, wait_completed};
@@ -470,4 +470,100 @@ async fn minimum_healthy_and_maximum_percent_bound_the_rollout() {
     })
     .await;
     bed.remove_scenario(&slow).await;
+}
+
+/// DescribeListeners and DescribeRules as the ELBv2 API reference has them, read through
+/// awscli (botocore's parser): a load balancer's listeners with their default actions; a
+/// listener's rules by priority with host-header conditions and forward actions, its default
+/// rule last (`Priority` "default", `IsDefault`); neither selector is a ValidationError,
+/// unknown ones are ListenerNotFound / LoadBalancerNotFound; a target group names the load
+/// balancer that forwards to it. (API_DescribeListeners.html, API_DescribeRules.html.)
+#[tokio::test]
+async fn listeners_and_rules_are_described() {
+    let bed = Testbed::get();
+    let name = unique("lr");
+    let (tg, dns) = routed_group(&bed, &name, "/health", 5, 5).await;
+    let aws = |args: &[&str]| {
+        let (code, out, err) = bed.aws(bed.sim(), args);
+        (
+            code,
+            serde_json::from_str::<Value>(&out).unwrap_or(Value::Null),
+            err,
+        )
+    };
+    let (code, groups, err) = aws(&[
+        "elbv2",
+        "describe-target-groups",
+        "--target-group-arns",
+        &tg,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let lb = groups["TargetGroups"][0]["LoadBalancerArns"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, lbs, _) = aws(&[
+        "elbv2",
+        "describe-load-balancers",
+        "--load-balancer-arns",
+        &lb,
+    ]);
+    assert_eq!(lbs["LoadBalancers"][0]["DNSName"], dns);
+    let (code, listeners, err) = aws(&["elbv2", "describe-listeners", "--load-balancer-arn", &lb]);
+    assert_eq!(code, 0, "{err}");
+    let l = &listeners["Listeners"][0];
+    assert_eq!(
+        (l["Port"].as_i64(), l["Protocol"].as_str()),
+        (Some(80), Some("HTTP")),
+        "{l}"
+    );
+    assert_eq!(l["DefaultActions"][0]["Type"], "fixed-response", "{l}");
+    assert_eq!(
+        l["DefaultActions"][0]["FixedResponseConfig"]["StatusCode"], "404",
+        "{l}"
+    );
+    let listener = l["ListenerArn"].as_str().unwrap().to_owned();
+    let (code, rules, err) = aws(&["elbv2", "describe-rules", "--listener-arn", &listener]);
+    assert_eq!(code, 0, "{err}");
+    let rules = rules["Rules"].as_array().unwrap().clone();
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    assert_eq!(rules[0]["Priority"], "1");
+    assert_eq!(rules[0]["IsDefault"], false);
+    assert_eq!(rules[0]["Conditions"][0]["Field"], "host-header");
+    assert_eq!(
+        rules[0]["Conditions"][0]["HostHeaderConfig"]["Values"],
+        json!([format!("{name}.test")])
+    );
+    assert_eq!(rules[0]["Actions"][0]["Type"], "forward");
+    assert_eq!(rules[0]["Actions"][0]["TargetGroupArn"], tg);
+    assert_eq!(
+        (
+            rules[1]["Priority"].as_str(),
+            rules[1]["IsDefault"].as_bool()
+        ),
+        (Some("default"), Some(true))
+    );
+    let one = rules[0]["RuleArn"].as_str().unwrap();
+    let (code, by_arn, err) = aws(&["elbv2", "describe-rules", "--rule-arns", one]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(by_arn["Rules"][0]["RuleArn"], one);
+    let (code, _, err) = aws(&["elbv2", "describe-listeners"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("ValidationError"), "{err}");
+    let (code, _, err) = aws(&[
+        "elbv2",
+        "describe-rules",
+        "--listener-arn",
+        &format!("{listener}0"),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("ListenerNotFound"), "{err}");
+    let (code, _, err) = aws(&[
+        "elbv2",
+        "describe-listeners",
+        "--load-balancer-arn",
+        &format!("{lb}0"),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("LoadBalancerNotFound"), "{err}");
 }
