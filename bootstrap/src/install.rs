@@ -17,6 +17,8 @@ use crate::template::{self, FUNCTIONS};
 pub struct Options {
     /// Prebuilt zips (`<function>.zip`); when absent, `cargo lambda build` makes them.
     pub artifacts: Option<PathBuf>,
+    /// A Slipway release whose zips to download (instead of `artifacts`).
+    pub artifacts_version: Option<String>,
     /// Region override (else the credentials' configuration).
     pub region: Option<String>,
     /// Account override (else STS says whose the credentials are).
@@ -138,7 +140,11 @@ pub async fn bootstrap(config_path: &Path, options: &Options) -> Result<Installe
             body.len()
         ));
     }
-    let zips = artifacts(options.artifacts.as_deref())?;
+    let downloaded = match &options.artifacts_version {
+        Some(version) => Some(download(version).await?),
+        None => None,
+    };
+    let zips = artifacts(downloaded.as_deref().or(options.artifacts.as_deref()))?;
     let mut hash = Sha256::new();
     for (_, bytes) in &zips {
         hash.update(bytes);
@@ -290,6 +296,60 @@ pub async fn bootstrap(config_path: &Path, options: &Options) -> Result<Installe
         .map_err(|e| format!("storing the configuration: {e}"))?;
     say(format!("configuration stored in {}", installed.table));
     Ok(installed)
+}
+
+/// Where Slipway's releases are downloaded from: `SLIPWAY_DOWNLOAD_BASE` (the tests serve one
+/// on 127.0.0.1), else the GitHub releases of the repository.
+fn download_base() -> String {
+    std::env::var("SLIPWAY_DOWNLOAD_BASE")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| "https://github.com/slipway-deploy/slipway/releases/download".into())
+}
+
+/// Downloads release `version`'s seven zips and SHA256SUMS into a fresh directory (checked
+/// by [`artifacts`] before anything is uploaded); returns it.
+async fn download(version: &str) -> Result<PathBuf, String> {
+    let ok = version.starts_with('v')
+        && version.len() > 1
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-+".contains(c));
+    if !ok {
+        return Err(format!(
+            "--artifacts-version {version:?}: expected a release tag such as v1.2.3"
+        ));
+    }
+    let base = format!("{}/{version}", download_base());
+    let dir = std::env::temp_dir().join(format!(
+        "slipway-artifacts-{version}-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let http = reqwest::Client::new();
+    let names: Vec<String> = FUNCTIONS
+        .iter()
+        .map(|(name, _, _)| format!("{name}.zip"))
+        .chain(std::iter::once("SHA256SUMS".to_owned()))
+        .collect();
+    say(format!(
+        "downloading release {version}'s functions from {base}"
+    ));
+    for name in names {
+        let url = format!("{base}/{name}");
+        let bytes = http
+            .get(&url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| format!("cannot download {url}: {e} (is {version} a Slipway release?)"))?
+            .bytes()
+            .await
+            .map_err(|e| format!("cannot download {url}: {e}"))?;
+        std::fs::write(dir.join(&name), &bytes)
+            .map_err(|e| format!("{}: {e}", dir.join(&name).display()))?;
+    }
+    Ok(dir)
 }
 
 /// Builds the seven functions (and nothing else of the workspace) as arm64 Lambda zips with

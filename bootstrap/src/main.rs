@@ -40,9 +40,13 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
         /// A directory with the functions' zips (`<function>.zip`, as a release ships them);
-        /// without it they are built with `cargo lambda build --arm64`.
-        #[arg(long)]
+        /// without it (or --artifacts-version) they are built with `cargo lambda build --arm64`.
+        #[arg(long, conflicts_with = "artifacts_version")]
         artifacts: Option<PathBuf>,
+        /// Download the functions' zips of this Slipway release (vX.Y.Z) from its GitHub
+        /// release, checked against its SHA256SUMS: no Rust toolchain needed.
+        #[arg(long)]
+        artifacts_version: Option<String>,
         /// The region (default: from the credentials' configuration).
         #[arg(long)]
         region: Option<String>,
@@ -394,6 +398,7 @@ fn main() -> ExitCode {
         Command::Bootstrap {
             config,
             artifacts,
+            artifacts_version,
             region,
             account,
             github,
@@ -414,6 +419,7 @@ fn main() -> ExitCode {
             };
             let options = install::Options {
                 artifacts,
+                artifacts_version,
                 region,
                 account,
                 template,

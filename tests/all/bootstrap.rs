@@ -91,14 +91,20 @@ fn services_in_sim(bed: &Testbed, cluster: &str, services: &[&str]) {
 }
 
 fn slipway(bed: &Testbed, args: &[&str]) -> (i32, String, String) {
-    slipway_on_path(bed, args, &std::env::var("PATH").unwrap_or_default())
+    slipway_with(bed, args, &std::env::var("PATH").unwrap_or_default(), &[])
 }
 
-fn slipway_on_path(bed: &Testbed, args: &[&str], path: &str) -> (i32, String, String) {
+fn slipway_with(
+    bed: &Testbed,
+    args: &[&str],
+    path: &str,
+    vars: &[(&str, &str)],
+) -> (i32, String, String) {
     // Installation goes to moto alone: no per-service endpoints to the simulator.
     let out = Command::new(root().join("target/debug/slipway"))
         .args(args)
         .env_clear()
+        .envs(vars.iter().copied())
         .env("PATH", path)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -209,7 +215,7 @@ fn bootstrap_installs_everything_idempotently_and_uninstall_removes_it() {
         .filter(|(i, _)| *i != 3 && *i != 4)
         .map(|(_, a)| *a)
         .collect();
-    let (code, _, err) = slipway_on_path(&bed, &unbuilt, &cargo_only);
+    let (code, _, err) = slipway_with(&bed, &unbuilt, &cargo_only, &[]);
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains("`cargo lambda` is not installed") && err.contains("pip install cargo-lambda"),
@@ -473,9 +479,32 @@ fn bootstrap_installs_everything_idempotently_and_uninstall_removes_it() {
     }
     let log_group = physical("PlanLogGroup");
 
-    // Again, nothing changed: a no-op.
-    let (code, out, err) = slipway(&bed, &args);
+    // Again, nothing changed: a no-op. This time the zips come from a release's downloads
+    // (--artifacts-version; served on 127.0.0.1 as GitHub would: <base>/<tag>/<file>),
+    // checked against its SHA256SUMS: the same zips, so nothing to update.
+    let site = std::env::temp_dir().join(unique("release-site"));
+    std::fs::create_dir_all(&site).unwrap();
+    std::os::unix::fs::symlink(&dir, site.join("v0.0.1")).unwrap();
+    let server = slipway_tests::FileServer::serve(&site);
+    let released: Vec<&str> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, a)| *a)
+        .chain(["--artifacts-version", "v0.0.1"])
+        .collect();
+    let path = std::env::var("PATH").unwrap_or_default();
+    let (code, out, err) = slipway_with(
+        &bed,
+        &released,
+        &path,
+        &[("SLIPWAY_DOWNLOAD_BASE", server.url.as_str())],
+    );
     assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("downloading release v0.0.1's functions"),
+        "{err}"
+    );
     assert!(err.contains("no changes"), "{err}");
     assert_eq!(
         serde_json::from_str::<Value>(&out).unwrap()["changed"],

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use slipway_tests::root;
+use slipway_tests::{root, unique, FileServer};
 
 #[test]
 fn staging_templates_pass_cfn_lint() {
@@ -86,6 +86,12 @@ fn workflows_pin_actions_and_grant_least_permissions() {
         assert!(!uses.is_empty(), "{file}");
         for u in uses {
             let (action, rest) = u.split_once('@').unwrap_or((u, ""));
+            // The example's one exception: Slipway's own action, at its release tag (its
+            // commit SHA does not exist before the release; the comment says to pin it).
+            if file.starts_with("examples/") && action == "slipway-deploy/slipway" {
+                assert!(rest.starts_with('v'), "{file}: {u}");
+                continue;
+            }
             let (sha, comment) = rest.split_once(" # v").unwrap_or((rest, ""));
             assert!(
                 sha.len() == 40
@@ -217,4 +223,163 @@ fn template_for_the_staging_example_passes_cfn_lint() {
             "a skip without its reason: {skipped}"
         );
     }
+}
+
+/// The GitHub Action (action.yml): a composite action whose inputs reach its scripts only as
+/// environment variables; its install step takes the CLI of a release from the release's
+/// downloads (served here on 127.0.0.1) only when its SHA-256 is the one SHA256SUMS names,
+/// and puts it on the job's PATH; its deploy step runs `slipway deploy --follow` with the
+/// inputs as flags.
+#[test]
+fn the_action_installs_the_checked_cli_and_deploys_with_its_inputs() {
+    let parsed = Command::new(root().join(".venv/bin/python"))
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+        ])
+        .arg(root().join("action.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        parsed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    let action: serde_json::Value = serde_json::from_slice(&parsed.stdout).unwrap();
+    assert_eq!(action["runs"]["using"], "composite");
+    for required in ["environment", "tag"] {
+        assert_eq!(action["inputs"][required]["required"], true, "{required}");
+    }
+    for step in action["runs"]["steps"].as_array().unwrap() {
+        let run = step["run"].as_str().unwrap();
+        assert!(!run.contains("${{"), "an input pasted into a script: {run}");
+        let script = run.trim_matches('"').replace("$GITHUB_ACTION_PATH/", "");
+        assert!(root().join(&script).exists(), "{script}");
+    }
+
+    // A release as GitHub serves it: <base>/<tag>/slipway-<target>.tar.gz and SHA256SUMS.
+    let site = std::env::temp_dir().join(unique("release-site"));
+    let release = site.join("v9.9.9");
+    std::fs::create_dir_all(&release).unwrap();
+    let target = match std::env::consts::ARCH {
+        "aarch64" => "aarch64-unknown-linux-gnu",
+        _ => "x86_64-unknown-linux-gnu",
+    };
+    let tarball = format!("slipway-{target}.tar.gz");
+    let tar = Command::new("tar")
+        .arg("-czf")
+        .arg(release.join(&tarball))
+        .arg("-C")
+        .arg(root().join("target/debug"))
+        .arg("slipway")
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let sums = Command::new("sh")
+        .args(["-c", "sha256sum ./*.tar.gz > SHA256SUMS"])
+        .current_dir(&release)
+        .status()
+        .unwrap();
+    assert!(sums.success());
+    let server = FileServer::serve(&site);
+    let install = |bin: &std::path::Path, path_file: &std::path::Path| {
+        Command::new(root().join("scripts/install-cli"))
+            .env("VERSION", "v9.9.9")
+            .env("SLIPWAY_DOWNLOAD_BASE", &server.url)
+            .env("BIN_DIR", bin)
+            .env("GITHUB_PATH", path_file)
+            .output()
+            .unwrap()
+    };
+    let home = std::env::temp_dir().join(unique("action-home"));
+    let (bin, path_file) = (home.join("bin"), home.join("github-path"));
+    let out = install(&bin, &path_file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let help = Command::new(bin.join("slipway"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&help.stdout).contains("deploy"),
+        "the CLI runs"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path_file).unwrap().trim(),
+        bin.to_str().unwrap()
+    );
+    // A tarball that is not the one SHA256SUMS names is not installed.
+    std::fs::write(release.join(&tarball), b"not the release's").unwrap();
+    let other = home.join("other-bin");
+    let out = install(&other, &home.join("other-path"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("SHA256SUMS says") && err.contains("not installing it"),
+        "{err}"
+    );
+    assert!(!other.join("slipway").exists());
+    // An unknown release says so.
+    let out = Command::new(root().join("scripts/install-cli"))
+        .env("VERSION", "v0.0.0-none")
+        .env("SLIPWAY_DOWNLOAD_BASE", &server.url)
+        .env("BIN_DIR", &other)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot download"));
+
+    // The deploy step: the inputs become flags (a stand-in slipway prints them).
+    let fake = home.join("print-args");
+    std::fs::write(&fake, "#!/bin/sh\nfor a in \"$@\"; do echo \"$a\"; done\n").unwrap();
+    let chmod = Command::new("chmod").arg("+x").arg(&fake).status().unwrap();
+    assert!(chmod.success());
+    let out = Command::new(root().join("scripts/action-deploy"))
+        .env("SLIPWAY", &fake)
+        .env("ENVIRONMENT", "staging")
+        .env("TAG", "3f2a1bc")
+        .env("SERVICES", "api, web *")
+        .env("REASON", "")
+        .env("FOLLOW_TIMEOUT", "600")
+        .env("GITHUB_SHA", "3f2a1bc0")
+        .env("GITHUB_WORKFLOW", "deploy-staging")
+        .env("GITHUB_RUN_ID", "42")
+        .env("GITHUB_ACTOR", "octo")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let args: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        args,
+        [
+            "deploy",
+            "--environment",
+            "staging",
+            "--tag",
+            "3f2a1bc",
+            "--follow",
+            "--follow-timeout",
+            "600",
+            "--commit",
+            "3f2a1bc0",
+            "--service",
+            "api",
+            "--service",
+            "web",
+            "--service",
+            "*",
+            "--reason",
+            "deploy-staging run 42 by octo"
+        ]
+    );
 }
