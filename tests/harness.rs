@@ -377,7 +377,7 @@ pub fn ecr_push_event(repository: &str, tag: &str, digest: &str) -> Value {
     })
 }
 
-/// The lanes of the test bed (`SLIPWAY_LAMBDA_LANES`): each a `cargo lambda watch` whose
+/// The lanes of the test bed (`SLIPWAY_LAMBDA_LANE_ENDPOINTS`): each a `cargo lambda watch` whose
 /// Lambdas use a state table of their own. A test that runs the Lambdas writes its
 /// configuration to that table, so it takes a lane for itself ([`Testbed::lane`]); tests on
 /// different lanes run side by side.
@@ -410,11 +410,11 @@ impl Drop for Lane {
 impl Testbed {
     /// Every lane: its state table and its Invoke API endpoint.
     pub fn lanes(&self) -> Vec<(String, String)> {
-        self.var("SLIPWAY_LAMBDA_LANES")
+        self.var("SLIPWAY_LAMBDA_LANE_ENDPOINTS")
             .split(',')
             .map(|lane| {
                 let (table, endpoint) = lane.split_once('@').unwrap_or_else(|| {
-                    panic!("SLIPWAY_LAMBDA_LANES: {lane:?} is not TABLE@ENDPOINT")
+                    panic!("SLIPWAY_LAMBDA_LANE_ENDPOINTS: {lane:?} is not TABLE@ENDPOINT")
                 });
                 (table.to_owned(), endpoint.to_owned())
             })

@@ -99,14 +99,18 @@ pub fn render(records: &[DeploymentRecord], wide: bool) -> String {
                     )
                 })
                 .collect();
-            // The error's name; for a release that never started (superseded), why.
-            let error = r
+            // The error's name; for a release that never started (superseded), why; for a
+            // failure, what ECS said first (`status --release` shows all of it).
+            let mut error = r
                 .error
                 .as_ref()
                 .and_then(|e| e["Error"].as_str())
                 .or(r.reason.as_deref())
                 .unwrap_or("")
                 .to_owned();
+            if let Some(why) = slipway_core::why::headline(&r.why) {
+                error = format!("{error} ({why})");
+            }
             [
                 slipway_core::wire_time(r.started_at),
                 r.release.clone(),

@@ -108,10 +108,22 @@ pub async fn bootstrap(config_path: &Path, options: &Options) -> Result<Installe
     let clients = slipway_core::aws::Clients::new(&conf, stack_name(&config.environment));
     let cfn = aws_sdk_cloudformation::Client::new(&conf);
     let stack = stack_name(&config.environment);
-    let (mut template_options, kept) = match stored_options(&cfn, &stack).await? {
+    let (mut template_options, mut kept) = match stored_options(&cfn, &stack).await? {
         Some(stored) => options.template.keeping(&stored, options.drop),
         None => (options.template.clone(), Vec::new()),
     };
+    if config.notifications.sns_topic_arn.is_some() {
+        if options.template.create_topic {
+            say("warning: --create-topic ignored: slipway.toml names notifications.sns_topic_arn");
+        } else if template_options.create_topic {
+            say(format!(
+                "warning: the topic slipway-{} that --create-topic made is deleted, with its subscriptions: slipway.toml now names notifications.sns_topic_arn",
+                config.environment
+            ));
+        }
+        template_options.create_topic = false;
+        kept.retain(|k| k != "--create-topic");
+    }
     if !kept.is_empty() {
         say(format!(
             "keeping the installed options: {} (--no-github, --no-topic or --no-health-check-vpc drops them)",
@@ -591,25 +603,22 @@ pub fn is_github_provider_arn(arn: &str) -> bool {
             && *rest == format!("oidc-provider/{}", template::GITHUB_OIDC_URL.trim_start_matches("https://")))
 }
 
-/// Makes sure the artifact bucket is this account's and hardened, and uploads the zips;
-/// returns each zip's S3 version, in `zips`' order (the template pins them).
-///
-/// The name `slipway-<account>-<region>` is predictable, so every call carries
-/// `ExpectedBucketOwner` (S3 answers 403 when another account owns the bucket: S3 User
-/// Guide, "Verifying bucket ownership with bucket owner condition"). The bucket is versioned,
-/// blocks public access and refuses requests without TLS (`aws:SecureTransport`), set on every
-/// run so an older bucket gets them too. A zip already there with the same SHA-256 (S3's own
-/// checksum) is not uploaded again, so an unchanged bootstrap stays a no-op.
-/// The options the installed stack's template stored; `None` when there is no stack.
+/// The options the installed stack was made with (read from its template); `None` when
+/// there is no stack.
 async fn stored_options(
     cfn: &aws_sdk_cloudformation::Client,
     stack: &str,
 ) -> Result<Option<template::Options>, String> {
     match cfn.get_template().stack_name(stack).send().await {
         Ok(out) => {
-            let body: serde_json::Value =
-                serde_json::from_str(out.template_body().unwrap_or("{}")).unwrap_or_default();
-            Ok(Some(template::Options::stored_in(&body)))
+            let unreadable = |e: &dyn std::fmt::Display| {
+                format!("stack {stack}: cannot read the options it was installed with ({e}): not changing it")
+            };
+            let body: serde_json::Value = serde_json::from_str(out.template_body().unwrap_or(""))
+                .map_err(|e| unreadable(&e))?;
+            template::Options::stored_in(&body)
+                .map(Some)
+                .map_err(|e| unreadable(&e))
         }
         // GetTemplate of a stack that does not exist: ValidationError "Stack with id X does
         // not exist" (as DescribeStacks answers it).
@@ -663,9 +672,24 @@ async fn upload_template(
                 aws_sdk_s3::error::DisplayErrorContext(&e)
             )
         })?;
-    Ok(format!("https://{bucket}.s3.{region}.amazonaws.com/{key}"))
+    // S3's regional endpoint; the China regions' domain is amazonaws.com.cn.
+    let suffix = if partition(region) == "aws-cn" {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    Ok(format!("https://{bucket}.s3.{region}.{suffix}/{key}"))
 }
 
+/// Makes sure the artifact bucket is this account's and hardened, and uploads the zips;
+/// returns each zip's S3 version, in `zips`' order (the template pins them).
+///
+/// The name `slipway-<account>-<region>` is predictable, so every call carries
+/// `ExpectedBucketOwner` (S3 answers 403 when another account owns the bucket: S3 User
+/// Guide, "Verifying bucket ownership with bucket owner condition"). The bucket is versioned,
+/// blocks public access and refuses requests without TLS (`aws:SecureTransport`), set on every
+/// run so an older bucket gets them too. A zip already there with the same SHA-256 (S3's own
+/// checksum) is not uploaded again, so an unchanged bootstrap stays a no-op.
 async fn upload(
     conf: &SdkConfig,
     bucket: &str,

@@ -14,9 +14,9 @@ mod rollback;
 mod run;
 mod shared;
 mod template;
-mod why;
 
 use shared::{outln, Exit, Failure, Installation};
+use slipway_core::why;
 
 /// Slipway: deploy ECS Fargate services on every ECR push, through AWS Step Functions.
 #[derive(Debug, Parser)]
@@ -225,8 +225,8 @@ struct GitHubArgs {
 #[derive(Debug, clap::Args)]
 struct VpcArgs {
     /// A subnet for the health-check function (repeat for more, one per Availability Zone),
-    /// for an internal load balancer; the subnets need a route to the AWS APIs it calls (a
-    /// NAT gateway, or VPC endpoints for DynamoDB and Elastic Load Balancing).
+    /// for an internal load balancer; the subnets need a route to the Elastic Load Balancing
+    /// API it calls (a NAT gateway, or an interface VPC endpoint).
     #[arg(
         long = "health-check-subnet",
         requires = "health_check_security_groups"
@@ -268,8 +268,10 @@ impl GitHubArgs {
                     "{flag} {bad:?}: expected {prefix} and 8 or 17 hex digits"
                 ));
             }
-            if ids.len() > 16 {
-                return Err(format!("{flag}: at most 16 (Lambda's VpcConfig limit)"));
+            // Lambda's VpcConfig: at most 16 subnets and 5 security groups.
+            let most = if prefix == "sg-" { 5 } else { 16 };
+            if ids.len() > most {
+                return Err(format!("{flag}: at most {most} (Lambda's VpcConfig limit)"));
             }
         }
         if let Some(repo) = &self.github_repository {
@@ -620,7 +622,31 @@ async fn release_status(
     );
     let why = if failed {
         let config = shared::config(&clients).await?;
-        why::explain(&clients.ecs, &config, &record).await?
+        // Those services still configured, from the release's start to a minute after its
+        // record (the rollback's last stops).
+        let targets: Vec<why::Target> = record
+            .services
+            .iter()
+            .filter_map(|s| config.service(&s.service))
+            .map(|c| why::Target {
+                service: &c.name,
+                cluster: &config.cluster,
+                ecs_service: c.ecs_service(),
+            })
+            .collect();
+        let live = why::explain(
+            &clients.ecs,
+            &targets,
+            record.started_at,
+            record.finished_at + 60,
+        )
+        .await?;
+        // ECS lists stopped tasks for about an hour; the record keeps what finish saw.
+        if why::summary(live.clone(), usize::MAX, usize::MAX).is_empty() {
+            record.why.clone()
+        } else {
+            live
+        }
     } else {
         Vec::new()
     };

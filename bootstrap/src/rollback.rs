@@ -304,6 +304,7 @@ mod tests {
             timings: Default::default(),
             rollback: None,
             announced: Default::default(),
+            why: vec![],
         }
     }
 

@@ -36,21 +36,7 @@ pub async fn state_machine(
     ))
 }
 
-/// An SDK error as `Code: message` (or its full context when the service said nothing).
-pub(crate) fn sdk_error<E, R>(e: &aws_sdk_sfn::error::SdkError<E, R>) -> String
-where
-    E: aws_sdk_sfn::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    match e.as_service_error() {
-        Some(s) => format!(
-            "{}: {}",
-            s.code().unwrap_or("error"),
-            s.message().unwrap_or_default()
-        ),
-        None => format!("{}", aws_sdk_sfn::error::DisplayErrorContext(e)),
-    }
-}
+pub(crate) use slipway_core::aws::sdk_error;
 
 fn missing_machine<E, R>(arn: &str, e: &aws_sdk_sfn::error::SdkError<E, R>) -> String
 where

@@ -62,7 +62,7 @@ pub const GITHUB_OIDC_URL: &str = "https://token.actions.githubusercontent.com";
 /// `Metadata.checkov.skip`).
 const FUNCTION_SKIPS: [(&str, &str); 4] = [
     ("CKV_AWS_116", "no dead-letter queue: Step Functions invokes the steps synchronously (a DLQ only receives failed asynchronous invocations); its Retry and Catch handle failures"),
-    ("CKV_AWS_117", "not in a VPC: the steps call only AWS APIs and the health URLs the configuration names; a VPC would need NAT or endpoints for nothing"),
+    ("CKV_AWS_117", "not in a VPC: the steps call only AWS APIs and the health URLs the configuration names; a VPC would need NAT or endpoints for nothing (health-check goes into one with --health-check-subnet, for an internal load balancer)"),
     ("CKV_AWS_115", "no reserved concurrency: the state machine bounds the invocations, and reserving concurrency can fail in accounts with a low quota"),
     ("CKV_AWS_173", "environment variables hold only the table name, the log format and the topic ARN (nothing secret); Lambda encrypts them at rest with its AWS managed key"),
 ];
@@ -107,45 +107,36 @@ pub const FUNCTIONS: [(&str, &str, &str); 7] = [
     ("finish", "Finish", "FinishFunctionArn"),
 ];
 
-/// Options beyond the configuration. Bootstrap stores them in the template's `Metadata`
-/// (`Slipway.BootstrapOptions`), so that a re-run keeps what it is not told to change
-/// ([`Options::keeping`]); the task roles and families are read from the services each run.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default, rename_all = "PascalCase")]
+/// Options beyond the configuration. The installed stack's template holds what they made (the
+/// GitHub role's trust, the topic, the health check's VPC), which a re-run reads back
+/// ([`Options::stored_in`]) and keeps unless told otherwise ([`Options::keeping`]); the task
+/// roles and families are read from the services each run.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Options {
     /// GitHub `owner/repo` allowed to start deployments through OIDC.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub github_repository: Option<String>,
     /// The branch of it allowed (default `main`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub github_branch: Option<String>,
     /// The GitHub environment allowed instead of a branch: the token's `sub` is then
     /// `repo:OWNER/REPO:environment:NAME` (GitHub's OIDC reference).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub github_environment: Option<String>,
     /// The account's existing GitHub OIDC provider (an IAM allows one per URL); without it
     /// the template creates one, retained when the stack is deleted.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub github_oidc_provider: Option<String>,
     /// Create an SNS topic for notifications (when the configuration names none).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub create_topic: bool,
     /// Subnets the health-check function runs in (with [`Options::health_check_security_groups`]):
     /// an internal load balancer answers only inside its VPC. None: outside any VPC.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub health_check_subnets: Vec<String>,
     /// The security groups of the health-check function in those subnets.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub health_check_security_groups: Vec<String>,
     /// The roles update-services may pass to ECS: the configured services' task and
     /// execution roles (bootstrap reads them from their task definitions). None: it may
     /// pass none (a task definition with a role then cannot be registered).
-    #[serde(skip)]
     pub task_roles: Vec<String>,
     /// The task definition families update-services may register revisions of: the
     /// configured services' (bootstrap reads them). None: any family of this account and
     /// region.
-    #[serde(skip)]
     pub task_families: Vec<String>,
 }
 
@@ -174,18 +165,20 @@ impl Options {
                 out.github_branch.clone_from(&stored.github_branch);
                 out.github_environment
                     .clone_from(&stored.github_environment);
-                out.github_oidc_provider
-                    .clone_from(&stored.github_oidc_provider);
                 kept.push(format!("--github-repository {repo}"));
-                if let Some(b) = &stored.github_branch {
-                    kept.push(format!("--github-branch {b}"));
+                match (&stored.github_environment, &stored.github_branch) {
+                    (Some(e), _) => kept.push(format!("--github-environment {e}")),
+                    (None, Some(b)) => kept.push(format!("--github-branch {b}")),
+                    (None, None) => {}
                 }
-                if let Some(e) = &stored.github_environment {
-                    kept.push(format!("--github-environment {e}"));
-                }
-                if let Some(p) = &stored.github_oidc_provider {
-                    kept.push(format!("--github-oidc-provider {p}"));
-                }
+            }
+        }
+        // The OIDC provider is the account's, not the repository's: a role for another
+        // repository or branch still uses the provider the installation used.
+        if out.github_repository.is_some() && self.github_oidc_provider.is_none() && !drop.github {
+            if let Some(p) = &stored.github_oidc_provider {
+                out.github_oidc_provider = Some(p.clone());
+                kept.push(format!("--github-oidc-provider {p}"));
             }
         }
         if !self.create_topic && !drop.topic && stored.create_topic {
@@ -213,11 +206,53 @@ impl Options {
         (out, kept)
     }
 
-    /// The options a template stored (its `Metadata.Slipway.BootstrapOptions`); the default
-    /// for a template from before they were stored.
-    pub fn stored_in(template: &Value) -> Options {
-        serde_json::from_value(template["Metadata"]["Slipway"]["BootstrapOptions"].clone())
-            .unwrap_or_default()
+    /// The options an installed template was made with, read from what they made: the
+    /// GitHub role's trusted `sub` (repository, and branch or environment) and its provider
+    /// (an ARN, or the one the stack created), the created topic, the health-check
+    /// function's `VpcConfig`. A template of another shape is an error, not "no options".
+    pub fn stored_in(template: &Value) -> Result<Options, String> {
+        let r = &template["Resources"];
+        if !r.is_object() {
+            return Err("the installed template has no Resources".into());
+        }
+        let mut o = Options {
+            create_topic: r.get("NotificationTopic").is_some(),
+            ..Options::default()
+        };
+        if let Some(role) = r.get("GitHubDeployRole") {
+            let trust = &role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0];
+            let subject = trust["Condition"]["StringEquals"]
+                ["token.actions.githubusercontent.com:sub"]
+                .as_str()
+                .ok_or("the installed GitHub role trusts no sub")?;
+            let rest = subject
+                .strip_prefix("repo:")
+                .ok_or_else(|| format!("the installed GitHub role trusts {subject:?}"))?;
+            if let Some((repo, env)) = rest.split_once(":environment:") {
+                o.github_repository = Some(repo.to_owned());
+                o.github_environment = Some(env.to_owned());
+            } else if let Some((repo, branch)) = rest.split_once(":ref:refs/heads/") {
+                o.github_repository = Some(repo.to_owned());
+                o.github_branch = Some(branch.to_owned());
+            } else {
+                return Err(format!("the installed GitHub role trusts {subject:?}"));
+            }
+            o.github_oidc_provider = trust["Principal"]["Federated"].as_str().map(str::to_owned);
+        }
+        if let Some(vpc) = r.pointer("/HealthCheckFunction/Properties/VpcConfig") {
+            let ids = |key: &str| -> Vec<String> {
+                vpc[key]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            };
+            o.health_check_subnets = ids("SubnetIds");
+            o.health_check_security_groups = ids("SecurityGroupIds");
+        }
+        Ok(o)
     }
 
     /// The `sub` claim GitHub's token must carry to assume the deploy role.
@@ -502,6 +537,25 @@ pub fn template(config: &Config, options: &Options) -> Value {
         }),
         ("finish", {
             let mut p = table_statements(&table, &state::FINISH_ACCESS);
+            // Why a release failed, for its record: the services' events and their stopped
+            // tasks. ListTasks names no task (its resource is a container instance): it is
+            // held to this cluster by its `ecs:cluster` condition key.
+            let cluster_arn = sub(&format!(
+                "arn:${{AWS::Partition}}:ecs:${{AWS::Region}}:${{AWS::AccountId}}:cluster/{cluster}"
+            ));
+            p.extend([
+                statement(&["ecs:DescribeServices"], service_arns.clone()),
+                json!({
+                    "Effect": "Allow", "Action": ["ecs:ListTasks"], "Resource": ["*"],
+                    "Condition": {"ArnEquals": {"ecs:cluster": cluster_arn}}
+                }),
+                statement(
+                    &["ecs:DescribeTasks"],
+                    vec![sub(&format!(
+                        "arn:${{AWS::Partition}}:ecs:${{AWS::Region}}:${{AWS::AccountId}}:task/{cluster}/*"
+                    ))],
+                ),
+            ]);
             if let Some(b) = &bus {
                 p.push(statement(&["events:PutEvents"], vec![b.clone()]));
             }
@@ -826,8 +880,6 @@ pub fn template(config: &Config, options: &Options) -> Value {
     json!({
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": format!("Slipway deploy orchestrator for {env}"),
-        // What bootstrap was told, for the next run to keep (Options::stored_in).
-        "Metadata": {"Slipway": {"BootstrapOptions": options}},
         "Parameters": parameters,
         "Resources": resources,
         "Outputs": outputs
@@ -840,9 +892,12 @@ mod tests {
 
     /// Actions that take no resource ARN (AWS's service authorization reference lists them with
     /// resource type "*"): the only statements allowed `"Resource": "*"`.
-    const UNSCOPABLE: [&str; 2] = [
+    const UNSCOPABLE: [&str; 3] = [
         "ecs:DescribeTaskDefinition",
         "elasticloadbalancing:DescribeTargetHealth",
+        // Its resource type is container-instance; finish's statement carries the
+        // `ecs:cluster` condition instead (checked in the test below).
+        "ecs:ListTasks",
     ];
 
     /// Statements of every IAM policy in the template, with the resource that holds them.
@@ -915,17 +970,7 @@ mod tests {
             ..Options::default()
         };
         let t = template(&staging(), &installed);
-        // CloudFormation takes no null in Metadata (cfn-lint E4002): what is unset is left out.
-        assert!(
-            !t["Metadata"].to_string().contains("null"),
-            "{}",
-            t["Metadata"]
-        );
-        assert_eq!(
-            template(&staging(), &Options::default())["Metadata"]["Slipway"]["BootstrapOptions"],
-            json!({})
-        );
-        let stored = Options::stored_in(&t);
+        let stored = Options::stored_in(&t).expect("our template");
         // The task roles and families are read from the services each run, not stored.
         assert_eq!(
             stored,
@@ -934,7 +979,35 @@ mod tests {
                 ..installed.clone()
             }
         );
-        assert_eq!(Options::stored_in(&json!({})), Options::default());
+        // A template without options reads as none; one of another shape is an error.
+        assert_eq!(
+            Options::stored_in(&template(&staging(), &Options::default())),
+            Ok(Options::default())
+        );
+        assert!(Options::stored_in(&json!({})).is_err());
+        // A GitHub environment, and the provider the stack created (no ARN to keep).
+        let env = Options {
+            github_repository: Some("acme/app".into()),
+            github_environment: Some("production".into()),
+            ..Options::default()
+        };
+        let read = Options::stored_in(&template(&staging(), &env)).expect("our template");
+        assert_eq!(
+            (
+                read.github_environment.as_deref(),
+                read.github_branch.as_deref(),
+                read.github_oidc_provider.as_deref()
+            ),
+            (Some("production"), None, None)
+        );
+        let (_, said) = Options::default().keeping(&read, DropOptions::default());
+        assert_eq!(
+            said,
+            [
+                "--github-repository acme/app",
+                "--github-environment production"
+            ]
+        );
 
         // A re-run with no flags keeps everything, and says so.
         let (kept, said) = Options::default().keeping(&stored, DropOptions::default());
@@ -963,13 +1036,17 @@ mod tests {
         };
         let (changed, said) = given.keeping(&stored, drop);
         assert_eq!(changed.github_repository.as_deref(), Some("acme/other"));
+        // The account's provider stays: the new role must not try to create another one.
         assert_eq!(
-            changed.github_oidc_provider, None,
-            "comes with the repository given"
+            changed.github_oidc_provider, stored.github_oidc_provider,
+            "the account's provider is kept"
         );
         assert!(!changed.create_topic);
         assert!(changed.health_check_subnets.is_empty());
-        assert!(said.is_empty(), "{said:?}");
+        assert_eq!(
+            said,
+            ["--github-oidc-provider arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"]
+        );
         let (dropped, _) = Options::default().keeping(
             &stored,
             DropOptions {
@@ -1002,7 +1079,7 @@ mod tests {
 
     /// What `slipway bootstrap` and `uninstall` call themselves (install.rs), besides what
     /// CloudFormation does with the caller's permissions.
-    const BOOTSTRAP_CALLS: [&str; 19] = [
+    const BOOTSTRAP_CALLS: [&str; 18] = [
         "sts:GetCallerIdentity",
         "ecs:DescribeServices",
         "ecs:DescribeTaskDefinition",
@@ -1021,7 +1098,6 @@ mod tests {
         "cloudformation:GetTemplate",
         "dynamodb:PutItem",
         "dynamodb:DeleteTable",
-        "ec2:DescribeSubnets",
     ];
 
     /// docs/bootstrap-policy.json lets its holder install everything the template creates:
@@ -1309,6 +1385,12 @@ mod tests {
                     .filter_map(Value::as_str)
                     .collect();
                 for a in actions {
+                    if a == "ecs:ListTasks" {
+                        assert!(
+                            s["Condition"]["ArnEquals"]["ecs:cluster"].is_object(),
+                            "{holder}: ListTasks on \"*\" without its ecs:cluster condition: {s}"
+                        );
+                    }
                     assert!(
                         UNSCOPABLE.contains(&a)
                             || (holder == "StateMachineRole" && LOG_DELIVERY.contains(&a)),

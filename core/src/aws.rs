@@ -59,6 +59,23 @@ impl Clients {
     }
 }
 
+/// An SDK error as `Code: message` (or its full context when the service said nothing), for
+/// any service's SDK (they share smithy's error types).
+pub fn sdk_error<E, R>(e: &aws_sdk_ecs::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_ecs::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match e.as_service_error() {
+        Some(s) => format!(
+            "{}: {}",
+            s.code().unwrap_or("error"),
+            s.message().unwrap_or_default()
+        ),
+        None => format!("{}", aws_sdk_ecs::error::DisplayErrorContext(e)),
+    }
+}
+
 /// An AWS call that failed, classified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwsError {

@@ -10,6 +10,7 @@ pub mod input;
 pub mod model;
 pub mod state;
 pub mod steps;
+pub mod why;
 
 pub use error::StepError;
 

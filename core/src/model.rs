@@ -445,6 +445,10 @@ pub struct DeploymentRecord {
     /// announcement never changes `result`.
     #[serde(default)]
     pub announced: BTreeMap<String, String>,
+    /// For a failed release, what ECS said about why (each service's last events and stopped
+    /// tasks during the release), as `finish` saw it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub why: Vec<crate::why::ServiceWhy>,
 }
 
 /// How a release ended, as its record says.

@@ -399,9 +399,29 @@ impl Elb {
                 let arn = self.create_load_balancer(env, p.required("Name")?)?;
                 Ok(self.load_balancers_xml([arn.as_str()]))
             }
+            // DescribeLoadBalancers: those named by `LoadBalancerArns` or `Names`, else all;
+            // one that does not exist is LoadBalancerNotFound (ELBv2 API reference,
+            // https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_DescribeLoadBalancers.html).
             "DescribeLoadBalancers" => {
-                let arns: Vec<String> = self.load_balancers.keys().cloned().collect();
-                Ok(self.load_balancers_xml(arns.iter().map(String::as_str)))
+                let arns = p.strings("LoadBalancerArns");
+                let names = p.strings("Names");
+                let found: Vec<String> = self
+                    .load_balancers
+                    .values()
+                    .filter(|l| {
+                        (arns.is_empty() && names.is_empty())
+                            || arns.contains(&l.arn)
+                            || names.contains(&l.name)
+                    })
+                    .map(|l| l.arn.clone())
+                    .collect();
+                if found.len() < arns.len() + names.len() {
+                    return Err(ApiError::new(
+                        "LoadBalancerNotFound",
+                        "One or more load balancers not found",
+                    ));
+                }
+                Ok(self.load_balancers_xml(found.iter().map(String::as_str)))
             }
             "CreateListener" => {
                 let lb = p.required("LoadBalancerArn")?;

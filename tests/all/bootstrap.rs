@@ -215,7 +215,15 @@ fn bootstrap_installs_everything_idempotently_and_uninstall_removes_it() {
         .filter(|(i, _)| *i != 3 && *i != 4)
         .map(|(_, a)| *a)
         .collect();
-    let (code, _, err) = slipway_with(&bed, &unbuilt, &cargo_only, &[]);
+    // An empty CARGO_HOME: cargo finds no subcommand installed in the real one either.
+    let cargo_home = std::env::temp_dir().join(unique("cargo-home"));
+    std::fs::create_dir_all(&cargo_home).unwrap();
+    let (code, _, err) = slipway_with(
+        &bed,
+        &unbuilt,
+        &cargo_only,
+        &[("CARGO_HOME", cargo_home.to_str().unwrap())],
+    );
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains("`cargo lambda` is not installed") && err.contains("pip install cargo-lambda"),

@@ -388,6 +388,34 @@ async fn s06_crashing_tasks_fail_the_release() {
         "{actions:?}"
     );
     assert!(app.locks().await.is_empty());
+    // finish kept why in the record (the finish Lambda asked ECS): auth's crashed task.
+    let auth_kept = r
+        .why
+        .iter()
+        .find(|w| w.service == "auth")
+        .unwrap_or_else(|| panic!("no why for auth in the record: {:?}", r.why));
+    assert!(
+        auth_kept.stopped_tasks.len() <= 5
+            && auth_kept.stopped_tasks.iter().any(|t| {
+                t.stop_code.as_deref() == Some("EssentialContainerExited")
+                    && t.containers.iter().any(|c| c.exit_code == Some(1))
+            }),
+        "{auth_kept:?}"
+    );
+    // history shows it in the error column.
+    let (code, out, err) = cli(
+        &bed,
+        &["history", "--table", bed.lambda_table(), "--limit", "50"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let line = out
+        .lines()
+        .find(|l| l.contains(&run("s06")))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("Slipway.DeploymentFailed (") && line.contains(": EssentialContainerExited"),
+        "{line}"
+    );
     // Why, from ECS: auth's stopped tasks (ListTasks STOPPED, DescribeTasks) with their stop
     // code, reason and exit code, and its events.
     let (code, out, err) = cli(

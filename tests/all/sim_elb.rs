@@ -472,7 +472,8 @@ async fn minimum_healthy_and_maximum_percent_bound_the_rollout() {
     bed.remove_scenario(&slow).await;
 }
 
-/// DescribeListeners and DescribeRules as the ELBv2 API reference has them, read through
+/// DescribeLoadBalancers (by ARN), DescribeListeners and DescribeRules as the ELBv2 API
+/// reference has them, read through
 /// awscli (botocore's parser): a load balancer's listeners with their default actions; a
 /// listener's rules by priority with host-header conditions and forward actions, its default
 /// rule last (`Priority` "default", `IsDefault`); neither selector is a ValidationError,
@@ -547,6 +548,14 @@ async fn listeners_and_rules_are_described() {
     let (code, by_arn, err) = aws(&["elbv2", "describe-rules", "--rule-arns", one]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(by_arn["Rules"][0]["RuleArn"], one);
+    let (code, _, err) = aws(&[
+        "elbv2",
+        "describe-load-balancers",
+        "--load-balancer-arns",
+        &format!("{lb}0"),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("LoadBalancerNotFound"), "{err}");
     let (code, _, err) = aws(&["elbv2", "describe-listeners"]);
     assert_ne!(code, 0);
     assert!(err.contains("ValidationError"), "{err}");

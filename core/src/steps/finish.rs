@@ -57,6 +57,12 @@ pub async fn finish(
     };
     // A retried finish keeps what the earlier attempt announced: each channel once.
     let earlier = state::record_of(clients, release.started_at, &release.id).await?;
+    // For a failure, what ECS says about why (once: a retry keeps what the first attempt saw).
+    let why = match earlier.as_ref() {
+        Some(r) if !r.why.is_empty() => r.why.clone(),
+        _ if result != ReleaseResult::Succeeded => why_failed(clients, release, clock.now()).await,
+        _ => Vec::new(),
+    };
     let mut record = DeploymentRecord {
         release: release.id.clone(),
         environment: release.environment.clone(),
@@ -83,6 +89,7 @@ pub async fn finish(
         timings: input.timings.clone(),
         rollback: input.rollback.clone(),
         announced: earlier.map(|r| r.announced).unwrap_or_default(),
+        why,
     };
     state::put_record(clients, &record).await?;
 
@@ -102,6 +109,32 @@ pub async fn finish(
     }
     tracing::info!(announced = ?record.announced, "finished");
     Ok(record)
+}
+
+/// What ECS said about the release's services from its start until `now` (their last five
+/// events and stopped tasks each); nothing when ECS cannot be asked — the record is written
+/// all the same.
+async fn why_failed(
+    clients: &Clients,
+    release: &crate::model::Release,
+    now: i64,
+) -> Vec<crate::why::ServiceWhy> {
+    let targets: Vec<crate::why::Target> = release
+        .services
+        .iter()
+        .map(|s| crate::why::Target {
+            service: &s.name,
+            cluster: &s.cluster,
+            ecs_service: &s.ecs_service,
+        })
+        .collect();
+    match crate::why::explain(&clients.ecs, &targets, release.started_at, now).await {
+        Ok(why) => crate::why::summary(why, 5, 5),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot ask ECS why the release failed; recording without it");
+            Vec::new()
+        }
+    }
 }
 
 /// Publishes `record` on each configured channel it was not yet sent on (each channel once,
@@ -412,6 +445,7 @@ pub(crate) async fn record_unstarted(
         timings: Default::default(),
         rollback: None,
         announced: earlier.map(|r| r.announced).unwrap_or_default(),
+        why: Vec::new(),
     };
     state::put_record(clients, &record).await?;
     // Without a configuration there is no channel to announce on: the record is all.

@@ -1195,6 +1195,7 @@ fn sns_subjects_fit_what_sns_takes() {
         timings: BTreeMap::new(),
         rollback: None,
         announced: BTreeMap::new(),
+        why: vec![],
     };
     let long = super::finish::subject(&r);
     assert_eq!(long.chars().count(), 99, "{long}");

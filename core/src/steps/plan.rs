@@ -757,6 +757,7 @@ async fn superseded(
         timings: BTreeMap::new(),
         rollback: None,
         announced: BTreeMap::new(),
+        why: Vec::new(),
     };
     state::put_record(clients, &record).await?;
     leave_queues(clients, who.chosen, who.owner).await?;

@@ -1,14 +1,15 @@
 //! Why a release failed, from ECS: each service's events since the release started, and its
 //! stopped tasks' stop codes, reasons and exit codes (ListTasks with STOPPED, then
-//! DescribeTasks; ECS lists stopped tasks for at least an hour).
+//! DescribeTasks; "stopped tasks appear in the returned results for at least one hour",
+//! ECS API reference, ListTasks). `finish` keeps a summary in a failed release's record, so
+//! `slipway history` and `status` can say why after ECS has forgotten the tasks.
 
 use aws_sdk_ecs::types::DesiredStatus;
-use serde::Serialize;
-use slipway_core::config::Config;
-use slipway_core::model::DeploymentRecord;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// What ECS says about one service of a release.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ServiceWhy {
     /// The configured name.
     pub service: String,
@@ -19,7 +20,7 @@ pub struct ServiceWhy {
 }
 
 /// A stopped task.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct StoppedTask {
     /// The task's id.
     pub task: String,
@@ -34,7 +35,7 @@ pub struct StoppedTask {
 }
 
 /// A container of a stopped task.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ExitedContainer {
     /// The container's name.
     pub name: String,
@@ -44,30 +45,39 @@ pub struct ExitedContainer {
     pub reason: Option<String>,
 }
 
-/// What ECS says about each service `record` names (those still configured).
+/// A service to explain: its configured name, cluster and ECS service name.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// The configured name.
+    pub service: &'a str,
+    /// The cluster.
+    pub cluster: &'a str,
+    /// The ECS service.
+    pub ecs_service: &'a str,
+}
+
+/// What ECS says about each target between `since` and `until` (epoch seconds): its events,
+/// oldest first, and its stopped tasks, newest first.
 pub async fn explain(
     ecs: &aws_sdk_ecs::Client,
-    config: &Config,
-    record: &DeploymentRecord,
+    targets: &[Target<'_>],
+    since: i64,
+    until: i64,
 ) -> Result<Vec<ServiceWhy>, String> {
-    // From the release's start to a minute after its record (the rollback's last stops).
-    let during = |at: i64| at >= record.started_at && at <= record.finished_at + 60;
+    let during = |at: i64| at >= since && at <= until;
     let mut out = Vec::new();
-    for s in &record.services {
-        let Some(configured) = config.service(&s.service) else {
-            continue;
-        };
-        let ecs_service = configured.ecs_service();
+    for t in targets {
+        let (cluster, ecs_service) = (t.cluster, t.ecs_service);
         let described = ecs
             .describe_services()
-            .cluster(&config.cluster)
+            .cluster(cluster)
             .services(ecs_service)
             .send()
             .await
             .map_err(|e| {
                 format!(
                     "ecs:DescribeServices {ecs_service}: {}",
-                    crate::run::sdk_error(&e)
+                    crate::aws::sdk_error(&e)
                 )
             })?;
         let mut events: Vec<String> = described
@@ -81,7 +91,7 @@ pub async fn explain(
                         format!(
                             "{} {}",
                             e.created_at()
-                                .map(|t| slipway_core::wire_time(t.secs()))
+                                .map(|t| crate::wire_time(t.secs()))
                                 .unwrap_or_default(),
                             e.message().unwrap_or_default()
                         )
@@ -93,14 +103,14 @@ pub async fn explain(
         let mut arns = Vec::new();
         let mut pages = ecs
             .list_tasks()
-            .cluster(&config.cluster)
+            .cluster(cluster)
             .service_name(ecs_service)
             .desired_status(DesiredStatus::Stopped)
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| {
-                format!("ecs:ListTasks {ecs_service}: {}", crate::run::sdk_error(&e))
+                format!("ecs:ListTasks {ecs_service}: {}", crate::aws::sdk_error(&e))
             })?;
             arns.extend(page.task_arns().iter().cloned());
         }
@@ -108,33 +118,33 @@ pub async fn explain(
         for chunk in arns.chunks(100) {
             let tasks = ecs
                 .describe_tasks()
-                .cluster(&config.cluster)
+                .cluster(cluster)
                 .set_tasks(Some(chunk.to_vec()))
                 .send()
                 .await
                 .map_err(|e| {
                     format!(
                         "ecs:DescribeTasks {ecs_service}: {}",
-                        crate::run::sdk_error(&e)
+                        crate::aws::sdk_error(&e)
                     )
                 })?;
-            for t in tasks.tasks() {
+            for task in tasks.tasks() {
                 // Only what stopped during this release.
-                if t.stopped_at().is_some_and(|at| !during(at.secs())) {
+                if task.stopped_at().is_some_and(|at| !during(at.secs())) {
                     continue;
                 }
                 stopped_tasks.push((
-                    t.stopped_at().map_or(0, |at| at.secs()),
+                    task.stopped_at().map_or(0, |at| at.secs()),
                     StoppedTask {
-                        task: t
+                        task: task
                             .task_arn()
                             .and_then(|a| a.rsplit('/').next())
                             .unwrap_or_default()
                             .to_owned(),
-                        task_definition: t.task_definition_arn().unwrap_or_default().to_owned(),
-                        stop_code: t.stop_code().map(|c| c.as_str().to_owned()),
-                        reason: t.stopped_reason().map(str::to_owned),
-                        containers: t
+                        task_definition: task.task_definition_arn().unwrap_or_default().to_owned(),
+                        stop_code: task.stop_code().map(|c| c.as_str().to_owned()),
+                        reason: task.stopped_reason().map(str::to_owned),
+                        containers: task
                             .containers()
                             .iter()
                             .filter(|c| c.exit_code().is_some() || c.reason().is_some())
@@ -151,7 +161,7 @@ pub async fn explain(
         stopped_tasks.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
         let stopped_tasks = stopped_tasks.into_iter().map(|(_, t)| t).collect();
         out.push(ServiceWhy {
-            service: s.service.clone(),
+            service: t.service.to_owned(),
             events,
             stopped_tasks,
         });
@@ -204,4 +214,107 @@ pub fn render(why: &[ServiceWhy]) -> String {
         }
     }
     out
+}
+
+/// One line for a table: the newest stopped task that stopped by itself (not stopped by the
+/// scheduler or a person: the cause rather than the rollback's effects), else the newest of
+/// any, with its stop code and the first container's exit code; else the newest event.
+pub fn headline(why: &[ServiceWhy]) -> Option<String> {
+    let tasks = || {
+        why.iter()
+            .flat_map(|s| s.stopped_tasks.iter().map(move |t| (s, t)))
+    };
+    let by_itself = |t: &StoppedTask| {
+        !matches!(
+            t.stop_code.as_deref(),
+            Some("ServiceSchedulerInitiated" | "UserInitiated")
+        )
+    };
+    if let Some((s, t)) = tasks()
+        .find(|(_, t)| by_itself(t))
+        .or_else(|| tasks().next())
+    {
+        let exit = t
+            .containers
+            .iter()
+            .find_map(|c| c.exit_code.map(|x| format!(", {} exit {x}", c.name)))
+            .unwrap_or_default();
+        return Some(format!(
+            "{}: {}{exit}",
+            s.service,
+            t.stop_code.as_deref().unwrap_or("stopped")
+        ));
+    }
+    why.iter()
+        .find_map(|s| s.events.last().map(|e| format!("{}: {e}", s.service)))
+}
+
+/// The explanation kept in a record: at most `events` events and `tasks` stopped tasks per
+/// service (the newest), so that a record stays small (DynamoDB items are at most 400 KB).
+pub fn summary(mut why: Vec<ServiceWhy>, events: usize, tasks: usize) -> Vec<ServiceWhy> {
+    for s in &mut why {
+        let skip = s.events.len().saturating_sub(events);
+        s.events.drain(..skip);
+        s.stopped_tasks.truncate(tasks);
+    }
+    why.retain(|s| !s.events.is_empty() || !s.stopped_tasks.is_empty());
+    why
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(code: &str, exit: Option<i32>) -> StoppedTask {
+        StoppedTask {
+            task: "t".into(),
+            task_definition: "td".into(),
+            stop_code: Some(code.into()),
+            reason: None,
+            containers: vec![ExitedContainer {
+                name: "app".into(),
+                exit_code: exit,
+                reason: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn the_headline_is_the_cause_and_the_summary_keeps_the_newest() {
+        let why = vec![
+            ServiceWhy {
+                service: "api".into(),
+                events: vec!["e1".into(), "e2".into(), "e3".into()],
+                stopped_tasks: vec![task("ServiceSchedulerInitiated", None)],
+            },
+            ServiceWhy {
+                service: "auth".into(),
+                events: vec![],
+                stopped_tasks: vec![task("EssentialContainerExited", Some(1))],
+            },
+            ServiceWhy {
+                service: "web".into(),
+                events: vec![],
+                stopped_tasks: vec![],
+            },
+        ];
+        assert_eq!(
+            headline(&why).as_deref(),
+            Some("auth: EssentialContainerExited, app exit 1")
+        );
+        assert_eq!(
+            headline(&why[..1]).as_deref(),
+            Some("api: ServiceSchedulerInitiated")
+        );
+        let events_only = [ServiceWhy {
+            service: "api".into(),
+            events: vec!["old".into(), "new".into()],
+            stopped_tasks: vec![],
+        }];
+        assert_eq!(headline(&events_only).as_deref(), Some("api: new"));
+        assert_eq!(headline(&[]), None);
+        let kept = summary(why, 2, 1);
+        assert_eq!(kept.len(), 2, "web said nothing: left out");
+        assert_eq!(kept[0].events, ["e2", "e3"], "the newest events");
+    }
 }
