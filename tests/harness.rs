@@ -123,6 +123,7 @@ impl Testbed {
             dynamodb: aws_sdk_dynamodb::Client::new(&moto),
             sns: aws_sdk_sns::Client::new(&moto),
             eventbridge: aws_sdk_eventbridge::Client::new(&moto),
+            logs: aws_sdk_cloudwatchlogs::Client::new(&sim),
             table: table.to_owned(),
         }
     }

@@ -130,8 +130,10 @@ pub async fn bootstrap(config_path: &Path, options: &Options) -> Result<Installe
             kept.join(" ")
         ));
     }
-    (template_options.task_families, template_options.task_roles) =
-        task_definitions(&clients, &config, &account, &region).await?;
+    let read = task_definitions(&clients, &config, &account, &region).await?;
+    template_options.task_families = read.families;
+    template_options.task_roles = read.roles;
+    template_options.task_log_groups = read.log_groups;
     say(format!(
         "update-services may register {} and pass {}",
         template_options.task_families.join(", "),
@@ -503,9 +505,10 @@ async fn task_definitions(
     config: &Config,
     account: &str,
     region: &str,
-) -> Result<(Vec<String>, Vec<String>), String> {
+) -> Result<TaskDefinitions, String> {
     let mut families = std::collections::BTreeSet::new();
     let mut roles = std::collections::BTreeSet::new();
+    let mut log_groups = std::collections::BTreeSet::new();
     for service in &config.services {
         let out = clients
             .ecs
@@ -558,6 +561,17 @@ async fn task_definitions(
             families.extend(d.family().map(str::to_owned));
             roles.extend(d.task_role_arn().map(str::to_owned));
             roles.extend(d.execution_role_arn().map(str::to_owned));
+            for c in d.container_definitions() {
+                let awslogs = c
+                    .log_configuration()
+                    .filter(|l| l.log_driver().as_str() == "awslogs");
+                log_groups.extend(
+                    awslogs
+                        .and_then(|l| l.options())
+                        .and_then(|o| o.get("awslogs-group"))
+                        .cloned(),
+                );
+            }
         }
     }
     // A role given by name alone (ECS accepts one) is this account's role of that name.
@@ -573,7 +587,19 @@ async fn task_definitions(
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    Ok((families.into_iter().collect(), roles))
+    Ok(TaskDefinitions {
+        families: families.into_iter().collect(),
+        roles,
+        log_groups: log_groups.into_iter().collect(),
+    })
+}
+
+/// What the services' task definitions say that the template needs.
+struct TaskDefinitions {
+    families: Vec<String>,
+    roles: Vec<String>,
+    /// The CloudWatch Logs groups their containers write to (`awslogs`).
+    log_groups: Vec<String>,
 }
 
 /// The partition of a region (`cn-*`: aws-cn, `us-gov-*`: aws-us-gov, else aws).

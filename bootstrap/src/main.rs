@@ -319,6 +319,7 @@ impl GitHubArgs {
             health_check_security_groups: vpc.health_check_security_groups,
             task_roles: Vec::new(),
             task_families: Vec::new(),
+            task_log_groups: Vec::new(),
         })
     }
 }
@@ -636,6 +637,7 @@ async fn release_status(
             .collect();
         let live = why::explain(
             &clients.ecs,
+            &clients.logs,
             &targets,
             record.started_at,
             record.finished_at + 60,

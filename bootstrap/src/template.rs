@@ -138,6 +138,9 @@ pub struct Options {
     /// configured services' (bootstrap reads them). None: any family of this account and
     /// region.
     pub task_families: Vec<String>,
+    /// The CloudWatch Logs groups the services' containers write to (bootstrap reads them):
+    /// finish may read their streams' last lines for why a release failed.
+    pub task_log_groups: Vec<String>,
 }
 
 /// Stored options a bootstrap run is told to drop (`--no-github`, `--no-topic`,
@@ -555,7 +558,23 @@ pub fn template(config: &Config, options: &Options) -> Value {
                         "arn:${{AWS::Partition}}:ecs:${{AWS::Region}}:${{AWS::AccountId}}:task/{cluster}/*"
                     ))],
                 ),
+                // To find a stopped container's log stream (no resource-level control).
+                statement(&["ecs:DescribeTaskDefinition"], vec![json!("*")]),
             ]);
+            if !options.task_log_groups.is_empty() {
+                p.push(statement(
+                    &["logs:GetLogEvents"],
+                    options
+                        .task_log_groups
+                        .iter()
+                        .map(|g| {
+                            sub(&format!(
+                                "arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:{g}:log-stream:*"
+                            ))
+                        })
+                        .collect(),
+                ));
+            }
             if let Some(b) = &bus {
                 p.push(statement(&["events:PutEvents"], vec![b.clone()]));
             }
@@ -1131,6 +1150,7 @@ mod tests {
             health_check_security_groups: vec!["sg-89abcdef".into()],
             task_roles: vec!["arn:aws:iam::123456789012:role/task".into()],
             task_families: vec!["staging-api".into()],
+            task_log_groups: vec!["/ecs/staging-api".into()],
             ..Options::default()
         };
         let t = template(&staging(), &options);
@@ -1363,6 +1383,7 @@ mod tests {
             create_topic: true,
             task_roles: vec!["arn:aws:iam::123456789012:role/api-task".into()],
             task_families: vec!["staging-api".into()],
+            task_log_groups: vec!["/ecs/staging-api".into()],
             ..Options::default()
         };
         let t = template(&staging(), &options);
@@ -1404,6 +1425,17 @@ mod tests {
                 "{holder}: too broad: {text}"
             );
         }
+        // finish reads only the services' log groups' streams.
+        let reads: Vec<(String, Value)> = policy_statements(&t)
+            .into_iter()
+            .filter(|(_, s)| s["Action"] == json!(["logs:GetLogEvents"]))
+            .collect();
+        assert_eq!(reads.len(), 1, "{reads:?}");
+        assert_eq!(reads[0].0, "FinishRole");
+        assert_eq!(
+            reads[0].1["Resource"],
+            json!([{"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/ecs/staging-api:log-stream:*"}])
+        );
         let github = &t["Resources"]["GitHubDeployRole"]["Properties"];
         let condition =
             &github["AssumeRolePolicyDocument"]["Statement"][0]["Condition"]["StringEquals"];

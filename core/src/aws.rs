@@ -24,6 +24,8 @@ pub struct Clients {
     pub sns: aws_sdk_sns::Client,
     /// EventBridge.
     pub eventbridge: aws_sdk_eventbridge::Client,
+    /// CloudWatch Logs (the containers' last lines, for why a release failed).
+    pub logs: aws_sdk_cloudwatchlogs::Client,
     /// The state table's name.
     pub table: String,
 }
@@ -54,6 +56,7 @@ impl Clients {
             dynamodb: aws_sdk_dynamodb::Client::new(conf),
             sns: aws_sdk_sns::Client::new(conf),
             eventbridge: aws_sdk_eventbridge::Client::new(conf),
+            logs: aws_sdk_cloudwatchlogs::Client::new(conf),
             table: table.into(),
         }
     }

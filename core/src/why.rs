@@ -43,6 +43,10 @@ pub struct ExitedContainer {
     pub exit_code: Option<i32>,
     /// Its reason, when ECS gives one.
     pub reason: Option<String>,
+    /// Its last lines in CloudWatch Logs (the `awslogs` driver's stream
+    /// `<prefix>/<container>/<task id>`), oldest first, when it logs there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log: Vec<String>,
 }
 
 /// A service to explain: its configured name, cluster and ECS service name.
@@ -60,6 +64,7 @@ pub struct Target<'a> {
 /// oldest first, and its stopped tasks, newest first.
 pub async fn explain(
     ecs: &aws_sdk_ecs::Client,
+    logs: &aws_sdk_cloudwatchlogs::Client,
     targets: &[Target<'_>],
     since: i64,
     until: i64,
@@ -152,6 +157,7 @@ pub async fn explain(
                                 name: c.name().unwrap_or_default().to_owned(),
                                 exit_code: c.exit_code(),
                                 reason: c.reason().map(str::to_owned),
+                                log: Vec::new(),
                             })
                             .collect(),
                     },
@@ -159,7 +165,35 @@ pub async fn explain(
             }
         }
         stopped_tasks.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
-        let stopped_tasks = stopped_tasks.into_iter().map(|(_, t)| t).collect();
+        let mut stopped_tasks: Vec<StoppedTask> =
+            stopped_tasks.into_iter().map(|(_, t)| t).collect();
+        // The last lines of the containers that exited by themselves, in the newest two
+        // tasks that have one.
+        let mut definitions = std::collections::HashMap::new();
+        for task in stopped_tasks
+            .iter_mut()
+            .filter(|t| t.containers.iter().any(|c| c.exit_code.is_some()))
+            .take(2)
+        {
+            if !definitions.contains_key(&task.task_definition) {
+                let def = ecs
+                    .describe_task_definition()
+                    .task_definition(&task.task_definition)
+                    .send()
+                    .await
+                    .ok()
+                    .and_then(|d| d.task_definition().cloned());
+                definitions.insert(task.task_definition.clone(), def);
+            }
+            let Some(Some(def)) = definitions.get(&task.task_definition) else {
+                continue;
+            };
+            for c in task.containers.iter_mut().filter(|c| c.exit_code.is_some()) {
+                if let Some((group, stream)) = awslogs_stream(def, &c.name, &task.task) {
+                    c.log = last_lines(logs, &group, &stream).await;
+                }
+            }
+        }
         out.push(ServiceWhy {
             service: t.service.to_owned(),
             events,
@@ -211,9 +245,66 @@ pub fn render(why: &[ServiceWhy]) -> String {
                     format!("; {}", containers.join(", "))
                 }
             ));
+            for c in &t.containers {
+                for line in &c.log {
+                    out.push_str(&format!("    {} log: {line}\n", c.name));
+                }
+            }
         }
     }
     out
+}
+
+/// The CloudWatch Logs group and stream of a container of a task, when its task definition
+/// sends its output there with the `awslogs` driver: the stream is
+/// `<awslogs-stream-prefix>/<container name>/<task id>` ("Using the awslogs log driver",
+/// Amazon ECS Developer Guide,
+/// https://docs.aws.amazon.com/AmazonECS/latest/developerguide/using_awslogs.html).
+pub fn awslogs_stream(
+    def: &aws_sdk_ecs::types::TaskDefinition,
+    container: &str,
+    task_id: &str,
+) -> Option<(String, String)> {
+    let c = def
+        .container_definitions()
+        .iter()
+        .find(|c| c.name() == Some(container))?;
+    let config = c.log_configuration()?;
+    if config.log_driver().as_str() != "awslogs" {
+        return None;
+    }
+    let options = config.options()?;
+    let group = options.get("awslogs-group")?.clone();
+    let prefix = options.get("awslogs-stream-prefix")?;
+    Some((group, format!("{prefix}/{container}/{task_id}")))
+}
+
+/// The last ten lines of a log stream, oldest first; none when it cannot be read (no such
+/// stream, or no permission: the explanation goes on without them).
+async fn last_lines(
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    group: &str,
+    stream: &str,
+) -> Vec<String> {
+    match logs
+        .get_log_events()
+        .log_group_name(group)
+        .log_stream_name(stream)
+        .limit(10)
+        .start_from_head(false)
+        .send()
+        .await
+    {
+        Ok(out) => out
+            .events()
+            .iter()
+            .filter_map(|e| e.message().map(|m| m.trim_end().to_owned()))
+            .collect(),
+        Err(e) => {
+            tracing::info!(group, stream, error = %crate::aws::sdk_error(&e), "no log lines");
+            Vec::new()
+        }
+    }
 }
 
 /// One line for a table: the newest stopped task that stopped by itself (not stopped by the
@@ -275,6 +366,7 @@ mod tests {
                 name: "app".into(),
                 exit_code: exit,
                 reason: None,
+                log: vec![],
             }],
         }
     }

@@ -98,6 +98,8 @@ struct StoppedTask {
     /// The images whose containers exited on their own, with their exit codes (the others
     /// were stopped by ECS: their exit codes are not modelled, so none is reported).
     exited: Vec<(String, i64)>,
+    /// What the containers of these images printed (their `awslogs` streams).
+    logs: Vec<(String, Vec<String>)>,
     started_at: Option<f64>,
     stopped_at: f64,
 }
@@ -787,6 +789,78 @@ impl Ecs {
         Ok(json!({ "tasks": tasks, "failures": failures }))
     }
 
+    /// CloudWatch Logs' GetLogEvents for the `awslogs` streams of the simulated tasks: a
+    /// stream is `<awslogs-stream-prefix>/<container name>/<task id>` ("Using the awslogs
+    /// log driver", Amazon ECS Developer Guide,
+    /// https://docs.aws.amazon.com/AmazonECS/latest/developerguide/using_awslogs.html), in the
+    /// task definition's `awslogs-group`; it holds what the scenario says a crashing
+    /// container printed, timed at its stop. A group no task definition names is "The
+    /// specified log group does not exist.", a stream no stopped task has "The specified log
+    /// stream does not exist." (ResourceNotFoundException, CloudWatch Logs API reference,
+    /// https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_GetLogEvents.html).
+    /// Streams live as long as the simulator keeps the stopped task (an hour).
+    pub fn log_events(&self, group: &str, stream: &str) -> ApiResult<Vec<(f64, String)>> {
+        let awslogs = |c: &Value| -> Option<(String, String)> {
+            let config = &c["logConfiguration"];
+            if config["logDriver"].as_str() != Some("awslogs") {
+                return None;
+            }
+            let options = &config["options"];
+            Some((
+                options["awslogs-group"].as_str()?.to_owned(),
+                options["awslogs-stream-prefix"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ))
+        };
+        let group_exists = self.task_definitions.values().flatten().any(|td| {
+            td["containerDefinitions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| awslogs(c).is_some_and(|(g, _)| g == group))
+        });
+        if !group_exists {
+            return Err(ApiError::new(
+                "ResourceNotFoundException",
+                "The specified log group does not exist.",
+            ));
+        }
+        let no_stream = || {
+            ApiError::new(
+                "ResourceNotFoundException",
+                "The specified log stream does not exist.",
+            )
+        };
+        let mut parts = stream.rsplitn(3, '/');
+        let (task_id, container, prefix) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(t), Some(c), Some(p)) => (t, c, p),
+            _ => return Err(no_stream()),
+        };
+        let stopped = self
+            .services
+            .values()
+            .flat_map(|s| s.stopped.iter())
+            .find(|t| t.id == task_id)
+            .ok_or_else(no_stream)?;
+        let def = self
+            .task_definition(&stopped.task_definition)
+            .and_then(|td| td["containerDefinitions"].as_array())
+            .and_then(|cs| cs.iter().find(|c| c["name"].as_str() == Some(container)))
+            .ok_or_else(no_stream)?;
+        if awslogs(def) != Some((group.to_owned(), prefix.to_owned())) {
+            return Err(no_stream());
+        }
+        let image = def["image"].as_str().unwrap_or_default();
+        Ok(stopped
+            .logs
+            .iter()
+            .filter(|(i, _)| i == image)
+            .flat_map(|(_, lines)| lines.iter().map(|l| (stopped.stopped_at, l.clone())))
+            .collect())
+    }
+
     fn list_services(&self, input: &Value) -> ApiResult<Value> {
         let cluster = self.cluster(input)?;
         let arns: Vec<&str> = self
@@ -1004,6 +1078,7 @@ impl Service {
             stop_code,
             reason: reason.to_owned(),
             exited,
+            logs: Vec::new(),
             started_at: match t.state {
                 TaskState::Running { since } | TaskState::Draining { since, .. } => Some(since),
                 TaskState::Pending { .. } => None,
@@ -1127,6 +1202,19 @@ impl Service {
                             "Essential container in task exited",
                             exited,
                         );
+                        // What the crashing containers printed (the scenario's `logs`).
+                        let logs: Vec<(String, Vec<String>)> = images
+                            .iter()
+                            .filter_map(|image| {
+                                env.scenario
+                                    .image_rule([image.as_str()], Failure::Crash)
+                                    .filter(|r| !r.logs.is_empty())
+                                    .map(|r| (image.clone(), r.logs.clone()))
+                            })
+                            .collect();
+                        if let Some(stopped) = self.stopped.last_mut() {
+                            stopped.logs = logs;
+                        }
                         failed.push((
                             t.deployment,
                             t.id,

@@ -15,6 +15,7 @@
 //! [[images]]               # tasks of any image containing "api:bad" crash before RUNNING
 //! match = "api:bad"
 //! failure = "crash"
+//! logs = ["panic: DATABASE_URL is not set"]   # what it prints (its awslogs stream)
 //!
 //! [[faults]]               # calls that fail outright
 //! action = "UpdateService"
@@ -166,6 +167,10 @@ pub struct ImageRule {
     /// For `health-500`: the path that answers 500 (default `/health`).
     #[serde(default)]
     pub path: Option<String>,
+    /// For `crash`: what the container prints before it exits, line by line — its
+    /// `awslogs` stream, which CloudWatch Logs' GetLogEvents then returns.
+    #[serde(default)]
+    pub logs: Vec<String>,
 }
 
 /// A stack whose updates (or their rollbacks) fail.

@@ -21,6 +21,8 @@ use crate::scenario::{Clock, Scenario};
 use crate::wire::{self, ApiError, Params};
 
 const ECS_TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
+/// CloudWatch Logs' JSON 1.1 target prefix (botocore's logs service model, targetPrefix).
+const LOGS_TARGET_PREFIX: &str = "Logs_20140328.";
 
 /// The whole simulated account.
 pub struct World {
@@ -346,6 +348,9 @@ async fn dispatch(
         if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
             let mut w = lock(&shared);
             w.step();
+            if let Some(op) = target.strip_prefix(LOGS_TARGET_PREFIX) {
+                return logs_request(&mut w, op, &body);
+            }
             return ecs_request(&mut w, target, &body);
         }
         let mut params = Params::parse(&body);
@@ -375,6 +380,75 @@ async fn dispatch(
     (
         StatusCode::NOT_FOUND,
         "slipway-sim: not an AWS API request\n",
+    )
+        .into_response()
+}
+
+/// CloudWatch Logs, as far as the `awslogs` streams of the simulated tasks go: GetLogEvents
+/// (`logGroupName`, `logStreamName`, `limit` 1–10000, default 10000, `startFromHead`,
+/// default false: the newest events; API reference,
+/// https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_GetLogEvents.html).
+/// One page: a stream here holds a few lines.
+fn logs_request(w: &mut World, op: &str, body: &[u8]) -> Response {
+    let request_id = w.request_id();
+    let input: Value =
+        serde_json::from_slice(if body.is_empty() { b"{}" } else { body }).unwrap_or(Value::Null);
+    let result = match op {
+        "GetLogEvents" => {
+            let group = input["logGroupName"].as_str();
+            let stream = input["logStreamName"].as_str();
+            let limit = input["limit"].as_i64().unwrap_or(10_000);
+            match (group, stream) {
+                (Some(g), Some(s)) if (1..=10_000).contains(&limit) => {
+                    let (_, ecs, _, _) = w.parts();
+                    ecs.log_events(g, s).map(|events| {
+                        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+                        let skip = if input["startFromHead"].as_bool() == Some(true) {
+                            0
+                        } else {
+                            events.len().saturating_sub(limit)
+                        };
+                        let events: Vec<Value> = events
+                            .into_iter()
+                            .skip(skip)
+                            .take(limit)
+                            .map(|(at, message)| {
+                                let ms = (at * 1000.0) as i64;
+                                json!({"timestamp": ms, "message": message, "ingestionTime": ms})
+                            })
+                            .collect();
+                        json!({"events": events, "nextForwardToken": "f/0", "nextBackwardToken": "b/0"})
+                    })
+                }
+                (Some(_), Some(_)) => Err(ApiError::new(
+                    "InvalidParameterException",
+                    "limit must be between 1 and 10000",
+                )),
+                _ => Err(ApiError::new(
+                    "InvalidParameterException",
+                    "logGroupName and logStreamName are required",
+                )),
+            }
+        }
+        other => Err(ApiError::new(
+            "UnknownOperationException",
+            format!("slipway-sim does not implement CloudWatch Logs {other}"),
+        )),
+    };
+    let (status, body) = match result {
+        Ok(v) => (StatusCode::OK, v),
+        Err(e) => (
+            StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+            json!({ "__type": e.code, "message": e.message }),
+        ),
+    };
+    (
+        status,
+        [
+            ("content-type", "application/x-amz-json-1.1"),
+            ("x-amzn-requestid", request_id.as_str()),
+        ],
+        body.to_string(),
     )
         .into_response()
 }

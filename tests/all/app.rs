@@ -345,6 +345,7 @@ impl App {
                         LogConfiguration::builder()
                             .log_driver(LogDriver::Awslogs)
                             .options("awslogs-group", format!("/ecs/{}", s.name))
+                            .options("awslogs-stream-prefix", "ecs")
                             .build()
                             .unwrap(),
                     )

@@ -342,7 +342,7 @@ async fn s06_crashing_tasks_fail_the_release() {
     let (api, auth) = (app.service("api"), app.service("auth"));
     app.push(api, "6666666").await;
     let bad = app.push(auth, "6666666").await;
-    bed.add_scenario(json!({"images": [{"match": bad, "failure": "crash"}]}))
+    bed.add_scenario(json!({"images": [{"match": bad, "failure": "crash", "logs": ["starting auth", "error: DATABASE_URL is not set"]}]}))
         .await;
     let x = execute(
         &bed,
@@ -402,6 +402,14 @@ async fn s06_crashing_tasks_fail_the_release() {
             }),
         "{auth_kept:?}"
     );
+    // …with what the crashed container printed last (its awslogs stream, GetLogEvents).
+    assert!(
+        auth_kept.stopped_tasks.iter().any(|t| t
+            .containers
+            .iter()
+            .any(|c| c.log == ["starting auth", "error: DATABASE_URL is not set"])),
+        "{auth_kept:?}"
+    );
     // history shows it in the error column.
     let (code, out, err) = cli(
         &bed,
@@ -443,7 +451,7 @@ async fn s06_crashing_tasks_fail_the_release() {
     assert_eq!(crashed["reason"], "Essential container in task exited");
     assert_eq!(
         crashed["containers"],
-        json!([{"name": "auth", "exit_code": 1, "reason": null}])
+        json!([{"name": "auth", "exit_code": 1, "reason": null, "log": ["starting auth", "error: DATABASE_URL is not set"]}])
     );
     assert!(
         auth_why["events"].as_array().unwrap().iter().any(|e| e
@@ -466,7 +474,7 @@ async fn s06_crashing_tasks_fail_the_release() {
     assert!(
         out.contains(
             "EssentialContainerExited: Essential container in task exited; auth exit code 1"
-        ),
+        ) && out.contains("    auth log: error: DATABASE_URL is not set"),
         "{out}"
     );
 }
@@ -1609,6 +1617,7 @@ fn cli(bed: &Testbed, args: &[&str]) -> (i32, String, String) {
         .env("AWS_ENDPOINT_URL", bed.moto())
         .env("AWS_ENDPOINT_URL_ECS", bed.sim())
         .env("AWS_ENDPOINT_URL_CLOUDFORMATION", bed.sim())
+        .env("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", bed.sim())
         .output()
         .unwrap();
     (

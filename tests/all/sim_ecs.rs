@@ -63,6 +63,14 @@ pub async fn register(ecs: &Client, family: &str, image: &str) -> String {
                         .value("staging")
                         .build(),
                 )
+                .log_configuration(
+                    aws_sdk_ecs::types::LogConfiguration::builder()
+                        .log_driver(aws_sdk_ecs::types::LogDriver::Awslogs)
+                        .options("awslogs-group", format!("/ecs/{family}"))
+                        .options("awslogs-stream-prefix", "ecs")
+                        .build()
+                        .unwrap(),
+                )
                 .build(),
         )
         .send()
@@ -255,8 +263,10 @@ async fn crashing_tasks_trip_the_circuit_breaker_and_roll_back() {
     let ecs = bed.ecs().await;
     let (cluster, name, v1) = service_running(&ecs, "repo/api:v1", 2).await;
     let bad_image = format!("repo/api:{}", unique("crash"));
-    bed.add_scenario(json!({"images": [{"match": bad_image, "failure": "crash"}]}))
-        .await;
+    bed.add_scenario(
+        json!({"images": [{"match": bad_image, "failure": "crash", "logs": ["booting", "panic: no config"]}]}),
+    )
+    .await;
     let bad = register(&ecs, &name, &bad_image).await;
     ecs.update_service()
         .cluster(&cluster)
@@ -360,6 +370,50 @@ async fn crashing_tasks_trip_the_circuit_breaker_and_roll_back() {
         assert!(t.task_arn().unwrap().contains(&format!(":task/{cluster}/")));
     }
     assert_eq!(described.failures()[0].reason(), Some("MISSING"));
+    // What the crashed container printed is in its awslogs stream,
+    // <prefix>/<container>/<task id>, read with awscli (botocore's GetLogEvents).
+    let task_id = described
+        .tasks()
+        .iter()
+        .find(|t| {
+            t.stop_code() == Some(&aws_sdk_ecs::types::TaskStopCode::EssentialContainerExited)
+        })
+        .and_then(|t| t.task_arn())
+        .and_then(|a| a.rsplit('/').next())
+        .unwrap()
+        .to_owned();
+    let group = format!("/ecs/{name}");
+    let get = |group: &str, stream: &str| {
+        bed.aws(
+            bed.sim(),
+            &[
+                "logs",
+                "get-log-events",
+                "--log-group-name",
+                group,
+                "--log-stream-name",
+                stream,
+            ],
+        )
+    };
+    let (code, out, err) = get(&group, &format!("ecs/app/{task_id}"));
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<String> = serde_json::from_str::<serde_json::Value>(&out).unwrap()["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(lines, ["booting", "panic: no config"]);
+    let (code, _, err) = get(&group, "ecs/app/no-such-task");
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("ResourceNotFoundException") && err.contains("log stream does not exist"),
+        "{err}"
+    );
+    let (code, _, err) = get("/ecs/no-such-group", &format!("ecs/app/{task_id}"));
+    assert_ne!(code, 0);
+    assert!(err.contains("log group does not exist"), "{err}");
     // Running tasks are listed by default (desiredStatus RUNNING).
     let running = ecs
         .list_tasks()

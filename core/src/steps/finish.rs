@@ -128,7 +128,15 @@ async fn why_failed(
             ecs_service: &s.ecs_service,
         })
         .collect();
-    match crate::why::explain(&clients.ecs, &targets, release.started_at, now).await {
+    match crate::why::explain(
+        &clients.ecs,
+        &clients.logs,
+        &targets,
+        release.started_at,
+        now,
+    )
+    .await
+    {
         Ok(why) => crate::why::summary(why, 5, 5),
         Err(e) => {
             tracing::warn!(error = %e, "cannot ask ECS why the release failed; recording without it");

@@ -54,6 +54,7 @@ struct Mocks<'a> {
     dynamodb: &'a [&'a Rule],
     sns: &'a [&'a Rule],
     events: &'a [&'a Rule],
+    logs: &'a [&'a Rule],
 }
 
 impl Mocks<'_> {
@@ -69,6 +70,7 @@ impl Mocks<'_> {
             dynamodb: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, self.dynamodb),
             sns: mock_client!(aws_sdk_sns, RuleMode::MatchAny, self.sns),
             eventbridge: mock_client!(aws_sdk_eventbridge, RuleMode::MatchAny, self.events),
+            logs: mock_client!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, self.logs),
             table: "slipway".into(),
         }
     }
