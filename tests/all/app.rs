@@ -216,6 +216,24 @@ impl App {
     }
 
     /// The Host each service answers to through the app's load balancer.
+    /// Makes the next release change the stack: its `Release` parameter (created as
+    /// `none`) set to `value` in the stored configuration. A release updates only the stacks
+    /// whose parameters it changes, and the app's own (`Environment = "test"`) never does.
+    pub async fn change_stack(&mut self, value: &str) {
+        self.config = self.config.replace(
+            "parameters = { Environment = \"test\" }",
+            &format!("parameters = {{ Environment = \"test\", Release = \"{value}\" }}"),
+        );
+        assert!(
+            self.config.contains(&format!("Release = \"{value}\"")),
+            "{}",
+            self.config
+        );
+        state::store_config(&self.clients, &self.config)
+            .await
+            .unwrap();
+    }
+
     pub fn host(&self, s: &AppService) -> String {
         format!("{}.staging.test", s.ecs_service)
     }

@@ -103,7 +103,8 @@ async fn plan_rejects_an_invalid_input_with_its_error_name() {
 #[tokio::test]
 async fn every_step_runs_as_a_lambda() {
     let (_table, bed) = Testbed::lane().await;
-    let app = App::create(&["api"], Some(bed.lambda_table())).await;
+    let mut app = App::create(&["api"], Some(bed.lambda_table())).await;
+    app.change_stack("lambda").await;
     let api = app.service("api");
     let digest = app.push(api, "2222222").await;
     let planned = bed
@@ -127,7 +128,7 @@ async fn every_step_runs_as_a_lambda() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(progress["done"], true);
-    assert_eq!(progress["unchanged"][0], app.stack);
+    assert_eq!(progress["changed"][0], app.stack);
 
     let target = bed
         .invoke(

@@ -93,7 +93,8 @@ async fn until_stable(
 /// digest, with its lock taken and what runs now kept for rollback.
 #[tokio::test]
 async fn plan_makes_a_release_from_an_ecr_push() {
-    let app = App::create(&["api", "web"], None).await;
+    let mut app = App::create(&["api", "web"], None).await;
+    app.change_stack("r1").await;
     let api = app.service("api");
     let digest = app.push(api, "2222222").await;
     let r = release(
@@ -111,6 +112,13 @@ async fn plan_makes_a_release_from_an_ecr_push() {
     assert_eq!(r.groups, vec![vec!["api".to_owned()]]);
     assert_eq!(r.stacks.len(), 1);
     assert_eq!(r.stacks[0].parameters_before["Environment"], "test");
+    assert_eq!(
+        (
+            r.stacks[0].parameters_before["Release"].as_str(),
+            r.stacks[0].parameters["Release"].as_str()
+        ),
+        ("none", "r1")
+    );
     assert!(r.deadline > r.started_at);
     // One lock per service and one per stack.
     let mut held = app.locks().await;
@@ -180,6 +188,23 @@ async fn plan_makes_a_release_from_an_ecr_push() {
     assert_eq!(stack_lock.owner, "exec-1");
 }
 
+/// A stack whose parameters the release does not change is left out of it: no change set, no
+/// DeployStacks call, and its lock goes back at once (another release may update it).
+#[tokio::test]
+async fn plan_leaves_out_a_stack_it_does_not_change() {
+    let app = App::create(&["api"], None).await;
+    let api = app.service("api");
+    let digest = app.push(api, "2424242").await;
+    let r = release(
+        plan(&app, app.event(api, "2424242", &digest), "exec-nostack")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(r.services.len(), 1);
+    assert!(r.stacks.is_empty(), "{:?}", r.stacks);
+    assert_eq!(app.locks().await, ["LOCK#api".to_owned()]);
+}
+
 /// plan: what it ignores, each with its reason.
 #[tokio::test]
 async fn plan_ignores_what_it_must_not_deploy() {
@@ -228,7 +253,8 @@ async fn plan_ignores_what_it_must_not_deploy() {
 /// executed to UPDATE_COMPLETE; a failing update is Slipway.StackFailed naming the resource.
 #[tokio::test]
 async fn deploy_stack_updates_through_change_sets() {
-    let app = App::create(&["api"], None).await;
+    let mut app = App::create(&["api"], None).await;
+    app.change_stack("r1").await;
     let api = app.service("api");
     let digest = app.push(api, "2222222").await;
     let mut r = release(
@@ -236,6 +262,9 @@ async fn deploy_stack_updates_through_change_sets() {
             .await
             .unwrap(),
     );
+    // Called with the stack's own values (as an older plan could), deploy-stack finds the
+    // change set empty: unchanged.
+    r.stacks[0].parameters = r.stacks[0].parameters_before.clone();
     let p = deploy_stacks(&app, &r).await.unwrap();
     assert_eq!(p.unchanged, std::slice::from_ref(&app.stack));
     assert!(p.changed.is_empty());
@@ -279,7 +308,8 @@ async fn deploy_stack_updates_through_change_sets() {
 /// calling ExecuteChangeSet again (InvalidChangeSetStatus → StackFailed).
 #[tokio::test]
 async fn deploy_stack_retried_after_execute_carries_on() {
-    let app = App::create(&["api"], None).await;
+    let mut app = App::create(&["api"], None).await;
+    app.change_stack("r1").await;
     let api = app.service("api");
     let digest = app.push(api, "2323232").await;
     let mut r = release(
@@ -645,7 +675,8 @@ async fn health_check_catches_a_500() {
 /// records the result.
 #[tokio::test]
 async fn roll_back_restores_and_finish_records() {
-    let app = App::create(&["api", "auth"], None).await;
+    let mut app = App::create(&["api", "auth"], None).await;
+    app.change_stack("r1").await;
     let (api, auth) = (app.service("api"), app.service("auth"));
     let good = app.push(api, "2222222").await;
     let bad = app.push(auth, "2222222").await;

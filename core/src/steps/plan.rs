@@ -293,14 +293,16 @@ pub async fn plan(
             return Err(e);
         }
     };
-    // Locks of services that turned out to need nothing go back at once (all of them, the
-    // stacks' too, when nothing is left to deploy).
+    // Locks of services that turned out to need nothing, and of stacks whose parameters the
+    // release does not change, go back at once (all of them when nothing is left to deploy).
     let idle: Vec<String> = locked
         .iter()
         .filter(|n| {
             services.is_empty()
-                || (!n.starts_with(state::STACK_LOCK_PREFIX)
-                    && !services.iter().any(|s| &s.name == *n))
+                || match n.strip_prefix(state::STACK_LOCK_PREFIX) {
+                    Some(stack) => !stacks.iter().any(|st| st.name == stack),
+                    None => !services.iter().any(|s| &s.name == *n),
+                }
         })
         .cloned()
         .collect();
@@ -970,7 +972,8 @@ type Snapshot = (Vec<ServiceRelease>, Vec<StackRelease>);
 
 /// What runs now: each service's task definition and image (services already on the digest
 /// are skipped), each stack's parameters (a rollback restores them with UsePreviousTemplate:
-/// a release never changes a template, so none is kept).
+/// a release never changes a template, so none is kept). A stack whose parameters the release
+/// does not change is left out.
 async fn snapshot(
     clients: &Clients,
     config: &Config,
@@ -1118,6 +1121,13 @@ async fn snapshot(
                         format!("stacks.{}.parameters.{key}: the parameter is NoEcho, so its value reads back as **** and a rollback could not restore it; leave it out of the release", st.name),
                     ));
                 }
+            }
+            // Nothing to set: the update would be an empty change set (the template stays,
+            // UsePreviousTemplate), so the release leaves the stack alone — no change set, no
+            // DeployStacks call, no rollback to do there.
+            if next == before {
+                tracing::info!(stack = %st.name, "no parameter changes: not updated");
+                continue;
             }
             stacks.push(StackRelease {
                 name: st.name.clone(),
