@@ -335,12 +335,21 @@ async fn download(version: &str) -> Result<PathBuf, String> {
         ));
     }
     let base = format!("{}/{version}", download_base());
+    // A directory of our own: created here (an existing one, which someone else could have
+    // prepared, is refused), named by the process and the moment.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     let dir = std::env::temp_dir().join(format!(
-        "slipway-artifacts-{version}-{}",
+        "slipway-artifacts-{version}-{}-{nanos}",
         std::process::id()
     ));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let http = reqwest::Client::new();
+    std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let http = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(30))
+        .timeout(std::time::Duration::from_secs(600))
+        .build()
+        .map_err(|e| format!("an HTTP client: {e}"))?;
     let names: Vec<String> = FUNCTIONS
         .iter()
         .map(|(name, _, _)| format!("{name}.zip"))

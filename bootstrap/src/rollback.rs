@@ -248,7 +248,8 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     if !args.follow {
         return Ok(Exit::Done);
     }
-    // One after the other: every release locks every stack, so they run in turn anyway.
+    // One after the other: every release takes every configured stack's lock while it plans,
+    // and they would mostly wait for each other anyway.
     let mut worst = Exit::Done;
     for s in &started {
         let arn = s["executionArn"].as_str().unwrap_or_default();

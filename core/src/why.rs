@@ -298,7 +298,7 @@ async fn last_lines(
         Ok(out) => out
             .events()
             .iter()
-            .filter_map(|e| e.message().map(|m| m.trim_end().to_owned()))
+            .filter_map(|e| e.message().map(|m| line(m.trim_end())))
             .collect(),
         Err(e) => {
             tracing::info!(group, stream, error = %crate::aws::sdk_error(&e), "no log lines");
@@ -340,15 +340,71 @@ pub fn headline(why: &[ServiceWhy]) -> Option<String> {
         .find_map(|s| s.events.last().map(|e| format!("{}: {e}", s.service)))
 }
 
+/// The longest line kept of an event or a log line, in characters.
+const LINE_CHARS: usize = 1024;
+
+/// The most a record's explanation may weigh (JSON bytes): the record is a DynamoDB item
+/// (400 KB at most), the state's output and the announcements (256 KB) carry it too.
+pub const RECORD_BYTES: usize = 32 * 1024;
+
+/// A line as kept and printed: control characters (a terminal's escapes) as spaces, cut to
+/// [`LINE_CHARS`].
+fn line(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .take(LINE_CHARS)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.chars().count() > LINE_CHARS {
+        out.push('…');
+    }
+    out
+}
+
 /// The explanation kept in a record: at most `events` events and `tasks` stopped tasks per
-/// service (the newest), so that a record stays small (DynamoDB items are at most 400 KB).
+/// service (the newest), and at most [`RECORD_BYTES`] in all — log lines go first, then the
+/// oldest tasks and events — so that a record always fits.
 pub fn summary(mut why: Vec<ServiceWhy>, events: usize, tasks: usize) -> Vec<ServiceWhy> {
     for s in &mut why {
         let skip = s.events.len().saturating_sub(events);
         s.events.drain(..skip);
+        for e in &mut s.events {
+            *e = line(e);
+        }
         s.stopped_tasks.truncate(tasks);
+        for c in s
+            .stopped_tasks
+            .iter_mut()
+            .flat_map(|t| t.containers.iter_mut())
+        {
+            for l in &mut c.log {
+                *l = line(l);
+            }
+        }
     }
     why.retain(|s| !s.events.is_empty() || !s.stopped_tasks.is_empty());
+    let size = |w: &[ServiceWhy]| serde_json::to_string(w).map_or(0, |t| t.len());
+    while size(&why) > RECORD_BYTES {
+        let logged = why
+            .iter_mut()
+            .flat_map(|s| s.stopped_tasks.iter_mut().rev())
+            .flat_map(|t| t.containers.iter_mut())
+            .find(|c| !c.log.is_empty());
+        if let Some(c) = logged {
+            c.log.remove(0);
+            continue;
+        }
+        let Some(s) = why
+            .iter_mut()
+            .filter(|s| !s.stopped_tasks.is_empty() || !s.events.is_empty())
+            .max_by_key(|s| s.stopped_tasks.len() + s.events.len())
+        else {
+            break;
+        };
+        if s.stopped_tasks.pop().is_none() && !s.events.is_empty() {
+            s.events.remove(0);
+        }
+    }
     why
 }
 
@@ -408,5 +464,25 @@ mod tests {
         let kept = summary(why, 2, 1);
         assert_eq!(kept.len(), 2, "web said nothing: left out");
         assert_eq!(kept[0].events, ["e2", "e3"], "the newest events");
+    }
+
+    #[test]
+    fn a_summary_always_fits_a_record() {
+        let mut chatty = task("EssentialContainerExited", Some(1));
+        chatty.containers[0].log = vec!["x".repeat(20_000); 10];
+        let why = vec![ServiceWhy {
+            service: "api".into(),
+            events: vec!["\u{1b}[31mred\u{7}".into(), "y".repeat(5000)],
+            stopped_tasks: vec![chatty.clone(), chatty],
+        }];
+        let kept = summary(why, 5, 5);
+        let size = serde_json::to_string(&kept).unwrap().len();
+        assert!(size <= RECORD_BYTES, "{size}");
+        assert_eq!(kept[0].events[0], " [31mred ", "no terminal escapes");
+        assert!(kept[0].events[1].chars().count() <= LINE_CHARS + 1);
+        assert!(kept[0].stopped_tasks.iter().all(|t| t.containers[0]
+            .log
+            .iter()
+            .all(|l| l.chars().count() <= LINE_CHARS + 1)));
     }
 }

@@ -403,8 +403,12 @@ impl Elb {
             // one that does not exist is LoadBalancerNotFound (ELBv2 API reference,
             // https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_DescribeLoadBalancers.html).
             "DescribeLoadBalancers" => {
-                let arns = p.strings("LoadBalancerArns");
-                let names = p.strings("Names");
+                let mut arns = p.strings("LoadBalancerArns");
+                let mut names = p.strings("Names");
+                arns.sort();
+                arns.dedup();
+                names.sort();
+                names.dedup();
                 let found: Vec<String> = self
                     .load_balancers
                     .values()
@@ -415,7 +419,11 @@ impl Elb {
                     })
                     .map(|l| l.arn.clone())
                     .collect();
-                if found.len() < arns.len() + names.len() {
+                let missing = arns.iter().any(|a| !self.load_balancers.contains_key(a))
+                    || names
+                        .iter()
+                        .any(|n| !self.load_balancers.values().any(|l| &l.name == n));
+                if missing {
                     return Err(ApiError::new(
                         "LoadBalancerNotFound",
                         "One or more load balancers not found",

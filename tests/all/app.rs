@@ -215,7 +215,6 @@ impl App {
         app
     }
 
-    /// The Host each service answers to through the app's load balancer.
     /// Makes the next release change the stack: its `Release` parameter (created as
     /// `none`) set to `value` in the stored configuration. A release updates only the stacks
     /// whose parameters it changes, and the app's own (`Environment = "test"`) never does.
@@ -234,6 +233,7 @@ impl App {
             .unwrap();
     }
 
+    /// The Host each service answers to through the app's load balancer.
     pub fn host(&self, s: &AppService) -> String {
         format!("{}.staging.test", s.ecs_service)
     }

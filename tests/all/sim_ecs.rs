@@ -264,7 +264,7 @@ async fn crashing_tasks_trip_the_circuit_breaker_and_roll_back() {
     let (cluster, name, v1) = service_running(&ecs, "repo/api:v1", 2).await;
     let bad_image = format!("repo/api:{}", unique("crash"));
     bed.add_scenario(
-        json!({"images": [{"match": bad_image, "failure": "crash", "logs": ["booting", "panic: no config"]}]}),
+        json!({"images": [{"match": bad_image, "failure": "crash", "logs": ["l1", "l2", "l3", "l4", "l5", "l6", "l7", "l8", "l9", "l10", "booting", "panic: no config"]}]}),
     )
     .await;
     let bad = register(&ecs, &name, &bad_image).await;
@@ -393,6 +393,8 @@ async fn crashing_tasks_trip_the_circuit_breaker_and_roll_back() {
                 group,
                 "--log-stream-name",
                 stream,
+                "--limit",
+                "10",
             ],
         )
     };
@@ -404,7 +406,22 @@ async fn crashing_tasks_trip_the_circuit_breaker_and_roll_back() {
         .iter()
         .map(|e| e["message"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(lines, ["booting", "panic: no config"]);
+    // Without startFromHead, the newest ten, oldest first.
+    assert_eq!(
+        lines,
+        [
+            "l3",
+            "l4",
+            "l5",
+            "l6",
+            "l7",
+            "l8",
+            "l9",
+            "l10",
+            "booting",
+            "panic: no config"
+        ]
+    );
     let (code, _, err) = get(&group, "ecs/app/no-such-task");
     assert_ne!(code, 0);
     assert!(

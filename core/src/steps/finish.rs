@@ -128,15 +128,20 @@ async fn why_failed(
             ecs_service: &s.ecs_service,
         })
         .collect();
-    match crate::why::explain(
-        &clients.ecs,
-        &clients.logs,
-        &targets,
-        release.started_at,
-        now,
+    // At most 20 s of the step's 60: the record and the locks must not wait on ECS.
+    let asked = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        crate::why::explain(
+            &clients.ecs,
+            &clients.logs,
+            &targets,
+            release.started_at,
+            now,
+        ),
     )
     .await
-    {
+    .unwrap_or_else(|_| Err("ECS did not answer within 20 s".into()));
+    match asked {
         Ok(why) => crate::why::summary(why, 5, 5),
         Err(e) => {
             tracing::warn!(error = %e, "cannot ask ECS why the release failed; recording without it");

@@ -144,9 +144,10 @@ pub async fn plan(
     };
     let ttl = i64::from(config.lock.ttl_minutes) * 60;
     let mut locked: Vec<String> = Vec::new();
-    // One lock per service and one per stack (every release updates every configured stack,
-    // so two releases never update — or roll back — one stack at the same time), all taken
-    // in one order for everyone: no deadlock.
+    // One lock per service and one per configured stack (so two releases never update — or
+    // roll back — one stack at the same time, and whether a stack changes is decided under
+    // its lock), all taken in one order for everyone: no deadlock. The locks of stacks the
+    // release leaves unchanged go back once the snapshot says so.
     let mut keys: Vec<(String, Option<&Resolved>)> = chosen
         .iter()
         .map(|s| (s.name.clone(), Some(&images[&s.repository])))
@@ -306,7 +307,11 @@ pub async fn plan(
         })
         .cloned()
         .collect();
-    release_all(clients, &idle, &execution).await;
+    // A lock that cannot go back here would stay until its TTL (finish releases only what the
+    // release holds): fail, and Plan's retry gives them back (the locks are this execution's).
+    for name in &idle {
+        state::release_lock(clients, name, &execution).await?;
+    }
     if services.is_empty() {
         if let Some(later) = skipped.iter().find(|s| s.reason.starts_with(SUPERSEDED)) {
             let reason = format!("{}: {}", later.service, later.reason);
@@ -484,6 +489,26 @@ pub async fn preview(
             changes: None,
             release: Some(st),
         });
+    }
+    // plan takes every configured stack's lock before it knows which change: a stack the
+    // release leaves alone still makes it wait while another release holds it.
+    if !moving.is_empty() {
+        for st in &config.stacks {
+            if previews.iter().any(|p| p.name == st.name) {
+                continue;
+            }
+            if let Some(why) =
+                held(state::lock_holder(clients, &state::stack_lock(&st.name)).await?)
+            {
+                previews.push(StackPreview {
+                    name: st.name.clone(),
+                    parameters: Default::default(),
+                    locked: Some(why),
+                    changes: None,
+                    release: None,
+                });
+            }
+        }
     }
     Ok(Preview {
         services,
@@ -1070,16 +1095,6 @@ async fn snapshot(
                     ));
                 }
             }
-            let status = stack
-                .stack_status()
-                .map(|s| s.as_str().to_owned())
-                .unwrap_or_default();
-            if status.ends_with("_IN_PROGRESS") {
-                return Err(StepError::Locked(format!(
-                    "stack {} is {status}: another operation is running on it",
-                    st.name
-                )));
-            }
             let before = super::stack_parameters(stack);
             let mut next = before.clone();
             for (key, value) in &st.parameters {
@@ -1129,6 +1144,19 @@ async fn snapshot(
                 tracing::info!(stack = %st.name, "no parameter changes: not updated");
                 continue;
             }
+            // Only a stack the release updates must be idle: another operation on one it
+            // leaves alone (a `cdk deploy`) holds up nothing.
+            let status = stack
+                .stack_status()
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default();
+            if status.ends_with("_IN_PROGRESS") {
+                return Err(StepError::Locked(format!(
+                    "stack {} is {status}: another operation is running on it",
+                    st.name
+                )));
+            }
+
             stacks.push(StackRelease {
                 name: st.name.clone(),
                 parameters_before: before,
