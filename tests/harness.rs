@@ -445,10 +445,46 @@ impl Testbed {
             .pop()
             .expect("a permit means a free lane");
         let (table, endpoint) = all[index].clone();
-        bed.vars.insert("SLIPWAY_TABLE".to_owned(), table);
+        bed.vars.insert("SLIPWAY_TABLE".to_owned(), table.clone());
         bed.vars
             .insert("SLIPWAY_LAMBDA_ENDPOINT".to_owned(), endpoint);
-        (Lane { index }, bed)
+        let lane = Lane { index };
+        bed.clear_leftover_locks(&table).await;
+        (lane, bed)
+    }
+
+    /// Deletes the locks and queue places an earlier test on this lane left in its table when
+    /// it failed half-way (that test has failed already; the next one starts clean instead of
+    /// waiting out a lock no execution will release). Nothing when the table does not exist.
+    async fn clear_leftover_locks(&self, table: &str) {
+        let dynamodb = aws_sdk_dynamodb::Client::new(&self.sdk_config(self.moto()).await);
+        let Ok(out) = dynamodb.scan().table_name(table).send().await else {
+            return;
+        };
+        let mut cleared = 0;
+        for item in out.items() {
+            let (Some(pk), Some(sk)) = (item.get("pk"), item.get("sk")) else {
+                continue;
+            };
+            let leftover = pk
+                .as_s()
+                .is_ok_and(|k| k.starts_with("LOCK#") || k.starts_with("WAIT#"));
+            if leftover
+                && dynamodb
+                    .delete_item()
+                    .table_name(table)
+                    .key("pk", pk.clone())
+                    .key("sk", sk.clone())
+                    .send()
+                    .await
+                    .is_ok()
+            {
+                cleared += 1;
+            }
+        }
+        if cleared > 0 {
+            eprintln!("lane table {table}: cleared {cleared} lock(s) an earlier failed test left");
+        }
     }
 }
 
