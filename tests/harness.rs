@@ -182,6 +182,31 @@ impl Testbed {
         )
     }
 
+    /// Runs `slipway` (the workspace's CLI binary) on the test bed: moto for the state table,
+    /// ECR and Step Functions; the simulator for ECS, CloudFormation, ELBv2 and CloudWatch
+    /// Logs. Returns (exit code, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(root().join("target/debug/slipway"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL", self.moto())
+            .env("AWS_ENDPOINT_URL_ECS", self.sim())
+            .env("AWS_ENDPOINT_URL_CLOUDFORMATION", self.sim())
+            .env("AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2", self.sim())
+            .env("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", self.sim())
+            .output()
+            .expect("run target/debug/slipway");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// Adds to the simulator's scenario (JSON, as `POST /_sim/scenario` takes it).
     pub async fn add_scenario(&self, scenario: Value) {
         let response = reqwest::Client::new()

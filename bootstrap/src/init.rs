@@ -98,6 +98,15 @@ pub fn service_name(cluster: &str, ecs_service: &str) -> String {
         .to_owned()
 }
 
+/// A failed call as `<call>: <the SDK's whole error context>` (any service's SDK).
+fn failed<E, R>(call: &str, e: &aws_sdk_ecs::error::SdkError<E, R>) -> String
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    format!("{call}: {}", aws_sdk_ecs::error::DisplayErrorContext(e))
+}
+
 fn quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
 }
@@ -170,10 +179,7 @@ pub async fn discover(
             .await
             .map_err(|e| match e.code() {
                 Some("ClusterNotFoundException") => format!("cluster {cluster} not found"),
-                _ => format!(
-                    "ecs:ListServices {cluster}: {}",
-                    aws_sdk_ecs::error::DisplayErrorContext(&e)
-                ),
+                _ => failed(&format!("ecs:ListServices {cluster}"), &e),
             })?;
         arns.extend(out.service_arns().iter().cloned());
         token = out.next_token().map(str::to_owned);
@@ -191,12 +197,7 @@ pub async fn discover(
             .set_services(Some(chunk.to_vec()))
             .send()
             .await
-            .map_err(|e| {
-                format!(
-                    "ecs:DescribeServices: {}",
-                    aws_sdk_ecs::error::DisplayErrorContext(&e)
-                )
-            })?;
+            .map_err(|e| failed("ecs:DescribeServices", &e))?;
         for s in out.services() {
             found.push(describe(clients, s).await?);
         }
@@ -211,20 +212,9 @@ async fn describe(
 ) -> Result<Found, String> {
     let name = service.service_name().unwrap_or_default().to_owned();
     let td = service.task_definition().unwrap_or_default();
-    let def = clients
-        .ecs
-        .describe_task_definition()
-        .task_definition(td)
-        .send()
-        .await
-        .map_err(|e| {
-            format!(
-                "ecs:DescribeTaskDefinition {td}: {}",
-                aws_sdk_ecs::error::DisplayErrorContext(&e)
-            )
-        })?;
+    let def = crate::install::describe_task_definition(&clients.ecs, td).await?;
     let containers = def
-        .task_definition()
+        .as_ref()
         .map(|t| t.container_definitions())
         .unwrap_or_default();
     let lb = service
@@ -267,18 +257,12 @@ async fn health(
     target_group: &str,
 ) -> Result<Option<(String, Option<String>)>, String> {
     let elb = &clients.elbv2;
-    let fail = |call: &str, e: &dyn std::fmt::Display| format!("elasticloadbalancing:{call}: {e}");
     let groups = elb
         .describe_target_groups()
         .target_group_arns(target_group)
         .send()
         .await
-        .map_err(|e| {
-            fail(
-                "DescribeTargetGroups",
-                &aws_sdk_elasticloadbalancingv2::error::DisplayErrorContext(&e),
-            )
-        })?;
+        .map_err(|e| failed("elasticloadbalancing:DescribeTargetGroups", &e))?;
     let Some(group) = groups.target_groups().first() else {
         return Ok(None);
     };
@@ -289,12 +273,7 @@ async fn health(
             .load_balancer_arns(lb)
             .send()
             .await
-            .map_err(|e| {
-                fail(
-                    "DescribeLoadBalancers",
-                    &aws_sdk_elasticloadbalancingv2::error::DisplayErrorContext(&e),
-                )
-            })?
+            .map_err(|e| failed("elasticloadbalancing:DescribeLoadBalancers", &e))?
             .load_balancers()
             .first()
             .and_then(|l| l.dns_name())
@@ -305,12 +284,7 @@ async fn health(
             .load_balancer_arn(lb)
             .send()
             .await
-            .map_err(|e| {
-                fail(
-                    "DescribeListeners",
-                    &aws_sdk_elasticloadbalancingv2::error::DisplayErrorContext(&e),
-                )
-            })?
+            .map_err(|e| failed("elasticloadbalancing:DescribeListeners", &e))?
             .listeners()
             .to_vec();
         // HTTPS first: a health check over the listener users reach.
@@ -324,12 +298,7 @@ async fn health(
                 .listener_arn(arn)
                 .send()
                 .await
-                .map_err(|e| {
-                    fail(
-                        "DescribeRules",
-                        &aws_sdk_elasticloadbalancingv2::error::DisplayErrorContext(&e),
-                    )
-                })?;
+                .map_err(|e| failed("elasticloadbalancing:DescribeRules", &e))?;
             let forwards = |actions: &[aws_sdk_elasticloadbalancingv2::types::Action]| {
                 actions.iter().any(|a| {
                     a.target_group_arn() == Some(target_group)

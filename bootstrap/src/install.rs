@@ -554,19 +554,7 @@ async fn task_definitions(
                     config.cluster
                 )
             })?;
-        let out = clients
-            .ecs
-            .describe_task_definition()
-            .task_definition(td)
-            .send()
-            .await
-            .map_err(|e| {
-                format!(
-                    "ecs:DescribeTaskDefinition {td}: {}",
-                    aws_sdk_ecs::error::DisplayErrorContext(&e)
-                )
-            })?;
-        if let Some(d) = out.task_definition() {
+        if let Some(d) = describe_task_definition(&clients.ecs, td).await? {
             families.extend(d.family().map(str::to_owned));
             roles.extend(d.task_role_arn().map(str::to_owned));
             roles.extend(d.execution_role_arn().map(str::to_owned));
@@ -609,6 +597,25 @@ struct TaskDefinitions {
     roles: Vec<String>,
     /// The CloudWatch Logs groups their containers write to (`awslogs`).
     log_groups: Vec<String>,
+}
+
+/// A task definition, as DescribeTaskDefinition answers it (`None` when it says nothing).
+pub(crate) async fn describe_task_definition(
+    ecs: &aws_sdk_ecs::Client,
+    td: &str,
+) -> Result<Option<aws_sdk_ecs::types::TaskDefinition>, String> {
+    let out = ecs
+        .describe_task_definition()
+        .task_definition(td)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "ecs:DescribeTaskDefinition {td}: {}",
+                aws_sdk_ecs::error::DisplayErrorContext(&e)
+            )
+        })?;
+    Ok(out.task_definition().cloned())
 }
 
 /// The partition of a region (`cn-*`: aws-cn, `us-gov-*`: aws-us-gov, else aws).

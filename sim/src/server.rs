@@ -435,6 +435,12 @@ fn logs_request(w: &mut World, op: &str, body: &[u8]) -> Response {
             format!("slipway-sim does not implement CloudWatch Logs {other}"),
         )),
     };
+    json11_response(&request_id, result)
+}
+
+/// An AWS JSON 1.1 answer (ECS, CloudWatch Logs): the output, or the error as `__type` and
+/// `message` with its HTTP status.
+fn json11_response(request_id: &str, result: Result<Value, ApiError>) -> Response {
     let (status, body) = match result {
         Ok(v) => (StatusCode::OK, v),
         Err(e) => (
@@ -446,7 +452,7 @@ fn logs_request(w: &mut World, op: &str, body: &[u8]) -> Response {
         status,
         [
             ("content-type", "application/x-amz-json-1.1"),
-            ("x-amzn-requestid", request_id.as_str()),
+            ("x-amzn-requestid", request_id),
         ],
         body.to_string(),
     )
@@ -478,22 +484,7 @@ fn ecs_request(w: &mut World, target: &str, body: &[u8]) -> Response {
         }
     };
     tracing::debug!(op = op.unwrap_or(target), ok = result.is_ok(), "ecs");
-    let (status, body) = match result {
-        Ok(v) => (StatusCode::OK, v),
-        Err(e) => (
-            StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
-            json!({ "__type": e.code, "message": e.message }),
-        ),
-    };
-    (
-        status,
-        [
-            ("content-type", "application/x-amz-json-1.1"),
-            ("x-amzn-requestid", request_id.as_str()),
-        ],
-        body.to_string(),
-    )
-        .into_response()
+    json11_response(&request_id, result)
 }
 
 /// Reads the S3 object a `TemplateURL` names, from the configured S3 endpoint. AWS takes

@@ -723,26 +723,7 @@ fn bootstrap_installs_everything_idempotently_and_uninstall_removes_it() {
 async fn init_writes_a_configuration_from_the_cluster() {
     let bed = Testbed::get();
     let app = crate::app::App::create(&["api", "web"], None).await;
-    let init = |args: &[&str]| {
-        let out = Command::new(root().join("target/debug/slipway"))
-            .arg("init")
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ENDPOINT_URL", bed.moto())
-            .env("AWS_ENDPOINT_URL_ECS", bed.sim())
-            .env("AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2", bed.sim())
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let init = |args: &[&str]| bed.cli(&[["init"].as_slice(), args].concat());
     let (code, out, err) = init(&["--cluster", &app.cluster, "--environment", "staging"]);
     assert_eq!(code, 0, "{err}");
     let config =

@@ -411,10 +411,7 @@ async fn s06_crashing_tasks_fail_the_release() {
         "{auth_kept:?}"
     );
     // history shows it in the error column.
-    let (code, out, err) = cli(
-        &bed,
-        &["history", "--table", bed.lambda_table(), "--limit", "50"],
-    );
+    let (code, out, err) = bed.cli(&["history", "--table", bed.lambda_table(), "--limit", "50"]);
     assert_eq!(code, 0, "{err}");
     let line = out
         .lines()
@@ -426,17 +423,14 @@ async fn s06_crashing_tasks_fail_the_release() {
     );
     // Why, from ECS: auth's stopped tasks (ListTasks STOPPED, DescribeTasks) with their stop
     // code, reason and exit code, and its events.
-    let (code, out, err) = cli(
-        &bed,
-        &[
-            "status",
-            "--release",
-            &run("s06"),
-            "--table",
-            bed.lambda_table(),
-            "--json",
-        ],
-    );
+    let (code, out, err) = bed.cli(&[
+        "status",
+        "--release",
+        &run("s06"),
+        "--table",
+        bed.lambda_table(),
+        "--json",
+    ]);
     assert_eq!(code, 0, "{err}");
     let status: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(status["record"]["result"], "failed");
@@ -460,16 +454,13 @@ async fn s06_crashing_tasks_fail_the_release() {
             .contains("deployment failed: tasks failed to start")),
         "{auth_why}"
     );
-    let (code, out, err) = cli(
-        &bed,
-        &[
-            "status",
-            "--release",
-            &run("s06"),
-            "--table",
-            bed.lambda_table(),
-        ],
-    );
+    let (code, out, err) = bed.cli(&[
+        "status",
+        "--release",
+        &run("s06"),
+        "--table",
+        bed.lambda_table(),
+    ]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains(
@@ -1600,29 +1591,6 @@ async fn s22_a_push_stopped_while_waiting_is_recorded() {
     assert!(state::waiter(&app.clients, "api").await.unwrap().is_none());
 }
 
-/// `slipway` (the CLI binary) on the test bed: moto for the state table, ECR and Step
-/// Functions; the simulator for ECS, CloudFormation and ELB.
-fn cli(bed: &Testbed, args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(slipway_tests::root().join("target/debug/slipway"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL", bed.moto())
-        .env("AWS_ENDPOINT_URL_ECS", bed.sim())
-        .env("AWS_ENDPOINT_URL_CLOUDFORMATION", bed.sim())
-        .env("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", bed.sim())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// `slipway plan` shows what a release would do and changes nothing: its change sets are
 /// made, read and deleted, no lock is taken, no service moves. (Read-only: a table of its
 /// own, no state machine.)
@@ -1643,20 +1611,17 @@ async fn plan_is_a_dry_run_with_change_sets() {
     let new = format!("{}@{digest}", api.uri);
 
     // The dry run, with the stack's change set: nothing moves, nothing is locked.
-    let (code, out, err) = cli(
-        &bed,
-        &[
-            "plan",
-            "--table",
-            table,
-            "--tag",
-            "2323232",
-            "--service",
-            &name,
-            "--change-sets",
-            "--json",
-        ],
-    );
+    let (code, out, err) = bed.cli(&[
+        "plan",
+        "--table",
+        table,
+        "--tag",
+        "2323232",
+        "--service",
+        &name,
+        "--change-sets",
+        "--json",
+    ]);
     assert_eq!(code, 0, "{err}");
     let plan: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
@@ -1687,25 +1652,22 @@ async fn plan_is_a_dry_run_with_change_sets() {
     );
     assert_eq!(app.running(api).await, api.task_definition);
     assert!(app.locks().await.is_empty());
-    let (code, out, err) = cli(&bed, &["plan", "--table", table, "--tag", "2323232"]);
+    let (code, out, err) = bed.cli(&["plan", "--table", table, "--tag", "2323232"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.lines()
             .any(|l| l.starts_with(name.as_str()) && l.contains("deploy")),
         "{out}"
     );
-    let (code, _, err) = cli(
-        &bed,
-        &[
-            "plan",
-            "--table",
-            table,
-            "--tag",
-            "2323232",
-            "--service",
-            "nope",
-        ],
-    );
+    let (code, _, err) = bed.cli(&[
+        "plan",
+        "--table",
+        table,
+        "--tag",
+        "2323232",
+        "--service",
+        "nope",
+    ]);
     assert_eq!(code, 2, "a usage error: {err}");
     assert!(err.contains("--service nope: no such service"), "{err}");
 }
@@ -1734,10 +1696,7 @@ async fn s23_rollback_from_the_cli() {
     )
     .await;
     assert_eq!(x.status, "SUCCEEDED", "{x:?}");
-    let (code, out, err) = cli(
-        &bed,
-        &["plan", "--table", table, "--tag", "2323232", "--json"],
-    );
+    let (code, out, err) = bed.cli(&["plan", "--table", table, "--tag", "2323232", "--json"]);
     assert_eq!(code, 0, "{err}");
     let plan: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(plan["services"][0]["action"], "skip-same-digest", "{plan}");
@@ -1745,7 +1704,7 @@ async fn s23_rollback_from_the_cli() {
 
     // Rollback: the dry run, then the release it starts (moto keeps the execution; the test
     // runs its input through the state machine).
-    let (code, out, err) = cli(&bed, &["rollback", "--table", table, "--dry-run", "--json"]);
+    let (code, out, err) = bed.cli(&["rollback", "--table", table, "--dry-run", "--json"]);
     assert_eq!(code, 0, "{err}");
     let plan: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
@@ -1771,17 +1730,14 @@ async fn s23_rollback_from_the_cli() {
         .as_str()
         .unwrap()
         .to_owned();
-    let (code, out, err) = cli(
-        &bed,
-        &[
-            "rollback",
-            "--table",
-            table,
-            "--state-machine",
-            &machine_arn,
-            "--json",
-        ],
-    );
+    let (code, out, err) = bed.cli(&[
+        "rollback",
+        "--table",
+        table,
+        "--state-machine",
+        &machine_arn,
+        "--json",
+    ]);
     assert_eq!(code, 0, "{err}");
     let started: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(started.as_array().unwrap().len(), 1, "{started}");
@@ -1839,47 +1795,38 @@ async fn s23_rollback_from_the_cli() {
     );
     assert!(app.locks().await.is_empty());
     // The rollback undid the only release of api: nothing older to go back to.
-    let (code, _, err) = cli(
-        &bed,
-        &[
-            "rollback",
-            "--table",
-            table,
-            "--service",
-            &name,
-            "--dry-run",
-        ],
-    );
+    let (code, _, err) = bed.cli(&[
+        "rollback",
+        "--table",
+        table,
+        "--service",
+        &name,
+        "--dry-run",
+    ]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("nothing to roll back"), "{err}");
-    let (code, _, err) = cli(
-        &bed,
-        &[
-            "rollback",
-            "--table",
-            table,
-            "--service",
-            "nope",
-            "--dry-run",
-        ],
-    );
+    let (code, _, err) = bed.cli(&[
+        "rollback",
+        "--table",
+        table,
+        "--service",
+        "nope",
+        "--dry-run",
+    ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--service nope: no such service"), "{err}");
 
     // history: --service before --limit, and no panic on a closed pipe.
-    let (code, out, err) = cli(
-        &bed,
-        &[
-            "history",
-            "--table",
-            table,
-            "--service",
-            &name,
-            "--limit",
-            "2",
-            "--json",
-        ],
-    );
+    let (code, out, err) = bed.cli(&[
+        "history",
+        "--table",
+        table,
+        "--service",
+        &name,
+        "--limit",
+        "2",
+        "--json",
+    ]);
     assert_eq!(code, 0, "{err}");
     let records: Value = serde_json::from_str(&out).unwrap();
     let releases: Vec<&str> = records
