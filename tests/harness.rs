@@ -124,6 +124,8 @@ impl Testbed {
             sns: aws_sdk_sns::Client::new(&moto),
             eventbridge: aws_sdk_eventbridge::Client::new(&moto),
             logs: aws_sdk_cloudwatchlogs::Client::new(&sim),
+            // Step Functions' callback API (SendTask*) is the simulator's on the test bed.
+            sfn: aws_sdk_sfn::Client::new(&sim),
             table: table.to_owned(),
         }
     }
@@ -491,9 +493,9 @@ impl Testbed {
             let (Some(pk), Some(sk)) = (item.get("pk"), item.get("sk")) else {
                 continue;
             };
-            let leftover = pk
-                .as_s()
-                .is_ok_and(|k| k.starts_with("LOCK#") || k.starts_with("WAIT#"));
+            let leftover = pk.as_s().is_ok_and(|k| {
+                k.starts_with("LOCK#") || k.starts_with("WAIT#") || k.starts_with("WAKE#")
+            });
             if leftover
                 && dynamodb
                     .delete_item()

@@ -414,6 +414,9 @@ pub fn template(config: &Config, options: &Options) -> Value {
         }
     });
 
+    let state_machine_arn = sub(&format!(
+        "arn:${{AWS::Partition}}:states:${{AWS::Region}}:${{AWS::AccountId}}:stateMachine:slipway-{env}"
+    ));
     let policies: Vec<(&str, Vec<Value>)> = vec![
         ("plan", {
             let mut p = table_statements(&table, &state::PLAN_ACCESS);
@@ -503,10 +506,24 @@ pub fn template(config: &Config, options: &Options) -> Value {
             }))
             .collect(),
         ),
-        (
-            "check-stability",
-            vec![statement(&["ecs:DescribeServices"], service_arns.clone())],
-        ),
+        ("check-stability", {
+            let mut p = table_statements(&table, &state::CHECK_STABILITY_ACCESS);
+            p.extend([
+                statement(&["ecs:DescribeServices"], service_arns.clone()),
+                // Answering the stability wait's task token: on the state machine, as CDK's
+                // StateMachine.grantTaskResponse grants it. Its ARN is built from its name
+                // (a Ref would make the state machine, the function and this role a cycle).
+                statement(
+                    &[
+                        "states:SendTaskSuccess",
+                        "states:SendTaskFailure",
+                        "states:SendTaskHeartbeat",
+                    ],
+                    vec![state_machine_arn.clone()],
+                ),
+            ]);
+            p
+        }),
         ("health-check", {
             let mut p = vec![statement(
                 &["elasticloadbalancing:DescribeTargetHealth"],
@@ -598,7 +615,10 @@ pub fn template(config: &Config, options: &Options) -> Value {
                 "BillingMode": "PAY_PER_REQUEST",
                 "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
                 "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-                "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": true}
+                "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": true},
+                // Items past their `expires_at` (expired locks and queue places, stability
+                // waits nobody answered) are deleted by DynamoDB; records have none and stay.
+                "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": true}
             }
         }),
     );
@@ -713,9 +733,6 @@ pub fn template(config: &Config, options: &Options) -> Value {
             }
         }),
     );
-    let state_machine_arn = sub(&format!(
-        "arn:${{AWS::Partition}}:states:${{AWS::Region}}:${{AWS::AccountId}}:stateMachine:slipway-{env}"
-    ));
     let rule_names = [
         format!("slipway-{env}-ecr-push"),
         format!("slipway-{env}-recover"),
@@ -830,6 +847,45 @@ pub fn template(config: &Config, options: &Options) -> Value {
                 },
                 "State": "ENABLED",
                 "Targets": [{"Id": "slipway-recover", "Arn": {"Ref": "StateMachine"}, "RoleArn": {"Fn::GetAtt": ["EcrPushRuleRole", "Arn"]}}]
+            }
+        }),
+    );
+    // ECS's service deployment events wake the stability wait (the state machine's
+    // WaitForGroupEvents): to check-stability, which answers the waiting task. Only the
+    // events that end a deployment, and only of this cluster's services (a service ARN
+    // names its cluster).
+    resources.insert(
+        "DeploymentEventRule".into(),
+        json!({
+            "Type": "AWS::Events::Rule",
+            "Properties": {
+                "Name": format!("slipway-{env}-deployment-events"),
+                "Description": format!("Slipway ({env}): ECS deployment events wake the release waiting for them"),
+                "EventPattern": {
+                    "source": ["aws.ecs"],
+                    "account": [{"Ref": "AWS::AccountId"}],
+                    "detail-type": [slipway_core::steps::DEPLOYMENT_EVENT],
+                    "resources": [{"prefix": {"Fn::Sub": format!("arn:${{AWS::Partition}}:ecs:${{AWS::Region}}:${{AWS::AccountId}}:service/{cluster}/")}}],
+                    "detail": {"eventName": ["SERVICE_DEPLOYMENT_COMPLETED", "SERVICE_DEPLOYMENT_FAILED"]}
+                },
+                "State": "ENABLED",
+                "Targets": [{"Id": "slipway-check-stability", "Arn": {"Fn::GetAtt": ["CheckStabilityFunction", "Arn"]}}]
+            }
+        }),
+    );
+    // A rule invokes a Lambda target through the function's resource policy (EventBridge
+    // User Guide, "Using resource-based policies for Amazon EventBridge": Lambda), for this
+    // rule only.
+    resources.insert(
+        "DeploymentEventPermission".into(),
+        json!({
+            "Type": "AWS::Lambda::Permission",
+            "Properties": {
+                "Action": "lambda:InvokeFunction",
+                "FunctionName": {"Ref": "CheckStabilityFunction"},
+                "Principal": "events.amazonaws.com",
+                "SourceArn": {"Fn::GetAtt": ["DeploymentEventRule", "Arn"]},
+                "SourceAccount": {"Ref": "AWS::AccountId"}
             }
         }),
     );
@@ -1256,7 +1312,12 @@ mod tests {
         collect(&definition["States"], &mut tasks);
         assert!(tasks.len() >= 10);
         for (state, task) in tasks {
-            let resource = task["Resource"].as_str().expect("resource");
+            // A `.waitForTaskToken` task names its function in its Parameters.
+            let resource = task["Parameters"]["FunctionName"]
+                .as_str()
+                .filter(|_| task["Resource"] == "arn:aws:states:::lambda:invoke.waitForTaskToken")
+                .or_else(|| task["Resource"].as_str())
+                .expect("resource");
             let (name, stem, _) = FUNCTIONS
                 .iter()
                 .find(|(_, _, sub)| resource == format!("${{{sub}}}"))
@@ -1472,6 +1533,7 @@ mod tests {
         for (role, access) in [
             ("PlanRole", state::PLAN_ACCESS),
             ("FinishRole", state::FINISH_ACCESS),
+            ("CheckStabilityRole", state::CHECK_STABILITY_ACCESS),
         ] {
             let statements = role_statements(&t, role);
             for (action, keys) in [
@@ -1521,7 +1583,7 @@ mod tests {
         // No other step touches the table.
         for (_, stem, _) in FUNCTIONS
             .iter()
-            .filter(|(n, _, _)| !["plan", "finish"].contains(n))
+            .filter(|(n, _, _)| !["plan", "finish", "check-stability"].contains(n))
         {
             let text = serde_json::to_string(&role_statements(&t, &format!("{stem}Role"))).unwrap();
             assert!(!text.contains("dynamodb:"), "{stem}: {text}");

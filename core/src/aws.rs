@@ -26,6 +26,8 @@ pub struct Clients {
     pub eventbridge: aws_sdk_eventbridge::Client,
     /// CloudWatch Logs (the containers' last lines, for why a release failed).
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    /// Step Functions (answering a `.waitForTaskToken` task).
+    pub sfn: aws_sdk_sfn::Client,
     /// The state table's name.
     pub table: String,
 }
@@ -57,6 +59,7 @@ impl Clients {
             sns: aws_sdk_sns::Client::new(conf),
             eventbridge: aws_sdk_eventbridge::Client::new(conf),
             logs: aws_sdk_cloudwatchlogs::Client::new(conf),
+            sfn: aws_sdk_sfn::Client::new(conf),
             table: table.into(),
         }
     }

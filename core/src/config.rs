@@ -27,6 +27,12 @@ pub struct Config {
     /// before it ends as `Slipway.RollbackFailed` (a person has to look).
     #[serde(default = "defaults::rollback_minutes")]
     pub rollback_minutes: u32,
+    /// How a release waits for its services' rollouts: `"events"` (the default) waits for
+    /// ECS's "ECS Deployment State Change" events (the rule `slipway bootstrap` installs
+    /// sends them to check-stability, which resumes the execution), and still looks itself
+    /// when no event came for 90 seconds; `"polling"` looks every 15 seconds.
+    #[serde(default)]
+    pub stability_wait: StabilityWait,
     /// The deploy lock.
     #[serde(default)]
     pub lock: LockConfig,
@@ -38,6 +44,17 @@ pub struct Config {
     pub stacks: Vec<StackConfig>,
     /// The services Slipway deploys.
     pub services: Vec<ServiceConfig>,
+}
+
+/// How a release waits for its services' rollouts (see [`Config::stability_wait`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StabilityWait {
+    /// ECS's deployment events resume the execution; a look every 90 s without one.
+    #[default]
+    Events,
+    /// A look every 15 seconds.
+    Polling,
 }
 
 /// The deploy state machine's `TimeoutSeconds`, in minutes (checked against

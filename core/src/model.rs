@@ -86,6 +86,9 @@ pub struct Release {
     /// Minutes the rollback may take (release documents from before this field: 15).
     #[serde(default = "default_rollback_minutes")]
     pub rollback_minutes: u32,
+    /// How the state machine waits for the services' rollouts (the configuration's).
+    #[serde(default)]
+    pub stability_wait: crate::config::StabilityWait,
     /// The services it moves.
     pub services: Vec<ServiceRelease>,
     /// Service names by order group, groups in order: each group deploys after the one before
@@ -254,6 +257,11 @@ pub struct CheckStabilityInput {
     /// The rollback's deadline (epoch seconds), when checking a rollback.
     #[serde(default)]
     pub rollback_deadline: Option<i64>,
+    /// Set by a `.waitForTaskToken` task (`$$.Task.Token`): check-stability then answers the
+    /// task itself when the services are already done, and otherwise leaves the token for
+    /// ECS's deployment events to answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_token: Option<String>,
 }
 
 /// `check-stability`'s output.

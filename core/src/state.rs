@@ -9,6 +9,7 @@
 //! | the newest image waiting for a service's lock | `WAIT#<service>` | `WAIT` (`owner`, `digest`, `pushed_at`, `expires_at`) |
 //! | deployment record | `DEPLOYMENTS` | `<started_at, 10 digits>#<release>` (attribute `record`, JSON) |
 //! | release of a running execution | `RELEASE#<execution ARN>` | `RELEASE` (attribute `release`, JSON; deleted by finish) |
+//! | a stability wait's task token | `WAKE#<service ARN>#<deployment id>` | `WAKE` (`token`, `input` (check-stability's, JSON), `group` (every key of the wait), `expires_at`) |
 
 use std::collections::HashMap;
 
@@ -32,6 +33,9 @@ pub const WAIT_KEY: &str = "WAIT#";
 pub const RELEASE_KEY: &str = "RELEASE#";
 /// Partition key of the deployment records.
 pub const RECORDS_KEY: &str = "DEPLOYMENTS";
+/// Partition key prefix of a stability wait's task token
+/// (`WAKE#<service ARN>#<ECS deployment id>`).
+pub const WAKE_KEY: &str = "WAKE#";
 
 /// Which partition keys a step reads, writes and deletes (a prefix ends in `#`): the
 /// template grants each step's role exactly these, through `dynamodb:LeadingKeys`.
@@ -51,6 +55,14 @@ pub const PLAN_ACCESS: TableAccess = TableAccess {
     get: &[CONFIG_KEY, LOCK_KEY, WAIT_KEY, RELEASE_KEY, RECORDS_KEY],
     put: &[LOCK_KEY, WAIT_KEY, RELEASE_KEY, RECORDS_KEY],
     delete: &[LOCK_KEY, WAIT_KEY],
+};
+
+/// check-stability: stores a stability wait's task token under each service deployment it
+/// waits for, reads it back when ECS's event comes, deletes it once the wait is answered.
+pub const CHECK_STABILITY_ACCESS: TableAccess = TableAccess {
+    get: &[WAKE_KEY],
+    put: &[WAKE_KEY],
+    delete: &[WAKE_KEY],
 };
 
 /// finish: reads the configuration; records the release, gives back its locks and queue
@@ -458,6 +470,91 @@ pub async fn lock_holder(
         pushed_at: get_n(item, "pushed_at"),
         expires_at: get_n(item, "expires_at").unwrap_or(0),
     }))
+}
+
+/// A stability wait, stored under each service deployment it waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wake {
+    /// The `.waitForTaskToken` task's token.
+    pub token: String,
+    /// check-stability's input for the wait (without the token), as JSON.
+    pub input: String,
+    /// The partition keys of every service deployment of the wait.
+    pub group: Vec<String>,
+}
+
+/// The partition key of the wait for a service deployment.
+pub fn wake_key(service_arn: &str, deployment_id: &str) -> String {
+    format!("{WAKE_KEY}{service_arn}#{deployment_id}")
+}
+
+/// Stores `wake` under every key of its group (a later wait of the same deployment replaces
+/// an earlier one, whose task is closed by then).
+pub async fn put_wake(clients: &Clients, wake: &Wake, expires_at: i64) -> Result<(), StepError> {
+    for key in &wake.group {
+        clients
+            .dynamodb
+            .put_item()
+            .table_name(&clients.table)
+            .item("pk", s(key.clone()))
+            .item("sk", s("WAKE"))
+            .item("token", s(wake.token.clone()))
+            .item("input", s(wake.input.clone()))
+            .item(
+                "group",
+                AttributeValue::L(wake.group.iter().map(|k| s(k.clone())).collect()),
+            )
+            .item("expires_at", n(expires_at))
+            .send()
+            .await
+            .map_err(aws("dynamodb:PutItem"))
+            .map_err(|e| e.step(StepError::Transient))?;
+    }
+    Ok(())
+}
+
+/// The wait stored for a service deployment, if any.
+pub async fn wake(clients: &Clients, key: &str) -> Result<Option<Wake>, StepError> {
+    let out = clients
+        .dynamodb
+        .get_item()
+        .table_name(&clients.table)
+        .key("pk", s(key))
+        .key("sk", s("WAKE"))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(aws("dynamodb:GetItem"))
+        .map_err(|e| e.step(StepError::Transient))?;
+    let Some(item) = out.item() else {
+        return Ok(None);
+    };
+    Ok(Some(Wake {
+        token: get_s(item, "token").unwrap_or_default().to_owned(),
+        input: get_s(item, "input").unwrap_or_default().to_owned(),
+        group: item
+            .get("group")
+            .and_then(|v| v.as_l().ok())
+            .map(|l| l.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
+            .unwrap_or_default(),
+    }))
+}
+
+/// Deletes a wait's items (idempotent).
+pub async fn delete_wake(clients: &Clients, keys: &[String]) -> Result<(), StepError> {
+    for key in keys {
+        clients
+            .dynamodb
+            .delete_item()
+            .table_name(&clients.table)
+            .key("pk", s(key.clone()))
+            .key("sk", s("WAKE"))
+            .send()
+            .await
+            .map_err(aws("dynamodb:DeleteItem"))
+            .map_err(|e| e.step(StepError::Transient))?;
+    }
+    Ok(())
 }
 
 /// Releases `service`'s lock if `owner` holds it (idempotent).

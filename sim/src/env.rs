@@ -13,6 +13,24 @@ use crate::scenario::Scenario;
 pub struct Events {
     list: Vec<Value>,
     file: Option<std::fs::File>,
+    targets: Vec<Target>,
+    outbox: Option<tokio::sync::mpsc::UnboundedSender<(String, Value)>>,
+}
+
+/// A rule's Lambda target, as the test bed registers it (`POST /_sim/event-targets`): events
+/// whose `source` and `detail-type` match are sent to `url` (a Lambda invoke URL). An
+/// EventBridge rule invokes a Lambda target asynchronously (EventBridge User Guide, "Amazon
+/// EventBridge targets"; Lambda Developer Guide, "Invoking a Lambda function
+/// asynchronously"), so delivery never holds up the simulation.
+#[derive(Debug, Clone, serde::Deserialize, PartialEq)]
+pub struct Target {
+    /// Where events are POSTed.
+    pub url: String,
+    /// The event pattern's `source` (one value).
+    pub source: String,
+    /// The event pattern's `detail-type` values.
+    #[serde(rename = "detail-types")]
+    pub detail_types: Vec<String>,
 }
 
 impl Events {
@@ -21,6 +39,20 @@ impl Events {
         Self {
             list: Vec::new(),
             file,
+            targets: Vec::new(),
+            outbox: None,
+        }
+    }
+
+    /// Sends matching events to `outbox` (drained by the server's delivery task).
+    pub fn deliver_to(&mut self, outbox: tokio::sync::mpsc::UnboundedSender<(String, Value)>) {
+        self.outbox = Some(outbox);
+    }
+
+    /// Adds a rule target (the same one twice is kept once).
+    pub fn add_target(&mut self, target: Target) {
+        if !self.targets.contains(&target) {
+            self.targets.push(target);
         }
     }
 
@@ -29,6 +61,18 @@ impl Events {
         if let Some(f) = &mut self.file {
             // A full disk must not stop the simulation; the in-memory list still has it.
             let _ = writeln!(f, "{event}");
+        }
+        if let Some(outbox) = &self.outbox {
+            for t in &self.targets {
+                if event["source"] == t.source.as_str()
+                    && t.detail_types
+                        .iter()
+                        .any(|d| event["detail-type"] == d.as_str())
+                {
+                    // The receiver lives as long as the server.
+                    let _ = outbox.send((t.url.clone(), event.clone()));
+                }
+            }
         }
         self.list.push(event);
     }

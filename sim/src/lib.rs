@@ -21,6 +21,7 @@ pub mod env;
 pub mod ids;
 pub mod scenario;
 pub mod server;
+pub mod sfn;
 pub mod taskdef;
 pub mod template;
 pub mod wire;

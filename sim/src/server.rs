@@ -15,9 +15,10 @@ use serde_json::{json, Value};
 use crate::cfn::{self, Cfn};
 use crate::ecs::Ecs;
 use crate::elb::{self, Elb};
-use crate::env::{Env, Events};
+use crate::env::{Env, Events, Target};
 use crate::ids::Ids;
 use crate::scenario::{Clock, Scenario};
+use crate::sfn::{self, Tasks};
 use crate::wire::{self, ApiError, Params};
 
 const ECS_TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
@@ -40,6 +41,10 @@ pub struct World {
     calls_to_apps: u64,
     /// Action → how many calls of it were throttled.
     throttled: std::collections::BTreeMap<String, u64>,
+    /// `service:Action` → calls received (what a benchmark counts).
+    api_calls: std::collections::BTreeMap<String, u64>,
+    /// Step Functions' `.waitForTaskToken` tasks.
+    tasks: Tasks,
     s3_endpoint: Option<String>,
 }
 
@@ -111,6 +116,8 @@ impl World {
             calls: 0,
             calls_to_apps: 0,
             throttled: Default::default(),
+            api_calls: Default::default(),
+            tasks: Tasks::default(),
             s3_endpoint: options.s3_endpoint,
         })
     }
@@ -206,6 +213,10 @@ impl World {
         }
     }
 
+    fn count(&mut self, call: String) {
+        *self.api_calls.entry(call).or_default() += 1;
+    }
+
     fn request_id(&mut self) -> String {
         self.ids.uuid()
     }
@@ -232,12 +243,42 @@ pub fn router(shared: Shared) -> Router {
                 .delete(remove_scoped),
         )
         .route("/_sim/stats", get(stats))
+        .route("/_sim/event-targets", axum::routing::post(add_event_target))
+        .route("/_sim/task-tokens", axum::routing::post(open_task))
+        .route(
+            "/_sim/task-tokens/{token}",
+            get(task_status).delete(close_task),
+        )
         .fallback(dispatch)
         .with_state(shared)
 }
 
 /// Serves on `listener` until the process ends, moving the world forward in the background.
 pub async fn serve(listener: tokio::net::TcpListener, world: World) -> std::io::Result<()> {
+    let (outbox, mut deliveries) = tokio::sync::mpsc::unbounded_channel::<(String, Value)>();
+    let mut world = world;
+    world.events.deliver_to(outbox);
+    // Each event to its rule's Lambda target, asynchronously. Lambda's asynchronous
+    // invocation retries a failed one twice (Lambda Developer Guide, "Error handling and
+    // automatic retries in Lambda"), here a second apart.
+    tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        while let Some((url, event)) = deliveries.recv().await {
+            let http = http.clone();
+            tokio::spawn(async move {
+                for attempt in 0..3 {
+                    if attempt > 0 {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    match http.post(&url).json(&event).send().await {
+                        Ok(r) if r.status().is_success() => return,
+                        Ok(r) => tracing::warn!(%url, status = %r.status(), "event target failed"),
+                        Err(e) => tracing::warn!(%url, error = %e, "event target unreachable"),
+                    }
+                }
+            });
+        }
+    });
     let shared: Shared = Arc::new(Mutex::new(world));
     let ticker = shared.clone();
     tokio::spawn(async move {
@@ -270,7 +311,54 @@ async fn get_scenario(State(shared): State<Shared>) -> Response {
 }
 
 async fn stats(State(shared): State<Shared>) -> Response {
-    json_response(&json!({ "throttled": lock(&shared).throttled }))
+    let w = lock(&shared);
+    json_response(&json!({ "throttled": w.throttled, "calls": w.api_calls }))
+}
+
+/// `POST /_sim/event-targets {"url", "source", "detail-types"}`: what an EventBridge rule with
+/// a Lambda target does, for the events this simulator emits (see [`Target`]).
+async fn add_event_target(State(shared): State<Shared>, body: Bytes) -> Response {
+    match serde_json::from_slice::<Target>(&body) {
+        Ok(t) if t.url.starts_with("http://127.0.0.1:") => {
+            lock(&shared).events.add_target(t);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(t) => (
+            StatusCode::BAD_REQUEST,
+            format!("event target {}: only http://127.0.0.1 URLs\n", t.url),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, format!("event target: {e}\n")).into_response(),
+    }
+}
+
+/// `POST /_sim/task-tokens`: opens a `.waitForTaskToken` task; answers `{"taskToken"}`.
+async fn open_task(State(shared): State<Shared>) -> Response {
+    let mut w = lock(&shared);
+    let uuid = w.ids.uuid();
+    let token = w.tasks.open(&uuid);
+    json_response(&json!({ "taskToken": token }))
+}
+
+async fn task_status(
+    State(shared): State<Shared>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Response {
+    match lock(&shared).tasks.status(&token) {
+        Some(v) => json_response(&v),
+        None => (StatusCode::NOT_FOUND, "no such task token\n").into_response(),
+    }
+}
+
+async fn close_task(
+    State(shared): State<Shared>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Response {
+    if lock(&shared).tasks.close(&token) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        (StatusCode::NOT_FOUND, "no such task token\n").into_response()
+    }
 }
 
 /// `POST /_sim/scenario`: adds to the scenario in force — `images` and `stacks` rules are
@@ -348,8 +436,22 @@ async fn dispatch(
         if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
             let mut w = lock(&shared);
             w.step();
+            let call = if let Some(op) = target.strip_prefix(LOGS_TARGET_PREFIX) {
+                format!("logs:{op}")
+            } else if let Some(op) = target.strip_prefix(sfn::TARGET_PREFIX) {
+                format!("states:{op}")
+            } else {
+                format!(
+                    "ecs:{}",
+                    target.strip_prefix(ECS_TARGET_PREFIX).unwrap_or(target)
+                )
+            };
+            w.count(call);
             if let Some(op) = target.strip_prefix(LOGS_TARGET_PREFIX) {
                 return logs_request(&mut w, op, &body);
+            }
+            if let Some(op) = target.strip_prefix(sfn::TARGET_PREFIX) {
+                return sfn_request(&mut w, op, &body);
             }
             return ecs_request(&mut w, target, &body);
         }
@@ -370,6 +472,15 @@ async fn dispatch(
         }
         let mut w = lock(&shared);
         w.step();
+        let service = if params.get("Version") == Some("2010-05-15") {
+            "cloudformation"
+        } else {
+            "elasticloadbalancing"
+        };
+        w.count(format!(
+            "{service}:{}",
+            params.get("Action").unwrap_or_default()
+        ));
         return query_request(&mut w, params);
     }
     let mut w = lock(&shared);
@@ -457,6 +568,24 @@ fn json11_response(request_id: &str, result: Result<Value, ApiError>) -> Respons
         body.to_string(),
     )
         .into_response()
+}
+
+/// Step Functions' SendTask* calls (JSON 1.0): see [`crate::sfn`].
+fn sfn_request(w: &mut World, op: &str, body: &[u8]) -> Response {
+    let request_id = w.request_id();
+    let result = match serde_json::from_slice::<Value>(if body.is_empty() { b"{}" } else { body }) {
+        Ok(input) => w.tasks.call(op, &input),
+        Err(e) => Err(ApiError::new(
+            "SerializationException",
+            format!("request body is not JSON: {e}"),
+        )),
+    };
+    let mut response = json11_response(&request_id, result);
+    response.headers_mut().insert(
+        "content-type",
+        axum::http::HeaderValue::from_static("application/x-amz-json-1.0"),
+    );
+    response
 }
 
 fn ecs_request(w: &mut World, target: &str, body: &[u8]) -> Response {

@@ -10,7 +10,7 @@ use slipway_core::model::DeploymentRecord;
 use slipway_core::state;
 use slipway_tests::{unique, Execution, Testbed};
 
-use crate::app::App;
+use crate::app::{items_with_prefix, App};
 
 /// An execution name unique to this run (the shared state table keeps earlier runs' records).
 fn run(name: &str) -> String {
@@ -557,19 +557,98 @@ async fn s08_too_slow_is_not_stable() {
         x.cause.as_deref().unwrap().contains("passed its deadline"),
         "{x:?}"
     );
+    // No deployment event comes for a rollout that never ends: each wait for one ends at
+    // its 90-second heartbeat timeout, in a look of its own (the polling fallback).
     visited(
         &x,
         &[
             "CheckStability",
-            "WaitForGroup",
+            "WaitForGroupEvents",
+            "CheckStability",
+            "WaitForGroupEvents",
             "CheckStability",
             "RollBack",
             "CheckRollback",
             "Failed",
         ],
     );
+    never(&x, &["WaitForGroup"]);
     assert_eq!(app.running(api).await, api.task_definition);
     assert!(app.locks().await.is_empty());
+}
+
+/// 24. A rollout is waited for on ECS's "ECS Deployment State Change" events: check-stability
+/// stores the task token, the simulator's event (through the lane's rule target) invokes
+/// check-stability, which answers the task with SendTaskSuccess — one look, no 15-second
+/// polls, no token left in the table. With `stability_wait = "polling"` the same kind of
+/// release polls instead.
+#[tokio::test]
+async fn s24_a_rollout_is_waited_for_on_its_deployment_events() {
+    let (_t, bed) = Testbed::lane().await;
+    let app = App::create(&["api"], Some(bed.lambda_table())).await;
+    let api = app.service("api");
+    let answered = |stats: &Value| {
+        stats["calls"]["states:SendTaskSuccess"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let before = answered(&bed.sim_json("/_sim/stats").await);
+    let digest = app.push(api, "2424242").await;
+    let x = execute(&bed, app.event(api, "2424242", &digest), &run("s24")).await;
+    assert_eq!(x.status, "SUCCEEDED", "{x:?}");
+    visited(
+        &x,
+        &[
+            "CheckStability",
+            "GroupStable",
+            "WaitForGroupEvents",
+            "GroupStable",
+            "GroupDone",
+            "FinishSucceeded",
+        ],
+    );
+    never(&x, &["WaitForGroup", "RollBack"]);
+    let looks = x.path.iter().filter(|s| *s == "CheckStability").count();
+    assert_eq!(
+        looks, 1,
+        "the event, not a look, ended the wait: {:?}",
+        x.path
+    );
+    assert!(answered(&bed.sim_json("/_sim/stats").await) > before);
+    assert_ne!(app.running(api).await, api.task_definition);
+    assert!(
+        items_with_prefix(&app.clients, "WAKE#").await.is_empty(),
+        "an answered wait leaves no token"
+    );
+    assert!(app.locks().await.is_empty());
+
+    state::store_config(
+        &app.clients,
+        &app.config.replace(
+            "bake_seconds = 1\n",
+            "bake_seconds = 1\nstability_wait = \"polling\"\n",
+        ),
+    )
+    .await
+    .unwrap();
+    let digest = app.push(api, "2424243").await;
+    let y = execute(
+        &bed,
+        app.event(api, "2424243", &digest),
+        &run("s24-polling"),
+    )
+    .await;
+    assert_eq!(y.status, "SUCCEEDED", "{y:?}");
+    visited(
+        &y,
+        &[
+            "CheckStability",
+            "WaitForGroup",
+            "CheckStability",
+            "GroupDone",
+        ],
+    );
+    never(&y, &["WaitForGroupEvents"]);
 }
 
 /// 9. The rollback itself fails: `Slipway.RollbackFailed` reporting both errors; the lock

@@ -787,3 +787,75 @@ async fn task_definitions_are_validated_and_normalised() {
     assert_eq!(port.protocol().map(|p| p.as_str()), Some("tcp"));
     assert_eq!(td.container_definitions()[0].essential(), Some(true));
 }
+
+/// Step Functions' callback API as the simulator serves it to the local interpreter
+/// (sim/src/sfn.rs; bc:sfn SendTaskSuccess/SendTaskFailure/SendTaskHeartbeat), driven by
+/// awscli: an answer closes the task, a second answer is `TaskTimedOut`, a token never issued
+/// is `InvalidToken`, output that is not JSON is `InvalidOutput`, and a failure keeps its
+/// error and cause.
+#[tokio::test]
+async fn awscli_answers_task_tokens_as_step_functions_does() {
+    let bed = Testbed::get();
+    let open = || async {
+        let v: Value = reqwest::Client::new()
+            .post(format!("{}/_sim/task-tokens", bed.sim()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["taskToken"].as_str().unwrap().to_owned()
+    };
+    let token = open().await;
+    let sfn = |args: &[&str]| {
+        let mut all = vec!["stepfunctions"];
+        all.extend_from_slice(args);
+        bed.aws(bed.sim(), &all)
+    };
+    let (code, _, err) = sfn(&["send-task-heartbeat", "--task-token", &token]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = sfn(&[
+        "send-task-success",
+        "--task-token",
+        &token,
+        "--task-output",
+        "not json",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("InvalidOutput"), "{err}");
+    let (code, _, err) = sfn(&[
+        "send-task-success",
+        "--task-token",
+        &token,
+        "--task-output",
+        r#"{"stable":true}"#,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let status = bed.sim_json(&format!("/_sim/task-tokens/{token}")).await;
+    assert_eq!(status["status"], "SUCCEEDED");
+    assert_eq!(status["output"], json!({"stable": true}));
+    assert_eq!(status["heartbeats"], 1);
+    let (code, _, err) = sfn(&["send-task-failure", "--task-token", &token]);
+    assert_ne!(code, 0);
+    assert!(err.contains("TaskTimedOut"), "{err}");
+    let (code, _, err) = sfn(&["send-task-heartbeat", "--task-token", "never-issued"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("InvalidToken"), "{err}");
+
+    let failed = open().await;
+    let (code, _, err) = sfn(&[
+        "send-task-failure",
+        "--task-token",
+        &failed,
+        "--error",
+        "Slipway.DeploymentFailed",
+        "--cause",
+        "service api: deployment ecs-svc/1 FAILED",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let status = bed.sim_json(&format!("/_sim/task-tokens/{failed}")).await;
+    assert_eq!(status["status"], "FAILED");
+    assert_eq!(status["error"], "Slipway.DeploymentFailed");
+    assert_eq!(status["cause"], "service api: deployment ecs-svc/1 FAILED");
+}

@@ -78,6 +78,7 @@ async fn until_stable(
                 targets: targets.clone(),
                 rollback,
                 rollback_deadline: None,
+                task_token: None,
             },
         )
         .await?;
@@ -486,6 +487,7 @@ async fn check_stability_sees_progress_failure_and_deadline() {
             targets: vec![t.clone()],
             rollback: false,
             rollback_deadline: None,
+            task_token: None,
         },
     )
     .await
@@ -546,6 +548,7 @@ async fn check_stability_sees_progress_failure_and_deadline() {
             targets: vec![t2],
             rollback: false,
             rollback_deadline: None,
+            task_token: None,
         },
     )
     .await

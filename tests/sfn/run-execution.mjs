@@ -14,6 +14,16 @@
 // --abort-at STATE:N stops the execution (StopExecution) when it enters STATE for the Nth time
 // (default 1): status ABORTED. --timeout-seconds S replaces the definition's top-level
 // TimeoutSeconds (real seconds, not scaled): status TIMED_OUT when it passes.
+//
+// A `arn:aws:states:::lambda:invoke.waitForTaskToken` Task (which the interpreter cannot run
+// itself) is run here as Step Functions runs it: a task token is opened on slipway-sim
+// (--sim-endpoint, default $SLIPWAY_SIM_ENDPOINT), the function is invoked with the
+// Parameters' Payload and `$$.Task.Token` set to that token, and the task then waits until
+// the token is answered through the simulator's SendTaskSuccess / SendTaskFailure (its output,
+// or its error and cause), or fails with States.Timeout after TimeoutSeconds, or
+// States.HeartbeatTimeout when no SendTaskHeartbeat came within HeartbeatSeconds (both
+// scaled like the Waits, and the token closed: a late answer is TaskTimedOut). A function
+// error fails the task with the function's errorType, as the Lambda integration does.
 
 // aws-local-stepfunctions 3 wants Node 22; on Node 20 it runs with this one polyfill.
 Promise.withResolvers ??= () => {
@@ -35,6 +45,7 @@ const { values: args } = parseArgs({
     name: { type: 'string' },
     'abort-at': { type: 'string' },
     'timeout-seconds': { type: 'string' },
+    'sim-endpoint': { type: 'string', default: process.env.SLIPWAY_SIM_ENDPOINT },
   },
 });
 
@@ -73,11 +84,20 @@ if (!(scale > 0)) die(`--wait-scale ${args['wait-scale']}: must be a positive nu
 const handlers = {};
 const waits = {};
 const retries = {};
+// $$.Task.Token as the interpreter resolves it (one context per execution); each task
+// replaces it with a token of its own.
+const TOKEN_PLACEHOLDER = 'slipway-local-task-token-placeholder';
+const WAIT_FOR_TOKEN = 'arn:aws:states:::lambda:invoke.waitForTaskToken';
+let aborted = false;
 function collect(states) {
   for (const [name, state] of Object.entries(states)) {
     if (state.Type === 'Task' && typeof state.Resource === 'string' && state.Resource.includes(':function:')) {
       const fn = state.Resource.split(':function:')[1].split(':')[0];
       handlers[name] = (input) => invoke(fn, input);
+    }
+    if (state.Type === 'Task' && state.Resource === WAIT_FOR_TOKEN) {
+      if (!args['sim-endpoint']) die(`state ${name} waits for a task token: pass --sim-endpoint (or set SLIPWAY_SIM_ENDPOINT)`);
+      handlers[name] = (input) => waitForTaskToken(state, input);
     }
     if (state.Type === 'Wait' && typeof state.Seconds === 'number') waits[name] = (state.Seconds * 1000) / scale;
     // A SecondsPath wait's length is only known at run time: it gets 100 ms here.
@@ -113,6 +133,52 @@ async function invoke(fn, input) {
   throw new TaskError('Lambda.ServiceException', `HTTP ${response.status} from ${fn}: ${body.slice(0, 500)}`);
 }
 
+async function sim(method, path) {
+  const url = `${args['sim-endpoint']}${path}`;
+  const response = await fetch(url, { method });
+  if (!response.ok) throw new TaskError('States.Runtime', `${method} ${url}: HTTP ${response.status}`);
+  return response.status === 204 ? null : response.json();
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function waitForTaskToken(state, input) {
+  const arn = input?.FunctionName;
+  if (typeof arn !== 'string' || !arn.includes(':function:')) {
+    throw new TaskError('States.Runtime', `${WAIT_FOR_TOKEN}: Parameters.FunctionName ${JSON.stringify(arn)} is not a function ARN`);
+  }
+  const fn = arn.split(':function:')[1].split(':')[0];
+  const { taskToken } = await sim('POST', '/_sim/task-tokens');
+  const payload = JSON.parse(JSON.stringify(input.Payload ?? {}).split(TOKEN_PLACEHOLDER).join(taskToken));
+  const path = `/_sim/task-tokens/${encodeURIComponent(taskToken)}`;
+  try {
+    await invoke(fn, payload);
+  } catch (e) {
+    await sim('DELETE', path).catch(() => {});
+    throw e;
+  }
+  const started = Date.now();
+  const timeoutMs = state.TimeoutSeconds !== undefined ? (state.TimeoutSeconds * 1000) / scale : Infinity;
+  const heartbeatMs = state.HeartbeatSeconds !== undefined ? (state.HeartbeatSeconds * 1000) / scale : Infinity;
+  for (;;) {
+    const t = await sim('GET', path);
+    if (t.status === 'SUCCEEDED') return t.output;
+    if (t.status === 'FAILED') throw new TaskError(t.error, t.cause);
+    const now = Date.now();
+    const timedOut = now - started >= timeoutMs ? 'States.Timeout'
+      : now - Math.max(started, t.heartbeatAtMs) >= heartbeatMs ? 'States.HeartbeatTimeout' : null;
+    if (timedOut || aborted || t.status === 'CLOSED') {
+      await sim('DELETE', path);
+      // An answer may have come between the look and the close.
+      const last = await sim('GET', path);
+      if (last.status === 'SUCCEEDED') return last.output;
+      if (last.status === 'FAILED') throw new TaskError(last.error, last.cause);
+      throw new TaskError(timedOut ?? 'States.Runtime', timedOut ? '' : 'the execution stopped');
+    }
+    await sleep(10);
+  }
+}
+
 let input;
 try { input = JSON.parse(args.input); } catch (e) { die(`--input is not JSON: ${e.message}`); }
 
@@ -127,6 +193,7 @@ const context = {
     RoleArn: 'arn:aws:iam::123456789012:role/slipway-state-machine',
   },
   StateMachine: { Id: 'arn:aws:states:us-east-1:123456789012:stateMachine:slipway', Name: 'slipway' },
+  Task: { Token: TOKEN_PLACEHOLDER },
 };
 const t0 = Date.now();
 const machine = new StateMachine(definition, { validationOptions: { checkArn: true, checkPaths: true } });
@@ -143,7 +210,10 @@ const logs = (async () => {
     if (event.type === 'StateEntered') {
       path.push(event.state.name);
       timeline.push([event.state.name, Math.max(0, event.timestamp - t0)]);
-      if (abortAt && event.state.name === abortAt.state && --abortAt.nth === 0) execution.abort();
+      if (abortAt && event.state.name === abortAt.state && --abortAt.nth === 0) {
+        aborted = true;
+        execution.abort();
+      }
     }
     if (event.type === 'ExecutionFailed') failure = { error: event.Error, cause: event.Cause };
   }
@@ -167,4 +237,7 @@ try {
 }
 await logs;
 result.timeline = timeline;
+// A task still waiting for its token (the execution timed out around it) stops here.
+aborted = true;
 process.stdout.write(JSON.stringify(result) + '\n');
+process.exit(0);

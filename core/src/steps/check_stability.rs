@@ -1,11 +1,17 @@
 //! `check-stability`: one look at the services' rollouts.
 
 use aws_sdk_ecs::types::{Deployment, DeploymentRolloutState};
+use serde_json::{json, Value};
 
-use crate::aws::Clients;
+use crate::aws::{aws, Clients};
 use crate::model::{CheckStabilityInput, ServiceProgress, Stability};
+use crate::state;
 use crate::steps::{describe_services, Clock};
 use crate::StepError;
+
+/// The EventBridge detail type of ECS's service deployment events (ECS Developer Guide,
+/// "Amazon ECS service deployment state change events").
+pub const DEPLOYMENT_EVENT: &str = "ECS Deployment State Change";
 
 /// Looks once at every target service (at most 10 per DescribeServices call). Stable: the
 /// PRIMARY deployment is on the target task definition, COMPLETED, alone, running = desired.
@@ -17,7 +23,18 @@ pub async fn check_stability(
     clock: &dyn Clock,
     input: CheckStabilityInput,
 ) -> Result<Stability, StepError> {
+    look(clients, clock, &input).await.map(|(s, _)| s)
+}
+
+/// One look: the stability, and the wait key ([`state::wake_key`]) of each service
+/// deployment not done yet.
+async fn look(
+    clients: &Clients,
+    clock: &dyn Clock,
+    input: &CheckStabilityInput,
+) -> Result<(Stability, Vec<String>), StepError> {
     let release = &input.release;
+    let mut pending = Vec::new();
     let mut progress = Vec::new();
     let mut stable = true;
     let mut by_cluster: Vec<(
@@ -106,6 +123,13 @@ pub async fn check_stability(
                     && p.running_count() == p.desired_count()
             }) && deployments.len() == 1;
             stable &= done;
+            if !done {
+                if let (Some(arn), Some(id)) =
+                    (service.service_arn(), ours.or(primary).and_then(|d| d.id()))
+                {
+                    pending.push(state::wake_key(arn, id));
+                }
+            }
             progress.push(p);
         }
     }
@@ -140,10 +164,180 @@ pub async fn check_stability(
         )));
     }
     tracing::info!(stable, "looked");
-    Ok(Stability {
-        stable,
-        services: progress,
-    })
+    Ok((
+        Stability {
+            stable,
+            services: progress,
+        },
+        pending,
+    ))
+}
+
+/// How long a stored wait is kept past the release's deadline (the item is deleted once its
+/// wait is answered; this only bounds what a lost answer leaves).
+const WAKE_GRACE_SECONDS: i64 = 3600;
+
+/// check-stability invoked by a `.waitForTaskToken` task (the input has `task_token`): the
+/// execution waits until the token is answered. Looks once; done (or failed) services answer
+/// now. Otherwise the token is stored under each service deployment still rolling out, for
+/// [`deployment_event`] to answer when ECS says it finished, and the services are looked at
+/// once more — the event may have come before the token was stored — and answered if done.
+/// Errors (a failed rollout included) are this invocation's own error, which fails the task
+/// as a plain check-stability's would. Its output is ignored by Step Functions.
+#[tracing::instrument(skip_all, fields(release = %input.release.id))]
+pub async fn wait_for_stability(
+    clients: &Clients,
+    clock: &dyn Clock,
+    mut input: CheckStabilityInput,
+) -> Result<Value, StepError> {
+    let token = input
+        .task_token
+        .take()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| StepError::invalid("task_token", "must be the task's token"))?;
+    let (stability, pending) = look(clients, clock, &input).await?;
+    if stability.stable {
+        answer(clients, &token, Ok(&stability)).await?;
+        return Ok(json!({"answered": true, "stable": true}));
+    }
+    let text = serde_json::to_string(&input)
+        .map_err(|e| StepError::Transient(format!("cannot store the wait's input: {e}")))?;
+    let wake = state::Wake {
+        token: token.clone(),
+        input: text,
+        group: pending,
+    };
+    state::put_wake(clients, &wake, input.release.deadline + WAKE_GRACE_SECONDS).await?;
+    let (stability, _) = match look(clients, clock, &input).await {
+        Ok(s) => s,
+        Err(e) => {
+            state::delete_wake(clients, &wake.group).await?;
+            return Err(e);
+        }
+    };
+    if stability.stable {
+        answer(clients, &token, Ok(&stability)).await?;
+        state::delete_wake(clients, &wake.group).await?;
+        return Ok(json!({"answered": true, "stable": true}));
+    }
+    tracing::info!(waits_for = wake.group.len(), "token stored");
+    Ok(json!({"answered": false, "waits_for": wake.group}))
+}
+
+/// check-stability invoked by EventBridge with an "ECS Deployment State Change" event:
+/// when a stability wait is stored for that service deployment, looks at its services and
+/// answers the task — SendTaskSuccess with the stability when all are done, SendTaskFailure
+/// with the error (`Slipway.DeploymentFailed` and ECS's reason for a failed rollout) —
+/// or, when others are still rolling out, sends a heartbeat. Any other event, or one nobody
+/// waits for, is ignored. A task already answered (the other path won) is not an error.
+#[tracing::instrument(skip_all)]
+pub async fn deployment_event(
+    clients: &Clients,
+    clock: &dyn Clock,
+    event: Value,
+) -> Result<Value, StepError> {
+    if event["detail-type"] != DEPLOYMENT_EVENT {
+        return Ok(json!({"ignored": "not an ECS Deployment State Change event"}));
+    }
+    let name = event["detail"]["eventName"].as_str().unwrap_or_default();
+    if !matches!(
+        name,
+        "SERVICE_DEPLOYMENT_COMPLETED" | "SERVICE_DEPLOYMENT_FAILED"
+    ) {
+        return Ok(json!({"ignored": name}));
+    }
+    let (Some(service), Some(deployment)) = (
+        event["resources"][0].as_str(),
+        event["detail"]["deploymentId"].as_str(),
+    ) else {
+        return Err(StepError::invalid(
+            "resources[0] / detail.deploymentId",
+            "an ECS deployment event names its service and deployment",
+        ));
+    };
+    let key = state::wake_key(service, deployment);
+    let Some(wake) = state::wake(clients, &key).await? else {
+        return Ok(json!({"ignored": "nobody waits for this deployment"}));
+    };
+    let input: CheckStabilityInput = crate::input::from_value(
+        serde_json::from_str(&wake.input).map_err(|e| {
+            StepError::invalid("input", format!("the stored wait is not JSON: {e}"))
+        })?,
+        "input",
+    )?;
+    let answered = match look(clients, clock, &input).await {
+        Ok((s, _)) if s.stable => answer(clients, &wake.token, Ok(&s)).await?,
+        Ok(_) => {
+            // Others still roll out: this one is done with (its event came), the wait goes on.
+            let open = heartbeat(clients, &wake.token).await?;
+            state::delete_wake(clients, std::slice::from_ref(&key)).await?;
+            return Ok(json!({"answered": false, "open": open}));
+        }
+        // Throttled or unreachable: EventBridge's asynchronous invocation retries this event.
+        Err(StepError::Transient(m)) => return Err(StepError::Transient(m)),
+        Err(e) => answer(clients, &wake.token, Err(&e)).await?,
+    };
+    state::delete_wake(clients, &wake.group).await?;
+    Ok(json!({"answered": answered}))
+}
+
+/// Answers a `.waitForTaskToken` task; false when it was already closed (answered by the
+/// other path, or timed out): `TaskTimedOut` (bc:sfn SendTaskSuccess errors).
+async fn answer(
+    clients: &Clients,
+    token: &str,
+    result: Result<&Stability, &StepError>,
+) -> Result<bool, StepError> {
+    let sent = match result {
+        Ok(stability) => {
+            let output = serde_json::to_string(stability)
+                .map_err(|e| StepError::Transient(format!("cannot write the output: {e}")))?;
+            clients
+                .sfn
+                .send_task_success()
+                .task_token(token)
+                .output(output)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(aws("states:SendTaskSuccess"))
+        }
+        Err(e) => {
+            let cause: String = e.to_string().chars().take(32_768).collect();
+            clients
+                .sfn
+                .send_task_failure()
+                .task_token(token)
+                .error(e.name())
+                .cause(cause)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(aws("states:SendTaskFailure"))
+        }
+    };
+    closed_is_answered(sent)
+}
+
+/// Resets the task's heartbeat clock; false when the task is closed.
+async fn heartbeat(clients: &Clients, token: &str) -> Result<bool, StepError> {
+    let sent = clients
+        .sfn
+        .send_task_heartbeat()
+        .task_token(token)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(aws("states:SendTaskHeartbeat"));
+    closed_is_answered(sent)
+}
+
+fn closed_is_answered(sent: Result<(), crate::aws::AwsError>) -> Result<bool, StepError> {
+    match sent {
+        Ok(()) => Ok(true),
+        Err(e) if e.code == "TaskTimedOut" || e.code == "TaskDoesNotExist" => Ok(false),
+        Err(e) => Err(e.step(StepError::Transient)),
+    }
 }
 
 fn progress_of(

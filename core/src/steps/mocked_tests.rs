@@ -53,6 +53,7 @@ struct Mocks<'a> {
     ecr: &'a [&'a Rule],
     dynamodb: &'a [&'a Rule],
     sns: &'a [&'a Rule],
+    sfn: &'a [&'a Rule],
     events: &'a [&'a Rule],
     logs: &'a [&'a Rule],
 }
@@ -71,6 +72,7 @@ impl Mocks<'_> {
             sns: mock_client!(aws_sdk_sns, RuleMode::MatchAny, self.sns),
             eventbridge: mock_client!(aws_sdk_eventbridge, RuleMode::MatchAny, self.events),
             logs: mock_client!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, self.logs),
+            sfn: mock_client!(aws_sdk_sfn, RuleMode::MatchAny, self.sfn),
             table: "slipway".into(),
         }
     }
@@ -119,6 +121,7 @@ fn release(names: &[&str]) -> Release {
         deadline: 2000,
         bake_seconds: 0,
         rollback_minutes: 15,
+        stability_wait: Default::default(),
         services: names.iter().map(|n| service_release(n)).collect(),
         groups: vec![names.iter().map(|n| n.to_string()).collect()],
         stacks: vec![],
@@ -158,10 +161,15 @@ fn service(name: &str, deployments: Vec<Deployment>) -> Service {
         .map(str::to_owned);
     Service::builder()
         .service_name(format!("staging-{name}"))
+        .service_arn(service_arn(name))
         .set_task_definition(current)
         .desired_count(2)
         .set_deployments(Some(deployments))
         .build()
+}
+
+fn service_arn(name: &str) -> String {
+    format!("arn:aws:ecs:us-east-1:123:service/staging/staging-{name}")
 }
 
 fn target(name: &str, rev: u32) -> ServiceTarget {
@@ -198,6 +206,7 @@ async fn stability_failed_deployment_is_deployment_failed_with_ecs_reason() {
         targets: vec![target("api", 2)],
         rollback: false,
         rollback_deadline: None,
+        task_token: None,
     };
     let e = check_stability(&c, &FixedClock(1500), input)
         .await
@@ -224,6 +233,7 @@ async fn stability_circuit_breaker_rollback_is_never_stable() {
         targets: vec![target("api", 2)],
         rollback: false,
         rollback_deadline: None,
+        task_token: None,
     };
     let e = check_stability(&c, &FixedClock(1500), input.clone())
         .await
@@ -275,6 +285,7 @@ async fn stability_in_progress_reports_progress_until_the_deadline() {
         targets: vec![target("api", 2)],
         rollback: false,
         rollback_deadline: None,
+        task_token: None,
     };
     let s = check_stability(&c, &FixedClock(1500), input.clone())
         .await
@@ -328,6 +339,7 @@ async fn stability_asks_for_at_most_ten_services_a_call() {
             targets,
             rollback: false,
             rollback_deadline: None,
+            task_token: None,
         },
     )
     .await
@@ -353,6 +365,7 @@ async fn throttling_is_transient() {
         targets: vec![target("api", 2)],
         rollback: false,
         rollback_deadline: None,
+        task_token: None,
     };
     let e = check_stability(&c, &FixedClock(1500), input)
         .await
@@ -1218,4 +1231,323 @@ fn sns_subjects_fit_what_sns_takes() {
         body.contains("  service-number-0: - -> r@sha256:1"),
         "{body}"
     );
+}
+
+// --- the stability wait: task tokens and ECS's deployment events ---------------------------
+
+use crate::state;
+use aws_sdk_sfn::operation::send_task_failure::SendTaskFailureOutput;
+use aws_sdk_sfn::operation::send_task_heartbeat::SendTaskHeartbeatOutput;
+use aws_sdk_sfn::operation::send_task_success::{SendTaskSuccessError, SendTaskSuccessOutput};
+
+fn wait_input(names: &[&str]) -> CheckStabilityInput {
+    CheckStabilityInput {
+        release: release(names),
+        targets: names.iter().map(|n| target(n, 2)).collect(),
+        rollback: false,
+        rollback_deadline: None,
+        task_token: None,
+    }
+}
+
+/// The id the `deployment` helper gives a deployment of `td`.
+fn deployment_id(td: &str) -> String {
+    format!("ecs-svc/{}", td.len())
+}
+
+fn deployment_event_of(name: &str, event: &str) -> serde_json::Value {
+    json!({
+        "version": "0", "id": "e1", "detail-type": "ECS Deployment State Change",
+        "source": "aws.ecs", "account": "123", "region": "us-east-1",
+        "resources": [service_arn(name)],
+        "detail": {"eventType": "INFO", "eventName": event, "deploymentId": deployment_id(&td(name, 2)), "reason": ""}
+    })
+}
+
+/// The stored wait of `input` (token `tok`) under the keys `group`, as GetItem answers it.
+fn stored_wait(input: &CheckStabilityInput, group: &[String]) -> Rule {
+    let text = serde_json::to_string(input).unwrap();
+    let group: Vec<AttributeValue> = group.iter().map(|k| AttributeValue::S(k.clone())).collect();
+    mock!(aws_sdk_dynamodb::Client::get_item).then_output(move || {
+        GetItemOutput::builder()
+            .item("token", AttributeValue::S("tok".into()))
+            .item("input", AttributeValue::S(text.clone()))
+            .item("group", AttributeValue::L(group.clone()))
+            .build()
+    })
+}
+
+fn rolling(name: &str) -> Service {
+    service(
+        name,
+        vec![
+            deployment(
+                "PRIMARY",
+                &td(name, 2),
+                DeploymentRolloutState::InProgress,
+                "",
+                1,
+            ),
+            deployment(
+                "ACTIVE",
+                &td(name, 1),
+                DeploymentRolloutState::Completed,
+                "",
+                1,
+            ),
+        ],
+    )
+}
+
+fn done(name: &str) -> Service {
+    service(
+        name,
+        vec![deployment(
+            "PRIMARY",
+            &td(name, 2),
+            DeploymentRolloutState::Completed,
+            "",
+            2,
+        )],
+    )
+}
+
+#[tokio::test]
+async fn a_failed_deployment_event_fails_the_waiting_task_with_ecs_reason() {
+    let describe = describe(vec![service(
+        "api",
+        vec![deployment(
+            "PRIMARY",
+            &td("api", 2),
+            DeploymentRolloutState::Failed,
+            "ECS deployment circuit breaker: tasks failed to start.",
+            0,
+        )],
+    )]);
+    let key = state::wake_key(&service_arn("api"), &deployment_id(&td("api", 2)));
+    let get = stored_wait(&wait_input(&["api"]), std::slice::from_ref(&key));
+    let delete = mock!(aws_sdk_dynamodb::Client::delete_item)
+        .match_requests({
+            let key = key.clone();
+            move |r| pk_is(r.key(), &key)
+        })
+        .then_output(|| DeleteItemOutput::builder().build());
+    let fail = mock!(aws_sdk_sfn::Client::send_task_failure)
+        .match_requests(|r| {
+            r.task_token() == Some("tok")
+                && r.error() == Some("Slipway.DeploymentFailed")
+                && r.cause()
+                    .is_some_and(|c| c.contains("tasks failed to start"))
+        })
+        .then_output(|| SendTaskFailureOutput::builder().build());
+    let c = Mocks {
+        ecs: &[&describe],
+        dynamodb: &[&get, &delete],
+        sfn: &[&fail],
+        ..Mocks::default()
+    }
+    .clients();
+    let out = deployment_event(
+        &c,
+        &FixedClock(1500),
+        deployment_event_of("api", "SERVICE_DEPLOYMENT_FAILED"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["answered"], true, "{out}");
+    assert_eq!((fail.num_calls(), delete.num_calls()), (1, 1));
+}
+
+#[tokio::test]
+async fn a_completed_event_answers_only_when_the_whole_group_is_done() {
+    let keys = vec![
+        state::wake_key(&service_arn("api"), &deployment_id(&td("api", 2))),
+        state::wake_key(&service_arn("web"), &deployment_id(&td("web", 2))),
+    ];
+    let input = wait_input(&["api", "web"]);
+    // web still rolls out: a heartbeat, and only api's key goes.
+    let describe_one = describe(vec![done("api"), rolling("web")]);
+    let get = stored_wait(&input, &keys);
+    let delete = mock!(aws_sdk_dynamodb::Client::delete_item)
+        .then_output(|| DeleteItemOutput::builder().build());
+    let beat = mock!(aws_sdk_sfn::Client::send_task_heartbeat)
+        .match_requests(|r| r.task_token() == Some("tok"))
+        .then_output(|| SendTaskHeartbeatOutput::builder().build());
+    let c = Mocks {
+        ecs: &[&describe_one],
+        dynamodb: &[&get, &delete],
+        sfn: &[&beat],
+        ..Mocks::default()
+    }
+    .clients();
+    let out = deployment_event(
+        &c,
+        &FixedClock(1500),
+        deployment_event_of("api", "SERVICE_DEPLOYMENT_COMPLETED"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["answered"], false, "{out}");
+    assert_eq!((beat.num_calls(), delete.num_calls()), (1, 1));
+
+    // Both done: SendTaskSuccess with the stability, every key of the wait deleted.
+    let describe_both = describe(vec![done("api"), done("web")]);
+    let get = stored_wait(&input, &keys);
+    let delete = mock!(aws_sdk_dynamodb::Client::delete_item)
+        .then_output(|| DeleteItemOutput::builder().build());
+    let success = mock!(aws_sdk_sfn::Client::send_task_success)
+        .match_requests(|r| {
+            r.task_token() == Some("tok")
+                && r.output()
+                    .is_some_and(|o| serde_json::from_str::<Stability>(o).is_ok_and(|s| s.stable))
+        })
+        .then_output(|| SendTaskSuccessOutput::builder().build());
+    let c = Mocks {
+        ecs: &[&describe_both],
+        dynamodb: &[&get, &delete],
+        sfn: &[&success],
+        ..Mocks::default()
+    }
+    .clients();
+    let out = deployment_event(
+        &c,
+        &FixedClock(1500),
+        deployment_event_of("web", "SERVICE_DEPLOYMENT_COMPLETED"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["answered"], true, "{out}");
+    assert_eq!((success.num_calls(), delete.num_calls()), (1, 2));
+}
+
+#[tokio::test]
+async fn an_event_nobody_waits_for_or_a_task_already_closed_is_not_an_error() {
+    // IN_PROGRESS is not an end: nothing is asked at all.
+    let c = Mocks::default().clients();
+    let out = deployment_event(
+        &c,
+        &FixedClock(1500),
+        deployment_event_of("api", "SERVICE_DEPLOYMENT_IN_PROGRESS"),
+    )
+    .await
+    .unwrap();
+    assert!(out["ignored"].is_string(), "{out}");
+    // No wait stored for the deployment.
+    let none =
+        mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| GetItemOutput::builder().build());
+    let c = Mocks {
+        dynamodb: &[&none],
+        ..Mocks::default()
+    }
+    .clients();
+    let out = deployment_event(
+        &c,
+        &FixedClock(1500),
+        deployment_event_of("api", "SERVICE_DEPLOYMENT_COMPLETED"),
+    )
+    .await
+    .unwrap();
+    assert!(out["ignored"].is_string(), "{out}");
+    // The fallback look answered first: SendTaskSuccess is TaskTimedOut, which is fine.
+    let key = state::wake_key(&service_arn("api"), &deployment_id(&td("api", 2)));
+    let get = stored_wait(&wait_input(&["api"]), &[key]);
+    let describe = describe(vec![done("api")]);
+    let delete = mock!(aws_sdk_dynamodb::Client::delete_item)
+        .then_output(|| DeleteItemOutput::builder().build());
+    let closed = mock!(aws_sdk_sfn::Client::send_task_success).then_error(|| {
+        SendTaskSuccessError::generic(
+            aws_sdk_sfn::error::ErrorMetadata::builder()
+                .code("TaskTimedOut")
+                .message("The task token has either expired or the task associated with the token has already been closed")
+                .build(),
+        )
+    });
+    let c = Mocks {
+        ecs: &[&describe],
+        dynamodb: &[&get, &delete],
+        sfn: &[&closed],
+        ..Mocks::default()
+    }
+    .clients();
+    let out = deployment_event(
+        &c,
+        &FixedClock(1500),
+        deployment_event_of("api", "SERVICE_DEPLOYMENT_COMPLETED"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["answered"], false, "{out}");
+    assert_eq!(delete.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_wait_stores_its_token_then_looks_again_and_answers_a_rollout_done_meanwhile() {
+    // First look: rolling; the token is stored; the second look finds it done (the event
+    // came before the token was stored): the wait answers itself and deletes the token.
+    let looks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let describe_twice = mock!(aws_sdk_ecs::Client::describe_services).then_output({
+        let looks = looks.clone();
+        move || {
+            let first = looks.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+            DescribeServicesOutput::builder()
+                .services(if first { rolling("api") } else { done("api") })
+                .build()
+        }
+    });
+    let key = state::wake_key(&service_arn("api"), &deployment_id(&td("api", 2)));
+    let put = mock!(aws_sdk_dynamodb::Client::put_item)
+        .match_requests({
+            let key = key.clone();
+            move |r| {
+                r.item().is_some_and(|i| {
+                    i.get("pk").and_then(|v| v.as_s().ok()) == Some(&key)
+                        && i.get("token")
+                            .and_then(|v| v.as_s().ok())
+                            .map(String::as_str)
+                            == Some("tok")
+                        && i.get("input")
+                            .and_then(|v| v.as_s().ok())
+                            .is_some_and(|t| !t.contains("task_token"))
+                })
+            }
+        })
+        .then_output(|| PutItemOutput::builder().build());
+    let delete = mock!(aws_sdk_dynamodb::Client::delete_item)
+        .then_output(|| DeleteItemOutput::builder().build());
+    let success = mock!(aws_sdk_sfn::Client::send_task_success)
+        .match_requests(|r| r.task_token() == Some("tok"))
+        .then_output(|| SendTaskSuccessOutput::builder().build());
+    let c = Mocks {
+        ecs: &[&describe_twice],
+        dynamodb: &[&put, &delete],
+        sfn: &[&success],
+        ..Mocks::default()
+    }
+    .clients();
+    let mut input = wait_input(&["api"]);
+    input.task_token = Some("tok".into());
+    let out = wait_for_stability(&c, &FixedClock(1500), input.clone())
+        .await
+        .unwrap();
+    assert_eq!(out["answered"], true, "{out}");
+    assert_eq!(
+        (put.num_calls(), success.num_calls(), delete.num_calls()),
+        (1, 1, 1)
+    );
+
+    // Still rolling on both looks: the token stays stored, nothing is answered.
+    let describe = describe(vec![rolling("api")]);
+    let put =
+        mock!(aws_sdk_dynamodb::Client::put_item).then_output(|| PutItemOutput::builder().build());
+    let c = Mocks {
+        ecs: &[&describe],
+        dynamodb: &[&put],
+        ..Mocks::default()
+    }
+    .clients();
+    let out = wait_for_stability(&c, &FixedClock(1500), input)
+        .await
+        .unwrap();
+    assert_eq!(out["answered"], false, "{out}");
+    assert_eq!((describe.num_calls(), put.num_calls()), (2, 1));
 }

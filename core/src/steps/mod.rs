@@ -10,7 +10,9 @@ mod plan;
 mod roll_back;
 mod update_services;
 
-pub use check_stability::check_stability;
+pub use check_stability::{
+    check_stability, deployment_event, wait_for_stability, DEPLOYMENT_EVENT,
+};
 pub use deploy_stack::{change_set_request, deploy_stack};
 pub use finish::{finish, plan_failed};
 pub use health_check::{health_check, HttpProber, Probe, Prober};

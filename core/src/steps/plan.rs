@@ -349,6 +349,7 @@ pub async fn plan(
         deadline: now + i64::from(config.deadline_minutes) * 60,
         bake_seconds: config.bake_seconds,
         rollback_minutes: config.rollback_minutes,
+        stability_wait: config.stability_wait,
         services,
         groups,
         stacks,
