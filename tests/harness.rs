@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use serde_json::Value;
 
+pub mod app;
+pub mod staging;
+
 /// The repository root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -534,6 +537,12 @@ pub struct Execution {
     /// Each state entered and when, in milliseconds since the execution started.
     #[serde(default)]
     pub timeline: Vec<(String, u64)>,
+    /// When the execution started, epoch milliseconds (real time).
+    #[serde(default, rename = "startedAtMs")]
+    pub started_at_ms: u64,
+    /// Each Lambda invocation the interpreter made: the function and its real duration (ms).
+    #[serde(default)]
+    pub invocations: Vec<(String, u64)>,
 }
 
 /// A name unique to this test run and process: `prefix-<nonce>-<n>`, the nonce six base-36

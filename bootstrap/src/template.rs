@@ -551,6 +551,13 @@ pub fn template(config: &Config, options: &Options) -> Value {
                     ],
                     stack_arns.clone(),
                 ));
+                // The change sets deploy-stack made that the release never executed.
+                p.push(json!({
+                    "Effect": "Allow",
+                    "Action": ["cloudformation:DeleteChangeSet"],
+                    "Resource": stack_arns.clone(),
+                    "Condition": {"StringLike": {"cloudformation:ChangeSetName": change_set_names()}}
+                }));
                 p.extend(pass_stack_roles.clone());
             }
             p

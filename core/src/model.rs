@@ -207,6 +207,11 @@ pub struct StackProgress {
     /// Stacks with nothing to change.
     #[serde(default)]
     pub unchanged: Vec<String>,
+    /// The change sets of every stack from `index` on were created in one pass (the first
+    /// call): a stack's turn starts at looking at its change set. (A progress document from
+    /// before this field creates them one at a time.)
+    #[serde(default)]
+    pub prepared: bool,
     /// Every stack is done.
     #[serde(default)]
     pub done: bool,

@@ -45,7 +45,17 @@ pub struct World {
     api_calls: std::collections::BTreeMap<String, u64>,
     /// Step Functions' `.waitForTaskToken` tasks.
     tasks: Tasks,
+    /// Events delivered to rule targets, and the time their invocations took (ms).
+    deliveries: Arc<Deliveries>,
     s3_endpoint: Option<String>,
+}
+
+/// What the delivery of events to rule targets cost: invocations made (each attempt) and
+/// their total real duration.
+#[derive(Debug, Default)]
+pub struct Deliveries {
+    invocations: std::sync::atomic::AtomicU64,
+    millis: std::sync::atomic::AtomicU64,
 }
 
 /// How to start a simulator.
@@ -118,6 +128,7 @@ impl World {
             throttled: Default::default(),
             api_calls: Default::default(),
             tasks: Tasks::default(),
+            deliveries: Arc::default(),
             s3_endpoint: options.s3_endpoint,
         })
     }
@@ -255,24 +266,40 @@ pub fn router(shared: Shared) -> Router {
 
 /// Serves on `listener` until the process ends, moving the world forward in the background.
 pub async fn serve(listener: tokio::net::TcpListener, world: World) -> std::io::Result<()> {
-    let (outbox, mut deliveries) = tokio::sync::mpsc::unbounded_channel::<(String, Value)>();
+    let (outbox, mut to_deliver) = tokio::sync::mpsc::unbounded_channel::<(String, Value)>();
     let mut world = world;
     world.events.deliver_to(outbox);
+    let deliveries = world.deliveries.clone();
     // Each event to its rule's Lambda target, asynchronously. Lambda's asynchronous
     // invocation retries a failed one twice (Lambda Developer Guide, "Error handling and
     // automatic retries in Lambda"), here a second apart.
     tokio::spawn(async move {
         let http = reqwest::Client::new();
-        while let Some((url, event)) = deliveries.recv().await {
+        while let Some((url, event)) = to_deliver.recv().await {
             let http = http.clone();
+            let deliveries = deliveries.clone();
             tokio::spawn(async move {
                 for attempt in 0..3 {
                     if attempt > 0 {
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
-                    match http.post(&url).json(&event).send().await {
-                        Ok(r) if r.status().is_success() => return,
-                        Ok(r) => tracing::warn!(%url, status = %r.status(), "event target failed"),
+                    let began = std::time::Instant::now();
+                    let sent = http.post(&url).json(&event).send().await;
+                    let sent = match sent {
+                        Ok(r) => {
+                            let status = r.status();
+                            r.bytes().await.map(|_| status)
+                        }
+                        Err(e) => Err(e),
+                    };
+                    use std::sync::atomic::Ordering::Relaxed;
+                    deliveries.invocations.fetch_add(1, Relaxed);
+                    deliveries
+                        .millis
+                        .fetch_add(began.elapsed().as_millis() as u64, Relaxed);
+                    match sent {
+                        Ok(status) if status.is_success() => return,
+                        Ok(status) => tracing::warn!(%url, %status, "event target failed"),
                         Err(e) => tracing::warn!(%url, error = %e, "event target unreachable"),
                     }
                 }
@@ -312,7 +339,15 @@ async fn get_scenario(State(shared): State<Shared>) -> Response {
 
 async fn stats(State(shared): State<Shared>) -> Response {
     let w = lock(&shared);
-    json_response(&json!({ "throttled": w.throttled, "calls": w.api_calls }))
+    use std::sync::atomic::Ordering::Relaxed;
+    json_response(&json!({
+        "throttled": w.throttled,
+        "calls": w.api_calls,
+        "deliveries": {
+            "invocations": w.deliveries.invocations.load(Relaxed),
+            "millis": w.deliveries.millis.load(Relaxed),
+        },
+    }))
 }
 
 /// `POST /_sim/event-targets {"url", "source", "detail-types"}`: what an EventBridge rule with

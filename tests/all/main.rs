@@ -2,7 +2,7 @@
 //! aws-local-stepfunctions), all over real HTTP. Run through the README's test command.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-mod app;
+use slipway_tests::app;
 mod bad_inputs;
 mod bootstrap;
 mod examples;

@@ -855,7 +855,7 @@ impl OwnedApp {
     }
 
     async fn service(&self) -> aws_sdk_ecs::types::Service {
-        crate::sim_ecs::describe(&self.clients.ecs, &self.cluster, "app").await
+        slipway_tests::app::describe(&self.clients.ecs, &self.cluster, "app").await
     }
 
     async fn image(&self) -> String {

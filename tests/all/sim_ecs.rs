@@ -1,11 +1,9 @@
 use std::time::Duration;
 
-use aws_sdk_ecs::types::{
-    ContainerDefinition, DeploymentCircuitBreaker, DeploymentConfiguration, DeploymentRolloutState,
-    Service,
-};
+use aws_sdk_ecs::types::{ContainerDefinition, DeploymentRolloutState};
 use aws_sdk_ecs::Client;
 use serde_json::json;
+use slipway_tests::app::{circuit_breaker_with_rollback, describe, wait_completed};
 use slipway_tests::{eventually, unique, Testbed};
 
 /// A cluster with one service of `desired` tasks on `image`, rolled out; returns
@@ -30,18 +28,6 @@ pub async fn service_running(ecs: &Client, image: &str, desired: i32) -> (String
         .unwrap();
     wait_completed(ecs, &cluster, &name, &td).await;
     (cluster, name, td)
-}
-
-/// The deployment configuration every test service uses: circuit breaker with rollback.
-pub fn circuit_breaker_with_rollback() -> DeploymentConfiguration {
-    DeploymentConfiguration::builder()
-        .deployment_circuit_breaker(
-            DeploymentCircuitBreaker::builder()
-                .enable(true)
-                .rollback(true)
-                .build(),
-        )
-        .build()
 }
 
 /// Registers a revision of `family` running `image` (with fields that must survive a copy).
@@ -81,35 +67,6 @@ pub async fn register(ecs: &Client, family: &str, image: &str) -> String {
         .task_definition_arn()
         .unwrap()
         .to_owned()
-}
-
-pub async fn describe(ecs: &Client, cluster: &str, service: &str) -> Service {
-    let out = ecs
-        .describe_services()
-        .cluster(cluster)
-        .services(service)
-        .send()
-        .await
-        .unwrap();
-    out.services()[0].clone()
-}
-
-/// Waits until the PRIMARY deployment is `td`, COMPLETED, alone and at its desired count.
-pub async fn wait_completed(ecs: &Client, cluster: &str, service: &str, td: &str) -> Service {
-    eventually(
-        "the rollout to complete",
-        Duration::from_secs(30),
-        || async {
-            let s = describe(ecs, cluster, service).await;
-            let d = s.deployments();
-            (d.len() == 1
-                && d[0].task_definition() == Some(td)
-                && d[0].rollout_state() == Some(&DeploymentRolloutState::Completed)
-                && s.running_count() == s.desired_count())
-            .then_some(s)
-        },
-    )
-    .await
 }
 
 /// A rollout is seen IN_PROGRESS (two deployments, the new one PRIMARY), then COMPLETED with

@@ -13,7 +13,8 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use serde_json::{json, Value};
 use slipway_tests::{eventually, unique, Testbed};
 
-use crate::sim_ecs::{circuit_breaker_with_rollback, describe, register, wait_completed};
+use crate::sim_ecs::register;
+use slipway_tests::app::{circuit_breaker_with_rollback, describe, wait_completed};
 
 /// A target group checking `path` every `interval` seconds (healthy 2, unhealthy 2), with a
 /// deregistration delay; a load balancer whose listener routes `host` to it. Returns

@@ -365,7 +365,7 @@ async fn a_stack_owned_service_is_waited_for_and_its_old_revision_deregistered()
         },
     )
     .await;
-    let s = crate::sim_ecs::describe(&ecs, &format!("{stack}-cluster"), "app").await;
+    let s = slipway_tests::app::describe(&ecs, &format!("{stack}-cluster"), "app").await;
     assert_eq!(
         s.deployments()[0].rollout_state(),
         Some(&DeploymentRolloutState::InProgress)
@@ -399,7 +399,7 @@ async fn a_stack_owned_service_is_waited_for_and_its_old_revision_deregistered()
             &format!("{stack} UPDATE_COMPLETE"),
         ]
     );
-    let s = crate::sim_ecs::describe(&ecs, &format!("{stack}-cluster"), "app").await;
+    let s = slipway_tests::app::describe(&ecs, &format!("{stack}-cluster"), "app").await;
     assert_eq!(
         s.deployments()[0].rollout_state(),
         Some(&DeploymentRolloutState::Completed)
@@ -482,7 +482,8 @@ async fn a_circuit_breaker_failure_rolls_the_stack_back() {
         reason,
         "The following resource(s) failed to update: [Service]. "
     );
-    let s = crate::sim_ecs::wait_completed(&ecs, &format!("{stack}-cluster"), "app", &old_td).await;
+    let s =
+        slipway_tests::app::wait_completed(&ecs, &format!("{stack}-cluster"), "app", &old_td).await;
     assert_eq!(s.task_definition(), Some(old_td.as_str()));
     let (code, _, stderr) = bed.aws(
         bed.sim(),

@@ -303,6 +303,139 @@ async fn deploy_stack_updates_through_change_sets() {
     );
 }
 
+/// The first call makes the change set of every stack that changes (CloudFormation computes
+/// them side by side); they are executed one stack at a time, in order. A release that fails
+/// before a stack's turn leaves its change set unexecuted: roll-back deletes it.
+#[tokio::test]
+async fn deploy_stack_makes_every_change_set_at_once_and_rollback_deletes_the_unexecuted() {
+    let mut app = App::create(&["api"], None).await;
+    app.change_stack("r1").await;
+    let second = format!("{}-b", app.stack);
+    app.clients
+        .cloudformation
+        .create_stack()
+        .stack_name(&second)
+        .template_body(slipway_tests::app::STACK_TEMPLATE)
+        .parameters(
+            aws_sdk_cloudformation::types::Parameter::builder()
+                .parameter_key("Environment")
+                .parameter_value("test")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    slipway_tests::eventually("the second stack", Duration::from_secs(30), || async {
+        let out = app
+            .clients
+            .cloudformation
+            .describe_stacks()
+            .stack_name(&second)
+            .send()
+            .await
+            .ok()?;
+        (out.stacks()[0].stack_status()?.as_str() == "CREATE_COMPLETE").then_some(())
+    })
+    .await;
+    let api = app.service("api");
+    let digest = app.push(api, "2525252").await;
+    let mut r = release(
+        plan(&app, app.event(api, "2525252", &digest), "exec-one-pass")
+            .await
+            .unwrap(),
+    );
+    r.stacks[0]
+        .parameters
+        .insert("Release".into(), "one-pass".into());
+    let mut b = r.stacks[0].clone();
+    b.name = second.clone();
+    b.parameters_before = [("Environment", "test"), ("Release", "none")]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    r.stacks.push(b);
+    let step = |progress: Option<StackProgress>, release: Release| {
+        let clients = app.clients.clone();
+        async move {
+            steps::deploy_stack(
+                &clients,
+                &SystemClock,
+                DeployStackInput { release, progress },
+            )
+            .await
+        }
+    };
+    let first = step(None, r.clone()).await.unwrap();
+    assert!(first.prepared && first.index == 0, "{first:?}");
+    let cs = first.change_set.clone().unwrap();
+    for stack in [&app.stack, &second] {
+        let out = app
+            .clients
+            .cloudformation
+            .describe_change_set()
+            .stack_name(stack)
+            .change_set_name(&cs)
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!("{stack} has no change set {cs} after the first call: {e:?}")
+            });
+        assert_ne!(out.status().unwrap().as_str(), "FAILED", "{stack}");
+    }
+    // On until the first stack is updated: the second is untouched, its change set waiting.
+    let mut p = first;
+    while p.index == 0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        p = step(Some(p), r.clone()).await.unwrap();
+    }
+    assert_eq!(p.changed, std::slice::from_ref(&app.stack));
+    assert_eq!(p.change_set.as_deref(), Some(cs.as_str()), "{p:?}");
+    let waiting = app
+        .clients
+        .cloudformation
+        .describe_change_set()
+        .stack_name(&second)
+        .change_set_name(&cs)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(waiting.execution_status().unwrap().as_str(), "AVAILABLE");
+
+    // The release fails here: roll-back restores the first stack and deletes the second's
+    // change set, which nobody must execute now.
+    let rolled = steps::roll_back(
+        &app.clients,
+        &SystemClock,
+        RollBackInput {
+            release: r.clone(),
+            stacks: Some(p.clone()),
+            previous: None,
+            error: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        rolled
+            .stacks
+            .iter()
+            .any(|a| a.name == second && a.action == "unchanged"),
+        "{rolled:?}"
+    );
+    let gone = app
+        .clients
+        .cloudformation
+        .describe_change_set()
+        .stack_name(&second)
+        .change_set_name(&cs)
+        .send()
+        .await;
+    assert!(
+        gone.is_err(),
+        "the unexecuted change set is still there: {gone:?}"
+    );
+}
+
 /// deploy-stack is idempotent across a retry: when the call that executed the change set
 /// lost its answer (a Lambda timeout), Step Functions repeats it with the same input; that
 /// call finds the change set executing (ExecutionStatus) and carries on watching, instead of
@@ -402,7 +535,8 @@ async fn update_services_pins_the_digest_and_is_idempotent() {
     let second = steps::update_services(&app.clients, input).await.unwrap();
     assert!(!second.started);
     assert_eq!(second.task_definition, first.task_definition);
-    let service = crate::sim_ecs::describe(&app.clients.ecs, &app.cluster, &api.ecs_service).await;
+    let service =
+        slipway_tests::app::describe(&app.clients.ecs, &app.cluster, &api.ecs_service).await;
     assert_eq!(
         service.deployments().len(),
         2,

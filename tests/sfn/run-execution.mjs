@@ -6,7 +6,8 @@
 //        [--abort-at STATE[:N]] [--timeout-seconds S]
 //
 // Prints one JSON line: {"status","output","error","cause","path":[states entered, in order],
-// "timeline":[[state, ms since start], …]}.
+// "timeline":[[state, ms since start], …], "startedAtMs": epoch ms of the start,
+// "invocations":[[function, ms], …] (each Lambda invocation the interpreter made)}.
 // A function's HTTP 500 {"errorType","errorMessage"} becomes the Step Functions error named
 // errorType, as Lambda + Step Functions do it. --wait-scale N runs every `Seconds` Wait N times
 // faster (match the simulator's --speed), and so is every Retry interval (without backoff). Exit code 0 when the execution ran (whatever its
@@ -81,6 +82,7 @@ if (args['abort-at'] !== undefined) {
 const scale = Number(args['wait-scale']);
 if (!(scale > 0)) die(`--wait-scale ${args['wait-scale']}: must be a positive number`);
 
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const handlers = {};
 const waits = {};
 const retries = {};
@@ -100,8 +102,28 @@ function collect(states) {
       handlers[name] = (input) => waitForTaskToken(state, input);
     }
     if (state.Type === 'Wait' && typeof state.Seconds === 'number') waits[name] = (state.Seconds * 1000) / scale;
-    // A SecondsPath wait's length is only known at run time: it gets 100 ms here.
-    if (state.Type === 'Wait' && state.SecondsPath) waits[name] = 100;
+    // A SecondsPath wait's length is only known at run time (the interpreter's overrides are
+    // fixed numbers): it runs as a local Task that reads the seconds from its input and
+    // sleeps them scaled, passing its input on (see below).
+    if (state.Type === 'Wait' && state.SecondsPath) {
+      const path = state.SecondsPath;
+      states[name] = {
+        Type: 'Task',
+        Comment: `test bed: Wait SecondsPath ${path}, scaled`,
+        Resource: 'arn:aws:lambda:us-east-1:123456789012:function:slipway-local-wait',
+        ...(state.InputPath !== undefined && { InputPath: state.InputPath }),
+        ...(state.OutputPath !== undefined && { OutputPath: state.OutputPath }),
+        ...(state.Next !== undefined ? { Next: state.Next } : { End: true }),
+      };
+      handlers[name] = async (input) => {
+        const seconds = path.replace(/^\$\.?/, '').split('.').filter(Boolean).reduce((v, k) => v?.[k], input);
+        if (!Number.isInteger(seconds) || seconds < 0) {
+          throw new TaskError('States.Runtime', `${name}: ${path} is ${JSON.stringify(seconds)}, not a number of seconds`);
+        }
+        await sleep((seconds * 1000) / scale);
+        return input;
+      };
+    }
     if (Array.isArray(state.Retry)) retries[name] = state.Retry.map((r) => ((r.IntervalSeconds ?? 1) * 1000) / scale);
     const inner = state.ItemProcessor ?? state.Iterator;
     if (inner) collect(inner.States);
@@ -117,15 +139,19 @@ class TaskError extends Error {
   }
 }
 
+const invocations = [];
+
 async function invoke(fn, input) {
   const url = `${args['lambda-endpoint']}/2015-03-31/functions/${fn}/invocations`;
   let response;
+  const began = Date.now();
   try {
     response = await fetch(url, { method: 'POST', body: JSON.stringify(input) });
   } catch (e) {
     throw new TaskError('Lambda.ServiceException', `cannot reach ${url}: ${e.message}`);
   }
   const body = await response.text();
+  invocations.push([fn, Date.now() - began]);
   if (response.ok) return body === '' ? null : JSON.parse(body);
   let parsed = null;
   try { parsed = JSON.parse(body); } catch { /* not JSON: reported below */ }
@@ -139,8 +165,6 @@ async function sim(method, path) {
   if (!response.ok) throw new TaskError('States.Runtime', `${method} ${url}: HTTP ${response.status}`);
   return response.status === 204 ? null : response.json();
 }
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function waitForTaskToken(state, input) {
   const arn = input?.FunctionName;
@@ -237,6 +261,8 @@ try {
 }
 await logs;
 result.timeline = timeline;
+result.startedAtMs = t0;
+result.invocations = invocations;
 // A task still waiting for its token (the execution timed out around it) stops here.
 aborted = true;
 process.stdout.write(JSON.stringify(result) + '\n');

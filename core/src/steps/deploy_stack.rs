@@ -13,9 +13,15 @@ use crate::StepError;
 /// CloudFormation's reason for an empty change set starts with this.
 const NO_CHANGES: &str = "The submitted information didn't contain changes";
 
-/// One look at the stack loop: create the change set, or see whether it is ready, or execute
-/// it, or see whether the update finished. Returns where the loop is; `done` when every
-/// stack is updated or had nothing to change.
+/// One look at the stack loop: create the change sets, or see whether the current stack's is
+/// ready, or execute it, or see whether the update finished. Returns where the loop is;
+/// `done` when every stack is updated or had nothing to change.
+///
+/// The first call creates the change set of every stack of the release at once (plan puts in
+/// only stacks whose parameters change; a release sets parameters only, so one stack's
+/// change set does not depend on another's update): CloudFormation computes them side by
+/// side, and each stack's turn then starts at looking at its change set. They are executed
+/// one stack at a time, in the configured order.
 ///
 /// A stack that owns ECS services stays UPDATE_IN_PROGRESS until their deployments complete,
 /// so the loop waits as CloudFormation does — until the release's deadline
@@ -39,19 +45,31 @@ pub async fn deploy_stack(
 
     match (&p.change_set, p.executing) {
         (None, _) => {
-            let request =
-                change_set_request(cfn, stack, &name, format!("Slipway release {}", release.id));
-            match request
-                .send()
-                .await
-                .map_err(aws("cloudformation:CreateChangeSet"))
-            {
-                // A retried call finds the change set the first attempt made.
-                Ok(_) => {}
-                Err(e) if e.code == "AlreadyExistsException" => {}
-                Err(e) => return Err(e.step(failed)),
+            // Every stack from this one on, unless an older progress document is carried on
+            // (then only this one, as it did).
+            let upto = if p.index == 0 || p.prepared {
+                release.stacks.len()
+            } else {
+                p.index + 1
+            };
+            for each in &release.stacks[p.index..upto] {
+                let failed =
+                    |m: String| StepError::StackFailed(format!("stack {}: {m}", each.name));
+                let request =
+                    change_set_request(cfn, each, &name, format!("Slipway release {}", release.id));
+                match request
+                    .send()
+                    .await
+                    .map_err(aws("cloudformation:CreateChangeSet"))
+                {
+                    // A retried call finds the change set the first attempt made.
+                    Ok(_) => {}
+                    Err(e) if e.code == "AlreadyExistsException" => {}
+                    Err(e) => return Err(e.step(failed)),
+                }
+                tracing::info!(stack = %each.name, change_set = %name, "change set created");
             }
-            tracing::info!(stack = %stack.name, change_set = %name, "change set created");
+            p.prepared = p.index == 0 || p.prepared;
             p.change_set = Some(name);
         }
         (Some(cs), false) => {
@@ -115,7 +133,7 @@ pub async fn deploy_stack(
                         .send()
                         .await;
                     p.unchanged.push(stack.name.clone());
-                    advance(&mut p, release.stacks.len());
+                    advance(&mut p, release.stacks.len(), &name);
                 }
                 // CREATE_PENDING / CREATE_IN_PROGRESS: look again later, within the deadline.
                 _ if clock.now() > release.deadline => {
@@ -141,7 +159,7 @@ pub async fn deploy_stack(
             match status {
                 Some(StackStatus::UpdateComplete) => {
                     tracing::info!(stack = %stack.name, "updated");
-                    advance(&mut p, release.stacks.len());
+                    advance(&mut p, release.stacks.len(), &name);
                 }
                 Some(s) if s.as_str().ends_with("_IN_PROGRESS") => {
                     // Only an update still moving forward is cut short: its cleanup means it
@@ -185,11 +203,12 @@ fn executing(p: &mut StackProgress, stack: &str) {
     }
 }
 
-fn advance(p: &mut StackProgress, len: usize) {
+/// On to the next stack: its change set exists already when they were made in one pass.
+fn advance(p: &mut StackProgress, len: usize, change_set: &str) {
     p.index += 1;
-    p.change_set = None;
     p.executing = false;
     p.done = p.index >= len;
+    p.change_set = (p.prepared && !p.done).then(|| change_set.to_owned());
 }
 
 /// The capabilities a stack's calls acknowledge.

@@ -248,7 +248,7 @@ async fn http_check(
         }
         max_latency = max_latency.max(probe.latency_ms);
         if n < h.passes {
-            tokio::time::sleep(Duration::from_millis(h.interval_ms)).await;
+            super::sleep(Duration::from_millis(h.interval_ms)).await;
         }
     }
     Ok((h.passes, max_latency))

@@ -36,9 +36,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> i64 {
-        // Read once per process (a Lambda's init), not per call.
-        static SCALE: std::sync::OnceLock<Option<(f64, f64)>> = std::sync::OnceLock::new();
-        let scale = SCALE.get_or_init(test_bed_scale);
+        let scale = scale();
         let real = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
@@ -47,6 +45,24 @@ impl Clock for SystemClock {
             None => real as i64,
         }
     }
+}
+
+/// The clock's scale on the test bed; read once per process (a Lambda's init), not per call.
+fn scale() -> &'static Option<(f64, f64)> {
+    static SCALE: std::sync::OnceLock<Option<(f64, f64)>> = std::sync::OnceLock::new();
+    SCALE.get_or_init(test_bed_scale)
+}
+
+/// Sleeps `d` of the steps' clock: real time, except on the test bed, where the clock runs
+/// `SLIPWAY_CLOCK_SPEED` times faster (see [`SystemClock`]) and so does this sleep — a pause
+/// inside a step (the health check's interval) then lasts as long in simulated time as it
+/// does on AWS, rather than `speed` times longer.
+pub(crate) async fn sleep(d: std::time::Duration) {
+    let d = match scale() {
+        Some((_, speed)) if *speed > 0.0 => d.div_f64(*speed),
+        _ => d,
+    };
+    tokio::time::sleep(d).await;
 }
 
 /// The test bed's clock scale, (anchor, speed), from the environment.

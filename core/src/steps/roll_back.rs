@@ -52,6 +52,9 @@ pub async fn roll_back(
     // reverse order: a pass that starts or waits for an operation looks no further.
     for stack in release.stacks.iter().rev() {
         let action = restore_stack(clients, stack).await?;
+        if action == "unchanged" {
+            forget_change_set(clients, stack, &release.id).await;
+        }
         let busy = matches!(action, "cancelled" | "rolling-back" | "restored");
         report.stacks.push(RollbackAction {
             name: stack.name.clone(),
@@ -127,6 +130,23 @@ fn accumulate(report: &mut Rollback, previous: &Rollback) {
     }
     merge(&mut report.services, &previous.services);
     merge(&mut report.stacks, &previous.stacks);
+}
+
+/// deploy-stack makes every stack's change set in its first call: one the release never
+/// executed (it failed before that stack's turn) is deleted, so nobody executes it later.
+/// Best effort: none there (ChangeSetNotFound), or any other refusal, changes nothing.
+async fn forget_change_set(clients: &Clients, stack: &StackRelease, release: &str) {
+    let name = format!("slipway-{release}");
+    let deleted = clients
+        .cloudformation
+        .delete_change_set()
+        .stack_name(&stack.name)
+        .change_set_name(&name)
+        .send()
+        .await;
+    if deleted.is_ok() {
+        tracing::info!(stack = %stack.name, change_set = %name, "unexecuted change set deleted");
+    }
 }
 
 /// One look at one stack of the release: the parameters this release set (its value differs

@@ -1,9 +1,14 @@
 //! A small copy of the reference app, made fresh for each test: ECR repositories with
 //! images in moto, an ECS cluster with services behind target groups and a stack in
 //! slipway-sim, a state table with its configuration in moto.
+//!
+//! Shared by the tests and the benchmark (it is test scaffolding: a failed call here is the
+//! run's failure, so it unwraps).
+#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
+use crate::{eventually, unique, Testbed};
 use aws_sdk_ecs::types::{
     ContainerDefinition, HealthCheck, KeyValuePair, LoadBalancer, LogConfiguration, LogDriver,
     NetworkMode, Secret,
@@ -11,7 +16,6 @@ use aws_sdk_ecs::types::{
 use serde_json::Value;
 use slipway_core::aws::Clients;
 use slipway_core::state;
-use slipway_tests::{eventually, unique, Testbed};
 
 /// One service of the app.
 #[derive(Debug, Clone)]
@@ -34,14 +38,21 @@ pub struct AppService {
 
 /// The app.
 pub struct App {
+    /// The test bed it lives on.
     pub bed: Testbed,
+    /// Clients on the test bed, on the app's state table.
     pub clients: Clients,
+    /// Its ECS cluster.
     pub cluster: String,
+    /// Its one stack.
     pub stack: String,
+    /// Its services.
     pub services: Vec<AppService>,
+    /// Its slipway.toml, as stored.
     pub config: String,
 }
 
+/// The app's stack: a parameter `Release` that [`App::change_stack`] changes.
 pub const STACK_TEMPLATE: &str = r#"{
   "Parameters": {"Environment": {"Type": "String"}, "Release": {"Type": "String", "Default": "none"}},
   "Resources": {"Settings": {"Type": "AWS::SSM::Parameter", "Properties": {"Type": "String", "Value": {"Fn::Sub": "${Environment}/${Release}"}}}}
@@ -158,7 +169,7 @@ impl App {
                         .container_port(8080)
                         .build(),
                 )
-                .deployment_configuration(crate::sim_ecs::circuit_breaker_with_rollback())
+                .deployment_configuration(circuit_breaker_with_rollback())
                 .send()
                 .await
                 .unwrap();
@@ -301,13 +312,14 @@ impl App {
         }
     }
 
+    /// The service named `name` (panics if the app has none).
     pub fn service(&self, name: &str) -> &AppService {
         self.services.iter().find(|s| s.name == name).unwrap()
     }
 
     /// Pushes an image (distinct layers, so a distinct digest) tagged `tag`; returns its digest.
     pub async fn push(&self, s: &AppService, tag: &str) -> String {
-        let manifest = slipway_tests::manifest().to_string();
+        let manifest = crate::manifest().to_string();
         let out = self
             .clients
             .ecr
@@ -396,17 +408,17 @@ impl App {
 
     /// Waits until the service runs `td`, rolled out.
     pub async fn wait_on(&self, s: &AppService, td: &str) {
-        crate::sim_ecs::wait_completed(&self.clients.ecs, &self.cluster, &s.ecs_service, td).await;
+        wait_completed(&self.clients.ecs, &self.cluster, &s.ecs_service, td).await;
     }
 
     /// The ECR push event EventBridge would deliver for `tag` → `digest` of `s`.
     pub fn event(&self, s: &AppService, tag: &str, digest: &str) -> Value {
-        slipway_tests::ecr_push_event(&s.repository, tag, digest)
+        crate::ecr_push_event(&s.repository, tag, digest)
     }
 
     /// The task definition a service runs now.
     pub async fn running(&self, s: &AppService) -> String {
-        crate::sim_ecs::describe(&self.clients.ecs, &self.cluster, &s.ecs_service)
+        describe(&self.clients.ecs, &self.cluster, &s.ecs_service)
             .await
             .task_definition()
             .unwrap()
@@ -438,4 +450,56 @@ pub async fn items_with_prefix(clients: &Clients, prefix: &str) -> Vec<String> {
         .filter_map(|i| i.get("pk").and_then(|v| v.as_s().ok()).cloned())
         .filter(|pk| pk.starts_with(prefix))
         .collect()
+}
+
+/// The deployment configuration every test service uses: circuit breaker with rollback.
+pub fn circuit_breaker_with_rollback() -> aws_sdk_ecs::types::DeploymentConfiguration {
+    aws_sdk_ecs::types::DeploymentConfiguration::builder()
+        .deployment_circuit_breaker(
+            aws_sdk_ecs::types::DeploymentCircuitBreaker::builder()
+                .enable(true)
+                .rollback(true)
+                .build(),
+        )
+        .build()
+}
+
+/// The service as DescribeServices returns it.
+pub async fn describe(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    service: &str,
+) -> aws_sdk_ecs::types::Service {
+    let out = ecs
+        .describe_services()
+        .cluster(cluster)
+        .services(service)
+        .send()
+        .await
+        .unwrap();
+    out.services()[0].clone()
+}
+
+/// Waits until the PRIMARY deployment is `td`, COMPLETED, alone and at its desired count.
+pub async fn wait_completed(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    service: &str,
+    td: &str,
+) -> aws_sdk_ecs::types::Service {
+    eventually(
+        "the rollout to complete",
+        Duration::from_secs(30),
+        || async {
+            let s = describe(ecs, cluster, service).await;
+            let d = s.deployments();
+            (d.len() == 1
+                && d[0].task_definition() == Some(td)
+                && d[0].rollout_state()
+                    == Some(&aws_sdk_ecs::types::DeploymentRolloutState::Completed)
+                && s.running_count() == s.desired_count())
+            .then_some(s)
+        },
+    )
+    .await
 }
