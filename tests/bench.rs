@@ -672,21 +672,51 @@ async fn scale() -> Result<()> {
     Ok(())
 }
 
-/// Each function's release zip, when built (`cargo lambda build --release --arm64
-/// --output-format zip`), and its cold init: process start to its first request for an
-/// invocation (`GET /2018-06-01/runtime/invocation/next` on a runtime API served here).
+/// Each function's size — its arm64 release zip when built (`cargo lambda build --release
+/// --arm64 --output-format zip`), and the binary timed here zipped as Lambda takes it (one
+/// `bootstrap` file, deflated) — and its cold init: process start to its first request for
+/// an invocation (`GET /2018-06-01/runtime/invocation/next` on a runtime API served here).
+/// `SLIPWAY_BENCH_BINARIES`: a directory of host-built binaries (default target/debug).
 async fn functions(bed: &Testbed) -> Result<()> {
-    println!("\n## Functions: release zip size (arm64) and cold init (process start → first /invocation/next)");
+    println!("\n## Functions: size and cold init (process start → first /invocation/next)");
     let dir = std::env::var("SLIPWAY_BENCH_BINARIES").unwrap_or_else(|_| "target/debug".into());
     for f in slipway_tests::FUNCTIONS.iter().map(|(_, f)| *f) {
-        let zip = root().join(format!("target/lambda/{f}/bootstrap.zip"));
-        let size = std::fs::metadata(&zip)
+        let arm = root().join(format!("target/lambda/{f}/bootstrap.zip"));
+        let arm = std::fs::metadata(&arm)
             .map(|m| format!("{:.2} MB", m.len() as f64 / 1_000_000.0))
             .unwrap_or_else(|_| "not built".into());
-        let init = cold_init(bed, &root().join(&dir).join(f)).await;
-        println!("    {f:>16}: zip {size:>10}; cold init ({dir}) {init}");
+        let binary = root().join(&dir).join(f);
+        let zipped = zipped_size(&binary).map_or_else(
+            || "—".to_owned(),
+            |n| format!("{:.2} MB", n as f64 / 1_000_000.0),
+        );
+        let init = cold_init(bed, &binary).await;
+        println!("    {f:>16}: arm64 zip {arm:>9}; {dir} zipped {zipped:>8}; cold init {init}");
     }
     Ok(())
+}
+
+/// The size of `binary` zipped as a Lambda package (one file `bootstrap`, deflated at the
+/// default level, with the test bed's Python).
+fn zipped_size(binary: &std::path::Path) -> Option<u64> {
+    let dir = std::env::temp_dir().join(format!("slipway-bench-zip-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok()?;
+    std::fs::copy(binary, dir.join("bootstrap")).ok()?;
+    let zip = dir.join("f.zip");
+    let _ = std::fs::remove_file(&zip);
+    let ok = std::process::Command::new(root().join(".venv/bin/python"))
+        .args([
+            "-c",
+            "import sys, zipfile\nwith zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z: z.write('bootstrap')",
+        ])
+        .arg(&zip)
+        .current_dir(&dir)
+        .status()
+        .ok()?
+        .success();
+    let size = ok.then(|| std::fs::metadata(&zip).ok().map(|m| m.len()))??;
+    let _ = std::fs::remove_dir_all(&dir);
+    Some(size)
 }
 
 async fn cold_init(bed: &Testbed, binary: &std::path::Path) -> String {

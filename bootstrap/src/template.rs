@@ -470,6 +470,17 @@ pub fn template(config: &Config, options: &Options) -> Value {
                     stack_arns.clone(),
                 ));
                 p.extend(pass_stack_roles.clone());
+                // The stack update's wait: its token in the table, answered on the state
+                // machine (as for check-stability).
+                p.extend(table_statements(&table, &state::DEPLOY_STACK_ACCESS));
+                p.push(statement(
+                    &[
+                        "states:SendTaskSuccess",
+                        "states:SendTaskFailure",
+                        "states:SendTaskHeartbeat",
+                    ],
+                    vec![state_machine_arn.clone()],
+                ));
                 p
             },
         ),
@@ -880,6 +891,50 @@ pub fn template(config: &Config, options: &Options) -> Value {
             }
         }),
     );
+    // CloudFormation's stack status events wake the stack loop (WaitForStackEvents): to
+    // deploy-stack, which answers the waiting task. Only the configured stacks (a stack id
+    // is `…:stack/<name>/<uuid>`).
+    if !config.stacks.is_empty() {
+        let prefixes: Vec<Value> = config
+            .stacks
+            .iter()
+            .map(|s| json!({"prefix": sub(&format!(
+                "arn:${{AWS::Partition}}:cloudformation:${{AWS::Region}}:${{AWS::AccountId}}:stack/{}/",
+                s.name
+            ))}))
+            .collect();
+        resources.insert(
+            "StackEventRule".into(),
+            json!({
+                "Type": "AWS::Events::Rule",
+                "Properties": {
+                    "Name": format!("slipway-{env}-stack-events"),
+                    "Description": format!("Slipway ({env}): stack status events wake the release waiting for its stack update"),
+                    "EventPattern": {
+                        "source": ["aws.cloudformation"],
+                        "account": [{"Ref": "AWS::AccountId"}],
+                        "detail-type": [slipway_core::steps::STACK_EVENT],
+                        "resources": prefixes
+                    },
+                    "State": "ENABLED",
+                    "Targets": [{"Id": "slipway-deploy-stack", "Arn": {"Fn::GetAtt": ["DeployStackFunction", "Arn"]}}]
+                }
+            }),
+        );
+        resources.insert(
+            "StackEventPermission".into(),
+            json!({
+                "Type": "AWS::Lambda::Permission",
+                "Properties": {
+                    "Action": "lambda:InvokeFunction",
+                    "FunctionName": {"Ref": "DeployStackFunction"},
+                    "Principal": "events.amazonaws.com",
+                    "SourceArn": {"Fn::GetAtt": ["StackEventRule", "Arn"]},
+                    "SourceAccount": {"Ref": "AWS::AccountId"}
+                }
+            }),
+        );
+    }
     // A rule invokes a Lambda target through the function's resource policy (EventBridge
     // User Guide, "Using resource-based policies for Amazon EventBridge": Lambda), for this
     // rule only.
@@ -1541,6 +1596,7 @@ mod tests {
             ("PlanRole", state::PLAN_ACCESS),
             ("FinishRole", state::FINISH_ACCESS),
             ("CheckStabilityRole", state::CHECK_STABILITY_ACCESS),
+            ("DeployStackRole", state::DEPLOY_STACK_ACCESS),
         ] {
             let statements = role_statements(&t, role);
             for (action, keys) in [
@@ -1590,7 +1646,7 @@ mod tests {
         // No other step touches the table.
         for (_, stem, _) in FUNCTIONS
             .iter()
-            .filter(|(n, _, _)| !["plan", "finish", "check-stability"].contains(n))
+            .filter(|(n, _, _)| !["plan", "finish", "check-stability", "deploy-stack"].contains(n))
         {
             let text = serde_json::to_string(&role_statements(&t, &format!("{stem}Role"))).unwrap();
             assert!(!text.contains("dynamodb:"), "{stem}: {text}");

@@ -225,6 +225,11 @@ pub struct DeployStackInput {
     /// The previous call's output; absent on the first call.
     #[serde(default)]
     pub progress: Option<StackProgress>,
+    /// Set by a `.waitForTaskToken` task (`$$.Task.Token`) while the current stack updates:
+    /// deploy-stack then answers the task itself when the update has ended, and otherwise
+    /// leaves the token for CloudFormation's stack status events to answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_token: Option<String>,
 }
 
 /// `update-services`' input: one service of the release (a `Map` iteration).

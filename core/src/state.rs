@@ -10,6 +10,7 @@
 //! | deployment record | `DEPLOYMENTS` | `<started_at, 10 digits>#<release>` (attribute `record`, JSON) |
 //! | release of a running execution | `RELEASE#<execution ARN>` | `RELEASE` (attribute `release`, JSON; deleted by finish) |
 //! | a stability wait's task token | `WAKE#<service ARN>#<deployment id>` | `WAKE` (`token`, `input` (check-stability's, JSON), `group` (every key of the wait), `expires_at`) |
+//! | a stack update's wait | `WAKE#<stack id>#update` | `WAKE` (`token`, `input`: the stack loop's progress to answer with, `group`, `expires_at`) |
 
 use std::collections::HashMap;
 
@@ -64,6 +65,9 @@ pub const CHECK_STABILITY_ACCESS: TableAccess = TableAccess {
     put: &[WAKE_KEY],
     delete: &[WAKE_KEY],
 };
+
+/// deploy-stack: the same for a stack update's wait (`WAKE#<stack id>#update`).
+pub const DEPLOY_STACK_ACCESS: TableAccess = CHECK_STABILITY_ACCESS;
 
 /// finish: reads the configuration; records the release, gives back its locks and queue
 /// places, deletes the stored release.

@@ -936,6 +936,7 @@ impl Cfn {
         s.status = status.to_owned();
         s.reason = Some("User Initiated".into());
         let (logical, physical) = (s.name.clone(), s.id.clone());
+        status_change(env, &physical, status, Some("User Initiated"));
         s.events.push(StackEvent {
             id: env.ids.uuid(),
             at: env.now,
@@ -1836,6 +1837,23 @@ impl Cfn {
         self.change_sets.retain(|c| c.id != id);
         Ok(String::new())
     }
+}
+
+/// The "CloudFormation Stack Status Change" event of a stack's new status, as CloudFormation
+/// sends it to EventBridge (CloudFormation User Guide, "Stack Status Change event detail"):
+/// `resources` is the stack id, `detail` has `stack-id`, `status-details` (`status`,
+/// `status-reason`) and `client-request-token`.
+pub(crate) fn status_change(env: &mut Env, stack_id: &str, status: &str, reason: Option<&str>) {
+    env.emit(
+        "aws.cloudformation",
+        "CloudFormation Stack Status Change",
+        vec![stack_id.to_owned()],
+        serde_json::json!({
+            "stack-id": stack_id,
+            "status-details": {"status": status, "status-reason": reason.unwrap_or_default()},
+            "client-request-token": "",
+        }),
+    );
 }
 
 #[cfg(test)]

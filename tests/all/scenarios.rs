@@ -557,13 +557,12 @@ async fn s08_too_slow_is_not_stable() {
         x.cause.as_deref().unwrap().contains("passed its deadline"),
         "{x:?}"
     );
-    // No deployment event comes for a rollout that never ends: each wait for one ends at
-    // its 90-second heartbeat timeout, in a look of its own (the polling fallback).
+    // No deployment event comes for a rollout that never ends: a wait for one ends at its
+    // 90-second heartbeat timeout, in a look of its own (the polling fallback), which finds
+    // the deadline (2 minutes) passed, or waits once more first.
     visited(
         &x,
         &[
-            "CheckStability",
-            "WaitForGroupEvents",
             "CheckStability",
             "WaitForGroupEvents",
             "CheckStability",
@@ -903,6 +902,26 @@ async fn s12_a_stack_owned_service_moves_with_its_stack() {
     let name = run("s12");
     let x = execute(&bed, event, &name).await;
     assert_eq!(x.status, "SUCCEEDED", "{x:?}");
+    // While the stack updates (it waits for its service's rollout), the loop waits for
+    // CloudFormation's stack status event, not for ten-second polls: the event ends the wait,
+    // and DeployStacks looks once more.
+    visited(
+        &x,
+        &[
+            "DeployStacks",
+            "StacksDone",
+            "WaitForStackEvents",
+            "DeployStacks",
+            "DeployGroups",
+        ],
+    );
+    let polls = x.path.iter().filter(|s| *s == "WaitForStacks").count();
+    let waits = x.path.iter().filter(|s| *s == "WaitForStackEvents").count();
+    assert!(waits >= 1 && polls <= 2, "{:?}", x.path);
+    assert!(
+        items_with_prefix(&app.clients, "WAKE#").await.is_empty(),
+        "an answered stack wait leaves no token"
+    );
     assert_eq!(app.image().await, format!("{}@{digest}", app.uri));
     assert_eq!(app.stack_status().await, "UPDATE_COMPLETE");
     let s = app.service().await;

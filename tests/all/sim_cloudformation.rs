@@ -431,3 +431,45 @@ async fn failed_update_rolls_back_and_names_the_failed_resource() {
     )
     .await;
 }
+
+/// Each stack status CloudFormation reaches is also a "CloudFormation Stack Status Change"
+/// event (CloudFormation User Guide, "Stack Status Change event detail"): `resources` and
+/// `detail.stack-id` are the stack id, `detail.status-details.status` the status — the same
+/// sequence DescribeStackEvents shows.
+#[tokio::test]
+async fn stack_statuses_are_stack_status_change_events() {
+    let bed = Testbed::get();
+    let cfn = bed.cloudformation().await;
+    let stack = unique("events");
+    create(&cfn, &stack, "repo/app:v1").await;
+    let id = cfn
+        .describe_stacks()
+        .stack_name(&stack)
+        .send()
+        .await
+        .unwrap()
+        .stacks()[0]
+        .stack_id()
+        .unwrap()
+        .to_owned();
+    let events = bed.sim_json("/_sim/events").await;
+    let seen: Vec<String> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["detail-type"] == "CloudFormation Stack Status Change"
+                && e["source"] == "aws.cloudformation"
+                && e["resources"][0] == id.as_str()
+        })
+        .map(|e| {
+            assert_eq!(e["detail"]["stack-id"], id.as_str(), "{e}");
+            e["detail"]["status-details"]["status"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(seen, statuses(&cfn, &stack).await);
+    assert_eq!(seen, ["CREATE_IN_PROGRESS", "CREATE_COMPLETE"]);
+}

@@ -50,6 +50,7 @@ async fn deploy_stacks(app: &App, release: &Release) -> Result<StackProgress, St
             DeployStackInput {
                 release: release.clone(),
                 progress,
+                task_token: None,
             },
         )
         .await?;
@@ -360,7 +361,11 @@ async fn deploy_stack_makes_every_change_set_at_once_and_rollback_deletes_the_un
             steps::deploy_stack(
                 &clients,
                 &SystemClock,
-                DeployStackInput { release, progress },
+                DeployStackInput {
+                    release,
+                    progress,
+                    task_token: None,
+                },
             )
             .await
         }
@@ -461,6 +466,7 @@ async fn deploy_stack_retried_after_execute_carries_on() {
             DeployStackInput {
                 release: r.clone(),
                 progress,
+                task_token: None,
             },
         )
     };

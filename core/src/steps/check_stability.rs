@@ -3,7 +3,7 @@
 use aws_sdk_ecs::types::{Deployment, DeploymentRolloutState};
 use serde_json::{json, Value};
 
-use crate::aws::{aws, Clients};
+use crate::aws::Clients;
 use crate::model::{CheckStabilityInput, ServiceProgress, Stability};
 use crate::state;
 use crate::steps::{describe_services, Clock};
@@ -269,7 +269,7 @@ pub async fn deployment_event(
         Ok((s, _)) if s.stable => answer(clients, &wake.token, Ok(&s)).await?,
         Ok(_) => {
             // Others still roll out: this one is done with (its event came), the wait goes on.
-            let open = heartbeat(clients, &wake.token).await?;
+            let open = super::wake::heartbeat(clients, &wake.token).await?;
             state::delete_wake(clients, std::slice::from_ref(&key)).await?;
             return Ok(json!({"answered": false, "open": open}));
         }
@@ -281,62 +281,20 @@ pub async fn deployment_event(
     Ok(json!({"answered": answered}))
 }
 
-/// Answers a `.waitForTaskToken` task; false when it was already closed (answered by the
-/// other path, or timed out): `TaskTimedOut` (bc:sfn SendTaskSuccess errors).
+/// Answers a `.waitForTaskToken` task with a stability or an error; false when it was
+/// already closed.
 async fn answer(
     clients: &Clients,
     token: &str,
     result: Result<&Stability, &StepError>,
 ) -> Result<bool, StepError> {
-    let sent = match result {
+    match result {
         Ok(stability) => {
             let output = serde_json::to_string(stability)
                 .map_err(|e| StepError::Transient(format!("cannot write the output: {e}")))?;
-            clients
-                .sfn
-                .send_task_success()
-                .task_token(token)
-                .output(output)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(aws("states:SendTaskSuccess"))
+            super::wake::succeed(clients, token, output).await
         }
-        Err(e) => {
-            let cause: String = e.to_string().chars().take(32_768).collect();
-            clients
-                .sfn
-                .send_task_failure()
-                .task_token(token)
-                .error(e.name())
-                .cause(cause)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(aws("states:SendTaskFailure"))
-        }
-    };
-    closed_is_answered(sent)
-}
-
-/// Resets the task's heartbeat clock; false when the task is closed.
-async fn heartbeat(clients: &Clients, token: &str) -> Result<bool, StepError> {
-    let sent = clients
-        .sfn
-        .send_task_heartbeat()
-        .task_token(token)
-        .send()
-        .await
-        .map(|_| ())
-        .map_err(aws("states:SendTaskHeartbeat"));
-    closed_is_answered(sent)
-}
-
-fn closed_is_answered(sent: Result<(), crate::aws::AwsError>) -> Result<bool, StepError> {
-    match sent {
-        Ok(()) => Ok(true),
-        Err(e) if e.code == "TaskTimedOut" || e.code == "TaskDoesNotExist" => Ok(false),
-        Err(e) => Err(e.step(StepError::Transient)),
+        Err(e) => super::wake::fail(clients, token, e).await,
     }
 }
 

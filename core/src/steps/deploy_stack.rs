@@ -5,10 +5,17 @@ use aws_sdk_cloudformation::types::{
     Capability, ChangeSetStatus, ExecutionStatus, Parameter, StackStatus,
 };
 
+use serde_json::{json, Value};
+
 use crate::aws::{aws, Clients};
 use crate::model::{DeployStackInput, Release, StackProgress, StackRelease};
+use crate::state;
 use crate::steps::Clock;
 use crate::StepError;
+
+/// The EventBridge detail type of CloudFormation's stack status events (CloudFormation User
+/// Guide, "Stack Status Change event detail").
+pub const STACK_EVENT: &str = "CloudFormation Stack Status Change";
 
 /// CloudFormation's reason for an empty change set starts with this.
 const NO_CHANGES: &str = "The submitted information didn't contain changes";
@@ -339,4 +346,112 @@ pub(crate) async fn failed_resources(
     }
     failed.reverse();
     Ok(failed)
+}
+
+/// How long a stored stack wait is kept past the release's deadline (deleted once answered).
+const WAKE_GRACE_SECONDS: i64 = 3600;
+
+/// The wait key of a stack's update (one release updates a stack at a time: its lock).
+fn stack_wake_key(stack_id: &str) -> String {
+    state::wake_key(stack_id, "update")
+}
+
+/// The current stack's id and status.
+async fn stack_status(clients: &Clients, name: &str) -> Result<(String, String), StepError> {
+    let out = clients
+        .cloudformation
+        .describe_stacks()
+        .stack_name(name)
+        .send()
+        .await
+        .map_err(aws("cloudformation:DescribeStacks"))
+        .map_err(|e| e.step(|m| StepError::StackFailed(format!("stack {name}: {m}"))))?;
+    let stack = out
+        .stacks()
+        .first()
+        .ok_or_else(|| StepError::StackFailed(format!("stack {name}: vanished while updating")))?;
+    Ok((
+        stack.stack_id().unwrap_or(name).to_owned(),
+        stack
+            .stack_status()
+            .map_or_else(String::new, |s| s.as_str().to_owned()),
+    ))
+}
+
+/// deploy-stack invoked by a `.waitForTaskToken` task (`task_token` in the input) while the
+/// current stack's change set executes: the execution waits until the token is answered with
+/// the progress, unchanged (the next deploy-stack call looks at the stack). The update has
+/// ended already: answered now. Otherwise the token is stored under the stack's id for
+/// [`stack_event`] to answer when CloudFormation says the stack's status changed, and the
+/// stack is looked at once more, since the event may have come first. Its output is ignored
+/// by Step Functions.
+#[tracing::instrument(skip_all, fields(release = %input.release.id))]
+pub async fn wait_for_stack(
+    clients: &Clients,
+    mut input: DeployStackInput,
+) -> Result<Value, StepError> {
+    let token = input
+        .task_token
+        .take()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| StepError::invalid("task_token", "must be the task's token"))?;
+    let progress = input.progress.clone().unwrap_or_default();
+    let output = serde_json::to_string(&progress)
+        .map_err(|e| StepError::Transient(format!("cannot write the progress: {e}")))?;
+    let Some(stack) = input.release.stacks.get(progress.index) else {
+        super::wake::succeed(clients, &token, output).await?;
+        return Ok(json!({"answered": true}));
+    };
+    let (id, status) = stack_status(clients, &stack.name).await?;
+    if !status.ends_with("_IN_PROGRESS") {
+        super::wake::succeed(clients, &token, output).await?;
+        return Ok(json!({"answered": true, "status": status}));
+    }
+    let wake = state::Wake {
+        token: token.clone(),
+        input: output.clone(),
+        group: vec![stack_wake_key(&id)],
+    };
+    state::put_wake(clients, &wake, input.release.deadline + WAKE_GRACE_SECONDS).await?;
+    let (_, status) = stack_status(clients, &stack.name).await?;
+    if !status.ends_with("_IN_PROGRESS") {
+        super::wake::succeed(clients, &token, output).await?;
+        state::delete_wake(clients, &wake.group).await?;
+        return Ok(json!({"answered": true, "status": status}));
+    }
+    tracing::info!(stack = %stack.name, %status, "token stored");
+    Ok(json!({"answered": false, "waits_for": wake.group}))
+}
+
+/// deploy-stack invoked by EventBridge with a "CloudFormation Stack Status Change" event:
+/// when a wait is stored for that stack, a status that ends the operation (not
+/// `*_IN_PROGRESS`) answers the task with the stored progress (the next deploy-stack call
+/// looks at the stack and says what happened); a status on the way sends a heartbeat. Any
+/// other event, or a stack nobody waits for, is ignored; a task already answered is not an
+/// error.
+#[tracing::instrument(skip_all)]
+pub async fn stack_event(clients: &Clients, event: Value) -> Result<Value, StepError> {
+    if event["detail-type"] != STACK_EVENT {
+        return Ok(json!({"ignored": "not a CloudFormation Stack Status Change event"}));
+    }
+    let (Some(id), Some(status)) = (
+        event["detail"]["stack-id"].as_str(),
+        event["detail"]["status-details"]["status"].as_str(),
+    ) else {
+        return Err(StepError::invalid(
+            "detail.stack-id / detail.status-details.status",
+            "a stack status event names its stack and status",
+        ));
+    };
+    let key = stack_wake_key(id);
+    let Some(wake) = state::wake(clients, &key).await? else {
+        return Ok(json!({"ignored": "nobody waits for this stack"}));
+    };
+    if status.ends_with("_IN_PROGRESS") {
+        let open = super::wake::heartbeat(clients, &wake.token).await?;
+        return Ok(json!({"answered": false, "open": open, "status": status}));
+    }
+    let answered = super::wake::succeed(clients, &wake.token, wake.input.clone()).await?;
+    state::delete_wake(clients, &wake.group).await?;
+    Ok(json!({"answered": answered, "status": status}))
 }

@@ -416,6 +416,7 @@ async fn empty_change_set_is_a_no_op() {
         DeployStackInput {
             release: stack_release(),
             progress: looking_at_change_set(),
+            task_token: None,
         },
     )
     .await
@@ -445,6 +446,7 @@ async fn change_set_in_progress_is_looked_at_again_and_a_failed_one_is_stack_fai
     let input = DeployStackInput {
         release: stack_release(),
         progress: looking_at_change_set(),
+        task_token: None,
     };
     let p = deploy_stack(&c, &FixedClock(0), input.clone())
         .await
@@ -520,6 +522,7 @@ async fn failed_update_names_the_failed_resources_from_the_events() {
         DeployStackInput {
             release: stack_release(),
             progress,
+            task_token: None,
         },
     )
     .await
@@ -1550,4 +1553,97 @@ async fn a_wait_stores_its_token_then_looks_again_and_answers_a_rollout_done_mea
         .unwrap();
     assert_eq!(out["answered"], false, "{out}");
     assert_eq!((describe.num_calls(), put.num_calls()), (2, 1));
+}
+
+fn stack_status_event(status: &str) -> serde_json::Value {
+    json!({
+        "version": "0", "id": "e2", "detail-type": "CloudFormation Stack Status Change",
+        "source": "aws.cloudformation", "account": "123", "region": "us-east-1",
+        "resources": ["arn:aws:cloudformation:us-east-1:123:stack/staging-ecs/1"],
+        "detail": {"stack-id": "arn:aws:cloudformation:us-east-1:123:stack/staging-ecs/1",
+                   "status-details": {"status": status, "status-reason": ""}, "client-request-token": ""}
+    })
+}
+
+#[tokio::test]
+async fn a_stack_status_event_answers_the_stack_wait_with_the_stored_progress() {
+    let key = state::wake_key(
+        "arn:aws:cloudformation:us-east-1:123:stack/staging-ecs/1",
+        "update",
+    );
+    let stored = || {
+        mock!(aws_sdk_dynamodb::Client::get_item)
+            .match_requests({
+                let key = key.clone();
+                move |r| pk_is(r.key(), &key)
+            })
+            .then_output(|| {
+                GetItemOutput::builder()
+                    .item("token", AttributeValue::S("tok".into()))
+                    .item(
+                        "input",
+                        AttributeValue::S("{\"index\":0,\"executing\":true}".into()),
+                    )
+                    .item(
+                        "group",
+                        AttributeValue::L(vec![AttributeValue::S(
+                            "WAKE#arn:aws:cloudformation:us-east-1:123:stack/staging-ecs/1#update"
+                                .into(),
+                        )]),
+                    )
+                    .build()
+            })
+    };
+    // On the way (cleanup): a heartbeat, the wait goes on.
+    let get = stored();
+    let beat = mock!(aws_sdk_sfn::Client::send_task_heartbeat)
+        .then_output(|| SendTaskHeartbeatOutput::builder().build());
+    let c = Mocks {
+        dynamodb: &[&get],
+        sfn: &[&beat],
+        ..Mocks::default()
+    }
+    .clients();
+    let out = stack_event(
+        &c,
+        stack_status_event("UPDATE_COMPLETE_CLEANUP_IN_PROGRESS"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (out["answered"].clone(), beat.num_calls()),
+        (json!(false), 1)
+    );
+    // The operation ended: SendTaskSuccess with the stored progress, the token deleted.
+    let get = stored();
+    let delete = mock!(aws_sdk_dynamodb::Client::delete_item)
+        .then_output(|| DeleteItemOutput::builder().build());
+    let success = mock!(aws_sdk_sfn::Client::send_task_success)
+        .match_requests(|r| {
+            r.task_token() == Some("tok") && r.output() == Some("{\"index\":0,\"executing\":true}")
+        })
+        .then_output(|| SendTaskSuccessOutput::builder().build());
+    let c = Mocks {
+        dynamodb: &[&get, &delete],
+        sfn: &[&success],
+        ..Mocks::default()
+    }
+    .clients();
+    let out = stack_event(&c, stack_status_event("UPDATE_ROLLBACK_COMPLETE"))
+        .await
+        .unwrap();
+    assert_eq!(out["answered"], true, "{out}");
+    assert_eq!((success.num_calls(), delete.num_calls()), (1, 1));
+    // Nobody waits: nothing is answered.
+    let none =
+        mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| GetItemOutput::builder().build());
+    let c = Mocks {
+        dynamodb: &[&none],
+        ..Mocks::default()
+    }
+    .clients();
+    let out = stack_event(&c, stack_status_event("UPDATE_COMPLETE"))
+        .await
+        .unwrap();
+    assert!(out["ignored"].is_string(), "{out}");
 }

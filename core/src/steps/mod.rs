@@ -9,11 +9,14 @@ mod health_check;
 mod plan;
 mod roll_back;
 mod update_services;
+mod wake;
 
 pub use check_stability::{
     check_stability, deployment_event, wait_for_stability, DEPLOYMENT_EVENT,
 };
-pub use deploy_stack::{change_set_request, deploy_stack};
+pub use deploy_stack::{
+    change_set_request, deploy_stack, stack_event, wait_for_stack, STACK_EVENT,
+};
 pub use finish::{finish, plan_failed};
 pub use health_check::{health_check, HttpProber, Probe, Prober};
 pub use plan::{plan, preview, release_id};

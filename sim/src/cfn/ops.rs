@@ -218,6 +218,7 @@ impl Cfn {
         s.status = status.to_owned();
         s.reason.clone_from(&reason);
         let (logical, physical) = (s.name.clone(), s.id.clone());
+        super::status_change(env, &physical, status, reason.as_deref());
         s.events.push(StackEvent {
             id: env.ids.uuid(),
             at: env.now,
