@@ -334,8 +334,9 @@ fn groups_of(run: &Run) -> Vec<(f64, f64)> {
 }
 
 /// The health checks' own minimum: per service (checked one after another) `passes − 1`
-/// intervals, for the first check and the one after the bake, in real time on the test bed.
-fn health_minimum_real(config: &str) -> f64 {
+/// intervals, for the first check and the one after the bake (the health check's pauses run
+/// at the simulator's speed on the test bed: simulated seconds).
+fn health_minimum(config: &str) -> f64 {
     let Ok(parsed) = slipway_core::config::Config::parse(config, "slipway.toml") else {
         return 0.0;
     };
@@ -475,7 +476,7 @@ async fn baseline(bed: &Testbed, clients: &Clients) -> Result<(f64, f64, u64)> {
 fn report_release(label: &str, run: &Run, config: &str) -> (f64, Vec<f64>) {
     let groups = groups_of(run);
     let rollouts: f64 = groups.iter().map(|(r, _)| r).sum();
-    let health = health_minimum_real(config) * run.clock.speed;
+    let health = health_minimum(config);
     let ideal = rollouts + bake_seconds(config) + health;
     let e2e = run.e2e();
     let detections: Vec<f64> = groups.iter().map(|(_, d)| *d).collect();
@@ -484,11 +485,9 @@ fn report_release(label: &str, run: &Run, config: &str) -> (f64, Vec<f64>) {
         status_line(&run.x)
     );
     println!(
-        "    end to end: {e2e:.1} s (real {:.2} s); ideal {ideal:.1} s = rollouts {rollouts:.1} + bake {:.0} + health checks' own minimum {health:.1} (real {:.1} s × {}); overhead {:.1} s",
+        "    end to end: {e2e:.1} s (real {:.2} s); ideal {ideal:.1} s = rollouts {rollouts:.1} + bake {:.0} + health checks' own minimum {health:.1}; overhead {:.1} s",
         e2e / run.clock.speed,
         bake_seconds(config),
-        health_minimum_real(config),
-        run.clock.speed,
         e2e - ideal
     );
     println!(

@@ -31,6 +31,26 @@ pub struct Target {
     /// The event pattern's `detail-type` values.
     #[serde(rename = "detail-types")]
     pub detail_types: Vec<String>,
+    /// The event pattern's `detail`, as far as exact string values of its top-level fields
+    /// go (`{"eventName": ["SERVICE_DEPLOYMENT_COMPLETED", …]}`): an event matches when each
+    /// field's value is one of those listed (EventBridge User Guide, "Event patterns").
+    #[serde(default)]
+    pub detail: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl Target {
+    fn matches(&self, event: &Value) -> bool {
+        event["source"] == self.source.as_str()
+            && self
+                .detail_types
+                .iter()
+                .any(|d| event["detail-type"] == d.as_str())
+            && self.detail.iter().all(|(field, values)| {
+                event["detail"][field]
+                    .as_str()
+                    .is_some_and(|v| values.iter().any(|w| w == v))
+            })
+    }
 }
 
 impl Events {
@@ -64,11 +84,7 @@ impl Events {
         }
         if let Some(outbox) = &self.outbox {
             for t in &self.targets {
-                if event["source"] == t.source.as_str()
-                    && t.detail_types
-                        .iter()
-                        .any(|d| event["detail-type"] == d.as_str())
-                {
+                if t.matches(&event) {
                     // The receiver lives as long as the server.
                     let _ = outbox.send((t.url.clone(), event.clone()));
                 }
@@ -122,5 +138,51 @@ impl Env<'_> {
             "detail": detail,
         });
         self.events.push(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_gets_only_what_its_pattern_matches() {
+        let target: Target = serde_json::from_value(json!({
+            "url": "http://127.0.0.1:1/x", "source": "aws.ecs",
+            "detail-types": ["ECS Deployment State Change"],
+            "detail": {"eventName": ["SERVICE_DEPLOYMENT_COMPLETED", "SERVICE_DEPLOYMENT_FAILED"]}
+        }))
+        .unwrap();
+        let event = |source: &str, kind: &str, name: &str| json!({"source": source, "detail-type": kind, "detail": {"eventName": name}});
+        assert!(target.matches(&event(
+            "aws.ecs",
+            "ECS Deployment State Change",
+            "SERVICE_DEPLOYMENT_COMPLETED"
+        )));
+        assert!(!target.matches(&event(
+            "aws.ecs",
+            "ECS Deployment State Change",
+            "SERVICE_DEPLOYMENT_IN_PROGRESS"
+        )));
+        assert!(!target.matches(&event(
+            "aws.ecs",
+            "ECS Task State Change",
+            "SERVICE_DEPLOYMENT_COMPLETED"
+        )));
+        assert!(!target.matches(&event(
+            "aws.cloudformation",
+            "ECS Deployment State Change",
+            "SERVICE_DEPLOYMENT_COMPLETED"
+        )));
+        // No detail pattern: every event of the source and type.
+        let any: Target = serde_json::from_value(json!({
+            "url": "http://127.0.0.1:1/x", "source": "aws.ecs", "detail-types": ["ECS Deployment State Change"]
+        }))
+        .unwrap();
+        assert!(any.matches(&event(
+            "aws.ecs",
+            "ECS Deployment State Change",
+            "SERVICE_DEPLOYMENT_IN_PROGRESS"
+        )));
     }
 }
