@@ -369,7 +369,9 @@ pub struct RollbackAction {
     /// `restored`, `already-rolled-back-by-ecs`, `on-previous` (never moved, or already restored), `moved-by-someone-else`,
     /// `restored-by-stack` (its stack's restore moved it back), `waiting-for-stack` (its
     /// stack is still being restored),
-    /// `cancelled`, `rolling-back`, `unchanged`.
+    /// `cancelled`, `rolling-back`, `unchanged`, `waiting-for-change-set` (a stack the
+    /// release never got to, whose change set CloudFormation is still creating: deleted on a
+    /// later pass).
     pub action: String,
 }
 

@@ -9,8 +9,8 @@
 //! | the newest image waiting for a service's lock | `WAIT#<service>` | `WAIT` (`owner`, `digest`, `pushed_at`, `expires_at`) |
 //! | deployment record | `DEPLOYMENTS` | `<started_at, 10 digits>#<release>` (attribute `record`, JSON) |
 //! | release of a running execution | `RELEASE#<execution ARN>` | `RELEASE` (attribute `release`, JSON; deleted by finish) |
-//! | a stability wait's task token | `WAKE#<service ARN>#<deployment id>` | `WAKE` (`token`, `input` (check-stability's, JSON), `group` (every key of the wait), `expires_at`) |
-//! | a stack update's wait | `WAKE#<stack id>#update` | `WAKE` (`token`, `input`: the stack loop's progress to answer with, `group`, `expires_at`) |
+//! | a stability wait's task token | `WAKE#ecs#<service ARN>#<deployment id>` | `WAKE` (`token`, `input` (check-stability's, JSON), `group` (every key of the wait), `expires_at`) |
+//! | a stack update's wait | `WAKE#stack#<stack id>` | `WAKE` (`token`, `input`: the stack loop's progress to answer with, `group`, `expires_at`) |
 
 use std::collections::HashMap;
 
@@ -34,9 +34,11 @@ pub const WAIT_KEY: &str = "WAIT#";
 pub const RELEASE_KEY: &str = "RELEASE#";
 /// Partition key of the deployment records.
 pub const RECORDS_KEY: &str = "DEPLOYMENTS";
-/// Partition key prefix of a stability wait's task token
-/// (`WAKE#<service ARN>#<ECS deployment id>`).
-pub const WAKE_KEY: &str = "WAKE#";
+/// Partition key prefix of a rollout wait's task token
+/// (`WAKE#ecs#<service ARN>#<ECS deployment id>`).
+pub const WAKE_ECS_KEY: &str = "WAKE#ecs#";
+/// Partition key prefix of a stack update's wait (`WAKE#stack#<stack id>`).
+pub const WAKE_STACK_KEY: &str = "WAKE#stack#";
 
 /// Which partition keys a step reads, writes and deletes (a prefix ends in `#`): the
 /// template grants each step's role exactly these, through `dynamodb:LeadingKeys`.
@@ -61,13 +63,17 @@ pub const PLAN_ACCESS: TableAccess = TableAccess {
 /// check-stability: stores a stability wait's task token under each service deployment it
 /// waits for, reads it back when ECS's event comes, deletes it once the wait is answered.
 pub const CHECK_STABILITY_ACCESS: TableAccess = TableAccess {
-    get: &[WAKE_KEY],
-    put: &[WAKE_KEY],
-    delete: &[WAKE_KEY],
+    get: &[WAKE_ECS_KEY],
+    put: &[WAKE_ECS_KEY],
+    delete: &[WAKE_ECS_KEY],
 };
 
-/// deploy-stack: the same for a stack update's wait (`WAKE#<stack id>#update`).
-pub const DEPLOY_STACK_ACCESS: TableAccess = CHECK_STABILITY_ACCESS;
+/// deploy-stack: the same for a stack update's wait.
+pub const DEPLOY_STACK_ACCESS: TableAccess = TableAccess {
+    get: &[WAKE_STACK_KEY],
+    put: &[WAKE_STACK_KEY],
+    delete: &[WAKE_STACK_KEY],
+};
 
 /// finish: reads the configuration; records the release, gives back its locks and queue
 /// places, deletes the stored release.
@@ -489,7 +495,13 @@ pub struct Wake {
 
 /// The partition key of the wait for a service deployment.
 pub fn wake_key(service_arn: &str, deployment_id: &str) -> String {
-    format!("{WAKE_KEY}{service_arn}#{deployment_id}")
+    format!("{WAKE_ECS_KEY}{service_arn}#{deployment_id}")
+}
+
+/// The partition key of the wait for a stack's update (one release updates a stack at a
+/// time: its lock).
+pub fn stack_wake_key(stack_id: &str) -> String {
+    format!("{WAKE_STACK_KEY}{stack_id}")
 }
 
 /// Stores `wake` under every key of its group (a later wait of the same deployment replaces
@@ -544,19 +556,27 @@ pub async fn wake(clients: &Clients, key: &str) -> Result<Option<Wake>, StepErro
     }))
 }
 
-/// Deletes a wait's items (idempotent).
-pub async fn delete_wake(clients: &Clients, keys: &[String]) -> Result<(), StepError> {
+/// Deletes the items of the wait whose token is `token` (idempotent). An item a later wait
+/// has taken over (another token) is left alone.
+pub async fn delete_wake(clients: &Clients, keys: &[String], token: &str) -> Result<(), StepError> {
     for key in keys {
-        clients
+        let deleted = clients
             .dynamodb
             .delete_item()
             .table_name(&clients.table)
             .key("pk", s(key.clone()))
             .key("sk", s("WAKE"))
+            .condition_expression("attribute_not_exists(pk) OR #token = :token")
+            .expression_attribute_names("#token", "token")
+            .expression_attribute_values(":token", s(token))
             .send()
             .await
-            .map_err(aws("dynamodb:DeleteItem"))
-            .map_err(|e| e.step(StepError::Transient))?;
+            .map_err(aws("dynamodb:DeleteItem"));
+        match deleted {
+            Ok(_) => {}
+            Err(e) if e.code == "ConditionalCheckFailedException" => {}
+            Err(e) => return Err(e.step(StepError::Transient)),
+        }
     }
     Ok(())
 }

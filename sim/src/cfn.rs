@@ -470,7 +470,7 @@ impl Cfn {
             "CreateChangeSet" => self.create_change_set(env, p),
             "DescribeChangeSet" => self.describe_change_set(env, p),
             "ExecuteChangeSet" => self.execute_change_set(env, p),
-            "DeleteChangeSet" => self.delete_change_set(p),
+            "DeleteChangeSet" => self.delete_change_set(env, p),
             "ListChangeSets" => {
                 p.required("StackName")?;
                 Ok(self.list_change_sets(env, p))
@@ -1829,11 +1829,24 @@ impl Cfn {
         x.finish()
     }
 
-    fn delete_change_set(&mut self, p: &Params) -> ApiResult<String> {
-        let id = self
-            .change_set(p.required("ChangeSetName")?, p.get("StackName"))?
-            .id
-            .clone();
+    /// DeleteChangeSet refuses a change set CloudFormation is still creating or executing:
+    /// `InvalidChangeSetStatus` — "the change set status might be CREATE_IN_PROGRESS, or the
+    /// stack status might be UPDATE_IN_PROGRESS" (bc:cfn DeleteChangeSet,
+    /// InvalidChangeSetStatusException).
+    fn delete_change_set(&mut self, env: &mut Env, p: &Params) -> ApiResult<String> {
+        let (id, status, execution) = {
+            let cs = self.change_set(p.required("ChangeSetName")?, p.get("StackName"))?;
+            let (status, execution, _) = cs.status(env.now);
+            (cs.id.clone(), status, execution)
+        };
+        if matches!(status, "CREATE_PENDING" | "CREATE_IN_PROGRESS")
+            || execution == "EXECUTE_IN_PROGRESS"
+        {
+            return Err(ApiError::new(
+                "InvalidChangeSetStatus",
+                format!("ChangeSet [{id}] cannot be deleted in its current status of [{status}] and execution status of [{execution}]"),
+            ));
+        }
         self.change_sets.retain(|c| c.id != id);
         Ok(String::new())
     }
@@ -1895,6 +1908,40 @@ mod tests {
             empty.status(200.0),
             ("FAILED", "UNAVAILABLE", Some(NO_CHANGES))
         );
+    }
+
+    // bc:cfn DeleteChangeSet: InvalidChangeSetStatus while CloudFormation still creates it;
+    // deleted once created.
+    #[test]
+    fn a_change_set_being_created_cannot_be_deleted() {
+        let mut cfn = Cfn::default();
+        cfn.change_sets.push(change_set(None));
+        let mut ids = crate::ids::Ids::new(1);
+        let mut events = crate::env::Events::default();
+        let scenario = crate::scenario::Scenario::default();
+        let params = Params(
+            [("ChangeSetName", "cs"), ("StackName", "s")]
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        );
+        for (now, refused) in [(101.0, true), (104.0, true), (109.0, false)] {
+            let mut env = Env {
+                now,
+                ids: &mut ids,
+                events: &mut events,
+                scenario: &scenario,
+                region: "us-east-1",
+                account: "123456789012",
+            };
+            let result = cfn.delete_change_set(&mut env, &params);
+            assert_eq!(
+                result.as_ref().err().map(|e| e.code.as_ref()),
+                refused.then_some("InvalidChangeSetStatus"),
+                "at {now}"
+            );
+        }
+        assert!(cfn.change_sets.is_empty());
     }
 
     // bc:cfn CreateStackInput.Capabilities.

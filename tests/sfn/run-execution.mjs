@@ -175,13 +175,18 @@ async function waitForTaskToken(state, input) {
   const { taskToken } = await sim('POST', '/_sim/task-tokens');
   const payload = JSON.parse(JSON.stringify(input.Payload ?? {}).split(TOKEN_PLACEHOLDER).join(taskToken));
   const path = `/_sim/task-tokens/${encodeURIComponent(taskToken)}`;
+  // The task's clocks start with the task, not when the function returns.
+  const started = Date.now();
   try {
     await invoke(fn, payload);
   } catch (e) {
+    // The first answer closes a task: one the function gave before failing stands.
     await sim('DELETE', path).catch(() => {});
+    const t = await sim('GET', path).catch(() => null);
+    if (t?.status === 'SUCCEEDED') return t.output;
+    if (t?.status === 'FAILED') throw new TaskError(t.error, t.cause);
     throw e;
   }
-  const started = Date.now();
   const timeoutMs = state.TimeoutSeconds !== undefined ? (state.TimeoutSeconds * 1000) / scale : Infinity;
   const heartbeatMs = state.HeartbeatSeconds !== undefined ? (state.HeartbeatSeconds * 1000) / scale : Infinity;
   for (;;) {

@@ -211,13 +211,13 @@ pub async fn wait_for_stability(
     let (stability, _) = match look(clients, clock, &input).await {
         Ok(s) => s,
         Err(e) => {
-            state::delete_wake(clients, &wake.group).await?;
+            state::delete_wake(clients, &wake.group, &wake.token).await?;
             return Err(e);
         }
     };
     if stability.stable {
         answer(clients, &token, Ok(&stability)).await?;
-        state::delete_wake(clients, &wake.group).await?;
+        state::delete_wake(clients, &wake.group, &wake.token).await?;
         return Ok(json!({"answered": true, "stable": true}));
     }
     tracing::info!(waits_for = wake.group.len(), "token stored");
@@ -267,17 +267,26 @@ pub async fn deployment_event(
     )?;
     let answered = match look(clients, clock, &input).await {
         Ok((s, _)) if s.stable => answer(clients, &wake.token, Ok(&s)).await?,
+        // ECS has not caught up with its own event yet (DescribeServices is eventually
+        // consistent): fail this invocation, so that the asynchronous invocation is retried
+        // (Lambda retries a failed asynchronous invocation twice), rather than wait for the
+        // fallback look.
+        Ok((_, pending)) if pending.contains(&key) => {
+            return Err(StepError::Transient(format!(
+                "the event says {name} for {service} {deployment}, DescribeServices does not show it yet"
+            )));
+        }
         Ok(_) => {
             // Others still roll out: this one is done with (its event came), the wait goes on.
             let open = super::wake::heartbeat(clients, &wake.token).await?;
-            state::delete_wake(clients, std::slice::from_ref(&key)).await?;
+            state::delete_wake(clients, std::slice::from_ref(&key), &wake.token).await?;
             return Ok(json!({"answered": false, "open": open}));
         }
         // Throttled or unreachable: EventBridge's asynchronous invocation retries this event.
         Err(StepError::Transient(m)) => return Err(StepError::Transient(m)),
         Err(e) => answer(clients, &wake.token, Err(&e)).await?,
     };
-    state::delete_wake(clients, &wake.group).await?;
+    state::delete_wake(clients, &wake.group, &wake.token).await?;
     Ok(json!({"answered": answered}))
 }
 

@@ -154,7 +154,7 @@ pub async fn deploy_stack(
                 _ => {}
             }
         }
-        (Some(_), true) => {
+        (Some(cs), true) => {
             let out = cfn
                 .describe_stacks()
                 .stack_name(&stack.name)
@@ -164,6 +164,13 @@ pub async fn deploy_stack(
                 .map_err(|e| e.step(failed))?;
             let status = out.stacks().first().and_then(|s| s.stack_status()).cloned();
             match status {
+                // Right after ExecuteChangeSet, DescribeStacks may still show the end of the
+                // stack's previous operation: the change set tells.
+                Some(StackStatus::UpdateComplete)
+                    if change_set_pending(cfn, &stack.name, cs).await? =>
+                {
+                    tracing::info!(stack = %stack.name, "the update has not started yet");
+                }
                 Some(StackStatus::UpdateComplete) => {
                     tracing::info!(stack = %stack.name, "updated");
                     advance(&mut p, release.stacks.len(), &name);
@@ -207,6 +214,36 @@ fn executing(p: &mut StackProgress, stack: &str) {
     p.executing = true;
     if !p.changed.iter().any(|s| s == stack) {
         p.changed.push(stack.to_owned());
+    }
+}
+
+/// Whether the change set has not started executing yet (AVAILABLE) or still executes.
+/// Once the update completes the change set is EXECUTE_COMPLETE, or gone
+/// (`ChangeSetNotFound`: CloudFormation deletes a stack's change sets after an update).
+async fn change_set_pending(
+    cfn: &aws_sdk_cloudformation::Client,
+    stack: &str,
+    cs: &str,
+) -> Result<bool, StepError> {
+    if cs.is_empty() {
+        return Ok(false);
+    }
+    let out = cfn
+        .describe_change_set()
+        .stack_name(stack)
+        .change_set_name(cs)
+        .send()
+        .await
+        .map_err(aws("cloudformation:DescribeChangeSet"));
+    match out {
+        Ok(out) => Ok(matches!(
+            out.execution_status(),
+            Some(ExecutionStatus::Available | ExecutionStatus::ExecuteInProgress)
+        )),
+        Err(e) if e.code == "ChangeSetNotFound" || e.code == "ChangeSetNotFoundException" => {
+            Ok(false)
+        }
+        Err(e) => Err(e.step(|m| StepError::StackFailed(format!("stack {stack}: {m}")))),
     }
 }
 
@@ -351,11 +388,6 @@ pub(crate) async fn failed_resources(
 /// How long a stored stack wait is kept past the release's deadline (deleted once answered).
 const WAKE_GRACE_SECONDS: i64 = 3600;
 
-/// The wait key of a stack's update (one release updates a stack at a time: its lock).
-fn stack_wake_key(stack_id: &str) -> String {
-    state::wake_key(stack_id, "update")
-}
-
 /// The current stack's id and status.
 async fn stack_status(clients: &Clients, name: &str) -> Result<(String, String), StepError> {
     let out = clients
@@ -402,21 +434,26 @@ pub async fn wait_for_stack(
         super::wake::succeed(clients, &token, output).await?;
         return Ok(json!({"answered": true}));
     };
+    let cfn = &clients.cloudformation;
+    let change_set = progress.change_set.clone().unwrap_or_default();
+    // Ended: not in progress, and the change set no longer waiting or executing (right after
+    // ExecuteChangeSet the stack may still show its previous operation's end).
+    let ended = |status: &str| !status.ends_with("_IN_PROGRESS");
     let (id, status) = stack_status(clients, &stack.name).await?;
-    if !status.ends_with("_IN_PROGRESS") {
+    if ended(&status) && !change_set_pending(cfn, &stack.name, &change_set).await? {
         super::wake::succeed(clients, &token, output).await?;
         return Ok(json!({"answered": true, "status": status}));
     }
     let wake = state::Wake {
         token: token.clone(),
         input: output.clone(),
-        group: vec![stack_wake_key(&id)],
+        group: vec![state::stack_wake_key(&id)],
     };
     state::put_wake(clients, &wake, input.release.deadline + WAKE_GRACE_SECONDS).await?;
     let (_, status) = stack_status(clients, &stack.name).await?;
-    if !status.ends_with("_IN_PROGRESS") {
+    if ended(&status) && !change_set_pending(cfn, &stack.name, &change_set).await? {
         super::wake::succeed(clients, &token, output).await?;
-        state::delete_wake(clients, &wake.group).await?;
+        state::delete_wake(clients, &wake.group, &wake.token).await?;
         return Ok(json!({"answered": true, "status": status}));
     }
     tracing::info!(stack = %stack.name, %status, "token stored");
@@ -443,7 +480,7 @@ pub async fn stack_event(clients: &Clients, event: Value) -> Result<Value, StepE
             "a stack status event names its stack and status",
         ));
     };
-    let key = stack_wake_key(id);
+    let key = state::stack_wake_key(id);
     let Some(wake) = state::wake(clients, &key).await? else {
         return Ok(json!({"ignored": "nobody waits for this stack"}));
     };
@@ -452,6 +489,6 @@ pub async fn stack_event(clients: &Clients, event: Value) -> Result<Value, StepE
         return Ok(json!({"answered": false, "open": open, "status": status}));
     }
     let answered = super::wake::succeed(clients, &wake.token, wake.input.clone()).await?;
-    state::delete_wake(clients, &wake.group).await?;
+    state::delete_wake(clients, &wake.group, &wake.token).await?;
     Ok(json!({"answered": answered, "status": status}))
 }

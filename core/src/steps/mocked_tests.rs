@@ -1567,10 +1567,7 @@ fn stack_status_event(status: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn a_stack_status_event_answers_the_stack_wait_with_the_stored_progress() {
-    let key = state::wake_key(
-        "arn:aws:cloudformation:us-east-1:123:stack/staging-ecs/1",
-        "update",
-    );
+    let key = state::stack_wake_key("arn:aws:cloudformation:us-east-1:123:stack/staging-ecs/1");
     let stored = || {
         mock!(aws_sdk_dynamodb::Client::get_item)
             .match_requests({
@@ -1587,7 +1584,7 @@ async fn a_stack_status_event_answers_the_stack_wait_with_the_stored_progress() 
                     .item(
                         "group",
                         AttributeValue::L(vec![AttributeValue::S(
-                            "WAKE#arn:aws:cloudformation:us-east-1:123:stack/staging-ecs/1#update"
+                            "WAKE#stack#arn:aws:cloudformation:us-east-1:123:stack/staging-ecs/1"
                                 .into(),
                         )]),
                     )

@@ -51,9 +51,11 @@ pub async fn roll_back(
     // execution stopped mid-update never recorded its progress. One stack at a time, in
     // reverse order: a pass that starts or waits for an operation looks no further.
     for stack in release.stacks.iter().rev() {
-        let action = restore_stack(clients, stack).await?;
-        if action == "unchanged" {
-            forget_change_set(clients, stack, &release.id).await;
+        let mut action = restore_stack(clients, stack).await?;
+        if action == "unchanged" && !forget_change_set(clients, stack, &release.id).await {
+            // Still being created: deleted on a later pass.
+            action = "waiting-for-change-set";
+            report.done = false;
         }
         let busy = matches!(action, "cancelled" | "rolling-back" | "restored");
         report.stacks.push(RollbackAction {
@@ -91,7 +93,11 @@ pub async fn roll_back(
             .filter(|a| {
                 matches!(
                     a.action.as_str(),
-                    "cancelled" | "rolling-back" | "restored" | "waiting-for-stack"
+                    "cancelled"
+                        | "rolling-back"
+                        | "restored"
+                        | "waiting-for-stack"
+                        | "waiting-for-change-set"
                 )
             })
             .map(|a| format!("{} {}", a.name, a.action))
@@ -109,11 +115,12 @@ pub async fn roll_back(
 /// restored service as `on-previous`, which would hide what the rollback did.
 fn accumulate(report: &mut Rollback, previous: &Rollback) {
     fn merge(now: &mut Vec<RollbackAction>, before: &[RollbackAction]) {
-        const PLAIN: [&str; 4] = [
+        const PLAIN: [&str; 5] = [
             "unchanged",
             "on-previous",
             "rolling-back",
             "waiting-for-stack",
+            "waiting-for-change-set",
         ];
         for old in before {
             match now.iter_mut().find(|a| a.name == old.name) {
@@ -134,8 +141,10 @@ fn accumulate(report: &mut Rollback, previous: &Rollback) {
 
 /// deploy-stack makes every stack's change set in its first call: one the release never
 /// executed (it failed before that stack's turn) is deleted, so nobody executes it later.
-/// Best effort: none there (ChangeSetNotFound), or any other refusal, changes nothing.
-async fn forget_change_set(clients: &Clients, stack: &StackRelease, release: &str) {
+/// False while CloudFormation is still creating it (`InvalidChangeSetStatus`: it cannot be
+/// deleted yet, and is once it is created); true when it is gone or was never made
+/// (`ChangeSetNotFound`). Any other refusal is logged and not waited for.
+async fn forget_change_set(clients: &Clients, stack: &StackRelease, release: &str) -> bool {
     let name = format!("slipway-{release}");
     let deleted = clients
         .cloudformation
@@ -143,9 +152,24 @@ async fn forget_change_set(clients: &Clients, stack: &StackRelease, release: &st
         .stack_name(&stack.name)
         .change_set_name(&name)
         .send()
-        .await;
-    if deleted.is_ok() {
-        tracing::info!(stack = %stack.name, change_set = %name, "unexecuted change set deleted");
+        .await
+        .map_err(aws("cloudformation:DeleteChangeSet"));
+    match deleted {
+        Ok(_) => {
+            tracing::info!(stack = %stack.name, change_set = %name, "unexecuted change set deleted");
+            true
+        }
+        Err(e)
+            if e.code == "InvalidChangeSetStatus"
+                || e.code == "InvalidChangeSetStatusException" =>
+        {
+            false
+        }
+        Err(e) if e.code.starts_with("ChangeSetNotFound") => true,
+        Err(e) => {
+            tracing::warn!(stack = %stack.name, error = %e, "cannot delete the unexecuted change set");
+            true
+        }
     }
 }
 

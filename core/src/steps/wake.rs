@@ -60,10 +60,19 @@ pub(crate) async fn heartbeat(clients: &Clients, token: &str) -> Result<bool, St
     )
 }
 
+/// Answered: true. Already closed: false. Throttled, a 5xx, unreachable: `Slipway.Transient`
+/// (the registering call is retried by its task, an event's invocation by Lambda). Refused
+/// otherwise (no right to answer, a token Step Functions does not know): false, said in the
+/// log — failing here would fail a release whose services are fine, and the task's own
+/// timeout and fallback look carry the release on.
 fn closed_is_answered(sent: Result<(), AwsError>) -> Result<bool, StepError> {
     match sent {
         Ok(()) => Ok(true),
         Err(e) if e.code == "TaskTimedOut" || e.code == "TaskDoesNotExist" => Ok(false),
-        Err(e) => Err(e.step(StepError::Transient)),
+        Err(e) if e.transient => Err(StepError::Transient(e.to_string())),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot answer the waiting task; its timeout will look instead");
+            Ok(false)
+        }
     }
 }
