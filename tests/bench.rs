@@ -675,12 +675,14 @@ async fn scale() -> Result<()> {
 /// --arm64 --output-format zip`), and the binary timed here zipped as Lambda takes it (one
 /// `bootstrap` file, deflated) — and its cold init: process start to its first request for
 /// an invocation (`GET /2018-06-01/runtime/invocation/next` on a runtime API served here).
-/// `SLIPWAY_BENCH_BINARIES`: a directory of host-built binaries (default target/debug).
+/// `SLIPWAY_BENCH_BINARIES`: a directory of host-built binaries (default target/debug);
+/// `SLIPWAY_BENCH_ZIPS`: where cargo lambda put the zips (default target/lambda).
 async fn functions(bed: &Testbed) -> Result<()> {
     println!("\n## Functions: size and cold init (process start → first /invocation/next)");
     let dir = std::env::var("SLIPWAY_BENCH_BINARIES").unwrap_or_else(|_| "target/debug".into());
+    let zips = std::env::var("SLIPWAY_BENCH_ZIPS").unwrap_or_else(|_| "target/lambda".into());
     for f in slipway_tests::FUNCTIONS.iter().map(|(_, f)| *f) {
-        let arm = root().join(format!("target/lambda/{f}/bootstrap.zip"));
+        let arm = root().join(&zips).join(f).join("bootstrap.zip");
         let arm = std::fs::metadata(&arm)
             .map(|m| format!("{:.2} MB", m.len() as f64 / 1_000_000.0))
             .unwrap_or_else(|_| "not built".into());
