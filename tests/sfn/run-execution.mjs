@@ -111,6 +111,9 @@ function collect(states) {
         Type: 'Task',
         Comment: `test bed: Wait SecondsPath ${path}, scaled`,
         Resource: 'arn:aws:lambda:us-east-1:123456789012:function:slipway-local-wait',
+        // A Wait has no timeout; the interpreter gives a Task 60 s unless told, and its
+        // timer is a setTimeout (at most 2^31 − 1 ms): about 23 days.
+        TimeoutSeconds: 2000000,
         ...(state.InputPath !== undefined && { InputPath: state.InputPath }),
         ...(state.OutputPath !== undefined && { OutputPath: state.OutputPath }),
         ...(state.Next !== undefined ? { Next: state.Next } : { End: true }),
