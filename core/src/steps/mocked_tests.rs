@@ -426,6 +426,63 @@ async fn empty_change_set_is_a_no_op() {
     assert!(p.changed.is_empty());
 }
 
+/// Right after ExecuteChangeSet, DescribeStacks may still show the previous operation's
+/// UPDATE_COMPLETE: the stack counts as updated only once its change set is no longer
+/// AVAILABLE or EXECUTE_IN_PROGRESS (EXECUTE_COMPLETE, or gone).
+#[tokio::test]
+async fn an_update_counts_as_done_only_once_its_change_set_has_executed() {
+    let stacks = mock!(aws_sdk_cloudformation::Client::describe_stacks).then_output(|| {
+        DescribeStacksOutput::builder()
+            .stacks(
+                Stack::builder()
+                    .stack_name("staging-ecs")
+                    .stack_status(StackStatus::UpdateComplete)
+                    .build(),
+            )
+            .build()
+    });
+    let executing = Some(StackProgress {
+        change_set: Some("slipway-r1".into()),
+        executing: true,
+        ..Default::default()
+    });
+    for (execution, done) in [
+        (
+            aws_sdk_cloudformation::types::ExecutionStatus::Available,
+            false,
+        ),
+        (
+            aws_sdk_cloudformation::types::ExecutionStatus::ExecuteInProgress,
+            false,
+        ),
+        (
+            aws_sdk_cloudformation::types::ExecutionStatus::ExecuteComplete,
+            true,
+        ),
+    ] {
+        let cs =
+            mock!(aws_sdk_cloudformation::Client::describe_change_set).then_output(move || {
+                DescribeChangeSetOutput::builder()
+                    .status(ChangeSetStatus::CreateComplete)
+                    .execution_status(execution.clone())
+                    .build()
+            });
+        let c = clients(&[], &[&stacks, &cs], &[]);
+        let p = deploy_stack(
+            &c,
+            &FixedClock(0),
+            DeployStackInput {
+                release: stack_release(),
+                progress: executing.clone(),
+                task_token: None,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(p.done, done, "{p:?}");
+    }
+}
+
 #[tokio::test]
 async fn change_set_in_progress_is_looked_at_again_and_a_failed_one_is_stack_failed() {
     let pending = mock!(aws_sdk_cloudformation::Client::describe_change_set)
