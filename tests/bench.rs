@@ -314,23 +314,26 @@ fn groups_of(run: &Run) -> Vec<(f64, f64)> {
         .iter()
         .enumerate()
         .filter_map(|(i, group)| {
-            let mut rollout = 0.0f64;
-            let mut last_done = f64::NAN;
-            for s in group {
-                let ev = run.events_of(&format!("staging-{s}"));
-                let started = first(&ev, "SERVICE_DEPLOYMENT_IN_PROGRESS")?;
-                let done = first(&ev, "SERVICE_DEPLOYMENT_COMPLETED")?;
-                rollout = rollout.max(done - started);
-                last_done = if last_done.is_nan() {
-                    done
-                } else {
-                    last_done.max(done)
-                };
-            }
+            let (rollout, last_done) =
+                rollouts(group.iter().map(|s| run.events_of(&format!("staging-{s}"))))?;
             let moved_on = run.clock.entered(&run.x, "GroupDone", i)?;
             Some((rollout, moved_on - last_done))
         })
         .collect()
+}
+
+/// Over services' deployment events: the slowest rollout (IN_PROGRESS → COMPLETED) and when
+/// the last one completed; None when a service has no such pair.
+fn rollouts(services: impl Iterator<Item = Vec<(String, f64)>>) -> Option<(f64, f64)> {
+    let mut slowest = 0.0f64;
+    let mut last_done = f64::NEG_INFINITY;
+    for ev in services {
+        let started = first(&ev, "SERVICE_DEPLOYMENT_IN_PROGRESS")?;
+        let done = first(&ev, "SERVICE_DEPLOYMENT_COMPLETED")?;
+        slowest = slowest.max(done - started);
+        last_done = last_done.max(done);
+    }
+    Some((slowest, last_done))
 }
 
 /// The health checks' own minimum: per service (checked one after another) `passes − 1`
@@ -439,22 +442,12 @@ async fn baseline(bed: &Testbed, clients: &Clients) -> Result<(f64, f64, u64)> {
         .cloned()
         .unwrap_or_default();
     let (s0, s1) = (clock.sim(start), clock.sim(stable_at));
-    let mut last_done = f64::NAN;
-    let mut rollout = 0.0f64;
-    for name in &names {
-        let ev = deployment_events(&events, name, s0 - 1.0, s1 + 1.0);
-        if let (Some(a), Some(b)) = (
-            first(&ev, "SERVICE_DEPLOYMENT_IN_PROGRESS"),
-            first(&ev, "SERVICE_DEPLOYMENT_COMPLETED"),
-        ) {
-            rollout = rollout.max(b - a);
-            last_done = if last_done.is_nan() {
-                b
-            } else {
-                last_done.max(b)
-            };
-        }
-    }
+    let (rollout, last_done) = rollouts(
+        names
+            .iter()
+            .map(|name| deployment_events(&events, name, s0 - 1.0, s1 + 1.0)),
+    )
+    .unwrap_or((f64::NAN, f64::NAN));
     println!("\n## Baseline: the seed's job (cdk deploy --all; update-service --force-new-deployment; wait services-stable)");
     println!(
         "    end to end: {:.1} s (real {:.2} s); ideal (the slowest rollout) {:.1} s; overhead {:.1} s",
@@ -547,31 +540,39 @@ fn time_by_state(run: &Run) -> String {
         .join(", ")
 }
 
+/// A fresh one-service app on a lane, in wait mode `wait`, whose image `tag` the scenario
+/// `failure` (an image rule without its `match`) applies to: the release of that push, and
+/// the ECS service's name.
+async fn one_service_run(
+    wait: &str,
+    tag: &str,
+    failure: Value,
+    name: &str,
+) -> Result<(Run, String)> {
+    let (_lane, bed) = Testbed::lane().await;
+    let app = App::create(&["api"], Some(bed.lambda_table())).await;
+    set_config(&app.clients, &with_wait(&app.config, wait)).await?;
+    let api = app.service("api");
+    let digest = app.push(api, tag).await;
+    let mut rule = failure;
+    rule["match"] = json!(digest);
+    bed.add_scenario(json!({ "images": [rule] })).await;
+    let run = Run::of(&bed, &app.event(api, tag, &digest), name).await?;
+    Ok((run, api.ecs_service.clone()))
+}
+
 /// A release of one service whose tasks take 600 simulated seconds to start (a ten-minute
 /// rollout), in each wait mode: state transitions and looks.
 async fn long_rollout() -> Result<()> {
     println!("\n## A ten-minute rollout (one service; its tasks take 600 s to start)");
     for wait in ["events", "polling"] {
-        let (_lane, bed) = Testbed::lane().await;
-        let app = App::create(&["api"], Some(bed.lambda_table())).await;
-        set_config(&app.clients, &with_wait(&app.config, wait)).await?;
-        let api = app.service("api");
         let tag = if wait == "events" {
             "60000ee"
         } else {
             "60000bb"
         };
-        let digest = app.push(api, tag).await;
-        bed.add_scenario(
-            json!({"images": [{"match": digest, "failure": "slow", "start_seconds": 600}]}),
-        )
-        .await;
-        let run = Run::of(
-            &bed,
-            &app.event(api, tag, &digest),
-            &format!("bench-long-{wait}"),
-        )
-        .await?;
+        let slow = json!({"failure": "slow", "start_seconds": 600});
+        let (run, _) = one_service_run(wait, tag, slow, &format!("bench-long-{wait}")).await?;
         let looks = run.x.path.iter().filter(|s| *s == "CheckStability").count();
         println!(
             "    {wait:>7}: {} in {:.0} s; {} state transitions, {looks} looks (CheckStability), ${:.6}",
@@ -589,25 +590,15 @@ async fn long_rollout() -> Result<()> {
 async fn failure_to_rollback() -> Result<()> {
     println!("\n## Failure → rollback started (a crashing image; ECS's circuit breaker fails the rollout)");
     for wait in ["events", "polling"] {
-        let (_lane, bed) = Testbed::lane().await;
-        let app = App::create(&["api"], Some(bed.lambda_table())).await;
-        set_config(&app.clients, &with_wait(&app.config, wait)).await?;
-        let api = app.service("api");
         let tag = if wait == "events" {
             "bad0e0e"
         } else {
             "bad0b0b"
         };
-        let digest = app.push(api, tag).await;
-        bed.add_scenario(json!({"images": [{"match": digest, "failure": "crash"}]}))
-            .await;
-        let run = Run::of(
-            &bed,
-            &app.event(api, tag, &digest),
-            &format!("bench-bad-{wait}"),
-        )
-        .await?;
-        let ev = run.events_of(&api.ecs_service);
+        let crash = json!({"failure": "crash"});
+        let (run, ecs_service) =
+            one_service_run(wait, tag, crash, &format!("bench-bad-{wait}")).await?;
+        let ev = run.events_of(&ecs_service);
         let failed = first(&ev, "SERVICE_DEPLOYMENT_FAILED");
         let rollback = run.clock.entered(&run.x, "RollBack", 0);
         match (failed, rollback) {

@@ -145,6 +145,8 @@ impl Env<'_> {
 mod tests {
     use super::*;
 
+    // EventBridge User Guide, "Event patterns": every field of the pattern must match, a
+    // list of values matches any of them; fields the pattern leaves out match anything.
     #[test]
     fn a_target_gets_only_what_its_pattern_matches() {
         let target: Target = serde_json::from_value(json!({

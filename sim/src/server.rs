@@ -471,23 +471,18 @@ async fn dispatch(
         if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
             let mut w = lock(&shared);
             w.step();
-            let call = if let Some(op) = target.strip_prefix(LOGS_TARGET_PREFIX) {
-                format!("logs:{op}")
-            } else if let Some(op) = target.strip_prefix(sfn::TARGET_PREFIX) {
-                format!("states:{op}")
-            } else {
-                format!(
-                    "ecs:{}",
-                    target.strip_prefix(ECS_TARGET_PREFIX).unwrap_or(target)
-                )
-            };
-            w.count(call);
             if let Some(op) = target.strip_prefix(LOGS_TARGET_PREFIX) {
+                w.count(format!("logs:{op}"));
                 return logs_request(&mut w, op, &body);
             }
             if let Some(op) = target.strip_prefix(sfn::TARGET_PREFIX) {
+                w.count(format!("states:{op}"));
                 return sfn_request(&mut w, op, &body);
             }
+            w.count(format!(
+                "ecs:{}",
+                target.strip_prefix(ECS_TARGET_PREFIX).unwrap_or(target)
+            ));
             return ecs_request(&mut w, target, &body);
         }
         let mut params = Params::parse(&body);
