@@ -109,6 +109,12 @@ impl Testbed {
         aws_sdk_elasticloadbalancingv2::Client::new(&self.sdk_config(self.sim()).await)
     }
 
+    /// A CloudWatch client on the simulator (its alarms: moto does not speak the SDK's
+    /// RPC v2 CBOR protocol).
+    pub async fn cloudwatch(&self) -> aws_sdk_cloudwatch::Client {
+        aws_sdk_cloudwatch::Client::new(&self.sdk_config(self.sim()).await)
+    }
+
     /// An ECR client on moto.
     pub async fn ecr(&self) -> aws_sdk_ecr::Client {
         aws_sdk_ecr::Client::new(&self.sdk_config(self.moto()).await)
@@ -127,6 +133,7 @@ impl Testbed {
             sns: aws_sdk_sns::Client::new(&moto),
             eventbridge: aws_sdk_eventbridge::Client::new(&moto),
             logs: aws_sdk_cloudwatchlogs::Client::new(&sim),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&sim),
             // Step Functions' callback API (SendTask*) is the simulator's on the test bed.
             sfn: aws_sdk_sfn::Client::new(&sim),
             table: table.to_owned(),
@@ -203,6 +210,7 @@ impl Testbed {
             .env("AWS_ENDPOINT_URL_CLOUDFORMATION", self.sim())
             .env("AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2", self.sim())
             .env("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", self.sim())
+            .env("AWS_ENDPOINT_URL_CLOUDWATCH", self.sim())
             .output()
             .expect("run target/debug/slipway");
         (

@@ -414,6 +414,22 @@ pub fn template(config: &Config, options: &Options) -> Value {
         }
     });
 
+    // DescribeAlarms on the configured alarms only (its resource type is `alarm`: Service
+    // Authorization Reference, Amazon CloudWatch), for every step that checks them.
+    let alarm_arns: Vec<Value> = config
+        .all_alarms()
+        .iter()
+        .map(|a| {
+            sub(&format!(
+                "arn:${{AWS::Partition}}:cloudwatch:${{AWS::Region}}:${{AWS::AccountId}}:alarm:{a}"
+            ))
+        })
+        .collect();
+    let describe_alarms: Vec<Value> = if alarm_arns.is_empty() {
+        vec![]
+    } else {
+        vec![statement(&["cloudwatch:DescribeAlarms"], alarm_arns)]
+    };
     let state_machine_arn = sub(&format!(
         "arn:${{AWS::Partition}}:states:${{AWS::Region}}:${{AWS::AccountId}}:stateMachine:slipway-{env}"
     ));
@@ -444,6 +460,7 @@ pub fn template(config: &Config, options: &Options) -> Value {
                     stack_arns.clone(),
                 ));
             }
+            p.extend(describe_alarms.clone());
             p
         }),
         (
@@ -533,6 +550,7 @@ pub fn template(config: &Config, options: &Options) -> Value {
                     vec![state_machine_arn.clone()],
                 ),
             ]);
+            p.extend(describe_alarms.clone());
             p
         }),
         ("health-check", {
@@ -540,6 +558,7 @@ pub fn template(config: &Config, options: &Options) -> Value {
                 &["elasticloadbalancing:DescribeTargetHealth"],
                 vec![json!("*")],
             )];
+            p.extend(describe_alarms.clone());
             if !options.health_check_subnets.is_empty() {
                 p.push(statement(&LAMBDA_VPC_ACTIONS, vec![json!("*")]));
             }
@@ -1684,6 +1703,38 @@ mod tests {
         let t = template(&staging(), &Options::default());
         assert!(granting(&role_statements(&t, "UpdateServicesRole"), "iam:PassRole").is_empty());
         assert!(!t.to_string().contains(":role/*"));
+    }
+
+    #[test]
+    fn describe_alarms_is_granted_on_the_configured_alarms_to_the_steps_that_check_them() {
+        let text = "alarms = [\"staging-5xx\"]\n".to_owned()
+            + &include_str!("../../examples/staging/slipway.toml").replacen(
+                "[[services]]",
+                "[[services]]\nalarms = [\"api-latency-p99\", \"staging-5xx\"]",
+                1,
+            );
+        let config = Config::parse(&text, "slipway.toml").expect("valid");
+        let t = template(&config, &Options::default());
+        let arn = |a: &str| json!({"Fn::Sub": format!("arn:${{AWS::Partition}}:cloudwatch:${{AWS::Region}}:${{AWS::AccountId}}:alarm:{a}")});
+        for (_, stem, _) in FUNCTIONS {
+            let granted = granting(
+                &role_statements(&t, &format!("{stem}Role")),
+                "cloudwatch:DescribeAlarms",
+            );
+            if ["Plan", "CheckStability", "HealthCheck"].contains(&stem) {
+                assert_eq!(granted.len(), 1, "{stem}");
+                assert_eq!(
+                    granted[0]["Resource"],
+                    json!([arn("api-latency-p99"), arn("staging-5xx")]),
+                    "{stem}: the configured alarms, each once, never alarm:*"
+                );
+            } else {
+                assert!(granted.is_empty(), "{stem} does not check alarms");
+            }
+        }
+        // Without alarms, nobody may read any.
+        let plain = template(&staging(), &Options::default());
+        assert!(!plain.to_string().contains("cloudwatch:DescribeAlarms"));
     }
 
     #[test]

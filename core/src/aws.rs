@@ -24,6 +24,8 @@ pub struct Clients {
     pub sns: aws_sdk_sns::Client,
     /// EventBridge.
     pub eventbridge: aws_sdk_eventbridge::Client,
+    /// CloudWatch (the alarms a release watches).
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
     /// CloudWatch Logs (the containers' last lines, for why a release failed).
     pub logs: aws_sdk_cloudwatchlogs::Client,
     /// Step Functions (answering a `.waitForTaskToken` task).
@@ -58,6 +60,7 @@ impl Clients {
             dynamodb: aws_sdk_dynamodb::Client::new(conf),
             sns: aws_sdk_sns::Client::new(conf),
             eventbridge: aws_sdk_eventbridge::Client::new(conf),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(conf),
             logs: aws_sdk_cloudwatchlogs::Client::new(conf),
             sfn: aws_sdk_sfn::Client::new(conf),
             table: table.into(),

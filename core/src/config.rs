@@ -33,6 +33,14 @@ pub struct Config {
     /// when no event came for 90 seconds; `"polling"` looks every 15 seconds.
     #[serde(default)]
     pub stability_wait: StabilityWait,
+    /// CloudWatch alarms (names) watched for every service: one in ALARM at any check from
+    /// plan to the end of the bake fails the release with `Slipway.AlarmTriggered` and rolls
+    /// it back. Checked when the release starts (before anything moves), at every look at
+    /// the rollout (at least every [`ALARM_CHECK_SECONDS`] seconds), and through the bake.
+    /// `slipway bootstrap` grants `cloudwatch:DescribeAlarms` on these alarms only: run it
+    /// again after changing them.
+    #[serde(default)]
+    pub alarms: Vec<String>,
     /// The deploy lock.
     #[serde(default)]
     pub lock: LockConfig,
@@ -56,6 +64,10 @@ pub enum StabilityWait {
     /// A look every 15 seconds.
     Polling,
 }
+
+/// The longest a release goes without looking at its alarms while its services roll out and
+/// bake, seconds: the stability wait and the bake are cut into waits this long.
+pub const ALARM_CHECK_SECONDS: u32 = 30;
 
 /// The deploy state machine's `TimeoutSeconds`, in minutes (checked against
 /// `statemachine/deploy.asl.json` by a test): no execution holds a lock longer. It has room
@@ -238,6 +250,12 @@ pub struct ServiceConfig {
     /// The ALB target group of the service, whose target health is checked too.
     #[serde(default)]
     pub target_group_arn: Option<String>,
+    /// CloudWatch alarms (names) watched while this service is released, besides the
+    /// environment's `alarms`, e.g. `["api-5xx", "api-latency-p99"]`. Alarms the ECS service
+    /// itself names in its `deploymentConfiguration.alarms` are ECS's to act on: Slipway
+    /// reports the rollback ECS makes as `Slipway.DeploymentFailed`, naming the alarm.
+    #[serde(default)]
+    pub alarms: Vec<String>,
 }
 
 impl ServiceConfig {
@@ -253,6 +271,31 @@ impl ServiceConfig {
     pub fn checks(&self) -> &'static str {
         checks(self.health.is_some(), self.target_group_arn.is_some())
     }
+}
+
+/// CloudWatch alarm names: 1–255 characters (PutMetricAlarm's `AlarmName`), no control
+/// characters, none twice. `*` and `?` are refused too: the IAM policy grants
+/// DescribeAlarms on exactly these names, where they would be wildcards.
+fn check_alarm_names(field: &str, names: &[String]) -> Result<(), (String, String)> {
+    for (i, name) in names.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        if name.is_empty() || name.chars().count() > 255 {
+            return Err((
+                at,
+                format!("{name:?}: an alarm name has 1 to 255 characters"),
+            ));
+        }
+        if name.chars().any(|c| c.is_control() || c == '*' || c == '?') {
+            return Err((
+                at,
+                format!("{name:?}: control characters, * and ? are not allowed"),
+            ));
+        }
+        if names[..i].contains(name) {
+            return Err((at, format!("{name:?} is named twice")));
+        }
+    }
+    Ok(())
 }
 
 /// What health-check checks of a service with (or without) an HTTP check and a target group.
@@ -383,8 +426,10 @@ impl Config {
                 ),
             ));
         }
+        check_alarm_names("alarms", &self.alarms)?;
         for (i, s) in self.services.iter().enumerate() {
             let at = |f: &str| format!("services[{i}].{f}");
+            check_alarm_names(&at("alarms"), &s.alarms)?;
             if s.name.is_empty()
                 || !s
                     .name
@@ -676,6 +721,25 @@ impl Config {
     pub fn service(&self, name: &str) -> Option<&ServiceConfig> {
         self.services.iter().find(|s| s.name == name)
     }
+
+    /// The alarms a release of these services watches: the environment's and each
+    /// service's, sorted, each once.
+    pub fn alarms_for<'a>(&'a self, services: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let mut alarms = self.alarms.clone();
+        for name in services {
+            if let Some(s) = self.service(name) {
+                alarms.extend(s.alarms.iter().cloned());
+            }
+        }
+        alarms.sort_unstable();
+        alarms.dedup();
+        alarms
+    }
+
+    /// Every alarm named anywhere in the configuration (what the IAM policy covers).
+    pub fn all_alarms(&self) -> Vec<String> {
+        self.alarms_for(self.services.iter().map(|s| s.name.as_str()))
+    }
 }
 
 /// The 1-based line of a byte offset.
@@ -739,6 +803,70 @@ mod tests {
             .all(|s| s.health.as_ref().is_some_and(|h| h.host.is_some())));
         let stacks: Vec<&str> = c.stacks.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(stacks.len(), 6, "{stacks:?}");
+    }
+
+    #[test]
+    fn alarms_are_the_environments_and_the_services_and_bad_names_are_refused() {
+        let base = "environment = \"staging\"\ncluster = \"c\"\nALARMS\n[[services]]\nname = \"api\"\nrepository = \"staging/api\"\nAPI\n[[services]]\nname = \"web\"\nrepository = \"staging/web\"\n";
+        let parse = |env: &str, api: &str| {
+            Config::parse(
+                &base.replace("ALARMS", env).replace("API", api),
+                "slipway.toml",
+            )
+        };
+        let c = parse(
+            "alarms = [\"env-5xx\"]",
+            "alarms = [\"api-p99\", \"env-5xx\"]",
+        )
+        .expect("valid");
+        assert_eq!(c.alarms_for(["api"]), ["api-p99", "env-5xx"]);
+        assert_eq!(
+            c.alarms_for(["web"]),
+            ["env-5xx"],
+            "the environment's apply to every service"
+        );
+        assert_eq!(c.all_alarms(), ["api-p99", "env-5xx"]);
+        assert!(parse("", "").expect("valid").all_alarms().is_empty());
+        for (env, api, field, says) in [
+            ("alarms = [\"\"]", "", "alarms[0]", "1 to 255 characters"),
+            (
+                "",
+                "alarms = [\"a\", \"a\"]",
+                "services[0].alarms[1]",
+                "named twice",
+            ),
+            (
+                "",
+                "alarms = [\"api-*\"]",
+                "services[0].alarms[0]",
+                "* and ?",
+            ),
+        ] {
+            let e = parse(env, api).expect_err(field);
+            assert_eq!(e.field, field, "{e}");
+            assert!(e.message.contains(says), "{e}");
+        }
+        let long = format!("alarms = [\"{}\"]", "x".repeat(256));
+        assert_eq!(parse(&long, "").expect_err("too long").field, "alarms[0]");
+    }
+
+    #[test]
+    fn the_bake_watch_slices_the_bake_into_checks_at_most_alarm_check_seconds_apart() {
+        use crate::model::BakeWatch;
+        let mut w = BakeWatch {
+            remaining_seconds: 70,
+            wait_seconds: 0,
+        };
+        let mut waits = vec![];
+        loop {
+            w = w.next();
+            if w.wait_seconds == 0 {
+                break;
+            }
+            waits.push(w.wait_seconds);
+        }
+        assert_eq!(waits, [30, 30, 10]);
+        assert_eq!(w.remaining_seconds, 0);
     }
 
     #[test]

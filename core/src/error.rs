@@ -38,11 +38,14 @@ pub enum StepError {
     /// Putting the previous state back failed; a person has to look.
     #[error("rollback failed: {0}")]
     RollbackFailed(String),
+    /// A CloudWatch alarm the release watches was in ALARM (its name, reason and time).
+    #[error("alarm triggered: {0}")]
+    AlarmTriggered(String),
 }
 
 impl StepError {
     /// Every error name a step can return, as the state machine sees it.
-    pub const NAMES: [&'static str; 8] = [
+    pub const NAMES: [&'static str; 9] = [
         "Slipway.InvalidInput",
         "Slipway.Transient",
         "Slipway.Locked",
@@ -51,6 +54,7 @@ impl StepError {
         "Slipway.NotStable",
         "Slipway.HealthCheckFailed",
         "Slipway.RollbackFailed",
+        "Slipway.AlarmTriggered",
     ];
 
     /// Shorthand for [`StepError::InvalidInput`].
@@ -72,6 +76,7 @@ impl StepError {
             Self::NotStable(_) => 5,
             Self::HealthCheckFailed(_) => 6,
             Self::RollbackFailed(_) => 7,
+            Self::AlarmTriggered(_) => 8,
         };
         Self::NAMES[index]
     }

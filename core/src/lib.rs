@@ -3,6 +3,7 @@
 //! Every Lambda in `functions/` is a thin shell over a function of this crate, so the same
 //! code runs in Lambda, in the `slipway` CLI and in tests.
 
+pub mod alarms;
 pub mod aws;
 pub mod config;
 pub mod error;

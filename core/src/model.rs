@@ -105,6 +105,10 @@ pub struct Release {
     /// that took it over): each stored it in the state table, and finish forgets them all.
     #[serde(default)]
     pub executions: Vec<String>,
+    /// The CloudWatch alarms it watches from plan to the end of the bake (the environment's
+    /// and its services'): one in ALARM is `Slipway.AlarmTriggered`.
+    #[serde(default)]
+    pub alarms: Vec<String>,
 }
 
 impl Release {
@@ -303,6 +307,32 @@ pub struct ServiceProgress {
 pub struct HealthCheckInput {
     /// The release.
     pub release: Release,
+    /// Present while the release bakes and watches alarms (the `WatchBake` loop): only the
+    /// alarms are checked, and the output is the next [`BakeWatch`].
+    #[serde(default)]
+    pub bake: Option<BakeWatch>,
+}
+
+/// Where the bake's alarm watch stands: `health-check`'s input and output in the
+/// `WatchBake` loop. The loop starts with the release's `bake_seconds` and no wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct BakeWatch {
+    /// Seconds of the bake left before the wait this value names.
+    pub remaining_seconds: u32,
+    /// The wait (seconds) before the next check; 0 once the bake is over.
+    pub wait_seconds: u32,
+}
+
+impl BakeWatch {
+    /// The watch after this one's wait: what remains, and the next wait (at most
+    /// [`crate::config::ALARM_CHECK_SECONDS`]).
+    pub fn next(self) -> Self {
+        let remaining_seconds = self.remaining_seconds.saturating_sub(self.wait_seconds);
+        Self {
+            remaining_seconds,
+            wait_seconds: remaining_seconds.min(crate::config::ALARM_CHECK_SECONDS),
+        }
+    }
 }
 
 /// `health-check`'s output.

@@ -5,6 +5,9 @@
 //!
 //! One port serves everything:
 //! - `POST /` with `X-Amz-Target: AmazonEC2ContainerServiceV20141113.*`: ECS (JSON 1.1);
+//! - `POST /service/GraniteServiceVersion20100801/operation/{op}` (Smithy RPC v2 CBOR) or
+//!   `POST /` with `X-Amz-Target: GraniteServiceVersion20100801.*` (JSON 1.0): CloudWatch's
+//!   alarms;
 //! - `POST /` with a form body `Action=…&Version=2010-05-15`: CloudFormation (Query),
 //!   `Version=2015-12-01`: ELBv2 (Query);
 //! - any other `GET`: the app behind the load balancer, routed as an ALB routes it — by a
@@ -14,7 +17,9 @@
 //!   image the task runs and the path (see [`scenario::Scenario::answer`]);
 //! - `/_sim/…`: the simulator's own control endpoints (health, clock, scenario, events).
 
+pub mod cbor;
 pub mod cfn;
+pub mod cloudwatch;
 pub mod ecs;
 pub mod elb;
 pub mod env;

@@ -45,6 +45,8 @@ pub struct World {
     api_calls: std::collections::BTreeMap<String, u64>,
     /// Step Functions' `.waitForTaskToken` tasks.
     tasks: Tasks,
+    /// CloudWatch's alarms.
+    cloudwatch: crate::cloudwatch::CloudWatch,
     /// Events delivered to rule targets, and the time their invocations took (ms).
     deliveries: Arc<Deliveries>,
     s3_endpoint: Option<String>,
@@ -128,6 +130,7 @@ impl World {
             throttled: Default::default(),
             api_calls: Default::default(),
             tasks: Tasks::default(),
+            cloudwatch: Default::default(),
             deliveries: Arc::default(),
             s3_endpoint: options.s3_endpoint,
         })
@@ -203,6 +206,28 @@ impl World {
             status: f.status(),
             ..ApiError::new(f.code.clone(), f.message.clone())
         })
+    }
+
+    fn cloudwatch_call(&mut self, op: &str, input: &Value) -> Result<Value, ApiError> {
+        let now = self.clock.now();
+        let World {
+            ids,
+            events,
+            scenario,
+            region,
+            account,
+            cloudwatch,
+            ..
+        } = self;
+        let mut env = Env {
+            now,
+            ids,
+            events,
+            scenario,
+            region,
+            account,
+        };
+        cloudwatch.call(&mut env, op, input)
     }
 
     fn ecs_call(&mut self, op: &str, input: &Value) -> Result<Value, ApiError> {
@@ -467,10 +492,28 @@ async fn dispatch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let cloudwatch_op = uri
+        .path()
+        .strip_prefix("/service/")
+        .and_then(|p| p.strip_prefix(crate::cloudwatch::SERVICE))
+        .and_then(|p| p.strip_prefix("/operation/"));
+    if let (&Method::POST, Some(op)) = (&method, cloudwatch_op) {
+        let mut w = lock(&shared);
+        w.step();
+        w.count(format!("cloudwatch:{op}"));
+        return cloudwatch_cbor_request(&mut w, op, &body);
+    }
     if method == Method::POST && uri.path() == "/" {
         if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
             let mut w = lock(&shared);
             w.step();
+            if let Some(op) = target
+                .strip_prefix(crate::cloudwatch::SERVICE)
+                .and_then(|t| t.strip_prefix('.'))
+            {
+                w.count(format!("cloudwatch:{op}"));
+                return cloudwatch_json_request(&mut w, op, &body);
+            }
             if let Some(op) = target.strip_prefix(LOGS_TARGET_PREFIX) {
                 w.count(format!("logs:{op}"));
                 return logs_request(&mut w, op, &body);
@@ -598,6 +641,61 @@ fn json11_response(request_id: &str, result: Result<Value, ApiError>) -> Respons
         body.to_string(),
     )
         .into_response()
+}
+
+/// CloudWatch over Smithy RPC v2 CBOR (Smithy docs, "RPC v2 CBOR protocol"): the body is
+/// CBOR, and so is the answer — the output, or the error as `__type` and `message` with its
+/// HTTP status — with `Content-Type: application/cbor` and `smithy-protocol: rpc-v2-cbor`
+/// (an SDK refuses an answer without that header).
+fn cloudwatch_cbor_request(w: &mut World, op: &str, body: &[u8]) -> Response {
+    let request_id = w.request_id();
+    let result = if body.is_empty() {
+        Ok(json!({}))
+    } else {
+        crate::cbor::decode(body).map_err(|e| {
+            ApiError::new(
+                "SerializationException",
+                format!("request body is not CBOR: {e}"),
+            )
+        })
+    }
+    .and_then(|input| w.cloudwatch_call(op, &input));
+    let (status, out) = match result {
+        Ok(v) => (StatusCode::OK, v),
+        Err(e) => (
+            StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+            json!({ "__type": e.code, "message": e.message }),
+        ),
+    };
+    (
+        status,
+        [
+            ("content-type", "application/cbor"),
+            ("smithy-protocol", "rpc-v2-cbor"),
+            ("x-amzn-requestid", request_id.as_str()),
+        ],
+        crate::cbor::encode(&out, &crate::cloudwatch::TIMESTAMPS),
+    )
+        .into_response()
+}
+
+/// CloudWatch over AWS JSON 1.0 (what botocore's awscli may use: the model lists `json`
+/// among CloudWatch's protocols); timestamps are epoch seconds.
+fn cloudwatch_json_request(w: &mut World, op: &str, body: &[u8]) -> Response {
+    let request_id = w.request_id();
+    let result = match serde_json::from_slice::<Value>(if body.is_empty() { b"{}" } else { body }) {
+        Ok(input) => w.cloudwatch_call(op, &input),
+        Err(e) => Err(ApiError::new(
+            "SerializationException",
+            format!("request body is not JSON: {e}"),
+        )),
+    };
+    let mut response = json11_response(&request_id, result);
+    response.headers_mut().insert(
+        "content-type",
+        axum::http::HeaderValue::from_static("application/x-amz-json-1.0"),
+    );
+    response
 }
 
 /// Step Functions' SendTask* calls (JSON 1.0): see [`crate::sfn`].

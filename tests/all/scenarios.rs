@@ -1963,3 +1963,290 @@ async fn s23_rollback_from_the_cli() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("cannot write to standard output"), "{err}");
 }
+
+/// A CloudWatch alarm (slipway-sim's), in `state`: created INSUFFICIENT_DATA, SetAlarmState
+/// moves it (the CloudWatch API Reference's SetAlarmState, "for testing").
+async fn alarm(bed: &Testbed, name: &str, state: Option<&str>, reason: &str) {
+    use aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue, Statistic};
+    let cw = bed.cloudwatch().await;
+    cw.put_metric_alarm()
+        .alarm_name(name)
+        .namespace("AWS/ApplicationELB")
+        .metric_name("HTTPCode_Target_5XX_Count")
+        .statistic(Statistic::Sum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(5.0)
+        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .unwrap();
+    if let Some(state) = state {
+        cw.set_alarm_state()
+            .alarm_name(name)
+            .state_value(StateValue::from(state))
+            .state_reason(reason)
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// An app whose release watches `env_alarm` (environment-wide) and `api_alarm` (api's own),
+/// with a bake of `bake_seconds`.
+async fn watching_app(bed: &Testbed, env_alarm: &str, api_alarm: &str, bake_seconds: u32) -> App {
+    let mut app = App::create_with(&["api"], Some(bed.lambda_table()), |_| {
+        format!("alarms = [\"{api_alarm}\"]\n")
+    })
+    .await;
+    app.config = app.config.replace(
+        "bake_seconds = 1\n",
+        &format!("bake_seconds = {bake_seconds}\nalarms = [\"{env_alarm}\"]\n"),
+    );
+    state::store_config(&app.clients, &app.config)
+        .await
+        .unwrap();
+    app
+}
+
+/// Waits until the execution tracing to `trace` (run-execution's `--trace-file`) has entered
+/// `state`.
+async fn entered(trace: &std::path::Path, state: &str) {
+    slipway_tests::eventually(
+        &format!("the execution to enter {state}"),
+        Duration::from_secs(120),
+        || async {
+            let text = std::fs::read_to_string(trace).unwrap_or_default();
+            text.lines().any(|l| l == state).then_some(())
+        },
+    )
+    .await;
+}
+
+/// The release failed on an alarm and everything went back: error, cause, api on its old
+/// task definition, no lock, the record.
+async fn rolled_back_on_alarm(app: &App, x: &Execution, name: &str, alarm: &str, when: &str) {
+    assert_eq!(x.status, "FAILED", "{x:?}");
+    assert_eq!(x.error.as_deref(), Some("Slipway.AlarmTriggered"), "{x:?}");
+    let cause = x.cause.as_deref().unwrap_or_default();
+    assert!(
+        cause.contains(when)
+            && cause.contains(&format!("{alarm} (ALARM since "))
+            && cause.contains("Threshold Crossed"),
+        "{cause}"
+    );
+    let api = app.service("api");
+    assert_eq!(app.running(api).await, api.task_definition);
+    assert!(app.locks().await.is_empty());
+    let r = record(app, name).await;
+    assert_eq!(r.result, "failed");
+    let error = r.error.unwrap_or_default();
+    assert_eq!(error["Error"], "Slipway.AlarmTriggered");
+    assert!(
+        error["Cause"].as_str().unwrap_or_default().contains(alarm),
+        "{error}"
+    );
+}
+
+/// 25. Alarms that never fire (one OK, one INSUFFICIENT_DATA): the release succeeds, and its
+/// bake runs as the alarm watch — a check, then 30-second slices, each followed by a check.
+#[tokio::test]
+async fn s25_alarms_that_never_fire_let_the_release_through() {
+    let (_t, bed) = Testbed::lane().await;
+    let (ok, quiet) = (unique("ok"), unique("quiet"));
+    alarm(
+        &bed,
+        &ok,
+        Some("OK"),
+        "Threshold Crossed: no datapoints were above 5",
+    )
+    .await;
+    alarm(&bed, &quiet, None, "").await;
+    let app = watching_app(&bed, &ok, &quiet, 90).await;
+    let api = app.service("api");
+    let digest = app.push(api, "2525252").await;
+    let name = run("s25");
+    let x = execute(&bed, app.event(api, "2525252", &digest), &name).await;
+    assert_eq!(x.status, "SUCCEEDED", "{x:?}");
+    visited(
+        &x,
+        &[
+            "HealthCheck",
+            "StartBakeWatch",
+            "WatchBake",
+            "BakeSlice",
+            "WatchBake",
+            "HealthCheckAfterBake",
+            "Succeeded",
+        ],
+    );
+    never(&x, &["Bake", "RollBack"]);
+    // 90 s of bake: checks at 90, 60, 30 and 0 seconds left, three 30-second slices between.
+    let count = |s: &str| x.path.iter().filter(|p| *p == s).count();
+    assert_eq!((count("WatchBake"), count("BakeSlice")), (4, 3), "{x:?}");
+    assert_ne!(app.running(api).await, api.task_definition);
+    assert_eq!(record(&app, &name).await.result, "succeeded");
+    assert!(app.locks().await.is_empty());
+}
+
+/// 26. An alarm going into ALARM during the bake: the next check fails the release with
+/// `Slipway.AlarmTriggered`, before the bake ends; api goes back.
+#[tokio::test]
+async fn s26_an_alarm_firing_during_the_bake_rolls_back() {
+    let (_t, bed) = Testbed::lane().await;
+    let (fires, quiet) = (unique("bake-5xx"), unique("quiet"));
+    alarm(
+        &bed,
+        &fires,
+        Some("OK"),
+        "Threshold Crossed: no datapoints were above 5",
+    )
+    .await;
+    alarm(&bed, &quiet, Some("OK"), "fine").await;
+    let app = watching_app(&bed, &fires, &quiet, 600).await;
+    let api = app.service("api");
+    let digest = app.push(api, "2626262").await;
+    let name = run("s26");
+    let trace = std::env::temp_dir().join(format!("{name}.trace"));
+    let run_it = {
+        let (bed, input, name, trace) = (
+            bed.clone(),
+            app.event(api, "2626262", &digest),
+            name.clone(),
+            trace.display().to_string(),
+        );
+        tokio::spawn(async move {
+            bed.deploy_with(&input, &name, &["--trace-file", &trace])
+                .await
+        })
+    };
+    entered(&trace, "BakeSlice").await;
+    alarm(
+        &bed,
+        &fires,
+        Some("ALARM"),
+        "Threshold Crossed: 1 datapoint [12.0] was greater than the threshold (5.0).",
+    )
+    .await;
+    let x = run_it.await.unwrap();
+    let _ = std::fs::remove_file(&trace);
+    rolled_back_on_alarm(&app, &x, &name, &fires, "during the bake").await;
+    visited(
+        &x,
+        &[
+            "HealthCheck",
+            "WatchBake",
+            "BakeSlice",
+            "WatchBake",
+            "RollBack",
+            "FinishFailed",
+        ],
+    );
+    never(&x, &["HealthCheckAfterBake"]);
+}
+
+/// 27. A service's own alarm going into ALARM while it rolls out (slowly): the wait for ECS's
+/// events ends within 30 s, the look fails the release, and it is rolled back before the
+/// rollout ends.
+#[tokio::test]
+async fn s27_an_alarm_firing_during_the_rollout_rolls_back() {
+    let (_t, bed) = Testbed::lane().await;
+    let (quiet, fires) = (unique("quiet"), unique("api-latency"));
+    alarm(&bed, &quiet, Some("OK"), "fine").await;
+    alarm(&bed, &fires, Some("OK"), "fine").await;
+    let app = watching_app(&bed, &quiet, &fires, 1).await;
+    let api = app.service("api");
+    let slow = app.push(api, "2727272").await;
+    bed.add_scenario(json!({"images": [{"match": slow, "failure": "slow", "start_seconds": 600}]}))
+        .await;
+    let name = run("s27");
+    let trace = std::env::temp_dir().join(format!("{name}.trace"));
+    let run_it = {
+        let (bed, input, name, trace) = (
+            bed.clone(),
+            app.event(api, "2727272", &slow),
+            name.clone(),
+            trace.display().to_string(),
+        );
+        tokio::spawn(async move {
+            bed.deploy_with(&input, &name, &["--trace-file", &trace])
+                .await
+        })
+    };
+    entered(&trace, "WaitForGroupEventsWatchingAlarms").await;
+    alarm(
+        &bed,
+        &fires,
+        Some("ALARM"),
+        "Threshold Crossed: 3 datapoints were greater than the threshold (0.8).",
+    )
+    .await;
+    let x = run_it.await.unwrap();
+    let _ = std::fs::remove_file(&trace);
+    rolled_back_on_alarm(&app, &x, &name, &fires, "while the services rolled out").await;
+    visited(
+        &x,
+        &[
+            "UpdateService",
+            "WaitForGroupEventsWatchingAlarms",
+            "CheckStability",
+            "RollBack",
+            "FinishFailed",
+        ],
+    );
+    never(&x, &["HealthCheck"]);
+}
+
+/// 28. An alarm already in ALARM when the release starts: plan fails it, nothing moves, the
+/// failed plan is recorded.
+#[tokio::test]
+async fn s28_an_alarm_already_firing_stops_the_release_before_anything_moves() {
+    let (_t, bed) = Testbed::lane().await;
+    let (fires, quiet) = (unique("already"), unique("quiet"));
+    alarm(
+        &bed,
+        &fires,
+        Some("ALARM"),
+        "Threshold Crossed: 1 datapoint [40.0] was greater than the threshold (5.0).",
+    )
+    .await;
+    alarm(&bed, &quiet, Some("OK"), "fine").await;
+    let app = watching_app(&bed, &fires, &quiet, 1).await;
+    let api = app.service("api");
+    let digest = app.push(api, "2828282").await;
+    let name = run("s28");
+    let x = execute(&bed, app.event(api, "2828282", &digest), &name).await;
+    assert_eq!(x.path, ["Arrival", "Plan", "PlanFailed", "PlanFailedEnd"]);
+    rolled_back_on_alarm(
+        &app,
+        &x,
+        &name,
+        &fires,
+        "already in ALARM when the release started",
+    )
+    .await;
+    // A misspelt alarm name is an error that names it, not an alarm that never fires.
+    app.clients
+        .cloudwatch
+        .delete_alarms()
+        .alarm_names(&fires)
+        .send()
+        .await
+        .unwrap();
+    let x = execute(
+        &bed,
+        app.event(api, "2828282", &digest),
+        &run("s28-missing"),
+    )
+    .await;
+    assert_eq!(x.error.as_deref(), Some("Slipway.InvalidInput"), "{x:?}");
+    assert!(
+        x.cause
+            .as_deref()
+            .unwrap_or_default()
+            .contains(&format!("CloudWatch has no alarm named {fires}")),
+        "{x:?}"
+    );
+    assert_eq!(app.running(api).await, api.task_definition);
+    assert!(app.locks().await.is_empty());
+}

@@ -128,6 +128,20 @@ fn deploy_definition_matches_the_code() {
         definition["TimeoutSeconds"],
         u64::from(slipway_core::config::EXECUTION_TIMEOUT_MINUTES) * 60
     );
+    // A release that watches alarms looks at them at least every ALARM_CHECK_SECONDS while
+    // its services roll out (an event's look comes before each heartbeat; without one the
+    // heartbeat times out into a look) and while it bakes (the WatchBake loop's slices, which
+    // health-check cuts to that length).
+    let group = &definition["States"]["DeployGroups"]["ItemProcessor"]["States"];
+    assert_eq!(
+        group["WaitForGroupEventsWatchingAlarms"]["HeartbeatSeconds"],
+        u64::from(slipway_core::config::ALARM_CHECK_SECONDS)
+    );
+    assert_eq!(
+        group["WaitForGroupEventsWatchingAlarms"]["Catch"][0]["Next"],
+        "CheckStability"
+    );
+    assert_eq!(definition["States"]["BakeSlice"]["Next"], "WatchBake");
     let mut names = vec![];
     error_names(&definition, &mut names);
     assert!(

@@ -754,7 +754,10 @@ async fn health_check_catches_a_500() {
     let report = steps::health_check(
         &app.clients,
         &prober,
-        HealthCheckInput { release: r.clone() },
+        HealthCheckInput {
+            release: r.clone(),
+            bake: None,
+        },
     )
     .await
     .unwrap();
@@ -798,9 +801,16 @@ async fn health_check_catches_a_500() {
     .await
     .unwrap();
     until_stable(&app, &r, vec![t], false).await.unwrap();
-    let e = steps::health_check(&app.clients, &prober, HealthCheckInput { release: r })
-        .await
-        .unwrap_err();
+    let e = steps::health_check(
+        &app.clients,
+        &prober,
+        HealthCheckInput {
+            release: r,
+            bake: None,
+        },
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.name(), "Slipway.HealthCheckFailed");
     let text = e.to_string();
     assert!(

@@ -3,7 +3,7 @@
 //
 //   node tests/sfn/run-execution.mjs --definition FILE --input JSON --lambda-endpoint URL \
 //        [--sub NAME=VALUE]... [--wait-scale N] [--name EXECUTION_NAME]
-//        [--abort-at STATE[:N]] [--timeout-seconds S]
+//        [--abort-at STATE[:N]] [--timeout-seconds S] [--trace-file FILE]
 //
 // Prints one JSON line: {"status","output","error","cause","path":[states entered, in order],
 // "timeline":[[state, ms since start], …], "startedAtMs": epoch ms of the start,
@@ -15,6 +15,8 @@
 // --abort-at STATE:N stops the execution (StopExecution) when it enters STATE for the Nth time
 // (default 1): status ABORTED. --timeout-seconds S replaces the definition's top-level
 // TimeoutSeconds (real seconds, not scaled): status TIMED_OUT when it passes.
+// --trace-file FILE gets a line with each state's name as the execution enters it, as it
+// happens (a test waits there for a point of the execution to act on the world).
 //
 // A `arn:aws:states:::lambda:invoke.waitForTaskToken` Task (which the interpreter cannot run
 // itself) is run here as Step Functions runs it: a task token is opened on slipway-sim
@@ -33,7 +35,7 @@ Promise.withResolvers ??= () => {
   return { promise, resolve, reject };
 };
 
-import { readFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 
 const { values: args } = parseArgs({
@@ -46,6 +48,7 @@ const { values: args } = parseArgs({
     name: { type: 'string' },
     'abort-at': { type: 'string' },
     'timeout-seconds': { type: 'string' },
+    'trace-file': { type: 'string' },
     'sim-endpoint': { type: 'string', default: process.env.SLIPWAY_SIM_ENDPOINT },
   },
 });
@@ -241,6 +244,7 @@ const logs = (async () => {
   for await (const event of execution.eventLogs) {
     if (event.type === 'StateEntered') {
       path.push(event.state.name);
+      if (args['trace-file']) appendFileSync(args['trace-file'], `${event.state.name}\n`);
       timeline.push([event.state.name, Math.max(0, event.timestamp - t0)]);
       if (abortAt && event.state.name === abortAt.state && --abortAt.nth === 0) {
         aborted = true;

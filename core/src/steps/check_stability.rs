@@ -16,7 +16,8 @@ pub const DEPLOYMENT_EVENT: &str = "ECS Deployment State Change";
 /// Looks once at every target service (at most 10 per DescribeServices call). Stable: the
 /// PRIMARY deployment is on the target task definition, COMPLETED, alone, running = desired.
 /// A FAILED deployment, or one the circuit breaker rolled back, is `Slipway.DeploymentFailed`
-/// with ECS's reason — never "stable". Past the release's deadline, `Slipway.NotStable`.
+/// with ECS's reason — never "stable". One of the release's alarms in ALARM is
+/// `Slipway.AlarmTriggered`. Past the release's deadline, `Slipway.NotStable`.
 #[tracing::instrument(skip_all, fields(release = %input.release.id, rollback = input.rollback))]
 pub async fn check_stability(
     clients: &Clients,
@@ -153,6 +154,16 @@ async fn look(
                 summary().join("; ")
             )));
         }
+    }
+    // The release's alarms, at every look at its rollout (not the rollback's: it is already
+    // going back).
+    if !input.rollback {
+        crate::alarms::check(
+            &clients.cloudwatch,
+            &release.alarms,
+            "in ALARM while the services rolled out",
+        )
+        .await?;
     }
     if !stable && !input.rollback && clock.now() > release.deadline {
         let summary = summary();

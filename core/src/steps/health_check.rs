@@ -187,6 +187,12 @@ pub async fn health_check(
     prober: &dyn Prober,
     input: HealthCheckInput,
 ) -> Result<HealthReport, StepError> {
+    crate::alarms::check(
+        &clients.cloudwatch,
+        &input.release.alarms,
+        "in ALARM at the health check",
+    )
+    .await?;
     let mut services = Vec::new();
     for svc in &input.release.services {
         let mut report = ServiceHealth {
@@ -207,6 +213,27 @@ pub async fn health_check(
         services.push(report);
     }
     Ok(HealthReport { services })
+}
+
+/// One turn of the bake's alarm watch (health-check with `bake` in its input, the
+/// `WatchBake` loop): the alarms are checked (`Slipway.AlarmTriggered` if one is in ALARM),
+/// and the answer is the watch after the last wait — what remains of the bake and the next
+/// wait, 0 when the bake is over (the loop then runs the health check after the bake).
+#[tracing::instrument(skip_all, fields(release = %release.id))]
+pub async fn watch_bake(
+    clients: &Clients,
+    release: &crate::model::Release,
+    watch: crate::model::BakeWatch,
+) -> Result<crate::model::BakeWatch, StepError> {
+    crate::alarms::check(
+        &clients.cloudwatch,
+        &release.alarms,
+        "in ALARM during the bake",
+    )
+    .await?;
+    let next = watch.next();
+    tracing::info!(remaining = next.remaining_seconds, "baking");
+    Ok(next)
 }
 
 /// `passes` consecutive good answers, or the first bad one as the error.

@@ -56,6 +56,7 @@ struct Mocks<'a> {
     sfn: &'a [&'a Rule],
     events: &'a [&'a Rule],
     logs: &'a [&'a Rule],
+    cloudwatch: &'a [&'a Rule],
 }
 
 impl Mocks<'_> {
@@ -72,6 +73,7 @@ impl Mocks<'_> {
             sns: mock_client!(aws_sdk_sns, RuleMode::MatchAny, self.sns),
             eventbridge: mock_client!(aws_sdk_eventbridge, RuleMode::MatchAny, self.events),
             logs: mock_client!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, self.logs),
+            cloudwatch: mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, self.cloudwatch),
             sfn: mock_client!(aws_sdk_sfn, RuleMode::MatchAny, self.sfn),
             table: "slipway".into(),
         }
@@ -128,6 +130,7 @@ fn release(names: &[&str]) -> Release {
         skipped: vec![],
         notifications: Default::default(),
         executions: vec![],
+        alarms: vec![],
     }
 }
 
@@ -737,7 +740,15 @@ async fn check(
         asked: Mutex::new(vec![]),
     };
     let c = clients(&[], &[], &[]);
-    let out = health_check(&c, &prober, HealthCheckInput { release: r }).await;
+    let out = health_check(
+        &c,
+        &prober,
+        HealthCheckInput {
+            release: r,
+            bake: None,
+        },
+    )
+    .await;
     (out, prober)
 }
 

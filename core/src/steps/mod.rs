@@ -18,7 +18,7 @@ pub use deploy_stack::{
     change_set_request, deploy_stack, stack_event, wait_for_stack, STACK_EVENT,
 };
 pub use finish::{finish, plan_failed};
-pub use health_check::{health_check, HttpProber, Probe, Prober};
+pub use health_check::{health_check, watch_bake, HttpProber, Probe, Prober};
 pub use plan::{plan, preview, release_id};
 pub use roll_back::roll_back;
 pub use update_services::update_services;

@@ -339,6 +339,19 @@ pub async fn plan(
                 .collect()
         })
         .collect();
+    // An alarm already in ALARM fails the release before anything moves (its locks go back;
+    // PlanFailed records it).
+    let alarms = config.alarms_for(services.iter().map(|s| s.name.as_str()));
+    if let Err(e) = crate::alarms::check(
+        &clients.cloudwatch,
+        &alarms,
+        "already in ALARM when the release started, nothing was moved",
+    )
+    .await
+    {
+        release_all(clients, &locked, &execution).await;
+        return Err(e);
+    }
     let release = Release {
         id,
         owner: execution,
@@ -356,6 +369,7 @@ pub async fn plan(
         skipped,
         notifications: config.notifications.clone(),
         executions: Vec::new(),
+        alarms,
     };
     // Stored before any step moves anything: a stopped or timed-out execution is recovered
     // from this alone.
