@@ -370,6 +370,11 @@ pub fn template(config: &Config, options: &Options) -> Value {
         .iter()
         .map(|s| sub(&format!("arn:${{AWS::Partition}}:ecs:${{AWS::Region}}:${{AWS::AccountId}}:service/{cluster}/{}", s.ecs_service())))
         .collect();
+    let service_deployment_arns: Vec<Value> = config
+        .services
+        .iter()
+        .map(|s| sub(&format!("arn:${{AWS::Partition}}:ecs:${{AWS::Region}}:${{AWS::AccountId}}:service-deployment/{cluster}/{}/*", s.ecs_service())))
+        .collect();
     let repo_arns: Vec<Value> = config
         .services
         .iter()
@@ -538,6 +543,10 @@ pub fn template(config: &Config, options: &Options) -> Value {
             let mut p = table_statements(&table, &state::CHECK_STABILITY_ACCESS);
             p.extend([
                 statement(&["ecs:DescribeServices"], service_arns.clone()),
+                // Which of ECS's own deployment alarms failed a rollout (services whose
+                // owner configured them): the services' deployments only.
+                statement(&["ecs:ListServiceDeployments"], service_arns.clone()),
+                statement(&["ecs:DescribeServiceDeployments"], service_deployment_arns.clone()),
                 // Answering the stability wait's task token: on the state machine, as CDK's
                 // StateMachine.grantTaskResponse grants it. Its ARN is built from its name
                 // (a Ref would make the state machine, the function and this role a cycle).

@@ -131,21 +131,24 @@ impl CloudWatch {
             .map(|a| a.reason.as_str())
     }
 
-    /// PutMetricAlarm: `AlarmName`, `EvaluationPeriods` and `ComparisonOperator` are
-    /// required. A new alarm starts in INSUFFICIENT_DATA, "Unchecked: Initial alarm
+    /// The alarm's evaluation window, seconds: `Period` × `EvaluationPeriods` (None when
+    /// there is no such alarm).
+    pub fn evaluation_seconds(&self, name: &str) -> Option<f64> {
+        let c = &self.alarms.get(name)?.configuration;
+        let period = c.get("Period").and_then(Value::as_f64).unwrap_or(60.0);
+        let periods = c
+            .get("EvaluationPeriods")
+            .and_then(Value::as_f64)
+            .unwrap_or(1.0);
+        Some(period * periods)
+    }
+
+    /// PutMetricAlarm: only `AlarmName` is required (botocore's current model). A new alarm starts in INSUFFICIENT_DATA, "Unchecked: Initial alarm
     /// creation"; putting an existing one replaces its configuration and keeps its state
     /// (API Reference: "When you update an existing alarm, its state is left unchanged, but
     /// the update completely overwrites the previous configuration of the alarm").
     fn put_metric_alarm(&mut self, env: &mut Env, input: &Value) -> ApiResult<Value> {
         let name = alarm_name(input)?;
-        for required in ["EvaluationPeriods", "ComparisonOperator"] {
-            if input.get(required).is_none_or(Value::is_null) {
-                return Err(ApiError::new(
-                    "MissingParameter",
-                    format!("The parameter {required} is required."),
-                ));
-            }
-        }
         let configuration: Map<String, Value> = CONFIGURATION
             .iter()
             .filter_map(|k| {
@@ -176,7 +179,7 @@ impl CloudWatch {
                 );
             }
         }
-        Ok(json!({}))
+        Ok(Value::Null)
     }
 
     /// SetAlarmState: `AlarmName`, `StateValue` and `StateReason` (at most 1023 characters)
@@ -243,7 +246,7 @@ impl CloudWatch {
                 "configuration": {"description": a.configuration.get("AlarmDescription").cloned().unwrap_or(Value::Null)}
             }
         }));
-        Ok(json!({}))
+        Ok(Value::Null)
     }
 
     /// DescribeAlarms: `AlarmNames` (at most 100) or `AlarmNamePrefix` (not both),
@@ -322,18 +325,24 @@ impl CloudWatch {
         Ok(out)
     }
 
-    /// DeleteAlarms: `AlarmNames` (at most 100). Naming one that does not exist is
-    /// `ResourceNotFound`, and then nothing is deleted.
+    /// DeleteAlarms: `AlarmNames` (at most 100). The alarms that exist are deleted ("If
+    /// you specify any incorrect alarm names, the alarms you specify with correct names are
+    /// still deleted"); a name that matches none is `ResourceNotFound` (its one modelled
+    /// error).
     fn delete_alarms(&mut self, input: &Value) -> ApiResult<Value> {
         let wanted = names(input, "AlarmNames")?;
-        if let Some(missing) = wanted.iter().find(|n| !self.alarms.contains_key(*n)) {
+        let missing: Vec<&String> = wanted
+            .iter()
+            .filter(|n| !self.alarms.contains_key(*n))
+            .collect();
+        for n in &wanted {
+            self.alarms.remove(n);
+        }
+        if let Some(missing) = missing.first() {
             let mut e = ApiError::new("ResourceNotFound", format!("Alarm {missing} not found"));
             e.status = 404;
             return Err(e);
         }
-        for n in &wanted {
-            self.alarms.remove(n);
-        }
-        Ok(json!({}))
+        Ok(Value::Null)
     }
 }

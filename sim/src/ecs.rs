@@ -18,12 +18,22 @@
 //!   at most 200) the deployment turns FAILED and, with `rollback`, a new deployment back to
 //!   the last COMPLETED one starts;
 //! - "ECS Deployment State Change" events (SERVICE_DEPLOYMENT_IN_PROGRESS / COMPLETED /
-//!   FAILED) go to EventBridge.
+//!   FAILED) go to EventBridge;
+//! - deployment alarms ("How CloudWatch alarms detect Amazon ECS deployment failures";
+//!   `deploymentConfiguration.alarms` {alarmNames, enable, rollback}): an alarm in ALARM
+//!   while the deployment rolls out, or during the bake time after its tasks are in place
+//!   (it stays IN_PROGRESS meanwhile), fails it and, with `rollback`, rolls back to the last
+//!   COMPLETED deployment;
+//! - service deployments ("View service history using Amazon ECS service deployments";
+//!   ListServiceDeployments, DescribeServiceDeployments): one per deployment a user (or
+//!   CloudFormation) starts, covering its rollback, with its status, alarms and circuit
+//!   breaker.
 
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
+use crate::cloudwatch::CloudWatch;
 use crate::elb::Elb;
 use crate::env::Env;
 use crate::scenario::Failure;
@@ -81,6 +91,120 @@ struct Service {
     /// Tasks stopped in the last hour, oldest first: ListTasks/DescribeTasks show them
     /// ("stopped tasks appear in the returned results for at least one hour", ListTasks).
     stopped: Vec<StoppedTask>,
+    /// Service deployments, oldest first.
+    service_deployments: Vec<ServiceDeployment>,
+    /// The deployment alarms' bake: (deployment id, when it ends).
+    alarm_bake: Option<(String, f64)>,
+}
+
+/// A service deployment (bc:ecs ServiceDeployment): one per deployment started by a user, a
+/// CloudFormation update or the service's creation; the rollback ECS starts after a failure
+/// belongs to the service deployment that failed (its `rollback` member).
+#[derive(Debug, Clone)]
+struct ServiceDeployment {
+    arn: String,
+    /// The ECS deployment (`ecs-svc/…`) it started.
+    deployment: String,
+    /// The deployment of its rollback, when ECS rolled it back.
+    rollback_deployment: Option<String>,
+    source_revisions: Vec<String>,
+    target_revision: String,
+    /// bc:ecs ServiceDeploymentStatus.
+    status: &'static str,
+    status_reason: String,
+    created_at: f64,
+    updated_at: f64,
+    finished_at: Option<f64>,
+    stopped_at: Option<f64>,
+    rollback: Option<(String, f64, String)>,
+    /// bc:ecs ServiceDeploymentRollbackMonitorsStatus of the alarms (DISABLED without them),
+    /// their names and the ones that triggered.
+    alarms: (&'static str, Vec<String>, Vec<String>),
+    /// The same of the circuit breaker, with its failure count and threshold.
+    circuit_breaker: (&'static str, i64, i64),
+    deployment_configuration: Value,
+}
+
+impl ServiceDeployment {
+    fn brief(&self, service: &Service) -> Value {
+        json!({
+            "serviceDeploymentArn": self.arn,
+            "serviceArn": service.arn,
+            "clusterArn": service.cluster_arn,
+            "createdAt": self.created_at,
+            "startedAt": self.created_at,
+            "finishedAt": self.finished_at,
+            "targetServiceRevisionArn": self.target_revision,
+            "status": self.status,
+            "statusReason": self.status_reason,
+        })
+    }
+
+    fn to_json(&self, service: &Service) -> Value {
+        let revision = |arn: &String| {
+            let d = service
+                .deployments
+                .iter()
+                .find(|d| service.revision_of(&d.id) == *arn);
+            let tasks = service
+                .tasks
+                .iter()
+                .filter(|t| d.is_some_and(|d| d.id == t.deployment));
+            let running = tasks
+                .clone()
+                .filter(|t| !matches!(t.state, TaskState::Pending { .. }))
+                .count();
+            json!({
+                "arn": arn,
+                "requestedTaskCount": d.map_or(0, |d| d.desired),
+                "runningTaskCount": running,
+                "pendingTaskCount": tasks.count() - running,
+            })
+        };
+        let mut out = json!({
+            "serviceDeploymentArn": self.arn,
+            "serviceArn": service.arn,
+            "clusterArn": service.cluster_arn,
+            "createdAt": self.created_at,
+            "startedAt": self.created_at,
+            "updatedAt": self.updated_at,
+            "sourceServiceRevisions": self.source_revisions.iter().map(revision).collect::<Vec<_>>(),
+            "targetServiceRevision": revision(&self.target_revision),
+            "status": self.status,
+            "statusReason": self.status_reason,
+            "deploymentConfiguration": self.deployment_configuration,
+            "deploymentCircuitBreaker": {
+                "status": self.circuit_breaker.0,
+                "failureCount": self.circuit_breaker.1,
+                "threshold": self.circuit_breaker.2,
+            },
+            "alarms": {
+                "status": self.alarms.0,
+                "alarmNames": self.alarms.1,
+                "triggeredAlarmNames": self.alarms.2,
+            },
+        });
+        if let Some(t) = self.finished_at {
+            out["finishedAt"] = json!(t);
+        }
+        if let Some(t) = self.stopped_at {
+            out["stoppedAt"] = json!(t);
+        }
+        if let Some((reason, at, revision)) = &self.rollback {
+            out["rollback"] =
+                json!({"reason": reason, "startedAt": at, "serviceRevisionArn": revision});
+        }
+        out
+    }
+}
+
+/// Why ECS failed a deployment.
+#[derive(Debug, Clone, PartialEq)]
+enum Failed {
+    /// The circuit breaker.
+    CircuitBreaker,
+    /// Deployment alarms in ALARM (their names).
+    Alarms(Vec<String>),
 }
 
 /// A stopped task, as DescribeTasks reports it.
@@ -241,6 +365,8 @@ impl Ecs {
             "DeleteService" => self.delete_service(env, input),
             "ListServices" => self.list_services(input),
             "ListTasks" => self.list_tasks(env, input),
+            "ListServiceDeployments" => self.list_service_deployments(input),
+            "DescribeServiceDeployments" => Ok(self.describe_service_deployments(input)),
             "DescribeTasks" => self.describe_tasks(env, input),
             _ => Err(ApiError::new(
                 "UnknownOperationException",
@@ -503,6 +629,8 @@ impl Ecs {
                 .unwrap_or(0.0),
             stuck_reported: None,
             failed_task_definitions: Vec::new(),
+            service_deployments: Vec::new(),
+            alarm_bake: None,
         };
         service.start_deployment(env, td_arn, images, None);
         let out = service.to_json();
@@ -894,13 +1022,89 @@ impl Ecs {
         self.delete_service_from(env, input)
     }
 
-    /// Moves every service forward to `env.now`; `elb` judges the tasks' targets.
-    pub fn advance(&mut self, env: &mut Env, elb: &Elb) {
+    /// Moves every service forward to `env.now`; `elb` judges the tasks' targets,
+    /// `cloudwatch` holds the deployment alarms.
+    pub fn advance(&mut self, env: &mut Env, elb: &Elb, cloudwatch: &CloudWatch) {
         for service in self.services.values_mut() {
             if service.status == "ACTIVE" {
-                service.advance(env, elb, &mut self.next_ip);
+                service.advance(env, elb, cloudwatch, &mut self.next_ip);
             }
         }
+    }
+
+    /// ListServiceDeployments: `service` (required; name or ARN), `cluster`, `status` (a list;
+    /// all when absent), `createdAt` {before, after}, `maxResults` 1–100 (default 20),
+    /// `nextToken`. Newest first.
+    fn list_service_deployments(&self, input: &Value) -> ApiResult<Value> {
+        let cluster = self.cluster(input)?.name.clone();
+        let name = name_of(required_str(input, "service")?).to_owned();
+        let service = self
+            .services
+            .get(&(cluster, name))
+            .ok_or_else(|| ApiError::new("ServiceNotFoundException", "Service not found."))?;
+        let statuses: Vec<&str> = input["status"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let after = input["createdAt"]["after"].as_f64();
+        let before = input["createdAt"]["before"].as_f64();
+        let max = input["maxResults"].as_u64().unwrap_or(20);
+        if !(1..=100).contains(&max) {
+            return Err(ApiError::new(
+                "InvalidParameterException",
+                "maxResults must be between 1 and 100.",
+            ));
+        }
+        let start: usize = match input["nextToken"].as_str() {
+            None => 0,
+            Some(t) => t
+                .parse()
+                .map_err(|_| ApiError::new("InvalidParameterException", "Invalid nextToken."))?,
+        };
+        let matching: Vec<&ServiceDeployment> = service
+            .service_deployments
+            .iter()
+            .rev()
+            .filter(|d| statuses.is_empty() || statuses.contains(&d.status))
+            .filter(|d| after.is_none_or(|a| d.created_at >= a))
+            .filter(|d| before.is_none_or(|b| d.created_at <= b))
+            .collect();
+        let end = (start + max as usize).min(matching.len());
+        let page: Vec<Value> = matching
+            .get(start..end)
+            .unwrap_or_default()
+            .iter()
+            .map(|d| d.brief(service))
+            .collect();
+        let mut out = json!({ "serviceDeployments": page });
+        if end < matching.len() {
+            out["nextToken"] = json!(end.to_string());
+        }
+        Ok(out)
+    }
+
+    /// DescribeServiceDeployments: `serviceDeploymentArns` (at most 20); an unknown one is a
+    /// failure with reason `MISSING`.
+    fn describe_service_deployments(&self, input: &Value) -> Value {
+        let arns: Vec<&str> = input["serviceDeploymentArns"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let mut found = Vec::new();
+        let mut failures = Vec::new();
+        for arn in arns.iter().take(20) {
+            let hit = self.services.values().find_map(|s| {
+                s.service_deployments
+                    .iter()
+                    .find(|d| d.arn == *arn)
+                    .map(|d| d.to_json(s))
+            });
+            match hit {
+                Some(d) => found.push(d),
+                None => failures.push(json!({"arn": arn, "reason": "MISSING"})),
+            }
+        }
+        json!({ "serviceDeployments": found, "failures": failures })
     }
 
     /// The targets registered with a target group: the RUNNING (or draining) tasks of every
@@ -962,6 +1166,37 @@ impl Ecs {
 impl Service {
     fn primary(&self) -> Option<&Deployment> {
         self.deployments.iter().rev().find(|d| d.primary)
+    }
+
+    /// The service revision ARN of a deployment: one revision per deployment here.
+    fn revision_of(&self, deployment: &str) -> String {
+        let number = deployment.trim_start_matches("ecs-svc/");
+        self.arn.replacen(":service/", ":service-revision/", 1) + "/" + number
+    }
+
+    /// The deployment alarms' names when they are enabled.
+    fn deployment_alarms(&self) -> Option<(Vec<String>, bool)> {
+        let a = &self.deployment_configuration["alarms"];
+        (a["enable"].as_bool() == Some(true)).then(|| {
+            let names = a["alarmNames"]
+                .as_array()
+                .map(|n| {
+                    n.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
+            (names, a["rollback"].as_bool() == Some(true))
+        })
+    }
+
+    /// The service deployment that started (or rolls back with) deployment `id`.
+    fn service_deployment_mut(&mut self, id: &str) -> Option<&mut ServiceDeployment> {
+        self.service_deployments
+            .iter_mut()
+            .rev()
+            .find(|d| d.deployment == id || d.rollback_deployment.as_deref() == Some(id))
     }
 
     fn primary_mut(&mut self) -> Option<&mut Deployment> {
@@ -1134,6 +1369,55 @@ impl Service {
             d.primary = false;
         }
         let id = env.ids.deployment_id();
+        if reason.is_none() {
+            // A service deployment of its own ("a new service deployment is created when a
+            // user creates a service, … updates one or more service properties that require
+            // a deployment"). One still in progress is replaced: STOPPED (modelled; ECS's
+            // wording of that case is not documented).
+            for d in &mut self.service_deployments {
+                if matches!(d.status, "PENDING" | "IN_PROGRESS") {
+                    d.status = "STOPPED";
+                    d.status_reason = "A newer service deployment replaced it.".into();
+                    d.stopped_at = Some(env.now);
+                    d.finished_at = Some(env.now);
+                    d.updated_at = env.now;
+                }
+            }
+            let alarms = match self.deployment_alarms() {
+                Some((names, _)) => ("MONITORING", names, vec![]),
+                None => ("DISABLED", vec![], vec![]),
+            };
+            let (cb, _) = self.circuit_breaker();
+            let source_revisions = self
+                .deployments
+                .iter()
+                .filter(|d| self.tasks.iter().any(|t| t.deployment == d.id) || d.primary)
+                .map(|d| self.revision_of(&d.id))
+                .collect();
+            self.service_deployments.push(ServiceDeployment {
+                arn: self.arn.replacen(":service/", ":service-deployment/", 1)
+                    + "/"
+                    + &env.ids.hex32()[..21],
+                deployment: id.clone(),
+                rollback_deployment: None,
+                source_revisions,
+                target_revision: self.revision_of(&id),
+                status: "IN_PROGRESS",
+                status_reason: String::new(),
+                created_at: env.now,
+                updated_at: env.now,
+                finished_at: None,
+                stopped_at: None,
+                rollback: None,
+                alarms,
+                circuit_breaker: (
+                    if cb { "MONITORING" } else { "DISABLED" },
+                    0,
+                    failure_threshold(self.desired),
+                ),
+                deployment_configuration: self.deployment_configuration.clone(),
+            });
+        }
         let reason = reason.unwrap_or_else(|| format!("ECS deployment {id} in progress."));
         self.state_change(env, "SERVICE_DEPLOYMENT_IN_PROGRESS", &id, &reason);
         self.task_definition = td.clone();
@@ -1163,7 +1447,7 @@ impl Service {
                 .all(|t| t.was_healthy && matches!(t.state, TaskState::Running { .. }))
     }
 
-    fn advance(&mut self, env: &mut Env, elb: &Elb, next_ip: &mut u32) {
+    fn advance(&mut self, env: &mut Env, elb: &Elb, cloudwatch: &CloudWatch, next_ip: &mut u32) {
         if self.steady() {
             return;
         }
@@ -1286,12 +1570,37 @@ impl Service {
         };
         let (enabled, rollback) = self.circuit_breaker();
         let threshold = failure_threshold(self.deployments[pi].desired);
+        let failed_tasks = self.deployments[pi].failed_tasks;
+        let p_id = self.deployments[pi].id.clone();
+        if let Some(sd) = self
+            .service_deployment_mut(&p_id)
+            .filter(|sd| sd.deployment == p_id)
+        {
+            sd.circuit_breaker.1 = failed_tasks;
+        }
         if self.deployments[pi].rollout == Rollout::InProgress
             && enabled
-            && self.deployments[pi].failed_tasks >= threshold
+            && failed_tasks >= threshold
         {
-            self.fail(env, pi, rollback);
+            self.fail(env, pi, rollback, Failed::CircuitBreaker);
             return;
+        }
+        // Deployment alarms, watched while a deployment a user started rolls out and bakes
+        // (not a rollback ECS started).
+        let user_started = self
+            .service_deployments
+            .iter()
+            .any(|sd| sd.deployment == p_id && sd.status == "IN_PROGRESS");
+        if let Some((names, rollback)) = self.deployment_alarms().filter(|_| user_started) {
+            let firing: Vec<String> = names
+                .iter()
+                .filter(|n| cloudwatch.in_alarm(n).is_some())
+                .cloned()
+                .collect();
+            if self.deployments[pi].rollout == Rollout::InProgress && !firing.is_empty() {
+                self.fail(env, pi, rollback, Failed::Alarms(firing));
+                return;
+            }
         }
         if self.deployments[pi].rollout == Rollout::Failed {
             return; // ECS launches no more tasks for a FAILED deployment.
@@ -1433,6 +1742,31 @@ impl Service {
         let others = self.tasks.iter().any(|t| t.deployment != p_id);
         let p = &self.deployments[pi];
         if p.rollout == Rollout::InProgress && healthy_new == p.desired && !others {
+            // With deployment alarms, the bake time: the deployment stays IN_PROGRESS while
+            // ECS goes on watching the alarms ("a period of time after a new service version
+            // has scaled out and the old service version has scaled in … Amazon ECS computes
+            // this time period based on the alarm configuration"): here the longest of the
+            // alarms' evaluation windows, Period × EvaluationPeriods (how ECS computes it is
+            // not documented).
+            if user_started {
+                if let Some((names, _)) = self.deployment_alarms() {
+                    let bake = names
+                        .iter()
+                        .filter_map(|n| cloudwatch.evaluation_seconds(n))
+                        .fold(0.0, f64::max);
+                    let until = match &self.alarm_bake {
+                        Some((d, until)) if *d == p_id => *until,
+                        _ => {
+                            self.alarm_bake = Some((p_id.clone(), now + bake));
+                            now + bake
+                        }
+                    };
+                    if now < until {
+                        return;
+                    }
+                }
+            }
+            let p = &self.deployments[pi];
             let id = p.id.clone();
             let td = p.task_definition.clone();
             let reason = format!("ECS deployment {id} completed.");
@@ -1442,6 +1776,23 @@ impl Service {
             p.reason = reason.clone();
             p.updated_at = now;
             self.last_completed = Some((id.clone(), td));
+            if let Some(sd) = self.service_deployment_mut(&id) {
+                let rolled_back = sd.rollback_deployment.as_deref() == Some(id.as_str());
+                sd.status = if rolled_back {
+                    "ROLLBACK_SUCCESSFUL"
+                } else {
+                    "SUCCESSFUL"
+                };
+                if !rolled_back {
+                    for monitor in [&mut sd.alarms.0, &mut sd.circuit_breaker.0] {
+                        if *monitor == "MONITORING" {
+                            *monitor = "MONITORING_COMPLETE";
+                        }
+                    }
+                }
+                sd.finished_at = Some(now);
+                sd.updated_at = now;
+            }
             self.state_change(env, "SERVICE_DEPLOYMENT_COMPLETED", &id, &reason);
             let message = format!(
                 "(service {}) (deployment {id}) deployment completed.",
@@ -1453,9 +1804,23 @@ impl Service {
         }
     }
 
-    /// The circuit breaker trips on the PRIMARY at index `pi`.
-    fn fail(&mut self, env: &mut Env, pi: usize, rollback: bool) {
-        let reason = "ECS deployment circuit breaker: tasks failed to start.".to_owned();
+    /// The circuit breaker (or a deployment alarm) fails the PRIMARY at index `pi`.
+    fn fail(&mut self, env: &mut Env, pi: usize, rollback: bool, why: Failed) {
+        // The circuit breaker's wording is ECS's (AWS-BEHAVIOUR.md §7); the alarm's follows
+        // the service events ECS writes then ("deployment failed: alarm detected.", as
+        // captured in aws/copilot-cli's test data; its rolloutStateReason is not documented).
+        let (reason, what, by) = match &why {
+            Failed::CircuitBreaker => (
+                "ECS deployment circuit breaker: tasks failed to start.".to_owned(),
+                "tasks failed to start",
+                "ECS deployment circuit breaker",
+            ),
+            Failed::Alarms(_) => (
+                "ECS deployment failed: alarm detected.".to_owned(),
+                "alarm detected",
+                "ECS deployment alarms",
+            ),
+        };
         let failed_td = self.deployments[pi].task_definition.clone();
         self.failed_task_definitions.push(failed_td);
         let d = &mut self.deployments[pi];
@@ -1465,10 +1830,28 @@ impl Service {
         let id = d.id.clone();
         self.state_change(env, "SERVICE_DEPLOYMENT_FAILED", &id, &reason);
         let message = format!(
-            "(service {}) deployment {id} deployment failed: tasks failed to start.",
+            "(service {}) deployment {id} deployment failed: {what}.",
             self.name
         );
         self.event(env, message);
+        let now = env.now;
+        if let Some(sd) = self.service_deployment_mut(&id) {
+            match &why {
+                Failed::CircuitBreaker => sd.circuit_breaker.0 = "TRIGGERED",
+                Failed::Alarms(names) => {
+                    sd.alarms.0 = "TRIGGERED";
+                    sd.alarms.2 = names.clone();
+                }
+            }
+            sd.status_reason = reason.clone();
+            sd.updated_at = now;
+            // Without rollback the service deployment stops ("The rollback option is not
+            // in use for the failure detection mechanism … and the service fails",
+            // bc:ecs ServiceDeployment.stoppedAt).
+            sd.status = "STOPPED";
+            sd.stopped_at = Some(now);
+            sd.finished_at = Some(now);
+        }
         // Its tasks that never became healthy go; healthy ones drain as the rollback runs.
         let (gone, kept): (Vec<Task>, Vec<Task>) =
             std::mem::take(&mut self.tasks).into_iter().partition(|t| {
@@ -1494,15 +1877,22 @@ impl Service {
                 } else {
                     images
                 };
-                let reason = format!(
-                    "ECS deployment circuit breaker: rolling back to deploymentId {back_to}."
-                );
+                let reason = format!("{by}: rolling back to deploymentId {back_to}.");
                 let message = format!(
                     "(service {}) rolling back to deployment {back_to}.",
                     self.name
                 );
                 self.event(env, message);
-                self.start_deployment(env, td, images, Some(reason));
+                self.start_deployment(env, td, images, Some(reason.clone()));
+                let rollback_id = self.primary().map(|p| p.id.clone()).unwrap_or_default();
+                let revision = self.revision_of(&rollback_id);
+                if let Some(sd) = self.service_deployment_mut(&id) {
+                    sd.status = "ROLLBACK_IN_PROGRESS";
+                    sd.stopped_at = None;
+                    sd.finished_at = None;
+                    sd.rollback_deployment = Some(rollback_id);
+                    sd.rollback = Some((reason, now, revision));
+                }
             }
             _ => {}
         }
@@ -1560,6 +1950,7 @@ impl Service {
             "platformFamily": "Linux",
             "taskDefinition": self.task_definition,
             "deploymentConfiguration": self.deployment_configuration,
+            "currentServiceDeployment": self.service_deployments.last().map(|d| d.arn.clone()),
             "deployments": deployments,
             "events": events,
             "createdAt": self.created_at,

@@ -167,9 +167,29 @@ impl World {
 
     /// Brings the world up to the clock's now.
     pub fn step(&mut self) {
-        let (mut env, ecs, cfn, elb) = self.parts();
+        let now = self.clock.now();
+        let World {
+            ids,
+            events,
+            scenario,
+            ecs,
+            cfn,
+            elb,
+            region,
+            account,
+            cloudwatch,
+            ..
+        } = self;
+        let mut env = Env {
+            now,
+            ids,
+            events,
+            scenario,
+            region,
+            account,
+        };
         cfn.advance(&mut env, ecs, elb);
-        ecs.advance(&mut env, elb);
+        ecs.advance(&mut env, elb, cloudwatch);
     }
 
     /// The throttling error for this call, if the scenario throttles it.
@@ -660,23 +680,43 @@ fn cloudwatch_cbor_request(w: &mut World, op: &str, body: &[u8]) -> Response {
         })
     }
     .and_then(|input| w.cloudwatch_call(op, &input));
-    let (status, out) = match result {
-        Ok(v) => (StatusCode::OK, v),
+    match result {
+        // An operation without output answers 200 with an empty body.
+        Ok(Value::Null) => (
+            StatusCode::OK,
+            [
+                ("smithy-protocol", "rpc-v2-cbor"),
+                ("x-amzn-requestid", request_id.as_str()),
+            ],
+        )
+            .into_response(),
+        Ok(v) => (
+            StatusCode::OK,
+            [
+                ("content-type", "application/cbor"),
+                ("smithy-protocol", "rpc-v2-cbor"),
+                ("x-amzn-requestid", request_id.as_str()),
+            ],
+            crate::cbor::encode(&v, &crate::cloudwatch::TIMESTAMPS),
+        )
+            .into_response(),
+        // CloudWatch is awsQueryCompatible: its errors also carry `x-amzn-query-error`
+        // (`Code;Sender`), from which SDKs take the code.
         Err(e) => (
             StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
-            json!({ "__type": e.code, "message": e.message }),
-        ),
-    };
-    (
-        status,
-        [
-            ("content-type", "application/cbor"),
-            ("smithy-protocol", "rpc-v2-cbor"),
-            ("x-amzn-requestid", request_id.as_str()),
-        ],
-        crate::cbor::encode(&out, &crate::cloudwatch::TIMESTAMPS),
-    )
-        .into_response()
+            [
+                ("content-type", "application/cbor".to_owned()),
+                ("smithy-protocol", "rpc-v2-cbor".to_owned()),
+                ("x-amzn-requestid", request_id.clone()),
+                ("x-amzn-query-error", format!("{};Sender", e.code)),
+            ],
+            crate::cbor::encode(
+                &json!({ "__type": format!("com.amazonaws.cloudwatch#{}", e.code), "message": e.message }),
+                &[],
+            ),
+        )
+            .into_response(),
+    }
 }
 
 /// CloudWatch over AWS JSON 1.0 (what botocore's awscli may use: the model lists `json`
@@ -684,7 +724,9 @@ fn cloudwatch_cbor_request(w: &mut World, op: &str, body: &[u8]) -> Response {
 fn cloudwatch_json_request(w: &mut World, op: &str, body: &[u8]) -> Response {
     let request_id = w.request_id();
     let result = match serde_json::from_slice::<Value>(if body.is_empty() { b"{}" } else { body }) {
-        Ok(input) => w.cloudwatch_call(op, &input),
+        Ok(input) => w
+            .cloudwatch_call(op, &input)
+            .map(|v| if v.is_null() { json!({}) } else { v }),
         Err(e) => Err(ApiError::new(
             "SerializationException",
             format!("request body is not JSON: {e}"),

@@ -10,6 +10,7 @@ mod lambda;
 mod moto;
 mod scenarios;
 mod sim_cloudformation;
+mod sim_cloudwatch;
 mod sim_ecs;
 mod sim_elb;
 mod sim_fidelity;

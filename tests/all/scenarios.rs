@@ -2250,3 +2250,90 @@ async fn s28_an_alarm_already_firing_stops_the_release_before_anything_moves() {
     assert_eq!(app.running(api).await, api.task_definition);
     assert!(app.locks().await.is_empty());
 }
+
+/// 29. A service whose owner turned on ECS's own deployment alarms (not in slipway.toml): ECS
+/// fails the rollout when the alarm fires and rolls it back; Slipway reports
+/// `Slipway.DeploymentFailed`, naming the alarm (from ECS's service deployments).
+#[tokio::test]
+async fn s29_ecs_deployment_alarms_are_left_to_ecs_and_reported() {
+    let (_t, bed) = Testbed::lane().await;
+    let app = App::create(&["api"], Some(bed.lambda_table())).await;
+    let api = app.service("api");
+    let fires = unique("ecs-owned-5xx");
+    // A 10-minute evaluation window: ECS watches it that long after the new tasks are in.
+    let cw = bed.cloudwatch().await;
+    cw.put_metric_alarm()
+        .alarm_name(&fires)
+        .namespace("AWS/ApplicationELB")
+        .metric_name("HTTPCode_Target_5XX_Count")
+        .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
+        .period(300)
+        .evaluation_periods(2)
+        .threshold(5.0)
+        .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .unwrap();
+    let mut config = crate::app::circuit_breaker_with_rollback();
+    config.alarms = Some(
+        aws_sdk_ecs::types::DeploymentAlarms::builder()
+            .alarm_names(&fires)
+            .enable(true)
+            .rollback(true)
+            .build()
+            .unwrap(),
+    );
+    app.clients
+        .ecs
+        .update_service()
+        .cluster(&app.cluster)
+        .service(&api.ecs_service)
+        .deployment_configuration(config)
+        .send()
+        .await
+        .unwrap();
+    let digest = app.push(api, "2929292").await;
+    let name = run("s29");
+    let trace = std::env::temp_dir().join(format!("{name}.trace"));
+    let run_it = {
+        let (bed, input, name, trace) = (
+            bed.clone(),
+            app.event(api, "2929292", &digest),
+            name.clone(),
+            trace.display().to_string(),
+        );
+        tokio::spawn(async move {
+            bed.deploy_with(&input, &name, &["--trace-file", &trace])
+                .await
+        })
+    };
+    entered(&trace, "WaitForGroupEvents").await;
+    alarm(
+        &bed,
+        &fires,
+        Some("ALARM"),
+        "Threshold Crossed: 2 datapoints were greater than the threshold (5.0).",
+    )
+    .await;
+    let x = run_it.await.unwrap();
+    let _ = std::fs::remove_file(&trace);
+    assert_eq!(x.status, "FAILED", "{x:?}");
+    assert_eq!(
+        x.error.as_deref(),
+        Some("Slipway.DeploymentFailed"),
+        "{x:?}"
+    );
+    let cause = x.cause.as_deref().unwrap_or_default();
+    assert!(
+        cause.contains(&format!("(ECS's deployment alarms fired: {fires})")),
+        "{cause}"
+    );
+    visited(&x, &["WaitForGroupEvents", "RollBack", "FinishFailed"]);
+    never(&x, &["HealthCheck"]);
+    app.wait_on(api, &api.task_definition).await;
+    assert_eq!(app.running(api).await, api.task_definition);
+    assert!(app.locks().await.is_empty());
+    let r = record(&app, &name).await;
+    assert_eq!(r.result, "failed");
+    assert_eq!(r.error.unwrap()["Error"], "Slipway.DeploymentFailed");
+}

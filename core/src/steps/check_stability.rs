@@ -88,8 +88,9 @@ async fn look(
                 if let Some(d) =
                     ours.filter(|d| d.rollout_state() == Some(&DeploymentRolloutState::Failed))
                 {
+                    let alarms = ecs_alarms(clients, cluster, &service, release.started_at).await;
                     return Err(StepError::DeploymentFailed(format!(
-                        "service {}: deployment {} FAILED: {}",
+                        "service {}: deployment {} FAILED: {}{alarms}",
                         svc.name,
                         d.id().unwrap_or_default(),
                         d.rollout_state_reason().unwrap_or_default()
@@ -98,6 +99,7 @@ async fn look(
                 if let Some(p) =
                     primary.filter(|p| p.task_definition() != Some(target.task_definition.as_str()))
                 {
+                    let alarms = ecs_alarms(clients, cluster, &service, release.started_at).await;
                     let what = if let Some(reason) =
                         super::circuit_breaker_rollback(&service, release.started_at)
                     {
@@ -112,7 +114,7 @@ async fn look(
                         )
                     };
                     return Err(StepError::DeploymentFailed(format!(
-                        "service {}: {what}",
+                        "service {}: {what}{alarms}",
                         svc.name
                     )));
                 }
@@ -182,6 +184,76 @@ async fn look(
         },
         pending,
     ))
+}
+
+/// For a service whose owner turned on ECS's deployment alarms (`deploymentConfiguration.alarms`,
+/// left to ECS): the alarms that failed its deployments since the release started, from the
+/// service deployments ECS records (ListServiceDeployments, then DescribeServiceDeployments'
+/// `alarms.triggeredAlarmNames`), as ` (ECS's deployment alarms fired: a, b)`. Empty when none
+/// fired or they cannot be read (the failure is reported all the same).
+async fn ecs_alarms(
+    clients: &Clients,
+    cluster: &str,
+    service: &aws_sdk_ecs::types::Service,
+    since: i64,
+) -> String {
+    let enabled = service
+        .deployment_configuration()
+        .and_then(|c| c.alarms())
+        .is_some_and(|a| a.enable());
+    let Some(arn) = service.service_arn().filter(|_| enabled) else {
+        return String::new();
+    };
+    let read = async {
+        let listed = clients
+            .ecs
+            .list_service_deployments()
+            .cluster(cluster)
+            .service(arn)
+            .created_at(
+                aws_sdk_ecs::types::CreatedAt::builder()
+                    .after(aws_sdk_ecs::primitives::DateTime::from_secs(since))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(crate::aws::aws("ecs:ListServiceDeployments"))?;
+        let arns: Vec<String> = listed
+            .service_deployments()
+            .iter()
+            .filter_map(|d| d.service_deployment_arn().map(str::to_owned))
+            .take(20)
+            .collect();
+        if arns.is_empty() {
+            return Ok(vec![]);
+        }
+        let described = clients
+            .ecs
+            .describe_service_deployments()
+            .set_service_deployment_arns(Some(arns))
+            .send()
+            .await
+            .map_err(crate::aws::aws("ecs:DescribeServiceDeployments"))?;
+        let mut names: Vec<String> = described
+            .service_deployments()
+            .iter()
+            .filter_map(|d| d.alarms())
+            .flat_map(|a| a.triggered_alarm_names().iter().cloned())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        Ok::<_, crate::aws::AwsError>(names)
+    };
+    match read.await {
+        Ok(names) if !names.is_empty() => {
+            format!(" (ECS's deployment alarms fired: {})", names.join(", "))
+        }
+        Ok(_) => String::new(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the service deployments for their alarms");
+            String::new()
+        }
+    }
 }
 
 /// How long a stored wait is kept past the release's deadline (the item is deleted once its
