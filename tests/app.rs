@@ -50,6 +50,10 @@ pub struct App {
     pub services: Vec<AppService>,
     /// Its slipway.toml, as stored.
     pub config: String,
+    /// Its load balancer's listener, and each service's listener rule (host-header routing).
+    pub listener: String,
+    /// (service name, rule ARN).
+    pub rules: Vec<(String, String)>,
 }
 
 /// The app's stack: a parameter `Release` that [`App::change_stack`] changes.
@@ -92,6 +96,8 @@ impl App {
             stack: format!("{prefix}-settings"),
             services: vec![],
             config: String::new(),
+            listener: String::new(),
+            rules: vec![],
         };
         for name in names {
             let repository = format!("{prefix}/{name}");
@@ -251,7 +257,7 @@ impl App {
 
     /// An ALB with one listener and a host-header rule per service, forwarding to its target
     /// group: the only way a request reaches an app, as on AWS.
-    async fn route_hosts(&self) {
+    async fn route_hosts(&mut self) {
         use aws_sdk_elasticloadbalancingv2::types::{
             Action, ActionTypeEnum, FixedResponseActionConfig, HostHeaderConditionConfig,
             RuleCondition,
@@ -286,8 +292,10 @@ impl App {
             .await
             .unwrap();
         let listener = listener.listeners()[0].listener_arn().unwrap().to_owned();
+        self.listener = listener.clone();
         for (i, s) in self.services.iter().enumerate() {
-            elb.create_rule()
+            let rule = elb
+                .create_rule()
                 .listener_arn(&listener)
                 .priority(i as i32 + 1)
                 .conditions(
@@ -309,7 +317,109 @@ impl App {
                 .send()
                 .await
                 .unwrap();
+            let arn = rule.rules()[0].rule_arn().unwrap().to_owned();
+            self.rules.push((s.name.clone(), arn));
         }
+    }
+
+    /// Readies `s` for ECS's blue/green, linear and canary deployments, as its owner would:
+    /// a second (alternate) target group, a test listener rule (Host `test.<host>`, on blue
+    /// until ECS moves it), and the service's load balancer `advancedConfiguration` naming
+    /// them with its production rule. Returns (alternate target group, test rule).
+    pub async fn prepare_staged(&self, s: &AppService) -> (String, String) {
+        use aws_sdk_ecs::types::{AdvancedConfiguration, LoadBalancer};
+        use aws_sdk_elasticloadbalancingv2::types::{
+            Action, ActionTypeEnum, HostHeaderConditionConfig, RuleCondition,
+        };
+        let elb = &self.clients.elbv2;
+        let green = elb
+            .create_target_group()
+            .name(unique("tggreen"))
+            .port(8080)
+            .vpc_id("vpc-12345678")
+            .health_check_interval_seconds(5)
+            .healthy_threshold_count(2)
+            .unhealthy_threshold_count(2)
+            .send()
+            .await
+            .unwrap();
+        let green = green.target_groups()[0]
+            .target_group_arn()
+            .unwrap()
+            .to_owned();
+        elb.modify_target_group_attributes()
+            .target_group_arn(&green)
+            .attributes(
+                aws_sdk_elasticloadbalancingv2::types::TargetGroupAttribute::builder()
+                    .key("deregistration_delay.timeout_seconds")
+                    .value("5")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let production = self
+            .rules
+            .iter()
+            .find(|(n, _)| *n == s.name)
+            .map(|(_, r)| r.clone())
+            .unwrap();
+        let test = elb
+            .create_rule()
+            .listener_arn(&self.listener)
+            .priority(
+                100 + self.rules.len() as i32
+                    + self.services.iter().position(|x| x.name == s.name).unwrap() as i32,
+            )
+            .conditions(
+                RuleCondition::builder()
+                    .field("host-header")
+                    .host_header_config(
+                        HostHeaderConditionConfig::builder()
+                            .values(self.test_host(s))
+                            .build(),
+                    )
+                    .build(),
+            )
+            .actions(
+                Action::builder()
+                    .r#type(ActionTypeEnum::Forward)
+                    .target_group_arn(&s.target_group)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let test = test.rules()[0].rule_arn().unwrap().to_owned();
+        self.clients
+            .ecs
+            .update_service()
+            .cluster(&self.cluster)
+            .service(&s.ecs_service)
+            .load_balancers(
+                LoadBalancer::builder()
+                    .target_group_arn(&s.target_group)
+                    .container_name(&s.name)
+                    .container_port(8080)
+                    .advanced_configuration(
+                        AdvancedConfiguration::builder()
+                            .alternate_target_group_arn(&green)
+                            .production_listener_rule(&production)
+                            .test_listener_rule(&test)
+                            .role_arn("arn:aws:iam::123456789012:role/ecsInfrastructureRoleForLoadBalancers")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        (green, test)
+    }
+
+    /// The Host of `s`'s test listener rule (see [`App::prepare_staged`]).
+    pub fn test_host(&self, s: &AppService) -> String {
+        format!("test.{}", self.host(s))
     }
 
     /// The service named `name` (panics if the app has none).

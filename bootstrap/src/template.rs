@@ -435,6 +435,12 @@ pub fn template(config: &Config, options: &Options) -> Value {
     } else {
         vec![statement(&["cloudwatch:DescribeAlarms"], alarm_arns)]
     };
+    // ECS's own blue/green, linear or canary deployments: health-check is the services'
+    // lifecycle hook, invoked by ECS with a role of its own.
+    let staged = config
+        .services
+        .iter()
+        .any(|s| s.strategy != slipway_core::config::Strategy::Rolling);
     let state_machine_arn = sub(&format!(
         "arn:${{AWS::Partition}}:states:${{AWS::Region}}:${{AWS::AccountId}}:stateMachine:slipway-{env}"
     ));
@@ -529,6 +535,14 @@ pub fn template(config: &Config, options: &Options) -> Value {
                 }),
             ]
             .into_iter()
+            .chain(staged.then(|| {
+                // The lifecycle hook's role, only to ECS (UpdateService passes it).
+                json!({
+                    "Effect": "Allow", "Action": ["iam:PassRole"],
+                    "Resource": [{"Fn::GetAtt": ["LifecycleHookRole", "Arn"]}],
+                    "Condition": { "StringEquals": { "iam:PassedToService": "ecs.amazonaws.com" } }
+                })
+            }))
             .chain((!options.task_roles.is_empty()).then(|| {
                 // Only the services' own task and execution roles, only to ECS tasks.
                 json!({
@@ -567,6 +581,10 @@ pub fn template(config: &Config, options: &Options) -> Value {
                 &["elasticloadbalancing:DescribeTargetHealth"],
                 vec![json!("*")],
             )];
+            if staged {
+                // Which of the two target groups a blue/green service uses now.
+                p.push(statement(&["ecs:DescribeServices"], service_arns.clone()));
+            }
             p.extend(describe_alarms.clone());
             if !options.health_check_subnets.is_empty() {
                 p.push(statement(&LAMBDA_VPC_ACTIONS, vec![json!("*")]));
@@ -581,6 +599,14 @@ pub fn template(config: &Config, options: &Options) -> Value {
                 ),
                 statement(&["ecs:DescribeTaskDefinition"], vec![json!("*")]),
             ];
+            if staged {
+                // A blue/green, linear or canary deployment still running is stopped, and ECS
+                // puts the traffic back.
+                p.push(statement(
+                    &["ecs:DescribeServiceDeployments", "ecs:StopServiceDeployment"],
+                    service_deployment_arns.clone(),
+                ));
+            }
             if !stack_arns.is_empty() {
                 p.extend(stack_role_statements(config, "cloudformation:UpdateStack", false));
                 p.push(statement(
@@ -721,6 +747,12 @@ pub fn template(config: &Config, options: &Options) -> Value {
         if created_topic && (*name == "plan" || *name == "finish") {
             variables[slipway_core::aws::TOPIC_ENV] = json!({"Ref": "NotificationTopic"});
         }
+        if staged && *name == "update-services" {
+            variables[slipway_core::aws::HOOK_FUNCTION_ENV] =
+                json!({"Fn::GetAtt": ["HealthCheckFunction", "Arn"]});
+            variables[slipway_core::aws::HOOK_ROLE_ENV] =
+                json!({"Fn::GetAtt": ["LifecycleHookRole", "Arn"]});
+        }
         resources.insert(
             format!("{stem}Function"),
             json!({
@@ -802,6 +834,26 @@ pub fn template(config: &Config, options: &Options) -> Value {
             }
         }]})
     };
+    if staged {
+        // What ECS assumes to invoke health-check as a lifecycle hook (Developer Guide,
+        // "Lambda hooks": the hook's roleArn "grants Amazon ECS permission to call Lambda
+        // functions"); only this account's ECS, only that function.
+        resources.insert(
+            "LifecycleHookRole".into(),
+            json!({
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                        "Effect": "Allow", "Principal": {"Service": "ecs.amazonaws.com"}, "Action": "sts:AssumeRole",
+                        "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+                    }]},
+                    "Policies": [{"PolicyName": "slipway-lifecycle-hook", "PolicyDocument": {"Version": "2012-10-17", "Statement": [
+                        statement(&["lambda:InvokeFunction"], vec![json!({"Fn::GetAtt": ["HealthCheckFunction", "Arn"]})])
+                    ]}}]
+                }
+            }),
+        );
+    }
     resources.insert(
         "StateMachineRole".into(),
         json!({

@@ -37,6 +37,14 @@ pub struct Clients {
 /// The environment variable naming the state table.
 pub const TABLE_ENV: &str = "SLIPWAY_TABLE";
 
+/// The environment variables naming the function ECS invokes as a service's lifecycle hook
+/// (health-check) and the role ECS assumes to invoke it: the template sets them on
+/// update-services, which registers the hook for services with a check through the test
+/// listener.
+pub const HOOK_FUNCTION_ENV: &str = "SLIPWAY_HOOK_FUNCTION_ARN";
+/// See [`HOOK_FUNCTION_ENV`].
+pub const HOOK_ROLE_ENV: &str = "SLIPWAY_HOOK_ROLE_ARN";
+
 /// The environment variable naming the SNS topic `slipway bootstrap --create-topic` made
 /// (its template sets it on the functions); used when slipway.toml names no topic.
 pub const TOPIC_ENV: &str = "SLIPWAY_TOPIC_ARN";

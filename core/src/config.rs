@@ -256,9 +256,76 @@ pub struct ServiceConfig {
     /// reports the rollback ECS makes as `Slipway.DeploymentFailed`, naming the alarm.
     #[serde(default)]
     pub alarms: Vec<String>,
+    /// How ECS moves the service to the release: `"rolling"` (ECS's rolling update, the
+    /// default), or ECS's own `"blue-green"`, `"linear"` and `"canary"` deployments, which
+    /// need the load balancer's `advancedConfiguration` (an alternate target group and the
+    /// production listener rule) set on the service by its owner.
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// blue-green, linear, canary: minutes both revisions keep running after all production
+    /// traffic moved (ECS's `bakeTimeInMinutes`, 0–1440), when a rollback is instant.
+    #[serde(default)]
+    pub bake_minutes: Option<u32>,
+    /// linear: the share of production traffic each step moves (`stepPercent`, 3–100,
+    /// default 10); canary: the canary's share (`canaryPercent`, 0.1–100, default 5).
+    #[serde(default)]
+    pub step_percent: Option<f64>,
+    /// linear: minutes between steps (`stepBakeTimeInMinutes`, default 6); canary: minutes
+    /// the canary runs before the rest moves (`canaryBakeTimeInMinutes`, default 10). 0–1440.
+    #[serde(default)]
+    pub step_minutes: Option<u32>,
 }
 
+/// How ECS rolls a service out (see [`ServiceConfig::strategy`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// ECS's rolling update.
+    #[default]
+    Rolling,
+    /// All production traffic moves at once, after the test traffic.
+    BlueGreen,
+    /// Production traffic moves in equal steps.
+    Linear,
+    /// A canary share first, then the rest.
+    Canary,
+}
+
+impl Strategy {
+    /// ECS's name for it (`deploymentConfiguration.strategy`).
+    pub fn ecs(self) -> &'static str {
+        match self {
+            Self::Rolling => "ROLLING",
+            Self::BlueGreen => "BLUE_GREEN",
+            Self::Linear => "LINEAR",
+            Self::Canary => "CANARY",
+        }
+    }
+}
+
+/// The bake of a blue-green, linear or canary deployment when `bake_minutes` is not given
+/// (ECS requires one for BLUE_GREEN; 5 is the Developer Guide's example).
+pub const DEFAULT_BAKE_MINUTES: u32 = 5;
+
 impl ServiceConfig {
+    /// The least time, minutes, ECS's strategy keeps the release going after the new tasks
+    /// are in: its bake, and the waits between a linear or canary deployment's steps.
+    pub fn strategy_minutes(&self) -> u64 {
+        let bake = u64::from(self.bake_minutes.unwrap_or(DEFAULT_BAKE_MINUTES));
+        match self.strategy {
+            Strategy::Rolling => 0,
+            Strategy::BlueGreen => bake,
+            Strategy::Linear => {
+                let step = self.step_percent.unwrap_or(10.0);
+                // (100 ÷ step) − 1 waits when step divides 100, else ⌊100 ÷ step⌋
+                // (CloudFormation's LinearConfiguration).
+                let shifts = (100.0 / step).ceil() as u64;
+                bake + shifts.saturating_sub(1) * u64::from(self.step_minutes.unwrap_or(6))
+            }
+            Strategy::Canary => bake + u64::from(self.step_minutes.unwrap_or(10)),
+        }
+    }
+
     /// The ECS service name.
     pub fn ecs_service(&self) -> &str {
         self.ecs_service.as_deref().unwrap_or(&self.name)
@@ -343,6 +410,38 @@ pub struct HealthConfig {
     /// Milliseconds between requests.
     #[serde(default = "defaults::interval_ms")]
     pub interval_ms: u64,
+    /// With a blue-green, linear or canary `strategy`: the URL of the load balancer's test
+    /// listener (rule), where the new revision answers before production traffic moves.
+    /// With it (or `test_host`), Slipway's health check is the service's lifecycle hook at
+    /// POST_TEST_TRAFFIC_SHIFT: ECS asks it before any production traffic moves, and a
+    /// failed check rolls the deployment back. Default: `url`.
+    #[serde(default)]
+    pub test_url: Option<String>,
+    /// The Host header the test listener rule routes on (e.g. `test.api.staging.example.com`).
+    #[serde(default)]
+    pub test_host: Option<String>,
+}
+
+impl HealthConfig {
+    /// Whether a check through the test listener is configured (the lifecycle hook).
+    pub fn tests_before_traffic(&self) -> bool {
+        self.test_url.is_some() || self.test_host.is_some()
+    }
+
+    /// This check against the test listener: `test_url` and `test_host` in place of `url`
+    /// and `host`.
+    pub fn through_test_listener(&self) -> Self {
+        let mut h = self.clone();
+        if let Some(u) = &self.test_url {
+            h.url = u.clone();
+        }
+        if self.test_host.is_some() {
+            h.host = self.test_host.clone();
+        }
+        h.test_url = None;
+        h.test_host = None;
+        h
+    }
 }
 
 /// A configuration error: which file, which line, which field, what is wrong.
@@ -457,6 +556,85 @@ impl Config {
             }
             if s.group == 0 {
                 return Err((at("group"), "groups start at 1".into()));
+            }
+            let staged = s.strategy != Strategy::Rolling;
+            if !staged {
+                for (field, given) in [
+                    ("bake_minutes", s.bake_minutes.is_some()),
+                    ("step_percent", s.step_percent.is_some()),
+                    ("step_minutes", s.step_minutes.is_some()),
+                ] {
+                    if given {
+                        return Err((
+                            at(field),
+                            "only for strategy = \"blue-green\", \"linear\" or \"canary\"".into(),
+                        ));
+                    }
+                }
+            }
+            if s.strategy == Strategy::BlueGreen {
+                for (field, given) in [
+                    ("step_percent", s.step_percent.is_some()),
+                    ("step_minutes", s.step_minutes.is_some()),
+                ] {
+                    if given {
+                        return Err((
+                            at(field),
+                            "only for strategy = \"linear\" or \"canary\"".into(),
+                        ));
+                    }
+                }
+            }
+            for (field, minutes) in [
+                ("bake_minutes", s.bake_minutes),
+                ("step_minutes", s.step_minutes),
+            ] {
+                if minutes.is_some_and(|m| m > 1440) {
+                    return Err((
+                        at(field),
+                        format!(
+                            "{}: ECS takes 0 to 1440 minutes",
+                            minutes.unwrap_or_default()
+                        ),
+                    ));
+                }
+            }
+            if let Some(p) = s.step_percent {
+                let (low, what) = if s.strategy == Strategy::Linear {
+                    (3.0, "stepPercent")
+                } else {
+                    (0.1, "canaryPercent")
+                };
+                let tenths = (p * 10.0).round();
+                if !(low..=100.0).contains(&p) || (p * 10.0 - tenths).abs() > 1e-9 {
+                    return Err((
+                        at("step_percent"),
+                        format!("{p}: ECS's {what} is a multiple of 0.1 from {low} to 100"),
+                    ));
+                }
+            }
+            let minutes = s.strategy_minutes();
+            if minutes >= u64::from(self.deadline_minutes) {
+                return Err((at("strategy"), format!(
+                    "ECS's {} deployment of this service takes at least {minutes} minutes (bake_minutes, and the waits between steps), not less than deadline_minutes ({}): the release would always be rolled back as not stable in time",
+                    s.strategy.ecs(), self.deadline_minutes
+                )));
+            }
+            if let Some(h) = &s.health {
+                if h.tests_before_traffic() && !staged {
+                    return Err((at("health.test_url"), "a check through the test listener needs strategy = \"blue-green\", \"linear\" or \"canary\"".into()));
+                }
+                if let Some(u) = &h.test_url {
+                    if !reqwest::Url::parse(u)
+                        .ok()
+                        .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+                    {
+                        return Err((
+                            at("health.test_url"),
+                            format!("{u:?} is not an http(s) URL"),
+                        ));
+                    }
+                }
             }
             if let Some(h) = &s.health {
                 let url = reqwest::Url::parse(&h.url).ok();

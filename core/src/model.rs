@@ -119,7 +119,7 @@ impl Release {
 }
 
 /// A service a release moves.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ServiceRelease {
     /// The configured name.
     pub name: String,
@@ -153,6 +153,29 @@ pub struct ServiceRelease {
     /// only if the stack did not move it back.
     #[serde(default)]
     pub stack: Option<String>,
+    /// ECS's blue/green, linear or canary deployment of it (absent: a rolling update).
+    #[serde(default)]
+    pub staged: Option<StagedRollout>,
+}
+
+/// How update-services asks ECS for a blue/green, linear or canary deployment (the
+/// service's `strategy` and its options in slipway.toml).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StagedRollout {
+    /// ECS's strategy: `BLUE_GREEN`, `LINEAR` or `CANARY`.
+    pub strategy: String,
+    /// `bakeTimeInMinutes`.
+    pub bake_minutes: u32,
+    /// LINEAR `stepPercent` / CANARY `canaryPercent`.
+    #[serde(default)]
+    pub step_percent: Option<f64>,
+    /// LINEAR `stepBakeTimeInMinutes` / CANARY `canaryBakeTimeInMinutes`.
+    #[serde(default)]
+    pub step_minutes: Option<u32>,
+    /// The check ECS asks health-check to run at POST_TEST_TRAFFIC_SHIFT (through the test
+    /// listener), when the service's health check names one.
+    #[serde(default)]
+    pub hook: Option<crate::config::HealthConfig>,
 }
 
 impl ServiceRelease {
@@ -300,6 +323,10 @@ pub struct ServiceProgress {
     pub rollout_state: String,
     /// ECS's reason for it.
     pub reason: String,
+    /// ECS's blue/green, linear or canary deployment: the service deployment's status and
+    /// lifecycle stage, and the new revision's share of production traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
 }
 
 /// `health-check`'s input.

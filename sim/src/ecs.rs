@@ -27,7 +27,11 @@
 //! - service deployments ("View service history using Amazon ECS service deployments";
 //!   ListServiceDeployments, DescribeServiceDeployments): one per deployment a user (or
 //!   CloudFormation) starts, covering its rollback, with its status, alarms and circuit
-//!   breaker.
+//!   breaker;
+//! - ECS's own blue/green, linear and canary deployments (`deploymentConfiguration.strategy`,
+//!   with lifecycle hooks): see [`staged`].
+
+mod staged;
 
 use std::collections::BTreeMap;
 
@@ -54,6 +58,8 @@ pub struct Ecs {
     /// (cluster name, service name) → service.
     services: BTreeMap<(String, String), Service>,
     next_ip: u32,
+    /// Lifecycle hook invocations waiting to be sent.
+    invocations: Vec<(String, Value)>,
 }
 
 #[derive(Debug)]
@@ -123,6 +129,8 @@ struct ServiceDeployment {
     /// The same of the circuit breaker, with its failure count and threshold.
     circuit_breaker: (&'static str, i64, i64),
     deployment_configuration: Value,
+    /// A blue/green, linear or canary deployment's progress.
+    staged: Option<staged::Staged>,
 }
 
 impl ServiceDeployment {
@@ -194,6 +202,9 @@ impl ServiceDeployment {
             out["rollback"] =
                 json!({"reason": reason, "startedAt": at, "serviceRevisionArn": revision});
         }
+        if let Some(st) = &self.staged {
+            st.describe(&mut out);
+        }
         out
     }
 }
@@ -205,6 +216,8 @@ enum Failed {
     CircuitBreaker,
     /// Deployment alarms in ALARM (their names).
     Alarms(Vec<String>),
+    /// StopServiceDeployment asked for a rollback.
+    Stopped,
 }
 
 /// A stopped task, as DescribeTasks reports it.
@@ -287,6 +300,10 @@ struct Task {
     /// Whether it has counted as healthy (its first healthy moment resets the circuit
     /// breaker's count).
     was_healthy: bool,
+    /// The one target group it is registered with, when a blue/green deployment decides
+    /// (blue tasks in the service's target group, green ones in the alternate); `None`:
+    /// every target group of the service's load balancers.
+    target_group: Option<String>,
 }
 
 /// A load balancer target backed by a task: ELBv2 judges its health.
@@ -367,6 +384,7 @@ impl Ecs {
             "ListTasks" => self.list_tasks(env, input),
             "ListServiceDeployments" => self.list_service_deployments(input),
             "DescribeServiceDeployments" => Ok(self.describe_service_deployments(input)),
+            "StopServiceDeployment" => self.stop_service_deployment(env, input),
             "DescribeTasks" => self.describe_tasks(env, input),
             _ => Err(ApiError::new(
                 "UnknownOperationException",
@@ -599,6 +617,13 @@ impl Ecs {
                 deployment_configuration[k] = v.clone();
             }
         }
+        staged::validate(
+            &deployment_configuration,
+            input
+                .get("loadBalancers")
+                .and_then(Value::as_array)
+                .map_or(&[][..], Vec::as_slice),
+        )?;
         let mut service = Service {
             arn: env.arn("ecs", &format!("service/{cluster_name}/{name}")),
             name: name.clone(),
@@ -665,6 +690,18 @@ impl Ecs {
             None => None,
         };
         let service = self.service_mut(input)?;
+        // Checked before anything changes: a refused update changes nothing.
+        let mut dc = service.deployment_configuration.clone();
+        if let Some(Value::Object(given)) = input.get("deploymentConfiguration") {
+            for (k, v) in given {
+                dc[k] = v.clone();
+            }
+        }
+        let load_balancers = match input.get("loadBalancers").and_then(Value::as_array) {
+            Some(lbs) => lbs.clone(),
+            None => service.load_balancers.clone(),
+        };
+        staged::validate(&dc, &load_balancers)?;
         if let Some(desired) = input.get("desiredCount").and_then(Value::as_i64) {
             if desired < 0 {
                 return Err(ApiError::new(
@@ -677,11 +714,8 @@ impl Ecs {
                 p.desired = desired;
             }
         }
-        if let Some(Value::Object(dc)) = input.get("deploymentConfiguration") {
-            for (k, v) in dc {
-                service.deployment_configuration[k] = v.clone();
-            }
-        }
+        service.deployment_configuration = dc;
+        service.load_balancers = load_balancers;
         // Changing the grace period "doesn't trigger a new service deployment" (bc:ecs
         // UpdateServiceRequest.healthCheckGracePeriodSeconds).
         if let Some(g) = input
@@ -1024,12 +1058,29 @@ impl Ecs {
 
     /// Moves every service forward to `env.now`; `elb` judges the tasks' targets,
     /// `cloudwatch` holds the deployment alarms.
-    pub fn advance(&mut self, env: &mut Env, elb: &Elb, cloudwatch: &CloudWatch) {
+    pub fn advance(&mut self, env: &mut Env, elb: &mut Elb, cloudwatch: &CloudWatch) {
         for service in self.services.values_mut() {
             if service.status == "ACTIVE" {
-                service.advance(env, elb, cloudwatch, &mut self.next_ip);
+                let mut shifts = Vec::new();
+                service.advance(
+                    env,
+                    elb,
+                    cloudwatch,
+                    &mut self.next_ip,
+                    &mut self.invocations,
+                    &mut shifts,
+                );
+                // ECS's traffic shifts (its ModifyRule calls).
+                for (rule, groups) in shifts {
+                    elb.set_forward(&rule, groups);
+                }
             }
         }
+    }
+
+    /// The lifecycle hook invocations due: (hook target ARN, payload), taken.
+    pub fn take_invocations(&mut self) -> Vec<(String, Value)> {
+        std::mem::take(&mut self.invocations)
     }
 
     /// ListServiceDeployments: `service` (required; name or ARN), `cluster`, `status` (a list;
@@ -1113,7 +1164,12 @@ impl Ecs {
         let mut out = Vec::new();
         for s in self.services.values().filter(|s| s.status == "ACTIVE") {
             for lb in &s.load_balancers {
-                if str_field(lb, "targetGroupArn") != Some(target_group_arn) {
+                let main = str_field(lb, "targetGroupArn") == Some(target_group_arn);
+                let alternate = lb
+                    .pointer("/advancedConfiguration/alternateTargetGroupArn")
+                    .and_then(Value::as_str)
+                    == Some(target_group_arn);
+                if !main && !alternate {
                     continue;
                 }
                 let port = lb
@@ -1121,6 +1177,13 @@ impl Ecs {
                     .and_then(Value::as_i64)
                     .unwrap_or(80);
                 for t in &s.tasks {
+                    let registered = match t.target_group.as_deref() {
+                        Some(own) => own == target_group_arn,
+                        None => main,
+                    };
+                    if !registered {
+                        continue;
+                    }
                     let (registered_at, draining) = match t.state {
                         TaskState::Pending { .. } => continue,
                         TaskState::Running { since } => (since, false),
@@ -1233,7 +1296,10 @@ impl Service {
         let TaskState::Running { since } = t.state else {
             return (false, None);
         };
-        let tgs: Vec<&str> = self.target_groups(elb).collect();
+        let tgs: Vec<&str> = match &t.target_group {
+            Some(tg) => vec![tg.as_str()],
+            None => self.target_groups(elb).collect(),
+        };
         if tgs.is_empty() {
             return (env.now >= since + HEALTHY_WITHOUT_LB_AFTER, None);
         }
@@ -1259,8 +1325,11 @@ impl Service {
     /// Stops a task: one behind a load balancer drains for the longest deregistration delay
     /// of its target groups first; `false` when it is gone at once.
     fn stop(&mut self, elb: &Elb, index: usize, now: f64) -> bool {
-        let delay = self
-            .target_groups(elb)
+        let own = self.tasks[index].target_group.clone();
+        let delay = own
+            .as_deref()
+            .map_or_else(|| self.target_groups(elb).collect(), |tg| vec![tg])
+            .into_iter()
             .map(|tg| elb.deregistration_delay(tg))
             .fold(None, |m: Option<f64>, d| Some(m.map_or(d, |m| m.max(d))));
         match (delay, self.tasks[index].state) {
@@ -1416,7 +1485,9 @@ impl Service {
                     failure_threshold(self.desired),
                 ),
                 deployment_configuration: self.deployment_configuration.clone(),
+                staged: None,
             });
+            self.stage_if_strategy(env, &id);
         }
         let reason = reason.unwrap_or_else(|| format!("ECS deployment {id} in progress."));
         self.state_change(env, "SERVICE_DEPLOYMENT_IN_PROGRESS", &id, &reason);
@@ -1447,7 +1518,15 @@ impl Service {
                 .all(|t| t.was_healthy && matches!(t.state, TaskState::Running { .. }))
     }
 
-    fn advance(&mut self, env: &mut Env, elb: &Elb, cloudwatch: &CloudWatch, next_ip: &mut u32) {
+    fn advance(
+        &mut self,
+        env: &mut Env,
+        elb: &Elb,
+        cloudwatch: &CloudWatch,
+        next_ip: &mut u32,
+        invocations: &mut Vec<(String, Value)>,
+        shifts: &mut Vec<(String, Vec<(String, u32)>)>,
+    ) {
         if self.steady() {
             return;
         }
@@ -1582,7 +1661,17 @@ impl Service {
             && enabled
             && failed_tasks >= threshold
         {
-            self.fail(env, pi, rollback, Failed::CircuitBreaker);
+            self.fail(env, pi, rollback, Failed::CircuitBreaker, shifts);
+            return;
+        }
+        // StopServiceDeployment asked for a rollback (ROLLBACK_REQUESTED).
+        if self.deployments[pi].rollout == Rollout::InProgress
+            && self
+                .service_deployments
+                .iter()
+                .any(|sd| sd.deployment == p_id && sd.status == "ROLLBACK_REQUESTED")
+        {
+            self.fail(env, pi, true, Failed::Stopped, shifts);
             return;
         }
         // Deployment alarms, watched while a deployment a user started rolls out and bakes
@@ -1598,12 +1687,16 @@ impl Service {
                 .cloned()
                 .collect();
             if self.deployments[pi].rollout == Rollout::InProgress && !firing.is_empty() {
-                self.fail(env, pi, rollback, Failed::Alarms(firing));
+                self.fail(env, pi, rollback, Failed::Alarms(firing), shifts);
                 return;
             }
         }
         if self.deployments[pi].rollout == Rollout::Failed {
             return; // ECS launches no more tasks for a FAILED deployment.
+        }
+        if let Some(i) = self.staged_index() {
+            self.advance_staged(env, elb, i, next_ip, invocations, shifts);
+            return;
         }
 
         let p_id = self.deployments[pi].id.clone();
@@ -1711,6 +1804,7 @@ impl Service {
                         ready_at: now + start,
                     },
                     was_healthy: false,
+                    target_group: None,
                 });
             }
             let message = format!(
@@ -1805,7 +1899,14 @@ impl Service {
     }
 
     /// The circuit breaker (or a deployment alarm) fails the PRIMARY at index `pi`.
-    fn fail(&mut self, env: &mut Env, pi: usize, rollback: bool, why: Failed) {
+    fn fail(
+        &mut self,
+        env: &mut Env,
+        pi: usize,
+        rollback: bool,
+        why: Failed,
+        shifts: &mut Vec<(String, Vec<(String, u32)>)>,
+    ) {
         // The circuit breaker's wording is ECS's (AWS-BEHAVIOUR.md §7); the alarm's follows
         // the service events ECS writes then ("deployment failed: alarm detected.", as
         // captured in aws/copilot-cli's test data; its rolloutStateReason is not documented).
@@ -1820,7 +1921,28 @@ impl Service {
                 "alarm detected",
                 "ECS deployment alarms",
             ),
+            Failed::Stopped => (
+                "Service deployment rolled back by StopServiceDeployment.".to_owned(),
+                "stopped (rollback requested)",
+                "StopServiceDeployment",
+            ),
         };
+        // A blue/green, linear or canary deployment goes back to blue, which still runs
+        // (whatever `rollback` says: blue is there to take the traffic back).
+        if let Some(i) = self.staged_index() {
+            if let Some(sd) = self.service_deployments.get_mut(i) {
+                match &why {
+                    Failed::CircuitBreaker => sd.circuit_breaker.0 = "TRIGGERED",
+                    Failed::Alarms(names) => {
+                        sd.alarms.0 = "TRIGGERED";
+                        sd.alarms.2 = names.clone();
+                    }
+                    Failed::Stopped => {}
+                }
+            }
+            self.roll_back_staged(env, i, reason, shifts);
+            return;
+        }
         let failed_td = self.deployments[pi].task_definition.clone();
         self.failed_task_definitions.push(failed_td);
         let d = &mut self.deployments[pi];
@@ -1842,6 +1964,7 @@ impl Service {
                     sd.alarms.0 = "TRIGGERED";
                     sd.alarms.2 = names.clone();
                 }
+                Failed::Stopped => {}
             }
             sd.status_reason = reason.clone();
             sd.updated_at = now;

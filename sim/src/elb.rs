@@ -127,6 +127,11 @@ struct LoadBalancer {
 pub enum Action {
     /// Forward to a target group.
     Forward(String),
+    /// Forward to several target groups by weight (`ForwardConfig.TargetGroups` with
+    /// `Weight`: "the load balancer routes requests to each target group in proportion to
+    /// its weight", ALB User Guide, "Listener rules"); how ECS's blue/green, linear and
+    /// canary deployments shift traffic.
+    Weighted(Vec<(String, u32)>),
     /// Answer with a fixed response.
     Fixed {
         /// HTTP status.
@@ -245,6 +250,19 @@ fn action_xml(x: &mut Xml, a: &Action) {
             x.leaf("Type", "forward")
                 .leaf("Order", "1")
                 .leaf("TargetGroupArn", tg);
+        }
+        Action::Weighted(groups) => {
+            x.leaf("Type", "forward")
+                .leaf("Order", "1")
+                .open("ForwardConfig")
+                .open("TargetGroups");
+            for (tg, weight) in groups {
+                x.open("member")
+                    .leaf("TargetGroupArn", tg)
+                    .leaf("Weight", weight.to_string())
+                    .close("member");
+            }
+            x.close("TargetGroups").close("ForwardConfig");
         }
         Action::Fixed { status, body } => {
             x.leaf("Type", "fixed-response")
@@ -682,6 +700,26 @@ impl Elb {
         });
         self.rules.sort_by_key(|r| r.priority);
         Ok(arn)
+    }
+
+    /// Sets a rule's forward action to these target groups and weights (what ECS does with
+    /// ModifyRule when it shifts traffic); one group of weight 100 is a plain forward.
+    /// `false` when there is no such rule.
+    pub fn set_forward(&mut self, rule: &str, groups: Vec<(String, u32)>) -> bool {
+        let Some(r) = self.rules.iter_mut().find(|r| r.arn == rule) else {
+            return false;
+        };
+        let live: Vec<&(String, u32)> = groups.iter().filter(|(_, w)| *w > 0).collect();
+        r.action = match live.as_slice() {
+            [(tg, 100)] => Action::Forward(tg.clone()),
+            _ => Action::Weighted(groups),
+        };
+        true
+    }
+
+    /// Whether a rule exists.
+    pub fn has_rule(&self, arn: &str) -> bool {
+        self.rules.iter().any(|r| r.arn == arn)
     }
 
     /// Forgets a load balancer, listener, rule or target group (stack deletion).

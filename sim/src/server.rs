@@ -50,6 +50,11 @@ pub struct World {
     /// Events delivered to rule targets, and the time their invocations took (ms).
     deliveries: Arc<Deliveries>,
     s3_endpoint: Option<String>,
+    /// Lambda functions by ARN → their invoke URL (`POST /_sim/functions`): where ECS's
+    /// lifecycle hooks are sent.
+    functions: std::collections::BTreeMap<String, String>,
+    /// Hook invocations to send: (invoke URL, executionId, payload).
+    hooks_out: Option<tokio::sync::mpsc::UnboundedSender<(String, String, Value)>>,
 }
 
 /// What the delivery of events to rule targets cost: invocations made (each attempt) and
@@ -133,6 +138,8 @@ impl World {
             cloudwatch: Default::default(),
             deliveries: Arc::default(),
             s3_endpoint: options.s3_endpoint,
+            functions: Default::default(),
+            hooks_out: None,
         })
     }
 
@@ -190,6 +197,29 @@ impl World {
         };
         cfn.advance(&mut env, ecs, elb);
         ecs.advance(&mut env, elb, cloudwatch);
+        // ECS invokes lifecycle hooks with the Lambda Invoke API; a function it cannot find
+        // fails the hook ("If your function … fails, Amazon ECS rolls back").
+        for (arn, payload) in self.ecs.take_invocations() {
+            let execution = payload["executionId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            match (self.functions.get(&arn), &self.hooks_out) {
+                (Some(url), Some(out)) => {
+                    let _ = out.send((url.clone(), execution, payload));
+                }
+                _ => {
+                    let now = self.clock.now();
+                    self.ecs.hook_answer(
+                        now,
+                        &execution,
+                        Err(format!(
+                            "ResourceNotFoundException: Function not found: {arn}"
+                        )),
+                    );
+                }
+            }
+        }
     }
 
     /// The throttling error for this call, if the scenario throttles it.
@@ -300,6 +330,7 @@ pub fn router(shared: Shared) -> Router {
         )
         .route("/_sim/stats", get(stats))
         .route("/_sim/event-targets", axum::routing::post(add_event_target))
+        .route("/_sim/functions", axum::routing::post(add_function))
         .route("/_sim/task-tokens", axum::routing::post(open_task))
         .route(
             "/_sim/task-tokens/{token}",
@@ -351,7 +382,39 @@ pub async fn serve(listener: tokio::net::TcpListener, world: World) -> std::io::
             });
         }
     });
+    let (hooks_out, mut hooks_in) =
+        tokio::sync::mpsc::unbounded_channel::<(String, String, Value)>();
+    world.hooks_out = Some(hooks_out);
     let shared: Shared = Arc::new(Mutex::new(world));
+    // Lifecycle hooks: each invocation (synchronous, RequestResponse) to its function; the
+    // answer (or the function's error) goes back to the service deployment that waits.
+    let answers = shared.clone();
+    tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        while let Some((url, execution, payload)) = hooks_in.recv().await {
+            let (http, answers) = (http.clone(), answers.clone());
+            tokio::spawn(async move {
+                let answer = match http.post(&url).json(&payload).send().await {
+                    Ok(r) if r.status().is_success() => r
+                        .json::<Value>()
+                        .await
+                        .map_err(|e| format!("the function's answer is not JSON: {e}")),
+                    Ok(r) => {
+                        let status = r.status();
+                        let body = r.text().await.unwrap_or_default();
+                        Err(format!(
+                            "the function failed (HTTP {status}): {}",
+                            body.chars().take(300).collect::<String>()
+                        ))
+                    }
+                    Err(e) => Err(format!("the function could not be invoked: {e}")),
+                };
+                let mut w = lock(&answers);
+                let now = w.clock.now();
+                w.ecs.hook_answer(now, &execution, answer);
+            });
+        }
+    });
     let ticker = shared.clone();
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(Duration::from_millis(50));
@@ -409,6 +472,25 @@ async fn add_event_target(State(shared): State<Shared>, body: Bytes) -> Response
         )
             .into_response(),
         Err(e) => (StatusCode::BAD_REQUEST, format!("event target: {e}\n")).into_response(),
+    }
+}
+
+/// `POST /_sim/functions {"arn", "url"}`: a Lambda function ECS can invoke (a lifecycle hook's
+/// `hookTargetArn`) and its Invoke URL (a `cargo lambda watch` server on 127.0.0.1).
+async fn add_function(State(shared): State<Shared>, body: Bytes) -> Response {
+    let f: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    match (f["arn"].as_str(), f["url"].as_str()) {
+        (Some(arn), Some(url)) if url.starts_with("http://127.0.0.1:") => {
+            lock(&shared)
+                .functions
+                .insert(arn.to_owned(), url.to_owned());
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => (
+            StatusCode::BAD_REQUEST,
+            "function: {\"arn\", \"url\"} with an http://127.0.0.1 URL\n",
+        )
+            .into_response(),
     }
 }
 
@@ -917,6 +999,21 @@ fn app_request(w: &mut World, headers: &HeaderMap, uri: &Uri) -> Response {
                 .into_response()
         }
         Some(elb::Action::Forward(tg)) => tg,
+        // By weight: request n of every 100 goes to the group whose share covers it.
+        Some(elb::Action::Weighted(groups)) => {
+            w.calls_to_apps += 1;
+            let total: u32 = groups.iter().map(|(_, weight)| weight).sum::<u32>().max(1);
+            let mut slot = (w.calls_to_apps % u64::from(total)) as u32;
+            let mut chosen = groups.first().map(|(tg, _)| tg.clone()).unwrap_or_default();
+            for (tg, weight) in &groups {
+                if slot < *weight {
+                    chosen = tg.clone();
+                    break;
+                }
+                slot -= weight;
+            }
+            chosen
+        }
     };
     let now = w.clock.now();
     let targets: Vec<_> = w

@@ -2337,3 +2337,367 @@ async fn s29_ecs_deployment_alarms_are_left_to_ecs_and_reported() {
     assert_eq!(r.result, "failed");
     assert_eq!(r.error.unwrap()["Error"], "Slipway.DeploymentFailed");
 }
+
+/// An app whose `api` ECS deploys with its own `strategy` (`lines` go into api's service
+/// table): its load balancer readied with an alternate target group and a test listener
+/// rule; with `hook`, api's health check also runs through the test listener, as the
+/// lifecycle hook at POST_TEST_TRAFFIC_SHIFT.
+async fn staged_app(bed: &Testbed, lines: &str, hook: bool) -> (App, String) {
+    let mut app = App::create_with(&["api"], Some(bed.lambda_table()), |_| lines.to_owned()).await;
+    let api = app.service("api").clone();
+    let (green, _) = app.prepare_staged(&api).await;
+    if hook {
+        let host = format!("host = \"{}\"\n", app.host(&api));
+        app.config = app.config.replace(
+            &host,
+            &format!("{host}test_host = \"{}\"\n", app.test_host(&api)),
+        );
+    }
+    state::store_config(&app.clients, &app.config)
+        .await
+        .unwrap();
+    (app, green)
+}
+
+/// The service's newest service deployment, described.
+async fn newest_service_deployment(
+    app: &App,
+    s: &crate::app::AppService,
+) -> aws_sdk_ecs::types::ServiceDeployment {
+    let listed = app
+        .clients
+        .ecs
+        .list_service_deployments()
+        .cluster(&app.cluster)
+        .service(&s.ecs_service)
+        .send()
+        .await
+        .unwrap();
+    let arn = listed.service_deployments()[0]
+        .service_deployment_arn()
+        .unwrap()
+        .to_owned();
+    let out = app
+        .clients
+        .ecs
+        .describe_service_deployments()
+        .service_deployment_arns(arn)
+        .send()
+        .await
+        .unwrap();
+    out.service_deployments()[0].clone()
+}
+
+/// Where a listener rule forwards: (target group, weight) pairs.
+async fn forwards(app: &App, rule: &str) -> Vec<(String, i32)> {
+    let out = app
+        .clients
+        .elbv2
+        .describe_rules()
+        .rule_arns(rule)
+        .send()
+        .await
+        .unwrap();
+    let action = &out.rules()[0].actions()[0];
+    match action.forward_config() {
+        Some(f) if !f.target_groups().is_empty() => f
+            .target_groups()
+            .iter()
+            .map(|t| {
+                (
+                    t.target_group_arn().unwrap_or_default().to_owned(),
+                    t.weight().unwrap_or(1),
+                )
+            })
+            .filter(|(_, w)| *w > 0)
+            .collect(),
+        _ => vec![(
+            action.target_group_arn().unwrap_or_default().to_owned(),
+            100,
+        )],
+    }
+}
+
+/// 30. A blue/green release (ECS's own): ECS asks Slipway's health check through the test
+/// listener at POST_TEST_TRAFFIC_SHIFT (SUCCEEDED), then moves production traffic to green,
+/// bakes and cleans up; Slipway waits for it, checks health, and records success.
+#[tokio::test]
+async fn s30_a_blue_green_release_is_checked_by_slipway_before_traffic_moves() {
+    let (_t, bed) = Testbed::lane().await;
+    let (app, green) =
+        staged_app(&bed, "strategy = \"blue-green\"\nbake_minutes = 1\n", true).await;
+    let api = app.service("api");
+    let digest = app.push(api, "3030303").await;
+    let name = run("s30");
+    let x = execute(&bed, app.event(api, "3030303", &digest), &name).await;
+    assert_eq!(x.status, "SUCCEEDED", "{x:?}");
+    visited(
+        &x,
+        &[
+            "UpdateService",
+            "CheckStability",
+            "WaitForGroupEvents",
+            "HealthCheck",
+            "Succeeded",
+        ],
+    );
+    never(&x, &["RollBack"]);
+    assert_ne!(app.running(api).await, api.task_definition);
+    let d = newest_service_deployment(&app, api).await;
+    assert_eq!(d.status().map(|s| s.as_str()), Some("SUCCESSFUL"), "{d:?}");
+    let c = d.deployment_configuration().unwrap();
+    assert_eq!(c.strategy().map(|s| s.as_str()), Some("BLUE_GREEN"));
+    assert_eq!(c.bake_time_in_minutes(), Some(1));
+    // Slipway's hook, at POST_TEST_TRAFFIC_SHIFT, answered SUCCEEDED.
+    let hook = &c.lifecycle_hooks()[0];
+    assert_eq!(
+        hook.lifecycle_stages()[0].as_str(),
+        "POST_TEST_TRAFFIC_SHIFT"
+    );
+    assert!(
+        hook.hook_target_arn().unwrap().ends_with("-health-check"),
+        "{hook:?}"
+    );
+    let runs = d.lifecycle_hook_details();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].status().map(|s| s.as_str()), Some("SUCCEEDED"));
+    // Production traffic is on green, whose target group is now the service's.
+    let rule = app
+        .rules
+        .iter()
+        .find(|(n, _)| n == "api")
+        .unwrap()
+        .1
+        .clone();
+    assert_eq!(forwards(&app, &rule).await, [(green.clone(), 100)]);
+    let s = crate::app::describe(&app.clients.ecs, &app.cluster, &api.ecs_service).await;
+    assert_eq!(
+        s.load_balancers()[0].target_group_arn(),
+        Some(green.as_str())
+    );
+    assert_eq!(record(&app, &name).await.result, "succeeded");
+    assert!(app.locks().await.is_empty());
+}
+
+/// 31. A blue/green release whose new version fails Slipway's check through the test
+/// listener: the hook answers FAILED, ECS rolls back before any production traffic moves;
+/// the release fails `Slipway.DeploymentFailed`, saying so.
+#[tokio::test]
+async fn s31_a_failed_hook_rolls_back_before_production_traffic_moves() {
+    let (_t, bed) = Testbed::lane().await;
+    let (app, _) = staged_app(&bed, "strategy = \"blue-green\"\nbake_minutes = 1\n", true).await;
+    let api = app.service("api");
+    let rule = app
+        .rules
+        .iter()
+        .find(|(n, _)| n == "api")
+        .unwrap()
+        .1
+        .clone();
+    // 500 on /health only: the target groups (which check /) find it healthy.
+    let sick = app.push(api, "3131313").await;
+    bed.add_scenario(json!({"images": [{"match": sick, "failure": "health-500"}]}))
+        .await;
+    let name = run("s31");
+    let x = execute(&bed, app.event(api, "3131313", &sick), &name).await;
+    assert_eq!(x.status, "FAILED", "{x:?}");
+    assert_eq!(
+        x.error.as_deref(),
+        Some("Slipway.DeploymentFailed"),
+        "{x:?}"
+    );
+    let cause = x.cause.as_deref().unwrap_or_default();
+    assert!(
+        cause.contains("POST_TEST_TRAFFIC_SHIFT") && cause.contains("FAILED"),
+        "{cause}"
+    );
+    never(&x, &["HealthCheck"]);
+    visited(&x, &["RollBack", "FinishFailed"]);
+    let d = newest_service_deployment(&app, api).await;
+    assert_eq!(
+        d.status().map(|s| s.as_str()),
+        Some("ROLLBACK_SUCCESSFUL"),
+        "{d:?}"
+    );
+    assert_eq!(
+        d.lifecycle_stage().map(|s| s.as_str()),
+        Some("POST_TEST_TRAFFIC_SHIFT")
+    );
+    assert_eq!(
+        d.target_service_revision()
+            .unwrap()
+            .requested_production_traffic_weight(),
+        Some(0.0),
+        "no production traffic ever moved"
+    );
+    assert_eq!(
+        d.lifecycle_hook_details()[0].status().map(|s| s.as_str()),
+        Some("FAILED")
+    );
+    assert_eq!(
+        forwards(&app, &rule).await,
+        [(api.target_group.clone(), 100)]
+    );
+    app.wait_on(api, &api.task_definition).await;
+    assert_eq!(app.running(api).await, api.task_definition);
+    assert!(app.locks().await.is_empty());
+    let r = record(&app, &name).await;
+    assert_eq!(r.error.unwrap()["Error"], "Slipway.DeploymentFailed");
+}
+
+/// 32. A canary (10 % first) stopped by one of the release's alarms while the canary takes
+/// its share: `Slipway.AlarmTriggered`; roll-back stops ECS's deployment
+/// (StopServiceDeployment ROLLBACK), and ECS puts all traffic back on blue.
+#[tokio::test]
+async fn s32_a_canary_stopped_by_an_alarm() {
+    let (_t, bed) = Testbed::lane().await;
+    let fires = unique("canary-5xx");
+    alarm(&bed, &fires, Some("OK"), "fine").await;
+    let lines = format!("strategy = \"canary\"\nstep_percent = 10\nstep_minutes = 10\nbake_minutes = 1\nalarms = [\"{fires}\"]\n");
+    let (app, green) = staged_app(&bed, &lines, false).await;
+    let api = app.service("api");
+    let rule = app
+        .rules
+        .iter()
+        .find(|(n, _)| n == "api")
+        .unwrap()
+        .1
+        .clone();
+    let digest = app.push(api, "3232323").await;
+    let name = run("s32");
+    let run_it = {
+        let (bed, input, name) = (
+            bed.clone(),
+            app.event(api, "3232323", &digest),
+            name.clone(),
+        );
+        tokio::spawn(async move { bed.deploy(&input, &name).await })
+    };
+    // The canary: 10 % of production traffic on green.
+    slipway_tests::eventually(
+        "the canary to take 10 %",
+        Duration::from_secs(120),
+        || async {
+            let weights = forwards(&app, &rule).await;
+            weights.contains(&(green.clone(), 10)).then_some(())
+        },
+    )
+    .await;
+    alarm(
+        &bed,
+        &fires,
+        Some("ALARM"),
+        "Threshold Crossed: 1 datapoint [9.0] was greater than the threshold (5.0).",
+    )
+    .await;
+    let x = run_it.await.unwrap();
+    rolled_back_on_alarm(&app, &x, &name, &fires, "while the services rolled out").await;
+    let d = newest_service_deployment(&app, api).await;
+    assert_eq!(
+        d.status().map(|s| s.as_str()),
+        Some("ROLLBACK_SUCCESSFUL"),
+        "{d:?}"
+    );
+    assert!(
+        d.rollback()
+            .unwrap()
+            .reason()
+            .unwrap_or_default()
+            .contains("StopServiceDeployment"),
+        "{d:?}"
+    );
+    assert_eq!(
+        forwards(&app, &rule).await,
+        [(api.target_group.clone(), 100)]
+    );
+    let r = record(&app, &name).await;
+    let actions: Vec<String> = r
+        .rollback
+        .unwrap()
+        .services
+        .into_iter()
+        .map(|a| a.action)
+        .collect();
+    assert_eq!(actions, ["rolled-back-by-ecs"]);
+}
+
+/// 33. A linear release (50 % steps) that ECS completes, then fails Slipway's health check:
+/// roll-back moves the service back (UpdateService), and ECS runs that as a linear deployment
+/// too; the release ends `Slipway.HealthCheckFailed` with the old version serving.
+#[tokio::test]
+async fn s33_a_linear_release_rolled_back_by_the_later_health_check() {
+    let (_t, bed) = Testbed::lane().await;
+    let (app, _) = staged_app(
+        &bed,
+        "strategy = \"linear\"\nstep_percent = 50\nstep_minutes = 1\nbake_minutes = 1\n",
+        false,
+    )
+    .await;
+    let api = app.service("api");
+    let sick = app.push(api, "3333333").await;
+    bed.add_scenario(json!({"images": [{"match": sick, "failure": "health-500"}]}))
+        .await;
+    let name = run("s33");
+    let x = execute(&bed, app.event(api, "3333333", &sick), &name).await;
+    assert_eq!(x.status, "FAILED", "{x:?}");
+    assert_eq!(
+        x.error.as_deref(),
+        Some("Slipway.HealthCheckFailed"),
+        "{x:?}"
+    );
+    visited(
+        &x,
+        &[
+            "WaitForGroupEvents",
+            "HealthCheck",
+            "RollBack",
+            "CheckRollback",
+            "FinishFailed",
+        ],
+    );
+    assert_eq!(app.running(api).await, api.task_definition);
+    let listed = app
+        .clients
+        .ecs
+        .list_service_deployments()
+        .cluster(&app.cluster)
+        .service(&api.ecs_service)
+        .send()
+        .await
+        .unwrap();
+    let statuses: Vec<&str> = listed
+        .service_deployments()
+        .iter()
+        .map(|d| d.status().unwrap().as_str())
+        .collect();
+    assert_eq!(
+        statuses[..2],
+        ["SUCCESSFUL", "SUCCESSFUL"],
+        "the release's linear deployment, then the one back: {statuses:?}"
+    );
+    let back = newest_service_deployment(&app, api).await;
+    assert_eq!(
+        back.deployment_configuration()
+            .unwrap()
+            .strategy()
+            .map(|s| s.as_str()),
+        Some("LINEAR")
+    );
+    let health = reqwest::Client::new()
+        .get(format!("{}/health", bed.sim()))
+        .header("host", app.host(api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200, "the old version serves again");
+    assert!(app.locks().await.is_empty());
+    let r = record(&app, &name).await;
+    let actions: Vec<String> = r
+        .rollback
+        .unwrap()
+        .services
+        .into_iter()
+        .map(|a| a.action)
+        .collect();
+    assert_eq!(actions, ["restored"]);
+}

@@ -119,7 +119,10 @@ async fn look(
                     )));
                 }
             }
-            let p = progress_of(&svc.name, primary, ours, service.desired_count());
+            let mut p = progress_of(&svc.name, primary, ours, service.desired_count());
+            if svc.staged.is_some() {
+                p.stage = stage_of(clients, &service).await;
+            }
             let done = primary.is_some_and(|p| {
                 p.task_definition() == Some(target.task_definition.as_str())
                     && p.rollout_state() == Some(&DeploymentRolloutState::Completed)
@@ -186,21 +189,27 @@ async fn look(
     ))
 }
 
-/// For a service whose owner turned on ECS's deployment alarms (`deploymentConfiguration.alarms`,
-/// left to ECS): the alarms that failed its deployments since the release started, from the
-/// service deployments ECS records (ListServiceDeployments, then DescribeServiceDeployments'
-/// `alarms.triggeredAlarmNames`), as ` (ECS's deployment alarms fired: a, b)`. Empty when none
-/// fired or they cannot be read (the failure is reported all the same).
+/// What ECS's service deployments say of a failed rollout, for a service whose owner turned
+/// on ECS's deployment alarms (`deploymentConfiguration.alarms`, left to ECS) or that ECS
+/// deploys blue/green, linear or canary: the alarms that failed its deployments since the
+/// release started (ListServiceDeployments, then DescribeServiceDeployments'
+/// `alarms.triggeredAlarmNames`) as ` (ECS's deployment alarms fired: a, b)`, and a
+/// rolled-back staged deployment's status, stage and reason. Empty when there is nothing to
+/// add or it cannot be read (the failure is reported all the same).
 async fn ecs_alarms(
     clients: &Clients,
     cluster: &str,
     service: &aws_sdk_ecs::types::Service,
     since: i64,
 ) -> String {
-    let enabled = service
-        .deployment_configuration()
-        .and_then(|c| c.alarms())
-        .is_some_and(|a| a.enable());
+    let configuration = service.deployment_configuration();
+    let staged = configuration
+        .and_then(|c| c.strategy())
+        .is_some_and(|s| *s != aws_sdk_ecs::types::DeploymentStrategy::Rolling);
+    let enabled = staged
+        || configuration
+            .and_then(|c| c.alarms())
+            .is_some_and(|a| a.enable());
     let Some(arn) = service.service_arn().filter(|_| enabled) else {
         return String::new();
     };
@@ -242,12 +251,29 @@ async fn ecs_alarms(
             .collect();
         names.sort_unstable();
         names.dedup();
-        Ok::<_, crate::aws::AwsError>(names)
+        let mut notes = Vec::new();
+        if !names.is_empty() {
+            notes.push(format!(
+                "ECS's deployment alarms fired: {}",
+                names.join(", ")
+            ));
+        }
+        let rolled_back = described.service_deployments().iter().find(|d| {
+            d.status()
+                .is_some_and(|s| s.as_str().starts_with("ROLLBACK") || s.as_str() == "STOPPED")
+        });
+        if let Some(d) = rolled_back.filter(|_| staged) {
+            notes.push(format!(
+                "service deployment {} at {}: {}",
+                d.status().map_or("", |s| s.as_str()),
+                d.lifecycle_stage().map_or("", |s| s.as_str()),
+                d.status_reason().unwrap_or_default()
+            ));
+        }
+        Ok::<_, crate::aws::AwsError>(notes)
     };
     match read.await {
-        Ok(names) if !names.is_empty() => {
-            format!(" (ECS's deployment alarms fired: {})", names.join(", "))
-        }
+        Ok(notes) if !notes.is_empty() => format!(" ({})", notes.join("; ")),
         Ok(_) => String::new(),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the service deployments for their alarms");
@@ -390,6 +416,32 @@ async fn answer(
     }
 }
 
+/// Where ECS's blue/green, linear or canary deployment of the service stands: its lifecycle
+/// stage and the new revision's share of production traffic (`PRODUCTION_TRAFFIC_SHIFT, 10%
+/// of production traffic`), from its current service deployment. None when it cannot be
+/// read (the look goes on without it).
+async fn stage_of(clients: &Clients, service: &aws_sdk_ecs::types::Service) -> Option<String> {
+    let arn = service.current_service_deployment()?;
+    let out = clients
+        .ecs
+        .describe_service_deployments()
+        .service_deployment_arns(arn)
+        .send()
+        .await
+        .map_err(|e| tracing::warn!(error = %crate::aws::sdk_error(&e), "cannot read the service deployment"))
+        .ok()?;
+    let d = out.service_deployments().first()?;
+    let weight = d
+        .target_service_revision()
+        .and_then(|r| r.requested_production_traffic_weight())
+        .unwrap_or(0.0);
+    Some(format!(
+        "{} {}, {weight}% of production traffic",
+        d.status().map_or("", |s| s.as_str()),
+        d.lifecycle_stage().map_or("", |s| s.as_str())
+    ))
+}
+
 fn progress_of(
     name: &str,
     primary: Option<&Deployment>,
@@ -408,5 +460,6 @@ fn progress_of(
             .and_then(|d| d.rollout_state_reason())
             .unwrap_or_default()
             .to_owned(),
+        stage: None,
     }
 }

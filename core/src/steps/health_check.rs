@@ -207,12 +207,92 @@ pub async fn health_check(
             report.max_latency_ms = max_latency;
         }
         if let Some(tg) = &svc.target_group_arn {
-            report.targets = Some(target_health(clients, &svc.name, tg).await?);
+            let tg = live_target_group(clients, svc, tg).await?;
+            report.targets = Some(target_health(clients, &svc.name, &tg).await?);
         }
         tracing::info!(service = %svc.name, passes = report.passes, targets = ?report.targets, "healthy");
         services.push(report);
     }
     Ok(HealthReport { services })
+}
+
+/// The target group the service's tasks are registered with now. With ECS's blue/green,
+/// linear and canary deployments the service's two target groups swap roles at every
+/// deployment (the new revision registers with the alternate one, which then becomes the
+/// service's): the configured `target_group_arn` names either, and the one the service's
+/// load balancer lists now (`loadBalancers[].targetGroupArn`) is checked.
+async fn live_target_group(
+    clients: &Clients,
+    svc: &crate::model::ServiceRelease,
+    configured: &str,
+) -> Result<String, StepError> {
+    if svc.staged.is_none() {
+        return Ok(configured.to_owned());
+    }
+    let found = super::describe_services(
+        &clients.ecs,
+        &svc.cluster,
+        std::slice::from_ref(&svc.ecs_service),
+    )
+    .await
+    .map_err(|e| e.step(|m| StepError::HealthCheckFailed(format!("service {}: {m}", svc.name))))?;
+    let live = found.into_iter().flatten().next().and_then(|service| {
+        service.load_balancers().iter().find_map(|lb| {
+            let alternate = lb
+                .advanced_configuration()
+                .and_then(|a| a.alternate_target_group_arn());
+            (lb.target_group_arn() == Some(configured) || alternate == Some(configured))
+                .then(|| lb.target_group_arn().map(str::to_owned))
+                .flatten()
+        })
+    });
+    Ok(live.unwrap_or_else(|| configured.to_owned()))
+}
+
+/// Whether a Lambda event is ECS invoking a lifecycle hook (Developer Guide, "Lambda hooks":
+/// `executionId`, `lifecycleStage`, `resourceArn`, `executionDetails`).
+pub fn is_lifecycle_hook(event: &serde_json::Value) -> bool {
+    event.get("lifecycleStage").is_some() && event.get("executionDetails").is_some()
+}
+
+/// health-check as a service's lifecycle hook: ECS invokes it at POST_TEST_TRAFFIC_SHIFT of
+/// a blue/green, linear or canary deployment — the new revision takes the test traffic, no
+/// production traffic has moved — with the check update-services put in `hookDetails`
+/// (`{"slipway": {"service", "health"}}`: the service's health check through the test
+/// listener). The answer is `{"hookStatus": "SUCCEEDED"}` when the check passes, `FAILED`
+/// (ECS rolls the deployment back before production traffic moves) when it does not, or
+/// when the event carries no Slipway check.
+pub async fn lifecycle_hook(prober: &dyn Prober, event: &serde_json::Value) -> serde_json::Value {
+    let stage = event["lifecycleStage"].as_str().unwrap_or_default();
+    let slipway = &event["hookDetails"]["slipway"];
+    let service = slipway["service"].as_str().unwrap_or("(unnamed)");
+    let check: Option<HealthConfig> = serde_json::from_value(slipway["health"].clone()).ok();
+    let status = match check {
+        None => {
+            tracing::error!(
+                stage,
+                "hookDetails carry no Slipway health check: failing the hook"
+            );
+            "FAILED"
+        }
+        Some(h) => match http_check(prober, service, &h).await {
+            Ok((passes, max_latency_ms)) => {
+                tracing::info!(
+                    service,
+                    stage,
+                    passes,
+                    max_latency_ms,
+                    "healthy through the test listener"
+                );
+                "SUCCEEDED"
+            }
+            Err(e) => {
+                tracing::warn!(service, stage, error = %e, "unhealthy through the test listener: ECS rolls back");
+                "FAILED"
+            }
+        },
+    };
+    serde_json::json!({ "hookStatus": status })
 }
 
 /// One turn of the bake's alarm watch (health-check with `bake` in its input, the

@@ -103,6 +103,7 @@ fn service_release(name: &str) -> ServiceRelease {
         health: None,
         target_group_arn: None,
         stack: None,
+        staged: None,
     }
 }
 
@@ -734,6 +735,8 @@ async fn check(
         passes: 3,
         timeout_ms: 1500,
         interval_ms: 1,
+        test_url: None,
+        test_host: None,
     });
     let prober = FakeProber {
         answers: Mutex::new(answers),

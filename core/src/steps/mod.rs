@@ -18,10 +18,31 @@ pub use deploy_stack::{
     change_set_request, deploy_stack, stack_event, wait_for_stack, STACK_EVENT,
 };
 pub use finish::{finish, plan_failed};
-pub use health_check::{health_check, watch_bake, HttpProber, Probe, Prober};
+pub use health_check::{
+    health_check, is_lifecycle_hook, lifecycle_hook, watch_bake, HttpProber, Probe, Prober,
+};
 pub use plan::{plan, preview, release_id};
 pub use roll_back::roll_back;
 pub use update_services::update_services;
+
+/// A JSON value as a Smithy document (a lifecycle hook's `hookDetails`).
+pub fn document(v: &serde_json::Value) -> aws_smithy_types::Document {
+    use aws_smithy_types::{Document, Number};
+    match v {
+        serde_json::Value::Null => Document::Null,
+        serde_json::Value::Bool(b) => Document::Bool(*b),
+        serde_json::Value::Number(n) => Document::Number(match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => Number::PosInt(u),
+            (None, Some(i)) => Number::NegInt(i),
+            _ => Number::Float(n.as_f64().unwrap_or_default()),
+        }),
+        serde_json::Value::String(s) => Document::String(s.clone()),
+        serde_json::Value::Array(a) => Document::Array(a.iter().map(document).collect()),
+        serde_json::Value::Object(m) => {
+            Document::Object(m.iter().map(|(k, v)| (k.clone(), document(v))).collect())
+        }
+    }
+}
 
 /// Where "now" comes from (a trait so tests can move time).
 pub trait Clock: Send + Sync {

@@ -1077,6 +1077,21 @@ async fn snapshot(
             health: s.health.clone(),
             target_group_arn: s.target_group_arn.clone(),
             stack: config.owning_stack(&s.name).map(|st| st.name.clone()),
+            staged: (s.strategy != crate::config::Strategy::Rolling).then(|| {
+                crate::model::StagedRollout {
+                    strategy: s.strategy.ecs().to_owned(),
+                    bake_minutes: s
+                        .bake_minutes
+                        .unwrap_or(crate::config::DEFAULT_BAKE_MINUTES),
+                    step_percent: s.step_percent,
+                    step_minutes: s.step_minutes,
+                    hook: s
+                        .health
+                        .as_ref()
+                        .filter(|h| h.tests_before_traffic())
+                        .map(crate::config::HealthConfig::through_test_listener),
+                }
+            }),
         });
     }
 
@@ -1234,6 +1249,28 @@ async fn running(
                 ),
             )
         })?;
+        // ECS's own strategies shift traffic between two target groups through the
+        // production listener rule: the service's owner sets them on its load balancer.
+        if s.strategy != crate::config::Strategy::Rolling {
+            let ready = service.load_balancers().iter().any(|lb| {
+                lb.advanced_configuration().is_some_and(|a| {
+                    a.alternate_target_group_arn()
+                        .is_some_and(|t| !t.is_empty())
+                        && a.production_listener_rule().is_some_and(|r| !r.is_empty())
+                })
+            });
+            if !ready {
+                return Err(StepError::invalid(
+                    "config",
+                    format!(
+                        "service {}: strategy {} needs ECS service {}'s load balancer to have an advancedConfiguration (alternateTargetGroupArn, productionListenerRule, roleArn; testListenerRule for a test listener), which its owner sets (CreateService/UpdateService, or the stack's AWS::ECS::Service LoadBalancers)",
+                        s.name,
+                        s.strategy.ecs(),
+                        s.ecs_service()
+                    ),
+                ));
+            }
+        }
         let td_arn = service.task_definition().unwrap_or_default().to_owned();
         let td = clients
             .ecs

@@ -279,6 +279,36 @@ fn image_of_current<'a>(
 /// revision was deregistered by the stack's cleanup, so UpdateService back to it would be
 /// refused); one still on the release's image (a stack that only records the image) is
 /// moved back like any other.
+/// The service's current service deployment (`currentServiceDeployment`) and its status,
+/// unless it is over (SUCCESSFUL, STOPPED, ROLLBACK_SUCCESSFUL, ROLLBACK_FAILED).
+async fn in_progress_deployment(
+    clients: &Clients,
+    service: &aws_sdk_ecs::types::Service,
+) -> Result<Option<(String, String)>, crate::aws::AwsError> {
+    let Some(arn) = service.current_service_deployment() else {
+        return Ok(None);
+    };
+    let out = clients
+        .ecs
+        .describe_service_deployments()
+        .service_deployment_arns(arn)
+        .send()
+        .await
+        .map_err(aws("ecs:DescribeServiceDeployments"))?;
+    Ok(out.service_deployments().first().and_then(|d| {
+        let status = d.status()?.as_str().to_owned();
+        matches!(
+            status.as_str(),
+            "PENDING"
+                | "IN_PROGRESS"
+                | "ROLLBACK_REQUESTED"
+                | "ROLLBACK_IN_PROGRESS"
+                | "STOP_REQUESTED"
+        )
+        .then(|| (arn.to_owned(), status))
+    }))
+}
+
 async fn restore_services(
     clients: &Clients,
     services: &[&ServiceRelease],
@@ -325,7 +355,32 @@ async fn restore_services(
                         && c.image() == Some(svc.image.as_str())
                 })
             });
-            if ours {
+            let staged = if ours && svc.staged.is_some() {
+                in_progress_deployment(clients, &service)
+                    .await
+                    .map_err(|e| e.step(|m| failed(format!("service {}: {m}", svc.name))))?
+            } else {
+                None
+            };
+            if let Some((arn, status)) = staged {
+                // ECS's blue/green, linear or canary deployment still runs: ECS puts all
+                // traffic back on the previous revision, which never stopped
+                // (StopServiceDeployment ROLLBACK: "rolls back the service deployment to the
+                // previous service revision").
+                if matches!(status.as_str(), "PENDING" | "IN_PROGRESS") {
+                    clients
+                        .ecs
+                        .stop_service_deployment()
+                        .service_deployment_arn(&arn)
+                        .stop_type(aws_sdk_ecs::types::StopServiceDeploymentStopType::Rollback)
+                        .send()
+                        .await
+                        .map_err(aws("ecs:StopServiceDeployment"))
+                        .map_err(|e| e.step(|m| failed(format!("service {}: {m}", svc.name))))?;
+                    tracing::info!(service = %svc.name, deployment = %arn, "ECS deployment stopped: rolling back");
+                }
+                "rolled-back-by-ecs"
+            } else if ours {
                 clients
                     .ecs
                     .update_service()
@@ -350,7 +405,7 @@ async fn restore_services(
             report.targets.push(ServiceTarget {
                 service: svc.name.clone(),
                 task_definition: svc.previous_task_definition.clone(),
-                started: action == "restored",
+                started: action == "restored" || action == "rolled-back-by-ecs",
             });
         }
         report.services.push(RollbackAction {

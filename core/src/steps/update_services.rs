@@ -1,7 +1,10 @@
 //! `update-services`: points one service at a new task definition revision that pins the
 //! release's image by digest, copied from the running one with every other field kept.
 
-use aws_sdk_ecs::types::{ContainerDefinition, TaskDefinition};
+use aws_sdk_ecs::types::{
+    CanaryConfiguration, ContainerDefinition, DeploymentConfiguration, DeploymentLifecycleHook,
+    DeploymentLifecycleHookStage, DeploymentStrategy, LinearConfiguration, TaskDefinition,
+};
 
 use crate::aws::{aws, Clients};
 use crate::model::{ServiceTarget, UpdateServiceInput};
@@ -62,10 +65,15 @@ pub async fn update_services(
             .map_err(failed)?
     };
 
+    let deployment_configuration = match &svc.staged {
+        Some(staged) => Some(staged_configuration(&service, staged, &svc.name)?),
+        None => None,
+    };
     ecs.update_service()
         .cluster(&svc.cluster)
         .service(&svc.ecs_service)
         .task_definition(&target)
+        .set_deployment_configuration(deployment_configuration)
         .send()
         .await
         .map_err(aws("ecs:UpdateService"))
@@ -76,6 +84,78 @@ pub async fn update_services(
         task_definition: target,
         started: true,
     })
+}
+
+/// The service's deployment configuration with the release's strategy: ECS's
+/// `deploymentConfiguration` as it is now (circuit breaker, alarms, percentages and the
+/// owner's own lifecycle hooks kept), with `strategy`, `bakeTimeInMinutes`, the linear or
+/// canary steps, and Slipway's hook — health-check at POST_TEST_TRAFFIC_SHIFT, its check
+/// through the test listener in `hookDetails` — when the service's health check names one.
+fn staged_configuration(
+    service: &aws_sdk_ecs::types::Service,
+    staged: &crate::model::StagedRollout,
+    name: &str,
+) -> Result<DeploymentConfiguration, StepError> {
+    let mut c = service
+        .deployment_configuration()
+        .cloned()
+        .unwrap_or_else(|| DeploymentConfiguration::builder().build());
+    c.strategy = Some(DeploymentStrategy::from(staged.strategy.as_str()));
+    c.bake_time_in_minutes = Some(i32::try_from(staged.bake_minutes).unwrap_or(i32::MAX));
+    let minutes = staged
+        .step_minutes
+        .map(|m| i32::try_from(m).unwrap_or(i32::MAX));
+    match staged.strategy.as_str() {
+        "LINEAR" => {
+            c.linear_configuration = Some(
+                LinearConfiguration::builder()
+                    .set_step_percent(staged.step_percent)
+                    .set_step_bake_time_in_minutes(minutes)
+                    .build(),
+            );
+        }
+        "CANARY" => {
+            c.canary_configuration = Some(
+                CanaryConfiguration::builder()
+                    .set_canary_percent(staged.step_percent)
+                    .set_canary_bake_time_in_minutes(minutes)
+                    .build(),
+            );
+        }
+        _ => {}
+    }
+    let function = std::env::var(crate::aws::HOOK_FUNCTION_ENV).ok();
+    let mut hooks: Vec<DeploymentLifecycleHook> = c
+        .lifecycle_hooks
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|h| function.is_none() || h.hook_target_arn() != function.as_deref())
+        .collect();
+    if let Some(check) = &staged.hook {
+        let (Some(function), Ok(role)) = (function, std::env::var(crate::aws::HOOK_ROLE_ENV))
+        else {
+            return Err(StepError::invalid(
+                format!("services.{name}.health.test_url"),
+                format!(
+                    "a check through the test listener is configured, but this installation names no hook function ({} / {}): run slipway bootstrap again",
+                    crate::aws::HOOK_FUNCTION_ENV,
+                    crate::aws::HOOK_ROLE_ENV
+                ),
+            ));
+        };
+        let details = serde_json::json!({"slipway": {"service": name, "health": check}});
+        hooks.push(
+            DeploymentLifecycleHook::builder()
+                .hook_target_arn(function)
+                .role_arn(role)
+                .lifecycle_stages(DeploymentLifecycleHookStage::PostTestTrafficShift)
+                .hook_details(super::document(&details))
+                .build(),
+        );
+    }
+    c.lifecycle_hooks = Some(hooks);
+    Ok(c)
 }
 
 async fn describe_td(clients: &Clients, reference: &str) -> Result<TaskDefinition, String> {

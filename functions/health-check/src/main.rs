@@ -1,4 +1,4 @@
-//! The `health-check` Lambda: HTTP and target health checks of the moved services (and the alarms), and the bake's alarm watch. All logic is in `slipway_core::steps`.
+//! The `health-check` Lambda: HTTP and target health checks of the moved services (and the alarms), the bake's alarm watch, and the lifecycle hook ECS invokes before production traffic moves. All logic is in `slipway_core::steps`.
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
@@ -13,6 +13,10 @@ async fn main() -> Result<(), Error> {
     let clients = &Clients::from_env().await;
     let prober = &steps::HttpProber::new()?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
+        // ECS asking about a blue/green, linear or canary deployment (lifecycle hook).
+        if steps::is_lifecycle_hook(&event.payload) {
+            return Ok(steps::lifecycle_hook(prober, &event.payload).await);
+        }
         let input: HealthCheckInput = steps::input(event.payload)?;
         let output = match input.bake {
             // The bake's alarm watch (the WatchBake loop): alarms only.
