@@ -1799,6 +1799,74 @@ mod tests {
     }
 
     #[test]
+    fn a_staged_strategy_installs_the_hook_role_and_only_the_calls_it_needs() {
+        let text = include_str!("../../examples/staging/slipway.toml").replacen(
+            "[[services]]",
+            "[[services]]\nstrategy = \"blue-green\"",
+            1,
+        );
+        let config = Config::parse(&text, "slipway.toml").expect("valid");
+        let t = template(&config, &Options::default());
+        let r = &t["Resources"];
+        let hook_role = &r["LifecycleHookRole"]["Properties"];
+        let trust = &hook_role["AssumeRolePolicyDocument"]["Statement"][0];
+        assert_eq!(trust["Principal"]["Service"], "ecs.amazonaws.com");
+        assert_eq!(
+            trust["Condition"]["StringEquals"]["aws:SourceAccount"],
+            json!({"Ref": "AWS::AccountId"})
+        );
+        let invoke = &hook_role["Policies"][0]["PolicyDocument"]["Statement"];
+        assert_eq!(
+            invoke,
+            &json!([{"Effect": "Allow", "Action": ["lambda:InvokeFunction"], "Resource": [{"Fn::GetAtt": ["HealthCheckFunction", "Arn"]}]}]),
+            "health-check only"
+        );
+        let variables = &r["UpdateServicesFunction"]["Properties"]["Environment"]["Variables"];
+        assert_eq!(
+            variables[slipway_core::aws::HOOK_FUNCTION_ENV],
+            json!({"Fn::GetAtt": ["HealthCheckFunction", "Arn"]})
+        );
+        assert_eq!(
+            variables[slipway_core::aws::HOOK_ROLE_ENV],
+            json!({"Fn::GetAtt": ["LifecycleHookRole", "Arn"]})
+        );
+        let pass = granting(&role_statements(&t, "UpdateServicesRole"), "iam:PassRole");
+        assert_eq!(pass.len(), 1, "{pass:?}");
+        assert_eq!(
+            pass[0]["Condition"]["StringEquals"]["iam:PassedToService"],
+            "ecs.amazonaws.com"
+        );
+        let stop = granting(
+            &role_statements(&t, "RollBackRole"),
+            "ecs:StopServiceDeployment",
+        );
+        assert_eq!(stop.len(), 1);
+        assert!(stop[0]["Resource"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a.to_string().contains(":service-deployment/staging/")));
+        assert_eq!(
+            granting(
+                &role_statements(&t, "HealthCheckRole"),
+                "ecs:DescribeServices"
+            )
+            .len(),
+            1,
+            "which target group the service uses now"
+        );
+        // Rolling services only: none of it.
+        let plain = template(&staging(), &Options::default()).to_string();
+        for absent in [
+            "LifecycleHookRole",
+            "ecs:StopServiceDeployment",
+            slipway_core::aws::HOOK_FUNCTION_ENV,
+        ] {
+            assert!(!plain.contains(absent), "{absent}");
+        }
+    }
+
+    #[test]
     fn stack_calls_carry_the_stack_role_and_slipway_change_set_names_only() {
         let role = "arn:aws:iam::123456789012:role/cfn-exec";
         let text = include_str!("../../examples/staging/slipway.toml").replacen(

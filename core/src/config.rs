@@ -1029,6 +1029,79 @@ mod tests {
     }
 
     #[test]
+    fn strategies_take_their_options_and_fit_the_deadline() {
+        let base = "environment = \"staging\"\ncluster = \"c\"\ndeadline_minutes = 20\n[[services]]\nname = \"api\"\nrepository = \"staging/api\"\nLINES\n";
+        let parse = |lines: &str| Config::parse(&base.replace("LINES", lines), "slipway.toml");
+        let c = parse("strategy = \"linear\"\nstep_percent = 25\nstep_minutes = 2\nbake_minutes = 3\n[services.health]\nurl = \"http://alb/health\"\ntest_host = \"test.api.example.com\"").expect("valid");
+        let api = &c.services[0];
+        assert_eq!(api.strategy.ecs(), "LINEAR");
+        // Four shifts of 25 %: three waits of 2 minutes, then a 3-minute bake.
+        assert_eq!(api.strategy_minutes(), 9);
+        let h = api.health.as_ref().unwrap();
+        assert!(h.tests_before_traffic());
+        let through = h.through_test_listener();
+        assert_eq!(
+            (through.url.as_str(), through.host.as_deref()),
+            ("http://alb/health", Some("test.api.example.com"))
+        );
+        assert_eq!(
+            parse("strategy = \"canary\"").expect("valid").services[0].strategy_minutes(),
+            15,
+            "default canary 10 + bake 5"
+        );
+        assert_eq!(
+            parse("").expect("valid").services[0].strategy,
+            Strategy::Rolling
+        );
+        for (lines, field, says) in [
+            (
+                "bake_minutes = 3",
+                "services[0].bake_minutes",
+                "only for strategy",
+            ),
+            (
+                "strategy = \"blue-green\"\nstep_percent = 10",
+                "services[0].step_percent",
+                "linear\" or \"canary",
+            ),
+            (
+                "strategy = \"linear\"\nstep_percent = 2",
+                "services[0].step_percent",
+                "from 3 to 100",
+            ),
+            (
+                "strategy = \"canary\"\nstep_percent = 10.05",
+                "services[0].step_percent",
+                "multiple of 0.1",
+            ),
+            (
+                "strategy = \"blue-green\"\nbake_minutes = 1441",
+                "services[0].bake_minutes",
+                "0 to 1440",
+            ),
+            (
+                "strategy = \"linear\"\nstep_percent = 10\nstep_minutes = 3",
+                "services[0].strategy",
+                "at least 32 minutes",
+            ),
+            (
+                "strategy = \"sideways\"",
+                "services[0].strategy",
+                "unknown variant",
+            ),
+            (
+                "[services.health]\nurl = \"http://alb/health\"\ntest_host = \"t.example.com\"",
+                "services[0].health.test_url",
+                "needs strategy",
+            ),
+        ] {
+            let e = parse(lines).expect_err(lines);
+            assert_eq!(e.field, field, "{lines}: {e}");
+            assert!(e.message.contains(says), "{lines}: {e}");
+        }
+    }
+
+    #[test]
     fn the_bake_watch_slices_the_bake_into_checks_at_most_alarm_check_seconds_apart() {
         use crate::model::BakeWatch;
         let mut w = BakeWatch {

@@ -14,5 +14,6 @@ mod sim_cloudwatch;
 mod sim_ecs;
 mod sim_elb;
 mod sim_fidelity;
+mod sim_strategies;
 mod stepfunctions;
 mod steps;

@@ -1715,3 +1715,52 @@ async fn a_stack_status_event_answers_the_stack_wait_with_the_stored_progress() 
         .unwrap();
     assert!(out["ignored"].is_string(), "{out}");
 }
+
+#[tokio::test]
+async fn the_lifecycle_hook_answers_from_the_check_through_the_test_listener() {
+    let event = |health: serde_json::Value| {
+        serde_json::json!({
+            "executionId": "e1",
+            "lifecycleStage": "POST_TEST_TRAFFIC_SHIFT",
+            "resourceArn": "arn:aws:ecs:us-east-1:123:service-deployment/staging/api/abc",
+            "executionDetails": {
+                "serviceArn": "arn:aws:ecs:us-east-1:123:service/staging/api",
+                "targetServiceRevisionArn": "r2",
+                "testTrafficWeights": {},
+                "productionTrafficWeights": {}
+            },
+            "hookDetails": {"slipway": {"service": "api", "health": health}}
+        })
+    };
+    let check = serde_json::json!({
+        "url": "http://alb/health", "host": "test.api.example.com", "passes": 2, "interval_ms": 1
+    });
+    assert!(crate::steps::is_lifecycle_hook(&event(check.clone())));
+    assert!(!crate::steps::is_lifecycle_hook(
+        &serde_json::json!({"release": {}})
+    ));
+    let prober = |answers: Vec<Result<Probe, String>>| FakeProber {
+        answers: Mutex::new(answers),
+        asked: Mutex::new(vec![]),
+    };
+    let p = prober(vec![probe(200, "ok"), probe(200, "ok")]);
+    let answer = crate::steps::lifecycle_hook(&p, &event(check.clone())).await;
+    assert_eq!(answer, serde_json::json!({"hookStatus": "SUCCEEDED"}));
+    let asked = p.asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 2);
+    assert_eq!(
+        asked[0].1.as_deref(),
+        Some("test.api.example.com"),
+        "through the test listener"
+    );
+    let p = prober(vec![probe(500, "down")]);
+    let answer = crate::steps::lifecycle_hook(&p, &event(check)).await;
+    assert_eq!(answer, serde_json::json!({"hookStatus": "FAILED"}));
+    let p = prober(vec![]);
+    let answer = crate::steps::lifecycle_hook(&p, &event(serde_json::json!("nonsense"))).await;
+    assert_eq!(
+        answer,
+        serde_json::json!({"hookStatus": "FAILED"}),
+        "no Slipway check: never a pass"
+    );
+}

@@ -66,7 +66,16 @@ pub async fn update_services(
     };
 
     let deployment_configuration = match &svc.staged {
-        Some(staged) => Some(staged_configuration(&service, staged, &svc.name)?),
+        Some(staged) => {
+            let function = std::env::var(crate::aws::HOOK_FUNCTION_ENV).ok();
+            let role = std::env::var(crate::aws::HOOK_ROLE_ENV).ok();
+            Some(staged_configuration(
+                service.deployment_configuration(),
+                staged,
+                &svc.name,
+                function.as_deref().zip(role.as_deref()),
+            )?)
+        }
         None => None,
     };
     ecs.update_service()
@@ -91,13 +100,14 @@ pub async fn update_services(
 /// owner's own lifecycle hooks kept), with `strategy`, `bakeTimeInMinutes`, the linear or
 /// canary steps, and Slipway's hook — health-check at POST_TEST_TRAFFIC_SHIFT, its check
 /// through the test listener in `hookDetails` — when the service's health check names one.
+/// `hook` is this installation's (function, role) for it.
 fn staged_configuration(
-    service: &aws_sdk_ecs::types::Service,
+    current: Option<&DeploymentConfiguration>,
     staged: &crate::model::StagedRollout,
     name: &str,
+    hook: Option<(&str, &str)>,
 ) -> Result<DeploymentConfiguration, StepError> {
-    let mut c = service
-        .deployment_configuration()
+    let mut c = current
         .cloned()
         .unwrap_or_else(|| DeploymentConfiguration::builder().build());
     c.strategy = Some(DeploymentStrategy::from(staged.strategy.as_str()));
@@ -124,17 +134,16 @@ fn staged_configuration(
         }
         _ => {}
     }
-    let function = std::env::var(crate::aws::HOOK_FUNCTION_ENV).ok();
+    let function = hook.map(|(f, _)| f);
     let mut hooks: Vec<DeploymentLifecycleHook> = c
         .lifecycle_hooks
         .take()
         .unwrap_or_default()
         .into_iter()
-        .filter(|h| function.is_none() || h.hook_target_arn() != function.as_deref())
+        .filter(|h| function.is_none() || h.hook_target_arn() != function)
         .collect();
     if let Some(check) = &staged.hook {
-        let (Some(function), Ok(role)) = (function, std::env::var(crate::aws::HOOK_ROLE_ENV))
-        else {
+        let Some((function, role)) = hook else {
             return Err(StepError::invalid(
                 format!("services.{name}.health.test_url"),
                 format!(
@@ -249,4 +258,131 @@ async fn register_copy(
         .and_then(|t| t.task_definition_arn())
         .map(str::to_owned)
         .ok_or_else(|| "RegisterTaskDefinition returned no ARN".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ecs::types::{DeploymentAlarms, DeploymentCircuitBreaker};
+
+    fn staged(strategy: &str, hook: bool) -> crate::model::StagedRollout {
+        crate::model::StagedRollout {
+            strategy: strategy.into(),
+            bake_minutes: 7,
+            step_percent: Some(20.0),
+            step_minutes: Some(3),
+            hook: hook.then(|| crate::config::HealthConfig {
+                url: "http://alb/health".into(),
+                host: Some("test.api.example.com".into()),
+                expect_status: 200,
+                body_contains: None,
+                passes: 3,
+                timeout_ms: 2000,
+                interval_ms: 1000,
+                test_url: None,
+                test_host: None,
+            }),
+        }
+    }
+
+    const FUNCTION: &str =
+        "arn:aws:lambda:us-east-1:123456789012:function:slipway-staging-health-check";
+    const ROLE: &str = "arn:aws:iam::123456789012:role/slipway-hook";
+
+    #[test]
+    fn the_strategy_joins_what_the_owner_configured_and_slipways_hook_replaces_its_own() {
+        let owners_hook = DeploymentLifecycleHook::builder()
+            .hook_target_arn("arn:aws:lambda:us-east-1:123456789012:function:smoke-tests")
+            .role_arn(ROLE)
+            .lifecycle_stages(DeploymentLifecycleHookStage::PostScaleUp)
+            .build();
+        let earlier_slipway = DeploymentLifecycleHook::builder()
+            .hook_target_arn(FUNCTION)
+            .role_arn(ROLE)
+            .lifecycle_stages(DeploymentLifecycleHookStage::PostTestTrafficShift)
+            .build();
+        let current = DeploymentConfiguration::builder()
+            .deployment_circuit_breaker(
+                DeploymentCircuitBreaker::builder()
+                    .enable(true)
+                    .rollback(true)
+                    .build(),
+            )
+            .alarms(
+                DeploymentAlarms::builder()
+                    .alarm_names("api-5xx")
+                    .enable(true)
+                    .rollback(true)
+                    .build()
+                    .unwrap(),
+            )
+            .minimum_healthy_percent(100)
+            .lifecycle_hooks(owners_hook.clone())
+            .lifecycle_hooks(earlier_slipway)
+            .build();
+        let c = staged_configuration(
+            Some(&current),
+            &staged("LINEAR", true),
+            "api",
+            Some((FUNCTION, ROLE)),
+        )
+        .unwrap();
+        assert_eq!(c.strategy(), Some(&DeploymentStrategy::Linear));
+        assert_eq!(c.bake_time_in_minutes(), Some(7));
+        let linear = c.linear_configuration().unwrap();
+        assert_eq!(
+            (linear.step_percent(), linear.step_bake_time_in_minutes()),
+            (Some(20.0), Some(3))
+        );
+        assert!(c.canary_configuration().is_none());
+        assert_eq!(
+            c.deployment_circuit_breaker(),
+            current.deployment_circuit_breaker()
+        );
+        assert_eq!(
+            c.alarms(),
+            current.alarms(),
+            "the owner's deployment alarms are left to ECS"
+        );
+        assert_eq!(c.minimum_healthy_percent(), Some(100));
+        let hooks = c.lifecycle_hooks();
+        assert_eq!(
+            hooks.len(),
+            2,
+            "the owner's hook and one of Slipway's: {hooks:?}"
+        );
+        assert_eq!(hooks[0], owners_hook);
+        assert_eq!(hooks[1].hook_target_arn(), Some(FUNCTION));
+        assert_eq!(hooks[1].role_arn(), Some(ROLE));
+        assert_eq!(
+            hooks[1].lifecycle_stages(),
+            [DeploymentLifecycleHookStage::PostTestTrafficShift]
+        );
+        let details = format!("{:?}", hooks[1].hook_details());
+        assert!(
+            details.contains("test.api.example.com") && details.contains("\"api\""),
+            "{details}"
+        );
+
+        // No check through the test listener: the strategy, and no hook of Slipway's.
+        let c = staged_configuration(
+            Some(&current),
+            &staged("CANARY", false),
+            "api",
+            Some((FUNCTION, ROLE)),
+        )
+        .unwrap();
+        assert_eq!(
+            c.canary_configuration().unwrap().canary_percent(),
+            Some(20.0)
+        );
+        assert_eq!(c.lifecycle_hooks(), [owners_hook]);
+    }
+
+    #[test]
+    fn a_hook_without_an_installed_function_is_a_clear_error() {
+        let e = staged_configuration(None, &staged("BLUE_GREEN", true), "api", None).unwrap_err();
+        assert_eq!(e.name(), "Slipway.InvalidInput");
+        assert!(e.to_string().contains("run slipway bootstrap again"), "{e}");
+    }
 }
