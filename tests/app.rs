@@ -116,38 +116,9 @@ impl App {
                 .unwrap()
                 .to_owned();
             let ecs_service = format!("{prefix}-{name}");
-            // Checks `/` every 5 s (the API's minimum), healthy after 2 passes; targets
-            // drain for 5 s (the default 300 s would make every test wait minutes).
-            let tg = app
-                .clients
-                .elbv2
-                .create_target_group()
-                .name(unique(&format!(
-                    "tg{}",
-                    name.chars().take(4).collect::<String>()
-                )))
-                .port(8080)
-                .vpc_id("vpc-12345678")
-                .health_check_interval_seconds(5)
-                .healthy_threshold_count(2)
-                .unhealthy_threshold_count(2)
-                .send()
-                .await
-                .unwrap();
-            let target_group = tg.target_groups()[0].target_group_arn().unwrap().to_owned();
-            app.clients
-                .elbv2
-                .modify_target_group_attributes()
-                .target_group_arn(&target_group)
-                .attributes(
-                    aws_sdk_elasticloadbalancingv2::types::TargetGroupAttribute::builder()
-                        .key("deregistration_delay.timeout_seconds")
-                        .value("5")
-                        .build(),
-                )
-                .send()
-                .await
-                .unwrap();
+            let target_group = app
+                .create_target_group(&format!("tg{}", name.chars().take(4).collect::<String>()))
+                .await;
             let mut svc = AppService {
                 name: name.to_string(),
                 repository,
@@ -332,32 +303,7 @@ impl App {
             Action, ActionTypeEnum, HostHeaderConditionConfig, RuleCondition,
         };
         let elb = &self.clients.elbv2;
-        let green = elb
-            .create_target_group()
-            .name(unique("tggreen"))
-            .port(8080)
-            .vpc_id("vpc-12345678")
-            .health_check_interval_seconds(5)
-            .healthy_threshold_count(2)
-            .unhealthy_threshold_count(2)
-            .send()
-            .await
-            .unwrap();
-        let green = green.target_groups()[0]
-            .target_group_arn()
-            .unwrap()
-            .to_owned();
-        elb.modify_target_group_attributes()
-            .target_group_arn(&green)
-            .attributes(
-                aws_sdk_elasticloadbalancingv2::types::TargetGroupAttribute::builder()
-                    .key("deregistration_delay.timeout_seconds")
-                    .value("5")
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        let green = self.create_target_group("tggreen").await;
         let production = self
             .rules
             .iter()
@@ -415,6 +361,71 @@ impl App {
             .await
             .unwrap();
         (green, test)
+    }
+
+    /// A target group for an app's tasks: checks `/` every 5 s (the API's minimum), healthy
+    /// after 2 passes; targets drain for 5 s (the default 300 s would make every test wait
+    /// minutes).
+    async fn create_target_group(&self, prefix: &str) -> String {
+        let tg = self
+            .clients
+            .elbv2
+            .create_target_group()
+            .name(unique(prefix))
+            .port(8080)
+            .vpc_id("vpc-12345678")
+            .health_check_interval_seconds(5)
+            .healthy_threshold_count(2)
+            .unhealthy_threshold_count(2)
+            .send()
+            .await
+            .unwrap();
+        let arn = tg.target_groups()[0].target_group_arn().unwrap().to_owned();
+        self.clients
+            .elbv2
+            .modify_target_group_attributes()
+            .target_group_arn(&arn)
+            .attributes(
+                aws_sdk_elasticloadbalancingv2::types::TargetGroupAttribute::builder()
+                    .key("deregistration_delay.timeout_seconds")
+                    .value("5")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        arn
+    }
+
+    /// Where a listener rule forwards: (target group, weight) of each group with a weight
+    /// (a plain forward is one group at 100).
+    pub async fn forwards(&self, rule: &str) -> Vec<(String, i32)> {
+        let out = self
+            .clients
+            .elbv2
+            .describe_rules()
+            .rule_arns(rule)
+            .send()
+            .await
+            .unwrap();
+        let action = &out.rules()[0].actions()[0];
+        match action.forward_config() {
+            Some(f) if !f.target_groups().is_empty() => f
+                .target_groups()
+                .iter()
+                .map(|t| {
+                    (
+                        t.target_group_arn().unwrap_or_default().to_owned(),
+                        t.weight().unwrap_or(1),
+                    )
+                })
+                .filter(|(_, w)| *w > 0)
+                .collect(),
+            _ => vec![(
+                action.target_group_arn().unwrap_or_default().to_owned(),
+                100,
+            )],
+        }
     }
 
     /// The Host of `s`'s test listener rule (see [`App::prepare_staged`]).

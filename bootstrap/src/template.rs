@@ -440,7 +440,7 @@ pub fn template(config: &Config, options: &Options) -> Value {
     let staged = config
         .services
         .iter()
-        .any(|s| s.strategy != slipway_core::config::Strategy::Rolling);
+        .any(slipway_core::config::ServiceConfig::staged);
     let state_machine_arn = sub(&format!(
         "arn:${{AWS::Partition}}:states:${{AWS::Region}}:${{AWS::AccountId}}:stateMachine:slipway-{env}"
     ));

@@ -2,10 +2,10 @@
 //! release with `Slipway.AlarmTriggered`, naming the alarm, its reason and since when.
 //!
 //! CloudWatch API Reference, DescribeAlarms: `AlarmNames` takes at most 100 names, and names
-//! that match no alarm are simply absent from the answer (no error); `AlarmTypes` must ask
-//! for `CompositeAlarm` too, or only metric alarms come back — though composite alarms come
-//! back only to a caller allowed DescribeAlarms on `*`, which Slipway's functions are not
-//! (the template allows it on the configured alarms' ARNs). An alarm's `StateValue` is
+//! that match no alarm are simply absent from the answer (no error). Only metric alarms are
+//! asked for: composite alarms come back only to a caller allowed DescribeAlarms on `*`,
+//! which Slipway's functions are not (the template allows it on the configured alarms'
+//! ARNs), so a composite alarm reads as missing. An alarm's `StateValue` is
 //! `OK`, `ALARM` or `INSUFFICIENT_DATA`; only `ALARM` fails a release (missing data is not a
 //! symptom of the new version).
 
@@ -56,7 +56,6 @@ pub async fn states(
                 .describe_alarms()
                 .set_alarm_names(Some(chunk.to_vec()))
                 .alarm_types(AlarmType::MetricAlarm)
-                .alarm_types(AlarmType::CompositeAlarm)
                 .set_next_token(token.take())
                 .send()
                 .await
@@ -82,15 +81,7 @@ pub async fn states(
                     a.state_updated_timestamp(),
                 )
             });
-            let composite = out.composite_alarms().iter().map(|a| {
-                (
-                    a.alarm_name(),
-                    a.state_value(),
-                    a.state_reason(),
-                    a.state_updated_timestamp(),
-                )
-            });
-            for (name, state, reason, since) in metric.chain(composite) {
+            for (name, state, reason, since) in metric {
                 let Some(name) = name else { continue };
                 found.push(AlarmState {
                     name: name.to_owned(),

@@ -33,10 +33,11 @@ pub struct Config {
     /// when no event came for 90 seconds; `"polling"` looks every 15 seconds.
     #[serde(default)]
     pub stability_wait: StabilityWait,
-    /// CloudWatch alarms (names) watched for every service: one in ALARM at any check from
-    /// plan to the end of the bake fails the release with `Slipway.AlarmTriggered` and rolls
-    /// it back. Checked when the release starts (before anything moves), at every look at
-    /// the rollout (at least every [`ALARM_CHECK_SECONDS`] seconds), and through the bake.
+    /// CloudWatch alarms (names) watched for every service: one in ALARM at any check fails
+    /// the release with `Slipway.AlarmTriggered` and rolls it back. Checked when the release
+    /// starts (before anything moves), at every look at the rollout (at least every
+    /// [`ALARM_CHECK_SECONDS`] seconds), at the health checks and through the bake — not
+    /// while a stack updates (the rollout's first look checks them).
     /// `slipway bootstrap` grants `cloudwatch:DescribeAlarms` on these alarms only: run it
     /// again after changing them.
     #[serde(default)]
@@ -256,12 +257,14 @@ pub struct ServiceConfig {
     /// reports the rollback ECS makes as `Slipway.DeploymentFailed`, naming the alarm.
     #[serde(default)]
     pub alarms: Vec<String>,
-    /// How ECS moves the service to the release: `"rolling"` (ECS's rolling update, the
-    /// default), or ECS's own `"blue-green"`, `"linear"` and `"canary"` deployments, which
-    /// need the load balancer's `advancedConfiguration` (an alternate target group and the
-    /// production listener rule) set on the service by its owner.
+    /// How ECS moves the service to the release: `"rolling"` (ECS's rolling update), or
+    /// ECS's own `"blue-green"`, `"linear"` and `"canary"` deployments, which need the load
+    /// balancer's `advancedConfiguration` (an alternate target group, the production and test
+    /// listener rules) set on the service by its owner. Slipway sets it on every release.
+    /// Absent: rolling — and a release refuses a service whose ECS strategy is another one
+    /// (someone chose it: say which to use).
     #[serde(default)]
-    pub strategy: Strategy,
+    pub strategy: Option<Strategy>,
     /// blue-green, linear, canary: minutes both revisions keep running after all production
     /// traffic moved (ECS's `bakeTimeInMinutes`, 0–1440), when a rollback is instant.
     #[serde(default)]
@@ -308,11 +311,21 @@ impl Strategy {
 pub const DEFAULT_BAKE_MINUTES: u32 = 5;
 
 impl ServiceConfig {
+    /// The strategy Slipway deploys with (rolling when the file names none).
+    pub fn strategy(&self) -> Strategy {
+        self.strategy.unwrap_or_default()
+    }
+
+    /// Whether ECS deploys it blue-green, linear or canary.
+    pub fn staged(&self) -> bool {
+        self.strategy() != Strategy::Rolling
+    }
+
     /// The least time, minutes, ECS's strategy keeps the release going after the new tasks
     /// are in: its bake, and the waits between a linear or canary deployment's steps.
     pub fn strategy_minutes(&self) -> u64 {
         let bake = u64::from(self.bake_minutes.unwrap_or(DEFAULT_BAKE_MINUTES));
-        match self.strategy {
+        match self.strategy() {
             Strategy::Rolling => 0,
             Strategy::BlueGreen => bake,
             Strategy::Linear => {
@@ -557,7 +570,7 @@ impl Config {
             if s.group == 0 {
                 return Err((at("group"), "groups start at 1".into()));
             }
-            let staged = s.strategy != Strategy::Rolling;
+            let staged = s.staged();
             if !staged {
                 for (field, given) in [
                     ("bake_minutes", s.bake_minutes.is_some()),
@@ -572,7 +585,7 @@ impl Config {
                     }
                 }
             }
-            if s.strategy == Strategy::BlueGreen {
+            if s.strategy() == Strategy::BlueGreen {
                 for (field, given) in [
                     ("step_percent", s.step_percent.is_some()),
                     ("step_minutes", s.step_minutes.is_some()),
@@ -600,7 +613,7 @@ impl Config {
                 }
             }
             if let Some(p) = s.step_percent {
-                let (low, what) = if s.strategy == Strategy::Linear {
+                let (low, what) = if s.strategy() == Strategy::Linear {
                     (3.0, "stepPercent")
                 } else {
                     (0.1, "canaryPercent")
@@ -613,16 +626,23 @@ impl Config {
                     ));
                 }
             }
+            // A rollback after ECS's deployment finished is a deployment with the same
+            // strategy, inside rollback_minutes.
             let minutes = s.strategy_minutes();
-            if minutes >= u64::from(self.deadline_minutes) {
+            if minutes >= u64::from(self.rollback_minutes) {
                 return Err((at("strategy"), format!(
-                    "ECS's {} deployment of this service takes at least {minutes} minutes (bake_minutes, and the waits between steps), not less than deadline_minutes ({}): the release would always be rolled back as not stable in time",
-                    s.strategy.ecs(), self.deadline_minutes
+                    "ECS's {} deployment of this service takes at least {minutes} minutes (bake_minutes, and the waits between steps), not less than rollback_minutes ({}): going back after ECS finished is such a deployment too, and would run out of time; raise rollback_minutes",
+                    s.strategy().ecs(), self.rollback_minutes
                 )));
             }
             if let Some(h) = &s.health {
                 if h.tests_before_traffic() && !staged {
-                    return Err((at("health.test_url"), "a check through the test listener needs strategy = \"blue-green\", \"linear\" or \"canary\"".into()));
+                    let field = if h.test_url.is_some() {
+                        "health.test_url"
+                    } else {
+                        "health.test_host"
+                    };
+                    return Err((at(field), "a check through the test listener needs strategy = \"blue-green\", \"linear\" or \"canary\"".into()));
                 }
                 if let Some(u) = &h.test_url {
                     if !reqwest::Url::parse(u)
@@ -677,6 +697,31 @@ impl Config {
                     ));
                 }
             }
+        }
+        // Groups deploy one after another, inside deadline_minutes: ECS's bakes and steps of
+        // each group's slowest service add up.
+        let mut groups: Vec<u32> = self.services.iter().map(|s| s.group).collect();
+        groups.sort_unstable();
+        groups.dedup();
+        let total: u64 = groups
+            .iter()
+            .map(|g| {
+                self.services
+                    .iter()
+                    .filter(|s| s.group == *g)
+                    .map(ServiceConfig::strategy_minutes)
+                    .max()
+                    .unwrap_or(0)
+            })
+            .sum();
+        if total >= u64::from(self.deadline_minutes) {
+            return Err((
+                "deadline_minutes".into(),
+                format!(
+                    "{}: the groups' ECS deployments (their bakes and the waits between steps, the slowest service of each group, one group after another) take at least {total} minutes: the release would always be rolled back as not stable in time",
+                    self.deadline_minutes
+                ),
+            ));
         }
         // One health-check invocation checks every service in turn: together their checks
         // must end before its Lambda times out (a timed-out check would fail the release for
@@ -1030,11 +1075,11 @@ mod tests {
 
     #[test]
     fn strategies_take_their_options_and_fit_the_deadline() {
-        let base = "environment = \"staging\"\ncluster = \"c\"\ndeadline_minutes = 20\n[[services]]\nname = \"api\"\nrepository = \"staging/api\"\nLINES\n";
+        let base = "environment = \"staging\"\ncluster = \"c\"\ndeadline_minutes = 20\nrollback_minutes = 30\n[[services]]\nname = \"api\"\nrepository = \"staging/api\"\nLINES\n";
         let parse = |lines: &str| Config::parse(&base.replace("LINES", lines), "slipway.toml");
         let c = parse("strategy = \"linear\"\nstep_percent = 25\nstep_minutes = 2\nbake_minutes = 3\n[services.health]\nurl = \"http://alb/health\"\ntest_host = \"test.api.example.com\"").expect("valid");
         let api = &c.services[0];
-        assert_eq!(api.strategy.ecs(), "LINEAR");
+        assert_eq!(api.strategy().ecs(), "LINEAR");
         // Four shifts of 25 %: three waits of 2 minutes, then a 3-minute bake.
         assert_eq!(api.strategy_minutes(), 9);
         let h = api.health.as_ref().unwrap();
@@ -1050,7 +1095,7 @@ mod tests {
             "default canary 10 + bake 5"
         );
         assert_eq!(
-            parse("").expect("valid").services[0].strategy,
+            parse("").expect("valid").services[0].strategy(),
             Strategy::Rolling
         );
         for (lines, field, says) in [
@@ -1091,7 +1136,7 @@ mod tests {
             ),
             (
                 "[services.health]\nurl = \"http://alb/health\"\ntest_host = \"t.example.com\"",
-                "services[0].health.test_url",
+                "services[0].health.test_host",
                 "needs strategy",
             ),
         ] {
@@ -1099,6 +1144,24 @@ mod tests {
             assert_eq!(e.field, field, "{lines}: {e}");
             assert!(e.message.contains(says), "{lines}: {e}");
         }
+        // A rollback after ECS finished is such a deployment too: inside rollback_minutes.
+        let e = Config::parse(
+            &base
+                .replace("rollback_minutes = 30", "rollback_minutes = 15")
+                .replace("LINES", "strategy = \"canary\""),
+            "slipway.toml",
+        )
+        .expect_err("canary's 15 minutes in a 15-minute rollback");
+        assert_eq!(e.field, "services[0].strategy", "{e}");
+        assert!(e.message.contains("raise rollback_minutes"), "{e}");
+        // Groups add up: two groups of a 15-minute canary do not fit 20 minutes.
+        let two = format!(
+            "{}\n[[services]]\nname = \"web\"\nrepository = \"staging/web\"\ngroup = 2\nstrategy = \"canary\"\n",
+            base.replace("LINES", "strategy = \"canary\"")
+        );
+        let e = Config::parse(&two, "slipway.toml").expect_err("30 minutes of canaries");
+        assert_eq!(e.field, "deadline_minutes", "{e}");
+        assert!(e.message.contains("at least 30 minutes"), "{e}");
     }
 
     #[test]

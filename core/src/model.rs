@@ -156,6 +156,11 @@ pub struct ServiceRelease {
     /// ECS's blue/green, linear or canary deployment of it (absent: a rolling update).
     #[serde(default)]
     pub staged: Option<StagedRollout>,
+    /// ECS deploys it with another strategy and slipway.toml says `strategy = "rolling"`:
+    /// update-services switches it back to ECS's rolling update (and removes Slipway's
+    /// lifecycle hook).
+    #[serde(default)]
+    pub to_rolling: bool,
 }
 
 /// How update-services asks ECS for a blue/green, linear or canary deployment (the

@@ -11,9 +11,17 @@
 
 use serde_json::{Map, Number, Value};
 
+/// How deeply arrays, maps and tags may nest (a request nested deeper is refused, not a
+/// stack overflow).
+const MAX_DEPTH: usize = 64;
+
 /// Decodes one CBOR data item (the whole input).
 pub fn decode(bytes: &[u8]) -> Result<Value, String> {
-    let mut d = Decoder { bytes, at: 0 };
+    let mut d = Decoder {
+        bytes,
+        at: 0,
+        depth: 0,
+    };
     let v = d.item()?.ok_or("a break where a data item was expected")?;
     if d.at != bytes.len() {
         return Err(format!("{} bytes after the data item", bytes.len() - d.at));
@@ -24,6 +32,7 @@ pub fn decode(bytes: &[u8]) -> Result<Value, String> {
 struct Decoder<'a> {
     bytes: &'a [u8],
     at: usize,
+    depth: usize,
 }
 
 impl Decoder<'_> {
@@ -58,6 +67,16 @@ impl Decoder<'_> {
 
     /// One data item, or None for a break (0xff).
     fn item(&mut self) -> Result<Option<Value>, String> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(format!("nested deeper than {MAX_DEPTH} levels"));
+        }
+        let item = self.item_here();
+        self.depth -= 1;
+        item
+    }
+
+    fn item_here(&mut self) -> Result<Option<Value>, String> {
         let head = self.take(1)?[0];
         let (major, info) = (head >> 5, head & 0x1f);
         if head == 0xff {
@@ -309,5 +328,7 @@ mod tests {
             decode(&[0xa1, 0x01, 0x02]).is_err(),
             "a key that is not text"
         );
+        let deep = [vec![0x81; 100_000], vec![0x01]].concat();
+        assert!(decode(&deep).unwrap_err().contains("nested deeper"));
     }
 }

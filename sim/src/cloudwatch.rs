@@ -289,7 +289,13 @@ impl CloudWatch {
             .filter(|(n, _)| prefix.is_none_or(|p| n.starts_with(p)))
             .filter(|(_, a)| state.is_none_or(|s| a.state == s))
             .collect();
-        let end = (start + max as usize).min(matching.len());
+        if start > matching.len() {
+            return Err(ApiError::new(
+                "InvalidNextToken",
+                "The service couldn't process the next token.",
+            ));
+        }
+        let end = start.saturating_add(max as usize).min(matching.len());
         let page: Vec<Value> = matching
             .get(start..end)
             .unwrap_or_default()

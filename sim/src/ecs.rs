@@ -383,7 +383,7 @@ impl Ecs {
             "ListServices" => self.list_services(input),
             "ListTasks" => self.list_tasks(env, input),
             "ListServiceDeployments" => self.list_service_deployments(input),
-            "DescribeServiceDeployments" => Ok(self.describe_service_deployments(input)),
+            "DescribeServiceDeployments" => self.describe_service_deployments(input),
             "StopServiceDeployment" => self.stop_service_deployment(env, input),
             "DescribeTasks" => self.describe_tasks(env, input),
             _ => Err(ApiError::new(
@@ -1120,7 +1120,13 @@ impl Ecs {
             .filter(|d| after.is_none_or(|a| d.created_at >= a))
             .filter(|d| before.is_none_or(|b| d.created_at <= b))
             .collect();
-        let end = (start + max as usize).min(matching.len());
+        if start > matching.len() {
+            return Err(ApiError::new(
+                "InvalidParameterException",
+                "Invalid nextToken.",
+            ));
+        }
+        let end = start.saturating_add(max as usize).min(matching.len());
         let page: Vec<Value> = matching
             .get(start..end)
             .unwrap_or_default()
@@ -1134,16 +1140,22 @@ impl Ecs {
         Ok(out)
     }
 
-    /// DescribeServiceDeployments: `serviceDeploymentArns` (at most 20); an unknown one is a
-    /// failure with reason `MISSING`.
-    fn describe_service_deployments(&self, input: &Value) -> Value {
+    /// DescribeServiceDeployments: `serviceDeploymentArns` (at most 20: "You can specify a
+    /// maximum of 20 ARNs"); an unknown one is a failure with reason `MISSING`.
+    fn describe_service_deployments(&self, input: &Value) -> ApiResult<Value> {
         let arns: Vec<&str> = input["serviceDeploymentArns"]
             .as_array()
             .map(|a| a.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
+        if arns.len() > 20 {
+            return Err(ApiError::new(
+                "InvalidParameterException",
+                "You can specify a maximum of 20 service deployment ARNs.",
+            ));
+        }
         let mut found = Vec::new();
         let mut failures = Vec::new();
-        for arn in arns.iter().take(20) {
+        for arn in &arns {
             let hit = self.services.values().find_map(|s| {
                 s.service_deployments
                     .iter()
@@ -1155,7 +1167,7 @@ impl Ecs {
                 None => failures.push(json!({"arn": arn, "reason": "MISSING"})),
             }
         }
-        json!({ "serviceDeployments": found, "failures": failures })
+        Ok(json!({ "serviceDeployments": found, "failures": failures }))
     }
 
     /// The targets registered with a target group: the RUNNING (or draining) tasks of every

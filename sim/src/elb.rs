@@ -703,7 +703,7 @@ impl Elb {
     }
 
     /// Sets a rule's forward action to these target groups and weights (what ECS does with
-    /// ModifyRule when it shifts traffic); one group of weight 100 is a plain forward.
+    /// ModifyRule when it shifts traffic); only one group of weight above 0 is a plain forward.
     /// `false` when there is no such rule.
     pub fn set_forward(&mut self, rule: &str, groups: Vec<(String, u32)>) -> bool {
         let Some(r) = self.rules.iter_mut().find(|r| r.arn == rule) else {
@@ -711,7 +711,7 @@ impl Elb {
         };
         let live: Vec<&(String, u32)> = groups.iter().filter(|(_, w)| *w > 0).collect();
         r.action = match live.as_slice() {
-            [(tg, 100)] => Action::Forward(tg.clone()),
+            [(tg, _)] => Action::Forward(tg.clone()),
             _ => Action::Weighted(groups),
         };
         true

@@ -39,6 +39,8 @@ pub struct World {
     calls: u64,
     /// Requests sent to apps (round robin over targets).
     calls_to_apps: u64,
+    /// Requests routed by a weighted rule (which target group, in proportion).
+    weighted_calls: u64,
     /// Action → how many calls of it were throttled.
     throttled: std::collections::BTreeMap<String, u64>,
     /// `service:Action` → calls received (what a benchmark counts).
@@ -136,6 +138,7 @@ impl World {
             api_calls: Default::default(),
             tasks: Tasks::default(),
             cloudwatch: Default::default(),
+            weighted_calls: 0,
             deliveries: Arc::default(),
             s3_endpoint: options.s3_endpoint,
             functions: Default::default(),
@@ -1001,9 +1004,9 @@ fn app_request(w: &mut World, headers: &HeaderMap, uri: &Uri) -> Response {
         Some(elb::Action::Forward(tg)) => tg,
         // By weight: request n of every 100 goes to the group whose share covers it.
         Some(elb::Action::Weighted(groups)) => {
-            w.calls_to_apps += 1;
+            w.weighted_calls += 1;
             let total: u32 = groups.iter().map(|(_, weight)| weight).sum::<u32>().max(1);
-            let mut slot = (w.calls_to_apps % u64::from(total)) as u32;
+            let mut slot = (w.weighted_calls % u64::from(total)) as u32;
             let mut chosen = groups.first().map(|(tg, _)| tg.clone()).unwrap_or_default();
             for (tg, weight) in &groups {
                 if slot < *weight {

@@ -2009,6 +2009,22 @@ async fn watching_app(bed: &Testbed, env_alarm: &str, api_alarm: &str, bake_seco
     app
 }
 
+/// Starts `input` as execution `name` in the background, tracing the states it enters to a
+/// file (run-execution's `--trace-file`) for [`entered`]; the handle gives its result.
+fn deploy_traced(
+    bed: &Testbed,
+    input: Value,
+    name: &str,
+) -> (tokio::task::JoinHandle<Execution>, std::path::PathBuf) {
+    let trace = std::env::temp_dir().join(format!("{name}.trace"));
+    let (bed, name, path) = (bed.clone(), name.to_owned(), trace.display().to_string());
+    let handle = tokio::spawn(async move {
+        bed.deploy_with(&input, &name, &["--trace-file", &path])
+            .await
+    });
+    (handle, trace)
+}
+
 /// Waits until the execution tracing to `trace` (run-execution's `--trace-file`) has entered
 /// `state`.
 async fn entered(trace: &std::path::Path, state: &str) {
@@ -2107,19 +2123,7 @@ async fn s26_an_alarm_firing_during_the_bake_rolls_back() {
     let api = app.service("api");
     let digest = app.push(api, "2626262").await;
     let name = run("s26");
-    let trace = std::env::temp_dir().join(format!("{name}.trace"));
-    let run_it = {
-        let (bed, input, name, trace) = (
-            bed.clone(),
-            app.event(api, "2626262", &digest),
-            name.clone(),
-            trace.display().to_string(),
-        );
-        tokio::spawn(async move {
-            bed.deploy_with(&input, &name, &["--trace-file", &trace])
-                .await
-        })
-    };
+    let (run_it, trace) = deploy_traced(&bed, app.event(api, "2626262", &digest), &name);
     entered(&trace, "BakeSlice").await;
     alarm(
         &bed,
@@ -2160,19 +2164,7 @@ async fn s27_an_alarm_firing_during_the_rollout_rolls_back() {
     bed.add_scenario(json!({"images": [{"match": slow, "failure": "slow", "start_seconds": 600}]}))
         .await;
     let name = run("s27");
-    let trace = std::env::temp_dir().join(format!("{name}.trace"));
-    let run_it = {
-        let (bed, input, name, trace) = (
-            bed.clone(),
-            app.event(api, "2727272", &slow),
-            name.clone(),
-            trace.display().to_string(),
-        );
-        tokio::spawn(async move {
-            bed.deploy_with(&input, &name, &["--trace-file", &trace])
-                .await
-        })
-    };
+    let (run_it, trace) = deploy_traced(&bed, app.event(api, "2727272", &slow), &name);
     entered(&trace, "WaitForGroupEventsWatchingAlarms").await;
     alarm(
         &bed,
@@ -2294,19 +2286,7 @@ async fn s29_ecs_deployment_alarms_are_left_to_ecs_and_reported() {
         .unwrap();
     let digest = app.push(api, "2929292").await;
     let name = run("s29");
-    let trace = std::env::temp_dir().join(format!("{name}.trace"));
-    let run_it = {
-        let (bed, input, name, trace) = (
-            bed.clone(),
-            app.event(api, "2929292", &digest),
-            name.clone(),
-            trace.display().to_string(),
-        );
-        tokio::spawn(async move {
-            bed.deploy_with(&input, &name, &["--trace-file", &trace])
-                .await
-        })
-    };
+    let (run_it, trace) = deploy_traced(&bed, app.event(api, "2929292", &digest), &name);
     entered(&trace, "WaitForGroupEvents").await;
     alarm(
         &bed,
@@ -2388,36 +2368,6 @@ async fn newest_service_deployment(
     out.service_deployments()[0].clone()
 }
 
-/// Where a listener rule forwards: (target group, weight) pairs.
-async fn forwards(app: &App, rule: &str) -> Vec<(String, i32)> {
-    let out = app
-        .clients
-        .elbv2
-        .describe_rules()
-        .rule_arns(rule)
-        .send()
-        .await
-        .unwrap();
-    let action = &out.rules()[0].actions()[0];
-    match action.forward_config() {
-        Some(f) if !f.target_groups().is_empty() => f
-            .target_groups()
-            .iter()
-            .map(|t| {
-                (
-                    t.target_group_arn().unwrap_or_default().to_owned(),
-                    t.weight().unwrap_or(1),
-                )
-            })
-            .filter(|(_, w)| *w > 0)
-            .collect(),
-        _ => vec![(
-            action.target_group_arn().unwrap_or_default().to_owned(),
-            100,
-        )],
-    }
-}
-
 /// 30. A blue/green release (ECS's own): ECS asks Slipway's health check through the test
 /// listener at POST_TEST_TRAFFIC_SHIFT (SUCCEEDED), then moves production traffic to green,
 /// bakes and cleans up; Slipway waits for it, checks health, and records success.
@@ -2469,7 +2419,7 @@ async fn s30_a_blue_green_release_is_checked_by_slipway_before_traffic_moves() {
         .unwrap()
         .1
         .clone();
-    assert_eq!(forwards(&app, &rule).await, [(green.clone(), 100)]);
+    assert_eq!(app.forwards(&rule).await, [(green.clone(), 100)]);
     let s = crate::app::describe(&app.clients.ecs, &app.cluster, &api.ecs_service).await;
     assert_eq!(
         s.load_balancers()[0].target_group_arn(),
@@ -2534,10 +2484,7 @@ async fn s31_a_failed_hook_rolls_back_before_production_traffic_moves() {
         d.lifecycle_hook_details()[0].status().map(|s| s.as_str()),
         Some("FAILED")
     );
-    assert_eq!(
-        forwards(&app, &rule).await,
-        [(api.target_group.clone(), 100)]
-    );
+    assert_eq!(app.forwards(&rule).await, [(api.target_group.clone(), 100)]);
     app.wait_on(api, &api.task_definition).await;
     assert_eq!(app.running(api).await, api.task_definition);
     assert!(app.locks().await.is_empty());
@@ -2573,13 +2520,13 @@ async fn s32_a_canary_stopped_by_an_alarm() {
         );
         tokio::spawn(async move { bed.deploy(&input, &name).await })
     };
-    // The canary: 10 % of production traffic on green.
+    // The canary: 10 % of production traffic on green (100 of the rule's 1000 weight).
     slipway_tests::eventually(
         "the canary to take 10 %",
         Duration::from_secs(120),
         || async {
-            let weights = forwards(&app, &rule).await;
-            weights.contains(&(green.clone(), 10)).then_some(())
+            let weights = app.forwards(&rule).await;
+            weights.contains(&(green.clone(), 100)).then_some(())
         },
     )
     .await;
@@ -2606,10 +2553,7 @@ async fn s32_a_canary_stopped_by_an_alarm() {
             .contains("StopServiceDeployment"),
         "{d:?}"
     );
-    assert_eq!(
-        forwards(&app, &rule).await,
-        [(api.target_group.clone(), 100)]
-    );
+    assert_eq!(app.forwards(&rule).await, [(api.target_group.clone(), 100)]);
     let r = record(&app, &name).await;
     let actions: Vec<String> = r
         .rollback

@@ -116,29 +116,18 @@ fn hook(arn: &str, stages: &[DeploymentLifecycleHookStage]) -> DeploymentLifecyc
         .build()
 }
 
-async fn prod_weights(app: &App, rule: &str) -> Vec<(String, i32)> {
-    let out = app
-        .clients
-        .elbv2
-        .describe_rules()
-        .rule_arns(rule)
+/// Points `s` at `td` with this deployment configuration.
+async fn deploy(app: &App, s: &AppService, td: &str, config: DeploymentConfiguration) {
+    app.clients
+        .ecs
+        .update_service()
+        .cluster(&app.cluster)
+        .service(&s.ecs_service)
+        .task_definition(td)
+        .deployment_configuration(config)
         .send()
         .await
         .unwrap();
-    let a = &out.rules()[0].actions()[0];
-    match a.forward_config() {
-        Some(f) if !f.target_groups().is_empty() => f
-            .target_groups()
-            .iter()
-            .map(|t| {
-                (
-                    t.target_group_arn().unwrap().to_owned(),
-                    t.weight().unwrap_or(0),
-                )
-            })
-            .collect(),
-        _ => vec![(a.target_group_arn().unwrap_or_default().to_owned(), 100)],
-    }
 }
 
 /// Blue/green: the stages in order; a hook at POST_TEST_TRAFFIC_SHIFT answering IN_PROGRESS
@@ -161,28 +150,23 @@ async fn blue_green_runs_its_stages_hooks_and_traffic_shifts() {
     )
     .await;
     let v2 = app.register(api, &format!("{}:v2", api.uri)).await;
-    app.clients
-        .ecs
-        .update_service()
-        .cluster(&app.cluster)
-        .service(&api.ecs_service)
-        .task_definition(&v2)
-        .deployment_configuration(
-            DeploymentConfiguration::builder()
-                .strategy(DeploymentStrategy::BlueGreen)
-                .bake_time_in_minutes(1)
-                .lifecycle_hooks(hook(
-                    &function,
-                    &[
-                        DeploymentLifecycleHookStage::PostTestTrafficShift,
-                        DeploymentLifecycleHookStage::ProductionTrafficShift,
-                    ],
-                ))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    deploy(
+        &app,
+        api,
+        &v2,
+        DeploymentConfiguration::builder()
+            .strategy(DeploymentStrategy::BlueGreen)
+            .bake_time_in_minutes(1)
+            .lifecycle_hooks(hook(
+                &function,
+                &[
+                    DeploymentLifecycleHookStage::PostTestTrafficShift,
+                    DeploymentLifecycleHookStage::ProductionTrafficShift,
+                ],
+            ))
+            .build(),
+    )
+    .await;
     let mut seen: Vec<String> = Vec::new();
     let started = std::time::Instant::now();
     let done = loop {
@@ -254,7 +238,7 @@ async fn blue_green_runs_its_stages_hooks_and_traffic_shifts() {
     assert!(hooks
         .iter()
         .all(|h| h.status().map(|s| s.as_str()) == Some("SUCCEEDED")));
-    assert_eq!(prod_weights(&app, &rule).await, [(green.clone(), 100)]);
+    assert_eq!(app.forwards(&rule).await, [(green.clone(), 100)]);
     let s = describe(&app.clients.ecs, &app.cluster, &api.ecs_service).await;
     assert_eq!(s.deployments().len(), 1);
     assert_eq!(s.task_definition(), Some(v2.as_str()));
@@ -283,31 +267,27 @@ async fn linear_steps_and_a_stop_rolls_back() {
     let (green, _) = app.prepare_staged(api).await;
     let rule = app.rules[0].1.clone();
     let v2 = app.register(api, &format!("{}:v2", api.uri)).await;
-    app.clients
-        .ecs
-        .update_service()
-        .cluster(&app.cluster)
-        .service(&api.ecs_service)
-        .task_definition(&v2)
-        .deployment_configuration(
-            DeploymentConfiguration::builder()
-                .strategy(DeploymentStrategy::Linear)
-                .bake_time_in_minutes(1)
-                .linear_configuration(
-                    LinearConfiguration::builder()
-                        .step_percent(30.0)
-                        .step_bake_time_in_minutes(1)
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    deploy(
+        &app,
+        api,
+        &v2,
+        DeploymentConfiguration::builder()
+            .strategy(DeploymentStrategy::Linear)
+            .bake_time_in_minutes(1)
+            .linear_configuration(
+                LinearConfiguration::builder()
+                    .step_percent(30.0)
+                    .step_bake_time_in_minutes(1)
+                    .build(),
+            )
+            .build(),
+    )
+    .await;
     let mut weights: Vec<i32> = Vec::new();
     let started = std::time::Instant::now();
     loop {
-        let w = prod_weights(&app, &rule)
+        let w = app
+            .forwards(&rule)
             .await
             .into_iter()
             .find(|(tg, _)| *tg == green)
@@ -315,7 +295,7 @@ async fn linear_steps_and_a_stop_rolls_back() {
         if w > 0 && weights.last() != Some(&w) {
             weights.push(w);
         }
-        if w == 90 {
+        if w == 900 {
             break;
         }
         assert!(
@@ -324,7 +304,11 @@ async fn linear_steps_and_a_stop_rolls_back() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(weights, [30, 60, 90]);
+    assert_eq!(
+        weights,
+        [300, 600, 900],
+        "per mille: ALB weights are 0 to 999"
+    );
     let d = current(&app, api).await;
     assert_eq!(
         d.lifecycle_stage().map(|s| s.as_str()),
@@ -358,10 +342,7 @@ async fn linear_steps_and_a_stop_rolls_back() {
             .contains("StopServiceDeployment"),
         "{d:?}"
     );
-    assert_eq!(
-        prod_weights(&app, &rule).await,
-        [(api.target_group.clone(), 100)]
-    );
+    assert_eq!(app.forwards(&rule).await, [(api.target_group.clone(), 100)]);
     let s = describe(&app.clients.ecs, &app.cluster, &api.ecs_service).await;
     assert_eq!(s.task_definition(), Some(api.task_definition.as_str()));
     assert_eq!(s.deployments().len(), 1);
@@ -429,25 +410,20 @@ async fn refusals_and_a_missing_hook_function() {
     assert_ne!(code, 0);
     assert!(err.contains("advancedConfiguration"), "{err}");
     let v2 = app.register(api, &format!("{}:v2", api.uri)).await;
-    app.clients
-        .ecs
-        .update_service()
-        .cluster(&app.cluster)
-        .service(&api.ecs_service)
-        .task_definition(&v2)
-        .deployment_configuration(
-            DeploymentConfiguration::builder()
-                .strategy(DeploymentStrategy::BlueGreen)
-                .bake_time_in_minutes(0)
-                .lifecycle_hooks(hook(
-                    "arn:aws:lambda:us-east-1:123456789012:function:nowhere",
-                    &[DeploymentLifecycleHookStage::PreScaleUp],
-                ))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    deploy(
+        &app,
+        api,
+        &v2,
+        DeploymentConfiguration::builder()
+            .strategy(DeploymentStrategy::BlueGreen)
+            .bake_time_in_minutes(0)
+            .lifecycle_hooks(hook(
+                "arn:aws:lambda:us-east-1:123456789012:function:nowhere",
+                &[DeploymentLifecycleHookStage::PreScaleUp],
+            ))
+            .build(),
+    )
+    .await;
     let d = eventually("the rollback", Duration::from_secs(60), || async {
         let d = current(&app, api).await;
         (d.status().map(|s| s.as_str()) == Some("ROLLBACK_SUCCESSFUL")).then_some(d)

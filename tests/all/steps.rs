@@ -982,3 +982,75 @@ async fn roll_back_restores_and_finish_records() {
     .unwrap();
     assert_eq!(state::records(&app.clients, 10).await.unwrap().len(), 1);
 }
+
+/// A service ECS deploys blue/green (its owner's choice) is refused while slipway.toml names
+/// no strategy for it, naming both ways out; with `strategy = "rolling"` update-services
+/// switches it back to ECS's rolling update.
+#[tokio::test]
+async fn an_ecs_strategy_slipway_was_not_told_of_is_refused_and_rolling_switches_back() {
+    let mut app = App::create(&["api"], None).await;
+    let api = app.service("api").clone();
+    app.prepare_staged(&api).await;
+    app.clients
+        .ecs
+        .update_service()
+        .cluster(&app.cluster)
+        .service(&api.ecs_service)
+        .deployment_configuration(
+            aws_sdk_ecs::types::DeploymentConfiguration::builder()
+                .strategy(aws_sdk_ecs::types::DeploymentStrategy::BlueGreen)
+                .bake_time_in_minutes(0)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let digest = app.push(&api, "3434343").await;
+    let e = plan(&app, app.event(&api, "3434343", &digest), "exec-s1")
+        .await
+        .unwrap_err();
+    assert_eq!(e.name(), "Slipway.InvalidInput");
+    let text = e.to_string();
+    assert!(
+        text.starts_with("services.api.strategy: ")
+            && text.contains("deploys BLUE_GREEN")
+            && text.contains("strategy = \"rolling\""),
+        "{text}"
+    );
+    assert!(app.locks().await.is_empty(), "a refused plan keeps no lock");
+
+    app.config = app.config.replacen(
+        "[services.health]",
+        "strategy = \"rolling\"\n[services.health]",
+        1,
+    );
+    state::store_config(&app.clients, &app.config)
+        .await
+        .unwrap();
+    let r = release(
+        plan(&app, app.event(&api, "3434343", &digest), "exec-s2")
+            .await
+            .unwrap(),
+    );
+    assert!(r.services[0].to_rolling && r.services[0].staged.is_none());
+    let t = steps::update_services(
+        &app.clients,
+        UpdateServiceInput {
+            release: r,
+            service: "api".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(t.started);
+    let service =
+        slipway_tests::app::describe(&app.clients.ecs, &app.cluster, &api.ecs_service).await;
+    assert_eq!(
+        service
+            .deployment_configuration()
+            .and_then(|c| c.strategy())
+            .map(|s| s.as_str()),
+        Some("ROLLING")
+    );
+    app.wait_on(&api, &t.task_definition).await;
+}

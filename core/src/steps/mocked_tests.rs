@@ -104,6 +104,7 @@ fn service_release(name: &str) -> ServiceRelease {
         target_group_arn: None,
         stack: None,
         staged: None,
+        to_rolling: false,
     }
 }
 

@@ -1030,6 +1030,7 @@ async fn snapshot(
             task_definition: td_arn,
             container,
             image: current,
+            ecs_strategy,
         },
     ) in chosen.iter().zip(now_running)
     {
@@ -1077,20 +1078,19 @@ async fn snapshot(
             health: s.health.clone(),
             target_group_arn: s.target_group_arn.clone(),
             stack: config.owning_stack(&s.name).map(|st| st.name.clone()),
-            staged: (s.strategy != crate::config::Strategy::Rolling).then(|| {
-                crate::model::StagedRollout {
-                    strategy: s.strategy.ecs().to_owned(),
-                    bake_minutes: s
-                        .bake_minutes
-                        .unwrap_or(crate::config::DEFAULT_BAKE_MINUTES),
-                    step_percent: s.step_percent,
-                    step_minutes: s.step_minutes,
-                    hook: s
-                        .health
-                        .as_ref()
-                        .filter(|h| h.tests_before_traffic())
-                        .map(crate::config::HealthConfig::through_test_listener),
-                }
+            to_rolling: ecs_strategy.as_deref().is_some_and(|e| e != "ROLLING") && !s.staged(),
+            staged: s.staged().then(|| crate::model::StagedRollout {
+                strategy: s.strategy().ecs().to_owned(),
+                bake_minutes: s
+                    .bake_minutes
+                    .unwrap_or(crate::config::DEFAULT_BAKE_MINUTES),
+                step_percent: s.step_percent,
+                step_minutes: s.step_minutes,
+                hook: s
+                    .health
+                    .as_ref()
+                    .filter(|h| h.tests_before_traffic())
+                    .map(crate::config::HealthConfig::through_test_listener),
             }),
         });
     }
@@ -1211,6 +1211,8 @@ struct Running {
     container: String,
     /// That container's image.
     image: String,
+    /// The service's `deploymentConfiguration.strategy`, when ECS says.
+    ecs_strategy: Option<String>,
 }
 
 /// What each of `chosen` runs now (clear errors for a missing cluster, service or container).
@@ -1250,22 +1252,41 @@ async fn running(
             )
         })?;
         // ECS's own strategies shift traffic between two target groups through the
-        // production listener rule: the service's owner sets them on its load balancer.
-        if s.strategy != crate::config::Strategy::Rolling {
-            let ready = service.load_balancers().iter().any(|lb| {
-                lb.advanced_configuration().is_some_and(|a| {
-                    a.alternate_target_group_arn()
-                        .is_some_and(|t| !t.is_empty())
-                        && a.production_listener_rule().is_some_and(|r| !r.is_empty())
-                })
-            });
+        // production (and test) listener rules: the service's owner sets them on every load
+        // balancer of the service. A check through the test listener needs its rule.
+        let ecs_strategy = service
+            .deployment_configuration()
+            .and_then(|c| c.strategy())
+            .map(|x| x.as_str().to_owned());
+        if s.strategy.is_none() && ecs_strategy.as_deref().is_some_and(|e| e != "ROLLING") {
+            return Err(StepError::invalid(
+                format!("services.{}.strategy", s.name),
+                format!(
+                    "ECS service {} deploys {} (its deploymentConfiguration.strategy), and slipway.toml names no strategy for it: set strategy = \"blue-green\", \"linear\" or \"canary\" (with its options) to keep ECS's, or strategy = \"rolling\" to switch it to rolling updates",
+                    s.ecs_service(),
+                    ecs_strategy.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+        if s.staged() {
+            let needs_test = s.health.as_ref().is_some_and(|h| h.tests_before_traffic());
+            let set = |v: Option<&str>| v.is_some_and(|x| !x.is_empty());
+            let ready = !service.load_balancers().is_empty()
+                && service.load_balancers().iter().all(|lb| {
+                    lb.advanced_configuration().is_some_and(|a| {
+                        set(a.alternate_target_group_arn())
+                            && set(a.production_listener_rule())
+                            && set(a.role_arn())
+                            && (!needs_test || set(a.test_listener_rule()))
+                    })
+                });
             if !ready {
                 return Err(StepError::invalid(
                     "config",
                     format!(
-                        "service {}: strategy {} needs ECS service {}'s load balancer to have an advancedConfiguration (alternateTargetGroupArn, productionListenerRule, roleArn; testListenerRule for a test listener), which its owner sets (CreateService/UpdateService, or the stack's AWS::ECS::Service LoadBalancers)",
+                        "service {}: strategy {} needs each load balancer of ECS service {} to have an advancedConfiguration with alternateTargetGroupArn, productionListenerRule and roleArn (and testListenerRule, for its check through the test listener), which its owner sets (CreateService/UpdateService, or the stack's AWS::ECS::Service LoadBalancers)",
                         s.name,
-                        s.strategy.ecs(),
+                        s.strategy().ecs(),
                         s.ecs_service()
                     ),
                 ));
@@ -1291,6 +1312,7 @@ async fn running(
             container: container.name().unwrap_or_default().to_owned(),
             image: container.image().unwrap_or_default().to_owned(),
             task_definition: td_arn,
+            ecs_strategy,
         });
     }
     Ok(out)

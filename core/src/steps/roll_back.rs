@@ -79,7 +79,12 @@ pub async fn roll_back(
     }
     // A service restored in this pass (a `Map` sibling's UpdateService may land after the
     // rollback began) means one more pass, until one finds nothing left to restore.
-    if report.services.iter().any(|a| a.action == "restored") {
+    if report.services.iter().any(|a| {
+        matches!(
+            a.action.as_str(),
+            "restored" | "rolled-back-by-ecs" | "waiting-for-ecs"
+        )
+    }) {
         report.done = false;
     }
     if let Some(previous) = &input.previous {
@@ -115,12 +120,17 @@ pub async fn roll_back(
 /// restored service as `on-previous`, which would hide what the rollback did.
 fn accumulate(report: &mut Rollback, previous: &Rollback) {
     fn merge(now: &mut Vec<RollbackAction>, before: &[RollbackAction]) {
-        const PLAIN: [&str; 5] = [
+        // What a later pass finds after an earlier one acted: the earlier action is what
+        // happened (a service Slipway stopped ECS's deployment of reads, a pass later, as
+        // one ECS rolled back).
+        const PLAIN: [&str; 7] = [
             "unchanged",
             "on-previous",
             "rolling-back",
             "waiting-for-stack",
             "waiting-for-change-set",
+            "waiting-for-ecs",
+            "already-rolled-back-by-ecs",
         ];
         for old in before {
             match now.iter_mut().find(|a| a.name == old.name) {
@@ -274,11 +284,48 @@ fn image_of_current<'a>(
         .and_then(|c| c.image())
 }
 
-/// Puts services back on their snapshot revision. `owned`: they belong to a stack that is
-/// settled now — one its restore put back on the old image is `restored-by-stack` (its old
-/// revision was deregistered by the stack's cleanup, so UpdateService back to it would be
-/// refused); one still on the release's image (a stack that only records the image) is
-/// moved back like any other.
+/// What roll-back does about ECS's blue/green, linear or canary deployment of a service on
+/// the release's revision: still running (PENDING, IN_PROGRESS) — StopServiceDeployment
+/// ROLLBACK, and ECS puts all traffic back on the previous revision, which never stopped
+/// (`rolled-back-by-ecs`); already rolling back — the same, nothing to call; stopping without
+/// a rollback (STOP_REQUESTED) — look again on the next pass (`waiting-for-ecs`); over, or
+/// ECS refusing the stop because it just finished (ConflictException) — None: the service is
+/// moved back with UpdateService like any other.
+async fn stop_ecs_deployment(
+    clients: &Clients,
+    service: &aws_sdk_ecs::types::Service,
+    name: &str,
+) -> Result<Option<&'static str>, crate::aws::AwsError> {
+    let Some((arn, status)) = in_progress_deployment(clients, service).await? else {
+        return Ok(None);
+    };
+    match status.as_str() {
+        "PENDING" | "IN_PROGRESS" => {
+            let stopped = clients
+                .ecs
+                .stop_service_deployment()
+                .service_deployment_arn(&arn)
+                .stop_type(aws_sdk_ecs::types::StopServiceDeploymentStopType::Rollback)
+                .send()
+                .await
+                .map_err(aws("ecs:StopServiceDeployment"));
+            match stopped {
+                Ok(_) => {
+                    tracing::info!(service = %name, deployment = %arn, "ECS deployment stopped: rolling back");
+                    Ok(Some("rolled-back-by-ecs"))
+                }
+                Err(e) if e.code == "ConflictException" => {
+                    tracing::info!(service = %name, deployment = %arn, "ECS deployment finished meanwhile: moving back");
+                    Ok(None)
+                }
+                Err(e) => Err(e),
+            }
+        }
+        "STOP_REQUESTED" => Ok(Some("waiting-for-ecs")),
+        _ => Ok(Some("rolled-back-by-ecs")),
+    }
+}
+
 /// The service's current service deployment (`currentServiceDeployment`) and its status,
 /// unless it is over (SUCCESSFUL, STOPPED, ROLLBACK_SUCCESSFUL, ROLLBACK_FAILED).
 async fn in_progress_deployment(
@@ -309,6 +356,11 @@ async fn in_progress_deployment(
     }))
 }
 
+/// Puts services back on their snapshot revision. `owned`: they belong to a stack that is
+/// settled now — one its restore put back on the old image is `restored-by-stack` (its old
+/// revision was deregistered by the stack's cleanup, so UpdateService back to it would be
+/// refused); one still on the release's image (a stack that only records the image) is
+/// moved back like any other.
 async fn restore_services(
     clients: &Clients,
     services: &[&ServiceRelease],
@@ -356,30 +408,14 @@ async fn restore_services(
                 })
             });
             let staged = if ours && svc.staged.is_some() {
-                in_progress_deployment(clients, &service)
+                stop_ecs_deployment(clients, &service, &svc.name)
                     .await
                     .map_err(|e| e.step(|m| failed(format!("service {}: {m}", svc.name))))?
             } else {
                 None
             };
-            if let Some((arn, status)) = staged {
-                // ECS's blue/green, linear or canary deployment still runs: ECS puts all
-                // traffic back on the previous revision, which never stopped
-                // (StopServiceDeployment ROLLBACK: "rolls back the service deployment to the
-                // previous service revision").
-                if matches!(status.as_str(), "PENDING" | "IN_PROGRESS") {
-                    clients
-                        .ecs
-                        .stop_service_deployment()
-                        .service_deployment_arn(&arn)
-                        .stop_type(aws_sdk_ecs::types::StopServiceDeploymentStopType::Rollback)
-                        .send()
-                        .await
-                        .map_err(aws("ecs:StopServiceDeployment"))
-                        .map_err(|e| e.step(|m| failed(format!("service {}: {m}", svc.name))))?;
-                    tracing::info!(service = %svc.name, deployment = %arn, "ECS deployment stopped: rolling back");
-                }
-                "rolled-back-by-ecs"
+            if let Some(action) = staged {
+                action
             } else if ours {
                 clients
                     .ecs
@@ -401,7 +437,10 @@ async fn restore_services(
                 "moved-by-someone-else"
             }
         };
-        if action != "moved-by-someone-else" && action != "restored-by-stack" {
+        if !matches!(
+            action,
+            "moved-by-someone-else" | "restored-by-stack" | "waiting-for-ecs"
+        ) {
             report.targets.push(ServiceTarget {
                 service: svc.name.clone(),
                 task_definition: svc.previous_task_definition.clone(),

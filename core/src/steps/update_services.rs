@@ -65,16 +65,27 @@ pub async fn update_services(
             .map_err(failed)?
     };
 
+    let function = std::env::var(crate::aws::HOOK_FUNCTION_ENV).ok();
+    let role = std::env::var(crate::aws::HOOK_ROLE_ENV).ok();
+    let hook = function.as_deref().zip(role.as_deref());
     let deployment_configuration = match &svc.staged {
-        Some(staged) => {
-            let function = std::env::var(crate::aws::HOOK_FUNCTION_ENV).ok();
-            let role = std::env::var(crate::aws::HOOK_ROLE_ENV).ok();
-            Some(staged_configuration(
-                service.deployment_configuration(),
-                staged,
-                &svc.name,
-                function.as_deref().zip(role.as_deref()),
-            )?)
+        Some(staged) => Some(staged_configuration(
+            service.deployment_configuration(),
+            staged,
+            &svc.name,
+            hook,
+        )?),
+        // Back to ECS's rolling update, without Slipway's hook.
+        None if svc.to_rolling => {
+            let mut c = service
+                .deployment_configuration()
+                .cloned()
+                .unwrap_or_else(|| DeploymentConfiguration::builder().build());
+            c.strategy = Some(DeploymentStrategy::Rolling);
+            if let Some(hooks) = c.lifecycle_hooks.as_mut() {
+                hooks.retain(|h| function.is_none() || h.hook_target_arn() != function.as_deref());
+            }
+            Some(c)
         }
         None => None,
     };
@@ -107,6 +118,20 @@ fn staged_configuration(
     name: &str,
     hook: Option<(&str, &str)>,
 ) -> Result<DeploymentConfiguration, StepError> {
+    // The installation must have been bootstrapped for strategies (the hook's function and
+    // role are its marker): roll-back needs its ServiceDeployments permissions to stop ECS's
+    // deployment, so without them nothing may start.
+    let Some((function, role)) = hook else {
+        return Err(StepError::invalid(
+            format!("services.{name}.strategy"),
+            format!(
+                "{} needs what slipway bootstrap installs for ECS's own deployments (its hook function and role, {} / {}, and roll-back's StopServiceDeployment), and this installation has none: run slipway bootstrap again",
+                staged.strategy,
+                crate::aws::HOOK_FUNCTION_ENV,
+                crate::aws::HOOK_ROLE_ENV
+            ),
+        ));
+    };
     let mut c = current
         .cloned()
         .unwrap_or_else(|| DeploymentConfiguration::builder().build());
@@ -134,25 +159,15 @@ fn staged_configuration(
         }
         _ => {}
     }
-    let function = hook.map(|(f, _)| f);
+    // The owner's hooks stay; Slipway's own (an earlier release's) is replaced.
     let mut hooks: Vec<DeploymentLifecycleHook> = c
         .lifecycle_hooks
         .take()
         .unwrap_or_default()
         .into_iter()
-        .filter(|h| function.is_none() || h.hook_target_arn() != function)
+        .filter(|h| h.hook_target_arn() != Some(function))
         .collect();
     if let Some(check) = &staged.hook {
-        let Some((function, role)) = hook else {
-            return Err(StepError::invalid(
-                format!("services.{name}.health.test_url"),
-                format!(
-                    "a check through the test listener is configured, but this installation names no hook function ({} / {}): run slipway bootstrap again",
-                    crate::aws::HOOK_FUNCTION_ENV,
-                    crate::aws::HOOK_ROLE_ENV
-                ),
-            ));
-        };
         let details = serde_json::json!({"slipway": {"service": name, "health": check}});
         hooks.push(
             DeploymentLifecycleHook::builder()
@@ -384,5 +399,10 @@ mod tests {
         let e = staged_configuration(None, &staged("BLUE_GREEN", true), "api", None).unwrap_err();
         assert_eq!(e.name(), "Slipway.InvalidInput");
         assert!(e.to_string().contains("run slipway bootstrap again"), "{e}");
+        let e = staged_configuration(None, &staged("LINEAR", false), "api", None).unwrap_err();
+        assert!(
+            e.to_string().contains("services.api.strategy"),
+            "a strategy alone needs the installation's ServiceDeployments permissions too: {e}"
+        );
     }
 }

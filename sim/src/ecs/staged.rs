@@ -301,8 +301,10 @@ impl Service {
         })
     }
 
-    fn hooks_at(&self, stage: &str) -> Vec<(usize, Value)> {
-        self.deployment_configuration["lifecycleHooks"]
+    /// The hooks registered for `stage` in the configuration the service deployment at `i`
+    /// started with.
+    fn hooks_at(&self, i: usize, stage: &str) -> Vec<(usize, Value)> {
+        self.service_deployments[i].deployment_configuration["lifecycleHooks"]
             .as_array()
             .into_iter()
             .flatten()
@@ -356,7 +358,7 @@ impl Service {
         st: &mut Staged,
         invocations: &mut Vec<(String, Value)>,
     ) -> Result<bool, String> {
-        let hooks = self.hooks_at(st.stage);
+        let hooks = self.hooks_at(i, st.stage);
         if hooks.is_empty() {
             return Ok(true);
         }
@@ -441,11 +443,14 @@ impl Service {
         }
     }
 
+    /// The forward action's weights for green's share (percent): ALB weights are integers
+    /// 0–999 (bc:elb TargetGroupTuple.Weight), so shares go as per mille, down to a 0.1 %
+    /// canary.
     fn weights(st: &Staged, green: f64) -> Vec<(String, u32)> {
-        let g = green.round() as u32;
+        let g = ((green * 10.0).round() as u32).min(1000);
         vec![
-            (st.green_tg.clone(), g),
-            (st.blue_tg.clone(), 100 - g.min(100)),
+            (st.green_tg.clone(), g.min(999)),
+            (st.blue_tg.clone(), (1000 - g).min(999)),
         ]
     }
 
