@@ -581,8 +581,9 @@ pub fn template(config: &Config, options: &Options) -> Value {
                 &["elasticloadbalancing:DescribeTargetHealth"],
                 vec![json!("*")],
             )];
-            if staged {
-                // Which of the two target groups a blue/green service uses now.
+            if config.services.iter().any(|s| s.strategy.is_some()) {
+                // Which of the two target groups a blue/green service (or one switched back
+                // to rolling) uses now.
                 p.push(statement(&["ecs:DescribeServices"], service_arns.clone()));
             }
             p.extend(describe_alarms.clone());

@@ -88,9 +88,9 @@ async fn look(
                 if let Some(d) =
                     ours.filter(|d| d.rollout_state() == Some(&DeploymentRolloutState::Failed))
                 {
-                    let alarms = ecs_alarms(clients, cluster, &service, release.started_at).await;
+                    let notes = ecs_notes(clients, cluster, &service, release.started_at).await;
                     return Err(StepError::DeploymentFailed(format!(
-                        "service {}: deployment {} FAILED: {}{alarms}",
+                        "service {}: deployment {} FAILED: {}{notes}",
                         svc.name,
                         d.id().unwrap_or_default(),
                         d.rollout_state_reason().unwrap_or_default()
@@ -99,7 +99,7 @@ async fn look(
                 if let Some(p) =
                     primary.filter(|p| p.task_definition() != Some(target.task_definition.as_str()))
                 {
-                    let alarms = ecs_alarms(clients, cluster, &service, release.started_at).await;
+                    let notes = ecs_notes(clients, cluster, &service, release.started_at).await;
                     let what = if let Some(reason) =
                         super::circuit_breaker_rollback(&service, release.started_at)
                     {
@@ -114,7 +114,7 @@ async fn look(
                         )
                     };
                     return Err(StepError::DeploymentFailed(format!(
-                        "service {}: {what}{alarms}",
+                        "service {}: {what}{notes}",
                         svc.name
                     )));
                 }
@@ -196,7 +196,7 @@ async fn look(
 /// `alarms.triggeredAlarmNames`) as ` (ECS's deployment alarms fired: a, b)`, and a
 /// rolled-back staged deployment's status, stage and reason. Empty when there is nothing to
 /// add or it cannot be read (the failure is reported all the same).
-async fn ecs_alarms(
+async fn ecs_notes(
     clients: &Clients,
     cluster: &str,
     service: &aws_sdk_ecs::types::Service,

@@ -226,7 +226,8 @@ async fn live_target_group(
     svc: &crate::model::ServiceRelease,
     configured: &str,
 ) -> Result<String, StepError> {
-    if svc.staged.is_none() {
+    // A service switched back to rolling may still use the alternate one.
+    if svc.staged.is_none() && !svc.to_rolling {
         return Ok(configured.to_owned());
     }
     let found = super::describe_services(
