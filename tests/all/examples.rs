@@ -129,12 +129,27 @@ fn workflows_pin_actions_and_grant_least_permissions() {
 
 #[test]
 fn template_for_the_staging_example_passes_cfn_lint() {
+    // With every option of the template: alarms (DescribeAlarms on them) and a service ECS
+    // deploys blue/green (the lifecycle hook's role, StopServiceDeployment).
+    let dir = std::env::temp_dir().join(format!("slipway-template-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let config = dir.join("slipway.toml");
+    let staging = std::fs::read_to_string(root().join("examples/staging/slipway.toml")).unwrap();
+    std::fs::write(
+        &config,
+        format!("alarms = [\"staging-5xx\"]\n{staging}").replacen(
+            "[[services]]",
+            "[[services]]\nstrategy = \"blue-green\"\nalarms = [\"web-latency\"]",
+            1,
+        ),
+    )
+    .unwrap();
     let slipway = Command::new(root().join("target/debug/slipway"))
         .current_dir(root())
+        .arg("template")
+        .arg("--config")
+        .arg(&config)
         .args([
-            "template",
-            "--config",
-            "examples/staging/slipway.toml",
             "--github-repository",
             "acme/app",
             "--github-branch",
@@ -149,8 +164,6 @@ fn template_for_the_staging_example_passes_cfn_lint() {
         "{}",
         String::from_utf8_lossy(&slipway.stderr)
     );
-    let dir = std::env::temp_dir().join(format!("slipway-template-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
     let file = dir.join("slipway.template.json");
     std::fs::write(&file, out.as_bytes()).expect("write");
     let lint = root().join(".venv/bin/cfn-lint");
@@ -169,6 +182,8 @@ fn template_for_the_staging_example_passes_cfn_lint() {
         template["Resources"]["StateMachine"]["Properties"]["StateMachineName"],
         "slipway-staging"
     );
+    assert!(template["Resources"]["LifecycleHookRole"].is_object());
+    assert!(out.contains("cloudwatch:DescribeAlarms"));
 
     // checkov (pinned, offline: no update check, no guideline download) finds nothing but
     // the checks the template skips, each with its reason in the resource's Metadata.
