@@ -224,6 +224,19 @@ pub fn print(preview: &Preview, json_out: bool) {
         "{}",
         crate::shared::table(["SERVICE", "ACTION", "FROM", "TO", "WHY"], &rows).trim_end()
     );
+    for s in &preview.services {
+        if let Some(strategy) = &s.strategy {
+            outln!("service {}: ECS deploys it {strategy}", s.name);
+        }
+    }
+    for a in &preview.alarms {
+        let stop = if a.state == "ALARM" {
+            " — a release now would stop before anything moves"
+        } else {
+            ""
+        };
+        outln!("alarm {}: {} ({}){stop}", a.name, a.state, a.reason);
+    }
     if preview.stacks.is_empty() {
         return;
     }

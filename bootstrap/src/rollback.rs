@@ -213,10 +213,16 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
             services: vec![],
             stacks: vec![],
             nothing_to_do: None,
+            alarms: vec![],
         };
         for input in inputs {
             let p = crate::plan::preview(&clients, input).await?;
             all.services.extend(p.services);
+            for a in p.alarms {
+                if !all.alarms.contains(&a) {
+                    all.alarms.push(a);
+                }
+            }
             for st in p.stacks {
                 match all.stacks.iter_mut().find(|s| s.name == st.name) {
                     Some(seen) => seen.parameters.extend(st.parameters),

@@ -605,6 +605,21 @@ pub struct Preview {
     /// Why the input itself asks for nothing (an ECR event that is not a successful push).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nothing_to_do: Option<String>,
+    /// The CloudWatch alarms the release would watch, as they are now (one in ALARM would
+    /// stop it before anything moves).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alarms: Vec<AlarmPreview>,
+}
+
+/// One watched alarm in a [`Preview`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlarmPreview {
+    /// The alarm.
+    pub name: String,
+    /// `OK`, `ALARM` or `INSUFFICIENT_DATA`.
+    pub state: String,
+    /// CloudWatch's reason.
+    pub reason: String,
 }
 
 /// One service in a [`Preview`].
@@ -621,6 +636,10 @@ pub struct ServicePreview {
     /// Why, when it is skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// How ECS would deploy it, when not with a rolling update (`BLUE_GREEN`, with Slipway's
+    /// check at POST_TEST_TRAFFIC_SHIFT when one is configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
 }
 
 /// What a release would do with a service.

@@ -2081,6 +2081,25 @@ async fn s25_alarms_that_never_fire_let_the_release_through() {
     let app = watching_app(&bed, &ok, &quiet, 90).await;
     let api = app.service("api");
     let digest = app.push(api, "2525252").await;
+    // The dry run shows the alarms the release would watch, as they are.
+    let (code, out, err) = bed.cli(&[
+        "plan",
+        "--table",
+        app.clients.table.as_str(),
+        "--tag",
+        "2525252",
+        "--service",
+        "api",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!(
+            "alarm {ok}: OK (Threshold Crossed: no datapoints were above 5)"
+        )) && out.contains(&format!(
+            "alarm {quiet}: INSUFFICIENT_DATA (Unchecked: Initial alarm creation)"
+        )),
+        "{out}"
+    );
     let name = run("s25");
     let x = execute(&bed, app.event(api, "2525252", &digest), &name).await;
     assert_eq!(x.status, "SUCCEEDED", "{x:?}");
@@ -2378,6 +2397,20 @@ async fn s30_a_blue_green_release_is_checked_by_slipway_before_traffic_moves() {
         staged_app(&bed, "strategy = \"blue-green\"\nbake_minutes = 1\n", true).await;
     let api = app.service("api");
     let digest = app.push(api, "3030303").await;
+    let (code, out, err) = bed.cli(&[
+        "plan",
+        "--table",
+        app.clients.table.as_str(),
+        "--tag",
+        "3030303",
+        "--service",
+        "api",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("service api: ECS deploys it BLUE_GREEN, Slipway's check through the test listener at POST_TEST_TRAFFIC_SHIFT"),
+        "{out}"
+    );
     let name = run("s30");
     let x = execute(&bed, app.event(api, "3030303", &digest), &name).await;
     assert_eq!(x.status, "SUCCEEDED", "{x:?}");

@@ -398,6 +398,7 @@ pub async fn preview(
                 services: vec![],
                 stacks: vec![],
                 nothing_to_do: Some(reason),
+                alarms: vec![],
             })
         }
         PlanInput::Recover { execution, .. } => {
@@ -471,12 +472,25 @@ pub async fn preview(
                     (to, action, why)
                 }
             };
+        let strategy = s.staged().then(|| {
+            let check = s.health.as_ref().is_some_and(|h| h.tests_before_traffic());
+            format!(
+                "{}{}",
+                s.strategy().ecs(),
+                if check {
+                    ", Slipway's check through the test listener at POST_TEST_TRAFFIC_SHIFT"
+                } else {
+                    ""
+                }
+            )
+        });
         services.push(ServicePreview {
             name: s.name.clone(),
             from: now_on.image,
             to,
             action,
             reason,
+            strategy,
         });
     }
     let mut previews = Vec::new();
@@ -525,10 +539,22 @@ pub async fn preview(
             }
         }
     }
+    // The alarms a release of the moving services would watch, as they are now.
+    let watched = config.alarms_for(moving.iter().map(|s| s.name.as_str()));
+    let alarms = crate::alarms::states(&clients.cloudwatch, &watched)
+        .await?
+        .into_iter()
+        .map(|a| crate::model::AlarmPreview {
+            name: a.name,
+            state: a.state,
+            reason: a.reason,
+        })
+        .collect();
     Ok(Preview {
         services,
         stacks: previews,
         nothing_to_do: None,
+        alarms,
     })
 }
 
