@@ -41,6 +41,43 @@ pub struct Found {
     pub target_group_arn: Option<String>,
     /// The health check URL and host, from the load balancer's listener rules.
     pub health: Option<(String, Option<String>)>,
+    /// ECS's blue/green, linear or canary deployment of it: slipway.toml's `strategy` lines
+    /// (a release refuses such a service until the file names one).
+    pub strategy: Option<String>,
+}
+
+/// The `strategy` lines of a service ECS deploys blue/green, linear or canary (its
+/// deployment configuration's options), or None for a rolling one.
+fn strategy_lines(c: Option<&aws_sdk_ecs::types::DeploymentConfiguration>) -> Option<String> {
+    let c = c?;
+    let name = match c.strategy()?.as_str() {
+        "BLUE_GREEN" => "blue-green",
+        "LINEAR" => "linear",
+        "CANARY" => "canary",
+        _ => return None,
+    };
+    let mut out = format!("strategy = \"{name}\"   # ECS's, as the service has it\n");
+    if let Some(b) = c.bake_time_in_minutes() {
+        out += &format!("bake_minutes = {b}\n");
+    }
+    let (percent, minutes) = match name {
+        "linear" => c
+            .linear_configuration()
+            .map(|l| (l.step_percent(), l.step_bake_time_in_minutes()))
+            .unwrap_or_default(),
+        "canary" => c
+            .canary_configuration()
+            .map(|l| (l.canary_percent(), l.canary_bake_time_in_minutes()))
+            .unwrap_or_default(),
+        _ => (None, None),
+    };
+    if let Some(p) = percent {
+        out += &format!("step_percent = {p}\n");
+    }
+    if let Some(m) = minutes {
+        out += &format!("step_minutes = {m}\n");
+    }
+    Some(out)
 }
 
 pub async fn run(args: Args) -> Result<Exit, Failure> {
@@ -146,6 +183,9 @@ pub fn render(environment: &str, cluster: &str, found: &[Found]) -> String {
         if let Some(tg) = &f.target_group_arn {
             out += &format!("target_group_arn = {}\n", quote(tg));
         }
+        if let Some(lines) = &f.strategy {
+            out += lines;
+        }
         match &f.health {
             Some((url, host)) => {
                 out += &format!("[services.health]\nurl = {}\n", quote(url));
@@ -246,6 +286,7 @@ async fn describe(
         image,
         target_group_arn,
         health,
+        strategy: strategy_lines(service.deployment_configuration()),
     })
 }
 
@@ -381,6 +422,18 @@ mod tests {
                     "https://alb.example.com/health".into(),
                     Some("api.example.com".into()),
                 )),
+                strategy: strategy_lines(Some(
+                    &aws_sdk_ecs::types::DeploymentConfiguration::builder()
+                        .strategy(aws_sdk_ecs::types::DeploymentStrategy::Canary)
+                        .bake_time_in_minutes(2)
+                        .canary_configuration(
+                            aws_sdk_ecs::types::CanaryConfiguration::builder()
+                                .canary_percent(10.0)
+                                .canary_bake_time_in_minutes(4)
+                                .build(),
+                        )
+                        .build(),
+                )),
             },
             Found {
                 ecs_service: "staging-worker".into(),
@@ -389,6 +442,7 @@ mod tests {
                 image: "busybox".into(),
                 target_group_arn: None,
                 health: None,
+                strategy: strategy_lines(None),
             },
         ];
         let text = render("staging", "staging", &found);
@@ -400,6 +454,23 @@ mod tests {
             Some(Some("api.example.com"))
         );
         assert_eq!(c.services[1].repository, "worker");
+        let api = &c.services[0];
+        assert_eq!(
+            (
+                api.strategy(),
+                api.bake_minutes,
+                api.step_percent,
+                api.step_minutes
+            ),
+            (
+                slipway_core::config::Strategy::Canary,
+                Some(2),
+                Some(10.0),
+                Some(4)
+            ),
+            "{text}"
+        );
+        assert_eq!(c.services[1].strategy, None);
         assert!(text.contains("is not in ECR"), "{text}");
     }
 }
