@@ -13,6 +13,7 @@ use axum::Router;
 use serde_json::{json, Value};
 
 use crate::cfn::{self, Cfn};
+use crate::cloudwatch::CloudWatch;
 use crate::ecs::Ecs;
 use crate::elb::{self, Elb};
 use crate::env::{Env, Events, Target};
@@ -146,8 +147,8 @@ impl World {
         })
     }
 
-    /// The shared context at the clock's now, and the three services, borrowed apart.
-    fn parts(&mut self) -> (Env<'_>, &mut Ecs, &mut Cfn, &mut Elb) {
+    /// The shared context at the clock's now, and the services, borrowed apart.
+    fn parts(&mut self) -> (Env<'_>, &mut Ecs, &mut Cfn, &mut Elb, &mut CloudWatch) {
         let now = self.clock.now();
         let World {
             ids,
@@ -158,6 +159,7 @@ impl World {
             elb,
             region,
             account,
+            cloudwatch,
             ..
         } = self;
         (
@@ -172,32 +174,13 @@ impl World {
             ecs,
             cfn,
             elb,
+            cloudwatch,
         )
     }
 
     /// Brings the world up to the clock's now.
     pub fn step(&mut self) {
-        let now = self.clock.now();
-        let World {
-            ids,
-            events,
-            scenario,
-            ecs,
-            cfn,
-            elb,
-            region,
-            account,
-            cloudwatch,
-            ..
-        } = self;
-        let mut env = Env {
-            now,
-            ids,
-            events,
-            scenario,
-            region,
-            account,
-        };
+        let (mut env, ecs, cfn, elb, cloudwatch) = self.parts();
         cfn.advance(&mut env, ecs, elb);
         ecs.advance(&mut env, elb, cloudwatch);
         // ECS invokes lifecycle hooks with the Lambda Invoke API; a function it cannot find
@@ -262,29 +245,12 @@ impl World {
     }
 
     fn cloudwatch_call(&mut self, op: &str, input: &Value) -> Result<Value, ApiError> {
-        let now = self.clock.now();
-        let World {
-            ids,
-            events,
-            scenario,
-            region,
-            account,
-            cloudwatch,
-            ..
-        } = self;
-        let mut env = Env {
-            now,
-            ids,
-            events,
-            scenario,
-            region,
-            account,
-        };
+        let (mut env, _, _, _, cloudwatch) = self.parts();
         cloudwatch.call(&mut env, op, input)
     }
 
     fn ecs_call(&mut self, op: &str, input: &Value) -> Result<Value, ApiError> {
-        let (mut env, ecs, _, _) = self.parts();
+        let (mut env, ecs, _, _, _) = self.parts();
         ecs.call(&mut env, op, input)
     }
 
@@ -294,7 +260,7 @@ impl World {
         action: &str,
         params: &Params,
     ) -> Result<String, ApiError> {
-        let (mut env, ecs, cfn, elb) = self.parts();
+        let (mut env, ecs, cfn, elb, _) = self.parts();
         if cloudformation {
             cfn.call(&mut env, action, params)
         } else {
@@ -689,7 +655,7 @@ fn logs_request(w: &mut World, op: &str, body: &[u8]) -> Response {
             let limit = input["limit"].as_i64().unwrap_or(10_000);
             match (group, stream) {
                 (Some(g), Some(s)) if (1..=10_000).contains(&limit) => {
-                    let (_, ecs, _, _) = w.parts();
+                    let (_, ecs, _, _, _) = w.parts();
                     ecs.log_events(g, s).map(|events| {
                         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
                         let skip = if input["startFromHead"].as_bool() == Some(true) {
