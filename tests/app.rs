@@ -230,8 +230,7 @@ impl App {
     /// group: the only way a request reaches an app, as on AWS.
     async fn route_hosts(&mut self) {
         use aws_sdk_elasticloadbalancingv2::types::{
-            Action, ActionTypeEnum, FixedResponseActionConfig, HostHeaderConditionConfig,
-            RuleCondition,
+            Action, ActionTypeEnum, FixedResponseActionConfig,
         };
         let elb = &self.clients.elbv2;
         let lb = elb
@@ -265,30 +264,9 @@ impl App {
         let listener = listener.listeners()[0].listener_arn().unwrap().to_owned();
         self.listener = listener.clone();
         for (i, s) in self.services.iter().enumerate() {
-            let rule = elb
-                .create_rule()
-                .listener_arn(&listener)
-                .priority(i as i32 + 1)
-                .conditions(
-                    RuleCondition::builder()
-                        .field("host-header")
-                        .host_header_config(
-                            HostHeaderConditionConfig::builder()
-                                .values(self.host(s))
-                                .build(),
-                        )
-                        .build(),
-                )
-                .actions(
-                    Action::builder()
-                        .r#type(ActionTypeEnum::Forward)
-                        .target_group_arn(&s.target_group)
-                        .build(),
-                )
-                .send()
-                .await
-                .unwrap();
-            let arn = rule.rules()[0].rule_arn().unwrap().to_owned();
+            let arn = self
+                .forward_rule(i as i32 + 1, &self.host(s), &s.target_group)
+                .await;
             self.rules.push((s.name.clone(), arn));
         }
     }
@@ -299,44 +277,14 @@ impl App {
     /// them with its production rule. Returns (alternate target group, test rule).
     pub async fn prepare_staged(&self, s: &AppService) -> (String, String) {
         use aws_sdk_ecs::types::{AdvancedConfiguration, LoadBalancer};
-        use aws_sdk_elasticloadbalancingv2::types::{
-            Action, ActionTypeEnum, HostHeaderConditionConfig, RuleCondition,
-        };
-        let elb = &self.clients.elbv2;
         let green = self.create_target_group("tggreen").await;
-        let production = self
-            .rules
-            .iter()
-            .find(|(n, _)| *n == s.name)
-            .map(|(_, r)| r.clone())
-            .unwrap();
-        let test = elb
-            .create_rule()
-            .listener_arn(&self.listener)
-            .priority(
-                100 + self.rules.len() as i32
-                    + self.services.iter().position(|x| x.name == s.name).unwrap() as i32,
-            )
-            .conditions(
-                RuleCondition::builder()
-                    .field("host-header")
-                    .host_header_config(
-                        HostHeaderConditionConfig::builder()
-                            .values(self.test_host(s))
-                            .build(),
-                    )
-                    .build(),
-            )
-            .actions(
-                Action::builder()
-                    .r#type(ActionTypeEnum::Forward)
-                    .target_group_arn(&s.target_group)
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-        let test = test.rules()[0].rule_arn().unwrap().to_owned();
+        let production = self.rule_of(s).to_owned();
+        let priority = 100
+            + self.rules.len() as i32
+            + self.services.iter().position(|x| x.name == s.name).unwrap() as i32;
+        let test = self
+            .forward_rule(priority, &self.test_host(s), &s.target_group)
+            .await;
         self.clients
             .ecs
             .update_service()
@@ -426,6 +374,44 @@ impl App {
                 100,
             )],
         }
+    }
+
+    /// A rule of the app's listener: requests for `host` go to `target_group`. Returns its ARN.
+    async fn forward_rule(&self, priority: i32, host: &str, target_group: &str) -> String {
+        use aws_sdk_elasticloadbalancingv2::types::{
+            Action, ActionTypeEnum, HostHeaderConditionConfig, RuleCondition,
+        };
+        let rule = self
+            .clients
+            .elbv2
+            .create_rule()
+            .listener_arn(&self.listener)
+            .priority(priority)
+            .conditions(
+                RuleCondition::builder()
+                    .field("host-header")
+                    .host_header_config(HostHeaderConditionConfig::builder().values(host).build())
+                    .build(),
+            )
+            .actions(
+                Action::builder()
+                    .r#type(ActionTypeEnum::Forward)
+                    .target_group_arn(target_group)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        rule.rules()[0].rule_arn().unwrap().to_owned()
+    }
+
+    /// `s`'s (production) listener rule.
+    pub fn rule_of(&self, s: &AppService) -> &str {
+        self.rules
+            .iter()
+            .find(|(n, _)| *n == s.name)
+            .map(|(_, r)| r.as_str())
+            .unwrap()
     }
 
     /// The Host of `s`'s test listener rule (see [`App::prepare_staged`]).
@@ -623,4 +609,28 @@ pub async fn wait_completed(
         },
     )
     .await
+}
+
+/// A CloudWatch metric alarm on the test bed (slipway-sim's CloudWatch): created
+/// INSUFFICIENT_DATA, as PutMetricAlarm creates one (CloudWatch API Reference); its
+/// evaluation window, `period` × `evaluation_periods`, is what ECS's deployment alarms bake.
+pub async fn put_alarm(
+    cw: &aws_sdk_cloudwatch::Client,
+    name: &str,
+    period: i32,
+    evaluation_periods: i32,
+) {
+    use aws_sdk_cloudwatch::types::{ComparisonOperator, Statistic};
+    cw.put_metric_alarm()
+        .alarm_name(name)
+        .namespace("AWS/ApplicationELB")
+        .metric_name("HTTPCode_Target_5XX_Count")
+        .statistic(Statistic::Sum)
+        .period(period)
+        .evaluation_periods(evaluation_periods)
+        .threshold(5.0)
+        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .unwrap();
 }

@@ -1964,23 +1964,27 @@ async fn s23_rollback_from_the_cli() {
     assert!(err.contains("cannot write to standard output"), "{err}");
 }
 
+/// `slipway plan` (the dry run) of api at `tag`, on the app's table: its text.
+fn dry_run(bed: &Testbed, app: &App, tag: &str) -> String {
+    let (code, out, err) = bed.cli(&[
+        "plan",
+        "--table",
+        app.clients.table.as_str(),
+        "--tag",
+        tag,
+        "--service",
+        "api",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    out
+}
+
 /// A CloudWatch alarm (slipway-sim's), in `state`: created INSUFFICIENT_DATA, SetAlarmState
 /// moves it (the CloudWatch API Reference's SetAlarmState, "for testing").
 async fn alarm(bed: &Testbed, name: &str, state: Option<&str>, reason: &str) {
-    use aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue, Statistic};
+    use aws_sdk_cloudwatch::types::StateValue;
     let cw = bed.cloudwatch().await;
-    cw.put_metric_alarm()
-        .alarm_name(name)
-        .namespace("AWS/ApplicationELB")
-        .metric_name("HTTPCode_Target_5XX_Count")
-        .statistic(Statistic::Sum)
-        .period(60)
-        .evaluation_periods(1)
-        .threshold(5.0)
-        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
-        .send()
-        .await
-        .unwrap();
+    crate::app::put_alarm(&cw, name, 60, 1).await;
     if let Some(state) = state {
         cw.set_alarm_state()
             .alarm_name(name)
@@ -2082,16 +2086,7 @@ async fn s25_alarms_that_never_fire_let_the_release_through() {
     let api = app.service("api");
     let digest = app.push(api, "2525252").await;
     // The dry run shows the alarms the release would watch, as they are.
-    let (code, out, err) = bed.cli(&[
-        "plan",
-        "--table",
-        app.clients.table.as_str(),
-        "--tag",
-        "2525252",
-        "--service",
-        "api",
-    ]);
-    assert_eq!(code, 0, "{err}");
+    let out = dry_run(&bed, &app, "2525252");
     assert!(
         out.contains(&format!(
             "alarm {ok}: OK (Threshold Crossed: no datapoints were above 5)"
@@ -2273,19 +2268,7 @@ async fn s29_ecs_deployment_alarms_are_left_to_ecs_and_reported() {
     let api = app.service("api");
     let fires = unique("ecs-owned-5xx");
     // A 10-minute evaluation window: ECS watches it that long after the new tasks are in.
-    let cw = bed.cloudwatch().await;
-    cw.put_metric_alarm()
-        .alarm_name(&fires)
-        .namespace("AWS/ApplicationELB")
-        .metric_name("HTTPCode_Target_5XX_Count")
-        .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
-        .period(300)
-        .evaluation_periods(2)
-        .threshold(5.0)
-        .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
-        .send()
-        .await
-        .unwrap();
+    crate::app::put_alarm(&bed.cloudwatch().await, &fires, 300, 2).await;
     let mut config = crate::app::circuit_breaker_with_rollback();
     config.alarms = Some(
         aws_sdk_ecs::types::DeploymentAlarms::builder()
@@ -2398,16 +2381,7 @@ async fn s30_a_blue_green_release_is_checked_by_slipway_before_traffic_moves() {
         staged_app(&bed, "strategy = \"blue-green\"\nbake_minutes = 1\n", true).await;
     let api = app.service("api");
     let digest = app.push(api, "3030303").await;
-    let (code, out, err) = bed.cli(&[
-        "plan",
-        "--table",
-        app.clients.table.as_str(),
-        "--tag",
-        "3030303",
-        "--service",
-        "api",
-    ]);
-    assert_eq!(code, 0, "{err}");
+    let out = dry_run(&bed, &app, "3030303");
     assert!(
         out.contains("service api: ECS deploys it BLUE_GREEN, Slipway's check through the test listener at POST_TEST_TRAFFIC_SHIFT"),
         "{out}"
@@ -2446,13 +2420,7 @@ async fn s30_a_blue_green_release_is_checked_by_slipway_before_traffic_moves() {
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(runs[0].status().map(|s| s.as_str()), Some("SUCCEEDED"));
     // Production traffic is on green, whose target group is now the service's.
-    let rule = app
-        .rules
-        .iter()
-        .find(|(n, _)| n == "api")
-        .unwrap()
-        .1
-        .clone();
+    let rule = app.rule_of(api).to_owned();
     assert_eq!(app.forwards(&rule).await, [(green.clone(), 100)]);
     let s = crate::app::describe(&app.clients.ecs, &app.cluster, &api.ecs_service).await;
     assert_eq!(
@@ -2471,13 +2439,7 @@ async fn s31_a_failed_hook_rolls_back_before_production_traffic_moves() {
     let (_t, bed) = Testbed::lane().await;
     let (app, _) = staged_app(&bed, "strategy = \"blue-green\"\nbake_minutes = 1\n", true).await;
     let api = app.service("api");
-    let rule = app
-        .rules
-        .iter()
-        .find(|(n, _)| n == "api")
-        .unwrap()
-        .1
-        .clone();
+    let rule = app.rule_of(api).to_owned();
     // 500 on /health only: the target groups (which check /) find it healthy.
     let sick = app.push(api, "3131313").await;
     bed.add_scenario(json!({"images": [{"match": sick, "failure": "health-500"}]}))
@@ -2537,13 +2499,7 @@ async fn s32_a_canary_stopped_by_an_alarm() {
     let lines = format!("strategy = \"canary\"\nstep_percent = 10\nstep_minutes = 10\nbake_minutes = 1\nalarms = [\"{fires}\"]\n");
     let (app, green) = staged_app(&bed, &lines, false).await;
     let api = app.service("api");
-    let rule = app
-        .rules
-        .iter()
-        .find(|(n, _)| n == "api")
-        .unwrap()
-        .1
-        .clone();
+    let rule = app.rule_of(api).to_owned();
     let digest = app.push(api, "3232323").await;
     let name = run("s32");
     let run_it = {

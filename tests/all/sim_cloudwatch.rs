@@ -1,9 +1,13 @@
 //! slipway-sim's CloudWatch alarms (the Rust SDK over Smithy RPC v2 CBOR, awscli over JSON
-//! 1.0) and ECS's deployment alarms and service deployments, which read them.
+//! 1.0) and ECS's deployment alarms and service deployments, which read them. Expected
+//! behaviour: the CloudWatch API Reference (PutMetricAlarm's initial state, SetAlarmState's
+//! ResourceNotFound, DescribeAlarms' paging), the ECS Developer Guide ("How CloudWatch alarms
+//! detect Amazon ECS deployment failures": the bake after the new tasks are in, the rollback)
+//! and botocore's ServiceDeployment shapes, as cited in sim/src/cloudwatch.rs and sim/src/ecs.rs.
 
 use std::time::Duration;
 
-use aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue, Statistic};
+use aws_sdk_cloudwatch::types::StateValue;
 use aws_sdk_ecs::types::{DeploymentAlarms, DeploymentRolloutState, ServiceDeploymentStatus};
 use serde_json::Value;
 use slipway_tests::app::{describe, wait_completed};
@@ -12,18 +16,7 @@ use slipway_tests::{eventually, unique, Testbed};
 use crate::sim_ecs::{register, service_running};
 
 async fn put_alarm(cw: &aws_sdk_cloudwatch::Client, name: &str, period: i32) {
-    cw.put_metric_alarm()
-        .alarm_name(name)
-        .namespace("AWS/ApplicationELB")
-        .metric_name("HTTPCode_Target_5XX_Count")
-        .statistic(Statistic::Sum)
-        .period(period)
-        .evaluation_periods(2)
-        .threshold(5.0)
-        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
-        .send()
-        .await
-        .unwrap();
+    slipway_tests::app::put_alarm(cw, name, period, 2).await;
 }
 
 /// PutMetricAlarm → INSUFFICIENT_DATA "Unchecked: Initial alarm creation"; SetAlarmState

@@ -2,6 +2,10 @@
 //! awscli): the lifecycle stages in order, Lambda lifecycle hooks (their payload, IN_PROGRESS
 //! with callBackDelay and hookDetails passed back, FAILED, a function that does not exist),
 //! test and production traffic through the listener rules, linear steps, StopServiceDeployment.
+//! What each test expects comes from the ECS Developer Guide ("How Amazon ECS blue/green
+//! deployments work", "Linear deployments", "Lambda hooks for Amazon ECS service
+//! deployments") and the API Reference (DescribeServiceDeployments, StopServiceDeployment:
+//! "The valid values are ROLLBACK"), as cited in sim/src/ecs/staged.rs.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -37,6 +37,9 @@ async fn look(
     let release = &input.release;
     let mut pending = Vec::new();
     let mut progress = Vec::new();
+    // (index in `progress`, current service deployment) of the services ECS deploys
+    // blue/green, linear or canary: their stages, read at once below.
+    let mut staged: Vec<(usize, String)> = Vec::new();
     let mut stable = true;
     let mut by_cluster: Vec<(
         &str,
@@ -119,9 +122,12 @@ async fn look(
                     )));
                 }
             }
-            let mut p = progress_of(&svc.name, primary, ours, service.desired_count());
-            if svc.staged.is_some() {
-                p.stage = stage_of(clients, &service).await;
+            let p = progress_of(&svc.name, primary, ours, service.desired_count());
+            if let Some(arn) = service
+                .current_service_deployment()
+                .filter(|_| svc.staged.is_some())
+            {
+                staged.push((progress.len(), arn.to_owned()));
             }
             let done = primary.is_some_and(|p| {
                 p.task_definition() == Some(target.task_definition.as_str())
@@ -137,6 +143,21 @@ async fn look(
                 }
             }
             progress.push(p);
+        }
+    }
+    if !staged.is_empty() {
+        let arns: Vec<String> = staged.iter().map(|(_, a)| a.clone()).collect();
+        match super::service_deployments(clients, &arns).await {
+            Ok(found) => {
+                for (i, arn) in &staged {
+                    progress[*i].stage = found
+                        .iter()
+                        .find(|d| d.service_deployment_arn() == Some(arn.as_str()))
+                        .map(stage_of);
+                }
+            }
+            // The stage is for people reading the look: without it the look goes on.
+            Err(e) => tracing::warn!(error = %e, "cannot read the service deployments"),
         }
     }
     let summary = || -> Vec<String> {
@@ -231,20 +252,12 @@ async fn ecs_notes(
             .service_deployments()
             .iter()
             .filter_map(|d| d.service_deployment_arn().map(str::to_owned))
-            .take(20)
             .collect();
         if arns.is_empty() {
             return Ok(vec![]);
         }
-        let described = clients
-            .ecs
-            .describe_service_deployments()
-            .set_service_deployment_arns(Some(arns))
-            .send()
-            .await
-            .map_err(crate::aws::aws("ecs:DescribeServiceDeployments"))?;
+        let described = super::service_deployments(clients, &arns).await?;
         let mut names: Vec<String> = described
-            .service_deployments()
             .iter()
             .filter_map(|d| d.alarms())
             .flat_map(|a| a.triggered_alarm_names().iter().cloned())
@@ -258,7 +271,7 @@ async fn ecs_notes(
                 names.join(", ")
             ));
         }
-        let rolled_back = described.service_deployments().iter().find(|d| {
+        let rolled_back = described.iter().find(|d| {
             d.status()
                 .is_some_and(|s| s.as_str().starts_with("ROLLBACK") || s.as_str() == "STOPPED")
         });
@@ -416,30 +429,19 @@ async fn answer(
     }
 }
 
-/// Where ECS's blue/green, linear or canary deployment of the service stands: its lifecycle
-/// stage and the new revision's share of production traffic (`PRODUCTION_TRAFFIC_SHIFT, 10%
-/// of production traffic`), from its current service deployment. None when it cannot be
-/// read (the look goes on without it).
-async fn stage_of(clients: &Clients, service: &aws_sdk_ecs::types::Service) -> Option<String> {
-    let arn = service.current_service_deployment()?;
-    let out = clients
-        .ecs
-        .describe_service_deployments()
-        .service_deployment_arns(arn)
-        .send()
-        .await
-        .map_err(|e| tracing::warn!(error = %crate::aws::sdk_error(&e), "cannot read the service deployment"))
-        .ok()?;
-    let d = out.service_deployments().first()?;
+/// Where ECS's blue/green, linear or canary deployment of a service stands: its lifecycle
+/// stage and the new revision's share of production traffic (`IN_PROGRESS
+/// PRODUCTION_TRAFFIC_SHIFT, 10% of production traffic`).
+fn stage_of(d: &aws_sdk_ecs::types::ServiceDeployment) -> String {
     let weight = d
         .target_service_revision()
         .and_then(|r| r.requested_production_traffic_weight())
         .unwrap_or(0.0);
-    Some(format!(
+    format!(
         "{} {}, {weight}% of production traffic",
         d.status().map_or("", |s| s.as_str()),
         d.lifecycle_stage().map_or("", |s| s.as_str())
-    ))
+    )
 }
 
 fn progress_of(

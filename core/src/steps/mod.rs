@@ -25,6 +25,25 @@ pub use plan::{plan, preview, release_id};
 pub use roll_back::roll_back;
 pub use update_services::update_services;
 
+/// DescribeServiceDeployments of these ARNs (20 a call, its limit), in one list.
+pub async fn service_deployments(
+    clients: &crate::aws::Clients,
+    arns: &[String],
+) -> Result<Vec<aws_sdk_ecs::types::ServiceDeployment>, crate::aws::AwsError> {
+    let mut out = Vec::with_capacity(arns.len());
+    for chunk in arns.chunks(20) {
+        let described = clients
+            .ecs
+            .describe_service_deployments()
+            .set_service_deployment_arns(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(crate::aws::aws("ecs:DescribeServiceDeployments"))?;
+        out.extend(described.service_deployments().iter().cloned());
+    }
+    Ok(out)
+}
+
 /// A JSON value as a Smithy document (a lifecycle hook's `hookDetails`).
 pub fn document(v: &serde_json::Value) -> aws_smithy_types::Document {
     use aws_smithy_types::{Document, Number};

@@ -335,14 +335,8 @@ async fn in_progress_deployment(
     let Some(arn) = service.current_service_deployment() else {
         return Ok(None);
     };
-    let out = clients
-        .ecs
-        .describe_service_deployments()
-        .service_deployment_arns(arn)
-        .send()
-        .await
-        .map_err(aws("ecs:DescribeServiceDeployments"))?;
-    Ok(out.service_deployments().first().and_then(|d| {
+    let found = super::service_deployments(clients, &[arn.to_owned()]).await?;
+    Ok(found.first().and_then(|d| {
         let status = d.status()?.as_str().to_owned();
         matches!(
             status.as_str(),
