@@ -575,6 +575,53 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{nonce}-{}", N.fetch_add(1, Ordering::Relaxed))
 }
 
+/// A directory of a test's own in the temporary directory (`prefix-<nonce>-<n>`), removed
+/// with everything in it when dropped, so also when the test fails: the test bed's
+/// bootstraps zip 50 MB debug binaries, and a run that left them behind filled CI's disk.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    /// Creates `<temp dir>/prefix-<nonce>-<n>`.
+    pub fn new(prefix: &str) -> Self {
+        let dir = std::env::temp_dir().join(unique(prefix));
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        Self(dir)
+    }
+
+    /// The names in the directory, sorted.
+    pub fn entries(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.0)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Polls `check` every 100 ms until it returns `Some`, for at most `limit`; panics naming
 /// `what` on time-out.
 pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T

@@ -158,7 +158,13 @@ pub async fn bootstrap(config_path: &Path, options: &Options) -> Result<Installe
         Some(version) => Some(download(version).await?),
         None => None,
     };
-    let zips = artifacts(downloaded.as_deref().or(options.artifacts.as_deref()))?;
+    let zips = artifacts(downloaded.as_deref().or(options.artifacts.as_deref()));
+    // The downloaded release is read (and checked) into memory: its directory goes, whatever
+    // the check said, rather than leaving hundreds of MB in the temporary directory.
+    if let Some(dir) = &downloaded {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let zips = zips?;
     let mut hash = Sha256::new();
     for (_, bytes) in &zips {
         hash.update(bytes);
@@ -345,6 +351,15 @@ async fn download(version: &str) -> Result<PathBuf, String> {
         std::process::id()
     ));
     std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let fetched = fetch_release(&base, version, &dir).await;
+    if fetched.is_err() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    fetched.map(|()| dir)
+}
+
+/// Downloads the seven zips and SHA256SUMS of the release at `base` into `dir`.
+async fn fetch_release(base: &str, version: &str, dir: &Path) -> Result<(), String> {
     let http = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(30))
         .timeout(std::time::Duration::from_secs(600))
@@ -372,7 +387,7 @@ async fn download(version: &str) -> Result<PathBuf, String> {
         std::fs::write(dir.join(&name), &bytes)
             .map_err(|e| format!("{}: {e}", dir.join(&name).display()))?;
     }
-    Ok(dir)
+    Ok(())
 }
 
 /// Builds the seven functions (and nothing else of the workspace) as arm64 Lambda zips with
@@ -1143,6 +1158,7 @@ mod tests {
         assert!(verify_sums(&dir, &zips)
             .unwrap_err()
             .contains("sha256sum ./*.zip > SHA256SUMS"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

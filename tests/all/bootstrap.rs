@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use serde_json::Value;
-use slipway_tests::{root, unique, Testbed};
+use slipway_tests::{root, unique, Scratch, Testbed};
 
 const FUNCTIONS: [&str; 7] = [
     "plan",
@@ -18,9 +18,8 @@ const FUNCTIONS: [&str; 7] = [
 ];
 
 /// Zips the debug binaries as the functions' artifacts (moto stores code, it runs none).
-fn artifacts() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(unique("slipway-artifacts"));
-    std::fs::create_dir_all(&dir).unwrap();
+fn artifacts() -> Scratch {
+    let dir = Scratch::new("slipway-artifacts");
     for f in FUNCTIONS {
         let status = Command::new(root().join(".venv/bin/python"))
             .args(["-c", "import sys, zipfile\nwith zipfile.ZipFile(sys.argv[2], 'w') as z: z.write(sys.argv[1], 'bootstrap')"])
@@ -138,7 +137,8 @@ fn bootstrap_installs_everything_idempotently_and_uninstall_removes_it() {
             &format!("environment = \"{env}\""),
         )
         .replace("cluster = \"staging\"", &format!("cluster = \"{env}\""));
-    let config = std::env::temp_dir().join(format!("{env}.toml"));
+    let scratch = Scratch::new("boot");
+    let config = scratch.join(format!("{env}.toml"));
     std::fs::write(&config, text).unwrap();
     let dir = artifacts();
     let args = [
@@ -185,8 +185,7 @@ fn bootstrap_installs_everything_idempotently_and_uninstall_removes_it() {
     assert!(no_stack(&bed));
     services_in_sim(&bed, &env, &["web"]);
     // A zip that is not the one SHA256SUMS names is refused before anything is uploaded.
-    let tampered = std::env::temp_dir().join(unique("slipway-tampered"));
-    std::fs::create_dir_all(&tampered).unwrap();
+    let tampered = Scratch::new("slipway-tampered");
     for entry in std::fs::read_dir(&dir).unwrap() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), tampered.join(entry.file_name())).unwrap();
@@ -216,8 +215,7 @@ fn bootstrap_installs_everything_idempotently_and_uninstall_removes_it() {
         .map(|(_, a)| *a)
         .collect();
     // An empty CARGO_HOME: cargo finds no subcommand installed in the real one either.
-    let cargo_home = std::env::temp_dir().join(unique("cargo-home"));
-    std::fs::create_dir_all(&cargo_home).unwrap();
+    let cargo_home = Scratch::new("cargo-home");
     let (code, _, err) = slipway_with(
         &bed,
         &unbuilt,
@@ -490,8 +488,7 @@ fn bootstrap_installs_everything_idempotently_and_uninstall_removes_it() {
     // Again, nothing changed: a no-op. This time the zips come from a release's downloads
     // (--artifacts-version; served on 127.0.0.1 as GitHub would: <base>/<tag>/<file>),
     // checked against its SHA256SUMS: the same zips, so nothing to update.
-    let site = std::env::temp_dir().join(unique("release-site"));
-    std::fs::create_dir_all(&site).unwrap();
+    let site = Scratch::new("release-site");
     std::os::unix::fs::symlink(&dir, site.join("v0.0.1")).unwrap();
     let server = slipway_tests::FileServer::serve(&site);
     let released: Vec<&str> = args
@@ -502,12 +499,13 @@ fn bootstrap_installs_everything_idempotently_and_uninstall_removes_it() {
         .chain(["--artifacts-version", "v0.0.1"])
         .collect();
     let path = std::env::var("PATH").unwrap_or_default();
-    let (code, out, err) = slipway_with(
-        &bed,
-        &released,
-        &path,
-        &[("SLIPWAY_DOWNLOAD_BASE", server.url.as_str())],
-    );
+    // Bootstrap's own temporary directory, to see that the download does not stay there.
+    let tmp = Scratch::new("bootstrap-tmp");
+    let download_env = [
+        ("SLIPWAY_DOWNLOAD_BASE", server.url.as_str()),
+        ("TMPDIR", tmp.to_str().unwrap()),
+    ];
+    let (code, out, err) = slipway_with(&bed, &released, &path, &download_env);
     assert_eq!(code, 0, "{err}");
     assert!(
         err.contains("downloading release v0.0.1's functions"),
@@ -517,6 +515,27 @@ fn bootstrap_installs_everything_idempotently_and_uninstall_removes_it() {
     assert_eq!(
         serde_json::from_str::<Value>(&out).unwrap()["changed"],
         false
+    );
+    assert_eq!(
+        tmp.entries(),
+        Vec::<String>::new(),
+        "the download is removed"
+    );
+    // A release that is not there: said, and nothing left behind either.
+    let missing: Vec<&str> = released
+        .iter()
+        .map(|a| if *a == "v0.0.1" { "v0.0.2" } else { *a })
+        .collect();
+    let (code, _, err) = slipway_with(&bed, &missing, &path, &download_env);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("cannot download") && err.contains("is v0.0.2 a Slipway release?"),
+        "{err}"
+    );
+    assert_eq!(
+        tmp.entries(),
+        Vec::<String>::new(),
+        "a failed download is removed"
     );
     // Without the GitHub flags the stored options are kept (not a deleted role), and said.
     let github_flags = [

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use slipway_tests::{root, unique, FileServer};
+use slipway_tests::{root, FileServer, Scratch};
 
 #[test]
 fn staging_templates_pass_cfn_lint() {
@@ -131,8 +131,7 @@ fn workflows_pin_actions_and_grant_least_permissions() {
 fn template_for_the_staging_example_passes_cfn_lint() {
     // With every option of the template: alarms (DescribeAlarms on them) and a service ECS
     // deploys blue/green (the lifecycle hook's role, StopServiceDeployment).
-    let dir = std::env::temp_dir().join(format!("slipway-template-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = Scratch::new("slipway-template");
     let config = dir.join("slipway.toml");
     let staging = std::fs::read_to_string(root().join("examples/staging/slipway.toml")).unwrap();
     std::fs::write(
@@ -273,7 +272,7 @@ fn the_action_installs_the_checked_cli_and_deploys_with_its_inputs() {
     }
 
     // A release as GitHub serves it: <base>/<tag>/slipway-<target>.tar.gz and SHA256SUMS.
-    let site = std::env::temp_dir().join(unique("release-site"));
+    let site = Scratch::new("release-site");
     let release = site.join("v9.9.9");
     std::fs::create_dir_all(&release).unwrap();
     let target = match std::env::consts::ARCH {
@@ -306,7 +305,7 @@ fn the_action_installs_the_checked_cli_and_deploys_with_its_inputs() {
             .output()
             .unwrap()
     };
-    let home = std::env::temp_dir().join(unique("action-home"));
+    let home = Scratch::new("action-home");
     let (bin, path_file) = (home.join("bin"), home.join("github-path"));
     let out = install(&bin, &path_file);
     assert!(

@@ -17,7 +17,8 @@ async fn plan_answers_through_the_invoke_api() {
     let api = app.service("api");
     let digest = app.push(api, "2222222").await;
     let payload = json!({"input": app.event(api, "2222222", &digest), "execution": "arn:aws:states:us-east-1:123456789012:execution:slipway:sdk-1"});
-    let outfile = std::env::temp_dir().join(slipway_tests::unique("invoke"));
+    let scratch = slipway_tests::Scratch::new("invoke");
+    let outfile = scratch.join("response.json");
     let (code, out, err) = bed.aws(
         bed.lambda(),
         &[
@@ -35,7 +36,6 @@ async fn plan_answers_through_the_invoke_api() {
     assert_eq!(response["StatusCode"], 200, "{response}");
     assert_eq!(response.get("FunctionError"), None, "{response}");
     let body: Value = serde_json::from_slice(&std::fs::read(&outfile).unwrap()).unwrap();
-    let _ = std::fs::remove_file(&outfile);
     assert_eq!(body["action"], "deploy", "{body}");
     assert_eq!(body["release"]["id"], "sdk-1");
     assert_eq!(

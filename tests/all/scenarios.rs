@@ -2019,9 +2019,10 @@ fn deploy_traced(
     bed: &Testbed,
     input: Value,
     name: &str,
-) -> (tokio::task::JoinHandle<Execution>, std::path::PathBuf) {
-    let trace = std::env::temp_dir().join(format!("{name}.trace"));
-    let (bed, name, path) = (bed.clone(), name.to_owned(), trace.display().to_string());
+) -> (tokio::task::JoinHandle<Execution>, slipway_tests::Scratch) {
+    let trace = slipway_tests::Scratch::new("trace");
+    let path = trace.join("states").display().to_string();
+    let (bed, name) = (bed.clone(), name.to_owned());
     let handle = tokio::spawn(async move {
         bed.deploy_with(&input, &name, &["--trace-file", &path])
             .await
@@ -2031,12 +2032,12 @@ fn deploy_traced(
 
 /// Waits until the execution tracing to `trace` (run-execution's `--trace-file`) has entered
 /// `state`.
-async fn entered(trace: &std::path::Path, state: &str) {
+async fn entered(trace: &slipway_tests::Scratch, state: &str) {
     slipway_tests::eventually(
         &format!("the execution to enter {state}"),
         Duration::from_secs(120),
         || async {
-            let text = std::fs::read_to_string(trace).unwrap_or_default();
+            let text = std::fs::read_to_string(trace.join("states")).unwrap_or_default();
             text.lines().any(|l| l == state).then_some(())
         },
     )
@@ -2147,7 +2148,6 @@ async fn s26_an_alarm_firing_during_the_bake_rolls_back() {
     )
     .await;
     let x = run_it.await.unwrap();
-    let _ = std::fs::remove_file(&trace);
     rolled_back_on_alarm(&app, &x, &name, &fires, "during the bake").await;
     visited(
         &x,
@@ -2188,7 +2188,6 @@ async fn s27_an_alarm_firing_during_the_rollout_rolls_back() {
     )
     .await;
     let x = run_it.await.unwrap();
-    let _ = std::fs::remove_file(&trace);
     rolled_back_on_alarm(&app, &x, &name, &fires, "while the services rolled out").await;
     // Whichever look sees it first — the wait's own (its invocation looks once more after
     // storing the token) or the fallback look after the heartbeat — fails the release.
@@ -2299,7 +2298,6 @@ async fn s29_ecs_deployment_alarms_are_left_to_ecs_and_reported() {
     )
     .await;
     let x = run_it.await.unwrap();
-    let _ = std::fs::remove_file(&trace);
     assert_eq!(x.status, "FAILED", "{x:?}");
     assert_eq!(
         x.error.as_deref(),

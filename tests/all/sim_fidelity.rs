@@ -158,7 +158,8 @@ async fn iam_resources_need_capabilities() {
     );
 
     // awscli, a client we did not write, reads the same error.
-    let file = std::env::temp_dir().join(format!("{stack}.json"));
+    let scratch = slipway_tests::Scratch::new("template");
+    let file = scratch.join(format!("{stack}.json"));
     std::fs::write(&file, &body).unwrap();
     let (code, _, stderr) = bed.aws(
         bed.sim(),
@@ -658,7 +659,8 @@ async fn injected_server_faults_answer_5xx() {
 async fn awscli_deploy_works() {
     let bed = Testbed::get();
     let stack = unique("deploy");
-    let file = std::env::temp_dir().join(format!("{stack}.json"));
+    let scratch = slipway_tests::Scratch::new("template");
+    let file = scratch.join(format!("{stack}.json"));
     std::fs::write(
         &file,
         json!({"Parameters": {"Value": {"Type": "String"}},
