@@ -425,6 +425,9 @@ pub fn template(config: &Config, options: &Options) -> Value {
         .all_alarms()
         .iter()
         .map(|a| {
+            // A `${` in a name is literal for Fn::Sub as `${!` (CloudFormation User Guide,
+            // Fn::Sub): alarm names may hold it.
+            let a = a.replace("${", "${!");
             sub(&format!(
                 "arn:${{AWS::Partition}}:cloudwatch:${{AWS::Region}}:${{AWS::AccountId}}:alarm:{a}"
             ))
@@ -1772,7 +1775,7 @@ mod tests {
         let text = "alarms = [\"staging-5xx\"]\n".to_owned()
             + &include_str!("../../examples/staging/slipway.toml").replacen(
                 "[[services]]",
-                "[[services]]\nalarms = [\"api-latency-p99\", \"staging-5xx\"]",
+                "[[services]]\nalarms = [\"api-latency-p99\", \"staging-5xx\", \"odd-${x}\"]",
                 1,
             );
         let config = Config::parse(&text, "slipway.toml").expect("valid");
@@ -1787,8 +1790,12 @@ mod tests {
                 assert_eq!(granted.len(), 1, "{stem}");
                 assert_eq!(
                     granted[0]["Resource"],
-                    json!([arn("api-latency-p99"), arn("staging-5xx")]),
-                    "{stem}: the configured alarms, each once, never alarm:*"
+                    json!([
+                        arn("api-latency-p99"),
+                        arn("odd-${!x}"),
+                        arn("staging-5xx")
+                    ]),
+                    "{stem}: the configured alarms, each once, never alarm:*; a `${{` in a name literal for Fn::Sub"
                 );
             } else {
                 assert!(granted.is_empty(), "{stem} does not check alarms");

@@ -2553,18 +2553,28 @@ async fn s32_a_canary_stopped_by_an_alarm() {
     assert_eq!(actions, ["rolled-back-by-ecs"]);
 }
 
-/// 33. A linear release (50 % steps) that ECS completes, then fails Slipway's health check:
-/// roll-back moves the service back (UpdateService), and ECS runs that as a linear deployment
-/// too; the release ends `Slipway.HealthCheckFailed` with the old version serving.
+/// 33. A linear release (50 % steps) that passes Slipway's hook (its check through the test
+/// listener, on /ready) and that ECS completes, then fails Slipway's health check (/health):
+/// roll-back moves the service back (UpdateService) without Slipway's hook — the way back is
+/// not held to the release's own check — and ECS runs that as a linear deployment too; the
+/// release ends `Slipway.HealthCheckFailed` with the old version serving.
 #[tokio::test]
 async fn s33_a_linear_release_rolled_back_by_the_later_health_check() {
     let (_t, bed) = Testbed::lane().await;
-    let (app, _) = staged_app(
+    let (mut app, _) = staged_app(
         &bed,
         "strategy = \"linear\"\nstep_percent = 50\nstep_minutes = 1\nbake_minutes = 1\n",
-        false,
+        true,
     )
     .await;
+    app.config = app.config.replacen(
+        "test_host = ",
+        &format!("test_url = \"{}/ready\"\ntest_host = ", bed.sim()),
+        1,
+    );
+    state::store_config(&app.clients, &app.config)
+        .await
+        .unwrap();
     let api = app.service("api");
     let sick = app.push(api, "3333333").await;
     bed.add_scenario(json!({"images": [{"match": sick, "failure": "health-500"}]}))
@@ -2607,13 +2617,32 @@ async fn s33_a_linear_release_rolled_back_by_the_later_health_check() {
         ["SUCCESSFUL", "SUCCESSFUL"],
         "the release's linear deployment, then the one back: {statuses:?}"
     );
+    // The release's deployment asked Slipway's hook (SUCCEEDED, /ready answers); the one back
+    // has no hook of Slipway's, and nothing asked it.
+    let described = app
+        .clients
+        .ecs
+        .describe_service_deployments()
+        .service_deployment_arns(
+            listed.service_deployments()[1]
+                .service_deployment_arn()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let release_deployment = &described.service_deployments()[0];
+    let runs = release_deployment.lifecycle_hook_details();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].status().map(|s| s.as_str()), Some("SUCCEEDED"));
     let back = newest_service_deployment(&app, api).await;
-    assert_eq!(
-        back.deployment_configuration()
-            .unwrap()
-            .strategy()
-            .map(|s| s.as_str()),
-        Some("LINEAR")
+    let config = back.deployment_configuration().unwrap();
+    assert_eq!(config.strategy().map(|s| s.as_str()), Some("LINEAR"));
+    assert!(config.lifecycle_hooks().is_empty(), "{config:?}");
+    assert!(
+        back.lifecycle_hook_details().is_empty(),
+        "{:?}",
+        back.lifecycle_hook_details()
     );
     let health = reqwest::Client::new()
         .get(format!("{}/health", bed.sim()))

@@ -983,9 +983,25 @@ async fn roll_back_restores_and_finish_records() {
     assert_eq!(state::records(&app.clients, 10).await.unwrap().len(), 1);
 }
 
+/// A Lambda lifecycle hook at POST_TEST_TRAFFIC_SHIFT on `function`.
+fn hook(
+    function: &str,
+    details: Option<serde_json::Value>,
+) -> aws_sdk_ecs::types::DeploymentLifecycleHook {
+    aws_sdk_ecs::types::DeploymentLifecycleHook::builder()
+        .hook_target_arn(format!(
+            "arn:aws:lambda:us-east-1:123456789012:function:{function}"
+        ))
+        .role_arn("arn:aws:iam::123456789012:role/hook")
+        .lifecycle_stages(aws_sdk_ecs::types::DeploymentLifecycleHookStage::PostTestTrafficShift)
+        .set_hook_details(details.as_ref().map(slipway_core::steps::document))
+        .build()
+}
+
 /// A service ECS deploys blue/green (its owner's choice) is refused while slipway.toml names
 /// no strategy for it, naming both ways out; with `strategy = "rolling"` update-services
-/// switches it back to ECS's rolling update.
+/// switches it back to ECS's rolling update, without Slipway's lifecycle hook (the owner's
+/// stays).
 #[tokio::test]
 async fn an_ecs_strategy_slipway_was_not_told_of_is_refused_and_rolling_switches_back() {
     let mut app = App::create(&["api"], None).await;
@@ -1000,6 +1016,14 @@ async fn an_ecs_strategy_slipway_was_not_told_of_is_refused_and_rolling_switches
             aws_sdk_ecs::types::DeploymentConfiguration::builder()
                 .strategy(aws_sdk_ecs::types::DeploymentStrategy::BlueGreen)
                 .bake_time_in_minutes(0)
+                // Slipway's hook from when it deployed the service blue/green (known by its
+                // hookDetails: this installation has no hook function any more), and the
+                // owner's own.
+                .lifecycle_hooks(hook(
+                    "slipway-staging-health-check",
+                    Some(json!({"slipway": {"service": "api"}})),
+                ))
+                .lifecycle_hooks(hook("owner-hook", None))
                 .build(),
         )
         .send()
@@ -1051,6 +1075,17 @@ async fn an_ecs_strategy_slipway_was_not_told_of_is_refused_and_rolling_switches
             .and_then(|c| c.strategy())
             .map(|s| s.as_str()),
         Some("ROLLING")
+    );
+    let hooks: Vec<&str> = service
+        .deployment_configuration()
+        .map(|c| c.lifecycle_hooks())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|h| h.hook_target_arn())
+        .collect();
+    assert_eq!(
+        hooks,
+        ["arn:aws:lambda:us-east-1:123456789012:function:owner-hook"]
     );
     app.wait_on(&api, &t.task_definition).await;
 }

@@ -256,44 +256,64 @@ pub fn is_lifecycle_hook(event: &serde_json::Value) -> bool {
     event.get("lifecycleStage").is_some() && event.get("executionDetails").is_some()
 }
 
+/// How many times the hook looks again after a failed check before it answers FAILED, and
+/// the first wait (doubled each time): as the HealthCheck state retries
+/// `Slipway.HealthCheckFailed` (3 times, 10 s then ×2), so that one bad answer from a
+/// service still warming up does not roll a good deployment back.
+pub const HOOK_RETRIES: u64 = 3;
+const HOOK_FIRST_DELAY_SECONDS: u64 = 10;
+
 /// health-check as a service's lifecycle hook: ECS invokes it at POST_TEST_TRAFFIC_SHIFT of
 /// a blue/green, linear or canary deployment — the new revision takes the test traffic, no
 /// production traffic has moved — with the check update-services put in `hookDetails`
 /// (`{"slipway": {"service", "health"}}`: the service's health check through the test
-/// listener). The answer is `{"hookStatus": "SUCCEEDED"}` when the check passes, `FAILED`
-/// (ECS rolls the deployment back before production traffic moves) when it does not, or
-/// when the event carries no Slipway check.
+/// listener). The answer is `{"hookStatus": "SUCCEEDED"}` when the check passes. When it
+/// does not, `IN_PROGRESS` with a `callBackDelay` and the attempt counted in the
+/// `hookDetails` ECS passes back on its next invocation (Developer Guide, "Lambda hooks for
+/// Amazon ECS service deployments"), [`HOOK_RETRIES`] times; then `FAILED`, and ECS rolls the
+/// deployment back before production traffic moves. An event without a Slipway check fails
+/// at once.
 pub async fn lifecycle_hook(prober: &dyn Prober, event: &serde_json::Value) -> serde_json::Value {
     let stage = event["lifecycleStage"].as_str().unwrap_or_default();
-    let slipway = &event["hookDetails"]["slipway"];
+    let slipway = &event["hookDetails"][super::HOOK_DETAILS_KEY];
     let service = slipway["service"].as_str().unwrap_or("(unnamed)");
+    let attempt = slipway["attempt"].as_u64().unwrap_or(1).max(1);
     let check: Option<HealthConfig> = serde_json::from_value(slipway["health"].clone()).ok();
-    let status = match check {
-        None => {
-            tracing::error!(
-                stage,
-                "hookDetails carry no Slipway health check: failing the hook"
-            );
-            "FAILED"
-        }
-        Some(h) => match http_check(prober, service, &h).await {
-            Ok((passes, max_latency_ms)) => {
-                tracing::info!(
-                    service,
-                    stage,
-                    passes,
-                    max_latency_ms,
-                    "healthy through the test listener"
-                );
-                "SUCCEEDED"
-            }
-            Err(e) => {
-                tracing::warn!(service, stage, error = %e, "unhealthy through the test listener: ECS rolls back");
-                "FAILED"
-            }
-        },
+    let Some(h) = check else {
+        tracing::error!(
+            stage,
+            "hookDetails carry no Slipway health check: failing the hook"
+        );
+        return serde_json::json!({ "hookStatus": "FAILED" });
     };
-    serde_json::json!({ "hookStatus": status })
+    match http_check(prober, service, &h).await {
+        Ok((passes, max_latency_ms)) => {
+            tracing::info!(
+                service,
+                stage,
+                attempt,
+                passes,
+                max_latency_ms,
+                "healthy through the test listener"
+            );
+            serde_json::json!({ "hookStatus": "SUCCEEDED" })
+        }
+        Err(e) if attempt <= HOOK_RETRIES => {
+            let delay = HOOK_FIRST_DELAY_SECONDS << (attempt - 1);
+            tracing::warn!(service, stage, attempt, delay, error = %e, "unhealthy through the test listener: looking again");
+            let mut details = slipway.clone();
+            details["attempt"] = serde_json::json!(attempt + 1);
+            serde_json::json!({
+                "hookStatus": "IN_PROGRESS",
+                "callBackDelay": delay,
+                "hookDetails": { super::HOOK_DETAILS_KEY: details },
+            })
+        }
+        Err(e) => {
+            tracing::warn!(service, stage, attempt, error = %e, "unhealthy through the test listener: ECS rolls back");
+            serde_json::json!({ "hookStatus": "FAILED" })
+        }
+    }
 }
 
 /// One turn of the bake's alarm watch (health-check with `bake` in its input, the

@@ -1754,9 +1754,32 @@ async fn the_lifecycle_hook_answers_from_the_check_through_the_test_listener() {
         Some("test.api.example.com"),
         "through the test listener"
     );
+    // A failed check is looked at again (IN_PROGRESS, the attempt counted in the hookDetails
+    // ECS passes back), 10 s then 20 s then 40 s later; the fourth failure is FAILED.
+    let mut ev = event(check);
+    for (attempt, delay) in [(2, 10), (3, 20), (4, 40)] {
+        let p = prober(vec![probe(500, "down")]);
+        let answer = crate::steps::lifecycle_hook(&p, &ev).await;
+        assert_eq!(answer["hookStatus"], "IN_PROGRESS", "{answer}");
+        assert_eq!(answer["callBackDelay"], delay, "{answer}");
+        assert_eq!(
+            answer["hookDetails"]["slipway"]["attempt"], attempt,
+            "{answer}"
+        );
+        assert_eq!(
+            answer["hookDetails"]["slipway"]["health"], ev["hookDetails"]["slipway"]["health"],
+            "the check goes back with it"
+        );
+        ev["hookDetails"] = answer["hookDetails"].clone();
+    }
     let p = prober(vec![probe(500, "down")]);
-    let answer = crate::steps::lifecycle_hook(&p, &event(check)).await;
+    let answer = crate::steps::lifecycle_hook(&p, &ev).await;
     assert_eq!(answer, serde_json::json!({"hookStatus": "FAILED"}));
+    // A pass on a later attempt is a pass.
+    ev["hookDetails"]["slipway"]["attempt"] = serde_json::json!(3);
+    let p = prober(vec![probe(200, "ok"), probe(200, "ok")]);
+    let answer = crate::steps::lifecycle_hook(&p, &ev).await;
+    assert_eq!(answer, serde_json::json!({"hookStatus": "SUCCEEDED"}));
     let p = prober(vec![]);
     let answer = crate::steps::lifecycle_hook(&p, &event(serde_json::json!("nonsense"))).await;
     assert_eq!(

@@ -44,6 +44,50 @@ pub async fn service_deployments(
     Ok(out)
 }
 
+/// The key of the `hookDetails` update-services writes on Slipway's lifecycle hook
+/// (`{"slipway": {"service", "health"}}`), by which it is known again.
+pub const HOOK_DETAILS_KEY: &str = "slipway";
+
+/// Whether a service's lifecycle hook is Slipway's: its target is this installation's hook
+/// function, or its `hookDetails` are Slipway's — also when the installation no longer has
+/// a hook function (bootstrapped again after its last staged service went back to rolling).
+pub(crate) fn is_slipway_hook(
+    hook: &aws_sdk_ecs::types::DeploymentLifecycleHook,
+    function: Option<&str>,
+) -> bool {
+    function.is_some_and(|f| hook.hook_target_arn() == Some(f))
+        || matches!(
+            hook.hook_details(),
+            Some(aws_smithy_types::Document::Object(m)) if m.contains_key(HOOK_DETAILS_KEY)
+        )
+}
+
+/// The deployment configuration `current` without Slipway's lifecycle hook (the owner's
+/// stay), or None when it has none.
+pub(crate) fn without_slipway_hook(
+    current: Option<&aws_sdk_ecs::types::DeploymentConfiguration>,
+    function: Option<&str>,
+) -> Option<aws_sdk_ecs::types::DeploymentConfiguration> {
+    let current = current?;
+    if !current
+        .lifecycle_hooks()
+        .iter()
+        .any(|h| is_slipway_hook(h, function))
+    {
+        return None;
+    }
+    let mut c = current.clone();
+    c.lifecycle_hooks = Some(
+        current
+            .lifecycle_hooks()
+            .iter()
+            .filter(|h| !is_slipway_hook(h, function))
+            .cloned()
+            .collect(),
+    );
+    Some(c)
+}
+
 /// A JSON value as a Smithy document (a lifecycle hook's `hookDetails`).
 pub fn document(v: &serde_json::Value) -> aws_smithy_types::Document {
     use aws_smithy_types::{Document, Number};

@@ -101,6 +101,8 @@ pub async fn roll_back(
                     "cancelled"
                         | "rolling-back"
                         | "restored"
+                        | "rolled-back-by-ecs"
+                        | "waiting-for-ecs"
                         | "waiting-for-stack"
                         | "waiting-for-change-set"
                 )
@@ -411,12 +413,21 @@ async fn restore_services(
             if let Some(action) = staged {
                 action
             } else if ours {
+                // Without Slipway's lifecycle hook: ECS runs the way back with the service's
+                // strategy, and the hook would hold it to the release's own check (the very
+                // one that may have failed it) through the test listener.
+                let hook_function = std::env::var(crate::aws::HOOK_FUNCTION_ENV).ok();
+                let configuration = super::without_slipway_hook(
+                    service.deployment_configuration(),
+                    hook_function.as_deref(),
+                );
                 clients
                     .ecs
                     .update_service()
                     .cluster(&svc.cluster)
                     .service(&svc.ecs_service)
                     .task_definition(&svc.previous_task_definition)
+                    .set_deployment_configuration(configuration)
                     .send()
                     .await
                     .map_err(aws("ecs:UpdateService"))

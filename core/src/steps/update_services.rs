@@ -82,8 +82,12 @@ pub async fn update_services(
                 .cloned()
                 .unwrap_or_else(|| DeploymentConfiguration::builder().build());
             c.strategy = Some(DeploymentStrategy::Rolling);
+            c.linear_configuration = None;
+            c.canary_configuration = None;
+            // Known by its hookDetails too: the bootstrap that dropped the service's
+            // strategy removed the hook function's variable (and its role) with it.
             if let Some(hooks) = c.lifecycle_hooks.as_mut() {
-                hooks.retain(|h| function.is_none() || h.hook_target_arn() != function.as_deref());
+                hooks.retain(|h| !super::is_slipway_hook(h, function.as_deref()));
             }
             Some(c)
         }
@@ -140,6 +144,9 @@ fn staged_configuration(
     let minutes = staged
         .step_minutes
         .map(|m| i32::try_from(m).unwrap_or(i32::MAX));
+    // Only the strategy's own steps: another strategy's (an earlier release's) go.
+    c.linear_configuration = None;
+    c.canary_configuration = None;
     match staged.strategy.as_str() {
         "LINEAR" => {
             c.linear_configuration = Some(
@@ -165,10 +172,11 @@ fn staged_configuration(
         .take()
         .unwrap_or_default()
         .into_iter()
-        .filter(|h| h.hook_target_arn() != Some(function))
+        .filter(|h| !super::is_slipway_hook(h, Some(function)))
         .collect();
     if let Some(check) = &staged.hook {
-        let details = serde_json::json!({"slipway": {"service": name, "health": check}});
+        let details =
+            serde_json::json!({ super::HOOK_DETAILS_KEY: {"service": name, "health": check} });
         hooks.push(
             DeploymentLifecycleHook::builder()
                 .hook_target_arn(function)
