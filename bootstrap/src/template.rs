@@ -512,6 +512,8 @@ pub fn template(config: &Config, options: &Options) -> Value {
                     ],
                     vec![state_machine_arn.clone()],
                 ));
+                // The release's alarms, at each look while a stack's update rolls out.
+                p.extend(describe_alarms.clone());
                 p
             },
         ),
@@ -1786,7 +1788,7 @@ mod tests {
                 &role_statements(&t, &format!("{stem}Role")),
                 "cloudwatch:DescribeAlarms",
             );
-            if ["Plan", "CheckStability", "HealthCheck"].contains(&stem) {
+            if ["Plan", "DeployStack", "CheckStability", "HealthCheck"].contains(&stem) {
                 assert_eq!(granted.len(), 1, "{stem}");
                 assert_eq!(
                     granted[0]["Resource"],

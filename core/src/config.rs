@@ -35,9 +35,9 @@ pub struct Config {
     pub stability_wait: StabilityWait,
     /// CloudWatch alarms (names) watched for every service: one in ALARM at any check fails
     /// the release with `Slipway.AlarmTriggered` and rolls it back. Checked when the release
-    /// starts (before anything moves), at every look at the rollout (at least every
-    /// [`ALARM_CHECK_SECONDS`] seconds), at the health checks and through the bake — not
-    /// while a stack updates (the rollout's first look checks them).
+    /// starts (before anything moves), at every look at a stack's update and at the rollout
+    /// (at least every [`ALARM_CHECK_SECONDS`] seconds), at the health checks and through the
+    /// bake.
     /// `slipway bootstrap` grants `cloudwatch:DescribeAlarms` on these alarms only: run it
     /// again after changing them.
     #[serde(default)]
@@ -66,8 +66,9 @@ pub enum StabilityWait {
     Polling,
 }
 
-/// The longest a release goes without looking at its alarms while its services roll out and
-/// bake, seconds: the stability wait and the bake are cut into waits this long.
+/// The longest a release goes without looking at its alarms while its stacks update and its
+/// services roll out and bake, seconds: the stack and stability waits beat this often, and
+/// the bake is cut into waits this long.
 pub const ALARM_CHECK_SECONDS: u32 = 30;
 
 /// The deploy state machine's `TimeoutSeconds`, in minutes (checked against

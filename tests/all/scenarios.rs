@@ -771,6 +771,11 @@ struct OwnedApp {
 
 impl OwnedApp {
     async fn create(bed: &Testbed) -> Self {
+        Self::create_with(bed, "").await
+    }
+
+    /// With `top` (lines of slipway.toml) before the rest of its configuration.
+    async fn create_with(bed: &Testbed, top: &str) -> Self {
         let clients = bed.clients(bed.lambda_table()).await;
         state::create_table(&clients).await.unwrap();
         let stack = slipway_tests::unique("owned");
@@ -826,7 +831,7 @@ impl OwnedApp {
         )
         .await;
         let config = format!(
-            "environment = \"test\"\ncluster = \"{}\"\ndeadline_minutes = 20\nbake_seconds = 1\n\n[[stacks]]\nname = \"{}\"\nparameters = {{ Image = \"image:app\" }}\n\n[[services]]\nname = \"app\"\nrepository = \"{}\"\necs_service = \"app\"\ncontainer = \"app\"\n",
+            "{top}environment = \"test\"\ncluster = \"{}\"\ndeadline_minutes = 20\nbake_seconds = 1\n\n[[stacks]]\nname = \"{}\"\nparameters = {{ Image = \"image:app\" }}\n\n[[services]]\nname = \"app\"\nrepository = \"{}\"\necs_service = \"app\"\ncontainer = \"app\"\n",
             app.cluster, app.stack, app.repository
         );
         state::store_config(&app.clients, &config).await.unwrap();
@@ -2201,6 +2206,72 @@ async fn s27_an_alarm_firing_during_the_rollout_rolls_back() {
         ],
     );
     never(&x, &["HealthCheck"]);
+}
+
+/// 34. An alarm going into ALARM while a stack's update rolls out the service it owns
+/// (slowly; CloudFormation waits for it): the stack wait's 30 s heartbeat brings a look that
+/// checks the alarms, the release fails `Slipway.AlarmTriggered` naming the stack, the update
+/// is cancelled and the stack rolled back, the service is on its old image, the lock is
+/// released and the record says why.
+#[tokio::test]
+async fn s34_an_alarm_firing_during_a_stack_update_rolls_it_back() {
+    let (_t, bed) = Testbed::lane().await;
+    let fires = unique("stack-5xx");
+    alarm(&bed, &fires, Some("OK"), "fine").await;
+    let app = OwnedApp::create_with(&bed, &format!("alarms = [\"{fires}\"]\n")).await;
+    let before = app.image().await;
+    let slow = app.push("3434343").await;
+    bed.add_scenario(json!({"images": [{"match": slow, "failure": "slow", "start_seconds": 600}]}))
+        .await;
+    let event = slipway_tests::ecr_push_event(&app.repository, "3434343", &slow);
+    let name = run("s34");
+    let (run_it, trace) = deploy_traced(&bed, event, &name);
+    entered(&trace, "WaitForStackEventsWatchingAlarms").await;
+    alarm(
+        &bed,
+        &fires,
+        Some("ALARM"),
+        "Threshold Crossed: 2 datapoints were greater than the threshold (5.0).",
+    )
+    .await;
+    let x = run_it.await.unwrap();
+    assert_eq!(x.status, "FAILED", "{x:?}");
+    assert_eq!(x.error.as_deref(), Some("Slipway.AlarmTriggered"), "{x:?}");
+    let cause = x.cause.as_deref().unwrap_or_default();
+    assert!(
+        cause.contains(&format!(
+            "while stack {} updated: {fires} (ALARM",
+            app.stack
+        )) && cause.contains("Threshold Crossed: 2 datapoints"),
+        "{cause}"
+    );
+    visited(
+        &x,
+        &[
+            "WaitForStackEventsWatchingAlarms",
+            "DeployStacks",
+            "RollBack",
+            "FinishFailed",
+        ],
+    );
+    never(&x, &["DeployGroups", "HealthCheck"]);
+    slipway_tests::eventually(
+        "the stack's update to be rolled back",
+        Duration::from_secs(120),
+        || async { (app.stack_status().await == "UPDATE_ROLLBACK_COMPLETE").then_some(()) },
+    )
+    .await;
+    assert_eq!(app.image().await, before);
+    assert!(app.locks().await.is_empty());
+    let r = state::records(&app.clients, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.release == name)
+        .unwrap();
+    assert_eq!(r.result, "failed");
+    assert_eq!(r.error.unwrap()["Error"], "Slipway.AlarmTriggered");
+    bed.remove_scenario(&slow).await;
 }
 
 /// 28. An alarm already in ALARM when the release starts: plan fails it, nothing moves, the

@@ -130,8 +130,15 @@ fn deploy_definition_matches_the_code() {
     );
     // A release that watches alarms looks at them at least every ALARM_CHECK_SECONDS while
     // its services roll out (an event's look comes before each heartbeat; without one the
-    // heartbeat times out into a look) and while it bakes (the WatchBake loop's slices, which
+    // heartbeat times out into a look), while a stack's update rolls out the services it owns
+    // (the same, into DeployStacks) and while it bakes (the WatchBake loop's slices, which
     // health-check cuts to that length).
+    let stacks = &definition["States"]["WaitForStackEventsWatchingAlarms"];
+    assert_eq!(
+        stacks["HeartbeatSeconds"],
+        u64::from(slipway_core::config::ALARM_CHECK_SECONDS)
+    );
+    assert_eq!(stacks["Catch"][0]["Next"], "DeployStacks");
     let group = &definition["States"]["DeployGroups"]["ItemProcessor"]["States"];
     assert_eq!(
         group["WaitForGroupEventsWatchingAlarms"]["HeartbeatSeconds"],

@@ -33,7 +33,8 @@ const NO_CHANGES: &str = "The submitted information didn't contain changes";
 /// A stack that owns ECS services stays UPDATE_IN_PROGRESS until their deployments complete,
 /// so the loop waits as CloudFormation does — until the release's deadline
 /// (`Slipway.NotStable`). A circuit-breaker failure inside the stack is
-/// `Slipway.DeploymentFailed`, naming the service.
+/// `Slipway.DeploymentFailed`, naming the service. Each look at an executing update checks
+/// the release's alarms (`Slipway.AlarmTriggered`).
 #[tracing::instrument(skip_all, fields(release = %input.release.id))]
 pub async fn deploy_stack(
     clients: &Clients,
@@ -163,6 +164,24 @@ pub async fn deploy_stack(
                 .map_err(aws("cloudformation:DescribeStacks"))
                 .map_err(|e| e.step(failed))?;
             let status = out.stacks().first().and_then(|s| s.stack_status()).cloned();
+            // The release's alarms, at every look while its stack update moves forward: a
+            // stack that owns a service rolls it out, and the rollout is watched from its
+            // start. Not once CloudFormation rolls back (that failure is the one to report).
+            if status.as_ref().is_some_and(|s| {
+                matches!(
+                    s,
+                    StackStatus::UpdateInProgress
+                        | StackStatus::UpdateCompleteCleanupInProgress
+                        | StackStatus::UpdateComplete
+                )
+            }) {
+                crate::alarms::check(
+                    &clients.cloudwatch,
+                    &release.alarms,
+                    &format!("in ALARM while stack {} updated", stack.name),
+                )
+                .await?;
+            }
             match status {
                 // Right after ExecuteChangeSet, DescribeStacks may still show the end of the
                 // stack's previous operation: the change set tells.

@@ -488,6 +488,71 @@ async fn an_update_counts_as_done_only_once_its_change_set_has_executed() {
     }
 }
 
+/// While a stack's update moves forward (it rolls out the services it owns), each look
+/// checks the release's alarms: one in ALARM is `Slipway.AlarmTriggered` naming the stack.
+/// Once CloudFormation rolls the stack back, its failure is the one reported: no alarm check.
+#[tokio::test]
+async fn an_updating_stack_is_watched_by_the_release_alarms() {
+    let stack = |status: StackStatus| {
+        mock!(aws_sdk_cloudformation::Client::describe_stacks).then_output(move || {
+            DescribeStacksOutput::builder()
+                .stacks(
+                    Stack::builder()
+                        .stack_name("staging-ecs")
+                        .stack_status(status.clone())
+                        .build(),
+                )
+                .build()
+        })
+    };
+    let alarms = mock!(aws_sdk_cloudwatch::Client::describe_alarms).then_output(|| {
+        aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput::builder()
+            .metric_alarms(
+                aws_sdk_cloudwatch::types::MetricAlarm::builder()
+                    .alarm_name("api-5xx")
+                    .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+                    .state_reason("Threshold Crossed")
+                    .build(),
+            )
+            .build()
+    });
+    let mut release = stack_release();
+    release.alarms = vec!["api-5xx".into()];
+    let input = DeployStackInput {
+        release,
+        progress: Some(StackProgress {
+            change_set: Some("slipway-r1".into()),
+            executing: true,
+            ..Default::default()
+        }),
+        task_token: None,
+    };
+    let updating = stack(StackStatus::UpdateInProgress);
+    let c = Mocks {
+        cfn: &[&updating],
+        cloudwatch: &[&alarms],
+        ..Mocks::default()
+    }
+    .clients();
+    let e = deploy_stack(&c, &FixedClock(0), input.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(e.name(), "Slipway.AlarmTriggered");
+    assert!(
+        e.to_string().contains(
+            "in ALARM while stack staging-ecs updated: api-5xx (ALARM): Threshold Crossed"
+        ),
+        "{e}"
+    );
+    // CloudWatch is not asked (a client without rules fails the call) once the stack rolls
+    // back: the loop goes on waiting for CloudFormation.
+    let rolling_back = stack(StackStatus::UpdateRollbackInProgress);
+    let c = clients(&[], &[&rolling_back], &[]);
+    let p = deploy_stack(&c, &FixedClock(0), input).await.unwrap();
+    assert!(!p.done && p.executing, "{p:?}");
+    assert_eq!(alarms.num_calls(), 1);
+}
+
 #[tokio::test]
 async fn change_set_in_progress_is_looked_at_again_and_a_failed_one_is_stack_failed() {
     let pending = mock!(aws_sdk_cloudformation::Client::describe_change_set)
