@@ -146,8 +146,9 @@ pub async fn bootstrap(config_path: &Path, options: &Options) -> Result<Installe
 
     // The template first: a configuration it cannot be made from stops here, before any
     // build or upload.
-    let body = serde_json::to_string(&template::template(&config, &template_options))
-        .map_err(|e| e.to_string())?;
+    let made = template::template(&config, &template_options);
+    template::check_policy_sizes(&made, &config)?;
+    let body = serde_json::to_string(&made).map_err(|e| e.to_string())?;
     if body.len() > MAX_TEMPLATE_URL_OBJECT {
         return Err(format!(
             "the template is {} bytes, over CloudFormation's {MAX_TEMPLATE_URL_OBJECT} for a template in S3: configure fewer services or stacks per environment",

@@ -396,7 +396,12 @@ fn main() -> ExitCode {
                         return ExitCode::FAILURE;
                     }
                 };
-            print_json(&template::template(&parsed, &options))
+            let made = template::template(&parsed, &options);
+            if let Err(e) = template::check_policy_sizes(&made, &parsed) {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+            print_json(&made)
         }
         Command::Bootstrap {
             config,

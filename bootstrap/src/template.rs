@@ -1109,6 +1109,103 @@ pub fn template(config: &Config, options: &Options) -> Value {
     })
 }
 
+/// IAM's quota on the inline policies of one role together: 10,240 characters, whitespace
+/// not counted (IAM User Guide, "IAM and AWS STS quotas": role policy size). Every ARN a
+/// function may touch is named in its role (least privilege), so many services, stacks or
+/// alarms can reach it; CloudFormation would then fail the stack's creation midway.
+pub const ROLE_POLICY_SIZE_QUOTA: usize = 10_240;
+
+/// What a reference in a policy is counted as: the longest partition (`aws-us-gov`), a long
+/// region name, an account id; any other `Ref`, `Fn::GetAtt` or `${…}` as 100 characters
+/// (an ARN of this stack's). The count is an estimate on the long side.
+fn resolved_for_size(v: &Value) -> Value {
+    fn fill(text: &str) -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let Some(end) = after.find('}') else {
+                out.push_str(&rest[start..]);
+                return out;
+            };
+            let name = &after[..end];
+            match name {
+                "AWS::Partition" => out.push_str("aws-us-gov"),
+                "AWS::Region" => out.push_str("ap-southeast-5"),
+                "AWS::AccountId" => out.push_str("123456789012"),
+                // `${!x}` is the literal `${x}`.
+                _ if name.starts_with('!') => {
+                    out.push_str("${");
+                    out.push_str(&name[1..]);
+                    out.push('}');
+                }
+                _ => out.push_str(&"0".repeat(100)),
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+    match v {
+        Value::Object(m) if m.len() == 1 => match m.iter().next() {
+            Some((k, Value::String(text))) if k == "Fn::Sub" => Value::String(fill(text)),
+            Some((k, Value::Array(a))) if k == "Fn::Sub" => {
+                Value::String(fill(a.first().and_then(Value::as_str).unwrap_or_default()))
+            }
+            Some((k, _)) if k == "Ref" || k == "Fn::GetAtt" => Value::String(fill("${x}")),
+            _ => Value::Object(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), resolved_for_size(v)))
+                    .collect(),
+            ),
+        },
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), resolved_for_size(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(resolved_for_size).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Each role's inline policies together, as IAM counts them (non-whitespace characters), at
+/// most [`ROLE_POLICY_SIZE_QUOTA`]; otherwise the roles over it, their sizes, and what to do.
+pub fn check_policy_sizes(template: &Value, config: &Config) -> Result<(), String> {
+    let mut over = Vec::new();
+    for (name, r) in template["Resources"].as_object().into_iter().flatten() {
+        if r["Type"] != "AWS::IAM::Role" {
+            continue;
+        }
+        let size: usize = r["Properties"]["Policies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                resolved_for_size(&p["PolicyDocument"])
+                    .to_string()
+                    .chars()
+                    .filter(|c| !c.is_whitespace())
+                    .count()
+            })
+            .sum();
+        if size > ROLE_POLICY_SIZE_QUOTA {
+            over.push(format!("{name} about {size}"));
+        }
+    }
+    if over.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "the functions' IAM policies would be over IAM's {ROLE_POLICY_SIZE_QUOTA} characters for one role's inline policies ({}): each names every resource the function may touch, and this environment has {} services, {} stacks and {} alarms; split it into environments, or name fewer alarms",
+        over.join(", "),
+        config.services.len(),
+        config.stacks.len(),
+        config.all_alarms().len()
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1770,6 +1867,48 @@ mod tests {
         let t = template(&staging(), &Options::default());
         assert!(granting(&role_statements(&t, "UpdateServicesRole"), "iam:PassRole").is_empty());
         assert!(!t.to_string().contains(":role/*"));
+    }
+
+    #[test]
+    fn role_policies_over_iams_quota_are_refused_before_anything_is_installed() {
+        // The staging example, with every option, fits.
+        let text = "alarms = [\"staging-5xx\"]\n".to_owned()
+            + &include_str!("../../examples/staging/slipway.toml").replacen(
+                "[[services]]",
+                "[[services]]\nstrategy = \"blue-green\"\nalarms = [\"web-latency\"]",
+                1,
+            );
+        let config = Config::parse(&text, "slipway.toml").expect("valid");
+        assert_eq!(
+            check_policy_sizes(&template(&config, &Options::default()), &config),
+            Ok(())
+        );
+        // Two hundred alarms, each named in four roles, do not.
+        let names: Vec<String> = (0..200).map(|i| format!("\"staging-alarm-{i}\"")).collect();
+        let many = format!("alarms = [{}]\n", names.join(", "))
+            + include_str!("../../examples/staging/slipway.toml");
+        let config = Config::parse(&many, "slipway.toml").expect("valid");
+        let e = check_policy_sizes(&template(&config, &Options::default()), &config).unwrap_err();
+        for role in [
+            "PlanRole",
+            "DeployStackRole",
+            "CheckStabilityRole",
+            "HealthCheckRole",
+        ] {
+            assert!(e.contains(&format!("{role} about ")), "{e}");
+        }
+        assert!(!e.contains("FinishRole"), "{e}");
+        assert!(
+            e.contains("over IAM's 10240 characters") && e.contains("200 alarms"),
+            "{e}"
+        );
+        // A reference counts at its longest; `${!x}` is the literal `${x}`.
+        assert_eq!(
+            resolved_for_size(
+                &json!({"Fn::Sub": "arn:${AWS::Partition}:x:${AWS::Region}:${AWS::AccountId}:alarm:a-${!b}"})
+            ),
+            json!("arn:aws-us-gov:x:ap-southeast-5:123456789012:alarm:a-${b}")
+        );
     }
 
     #[test]
