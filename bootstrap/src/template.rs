@@ -425,9 +425,11 @@ pub fn template(config: &Config, options: &Options) -> Value {
         .all_alarms()
         .iter()
         .map(|a| {
-            // A `${` in a name is literal for Fn::Sub as `${!` (CloudFormation User Guide,
-            // Fn::Sub): alarm names may hold it.
-            let a = a.replace("${", "${!");
+            // A `$` in a name (alarm names may hold one) is `${$}` to IAM, for which `${…}`
+            // is a policy variable (IAM User Guide, "IAM policy elements: Variables and
+            // tags", special characters), written `${!$}` for Fn::Sub, whose `${!` is a
+            // literal `${` (CloudFormation User Guide, Fn::Sub).
+            let a = a.replace('$', "${!$}");
             sub(&format!(
                 "arn:${{AWS::Partition}}:cloudwatch:${{AWS::Region}}:${{AWS::AccountId}}:alarm:{a}"
             ))
@@ -1933,10 +1935,10 @@ mod tests {
                     granted[0]["Resource"],
                     json!([
                         arn("api-latency-p99"),
-                        arn("odd-${!x}"),
+                        arn("odd-${!$}{x}"),
                         arn("staging-5xx")
                     ]),
-                    "{stem}: the configured alarms, each once, never alarm:*; a `${{` in a name literal for Fn::Sub"
+                    "{stem}: the configured alarms, each once, never alarm:*; a `$` in a name is IAM's `${{$}}`"
                 );
             } else {
                 assert!(granted.is_empty(), "{stem} does not check alarms");

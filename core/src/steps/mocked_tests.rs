@@ -1853,3 +1853,38 @@ async fn the_lifecycle_hook_answers_from_the_check_through_the_test_listener() {
         "no Slipway check: never a pass"
     );
 }
+
+/// Slipway's lifecycle hook is known by this installation's function or by its hookDetails;
+/// the owner's hooks are kept.
+#[test]
+fn slipways_hook_is_known_and_only_it_is_removed() {
+    use aws_sdk_ecs::types::{DeploymentConfiguration, DeploymentLifecycleHook};
+    let hook = |function: &str, details: Option<serde_json::Value>| {
+        DeploymentLifecycleHook::builder()
+            .hook_target_arn(function)
+            .set_hook_details(details.as_ref().map(super::document))
+            .build()
+    };
+    let ours = hook(
+        "f-health-check",
+        Some(serde_json::json!({"slipway": {"service": "api"}})),
+    );
+    let old = hook("old-health-check", Some(serde_json::json!({"slipway": {}})));
+    let owners = hook("owner", Some(serde_json::json!({"bucket": "b"})));
+    assert!(super::is_slipway_hook(&ours, None));
+    assert!(super::is_slipway_hook(
+        &hook("f-health-check", None),
+        Some("f-health-check")
+    ));
+    assert!(!super::is_slipway_hook(&owners, Some("f-health-check")));
+    let config = DeploymentConfiguration::builder()
+        .lifecycle_hooks(ours)
+        .lifecycle_hooks(owners.clone())
+        .lifecycle_hooks(old)
+        .build();
+    let without = super::without_slipway_hook(Some(&config), None).unwrap();
+    assert_eq!(without.lifecycle_hooks(), std::slice::from_ref(&owners));
+    // Nothing of Slipway's: nothing to change.
+    assert_eq!(super::without_slipway_hook(Some(&without), None), None);
+    assert_eq!(super::without_slipway_hook(None, None), None);
+}

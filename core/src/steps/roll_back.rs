@@ -415,12 +415,15 @@ async fn restore_services(
             } else if ours {
                 // Without Slipway's lifecycle hook: ECS runs the way back with the service's
                 // strategy, and the hook would hold it to the release's own check (the very
-                // one that may have failed it) through the test listener.
+                // one that may have failed it) through the test listener. Only when no hook
+                // of the owner's remains: passing one's role again needs iam:PassRole on it,
+                // which roll-back has not (then the way back keeps every hook, as before).
                 let hook_function = std::env::var(crate::aws::HOOK_FUNCTION_ENV).ok();
                 let configuration = super::without_slipway_hook(
                     service.deployment_configuration(),
                     hook_function.as_deref(),
-                );
+                )
+                .filter(|c| c.lifecycle_hooks().is_empty());
                 clients
                     .ecs
                     .update_service()
