@@ -551,7 +551,17 @@ async fn one_service_run(
 ) -> Result<(Run, String)> {
     let (_lane, bed) = Testbed::lane().await;
     let app = App::create(&["api"], Some(bed.lambda_table())).await;
-    set_config(&app.clients, &with_wait(&app.config, wait)).await?;
+    // "events+alarms": events, watching one CloudWatch alarm that never fires.
+    let (mode, alarm) = match wait.split_once('+') {
+        Some((mode, _)) => (mode, Some(format!("bench-quiet-{tag}"))),
+        None => (wait, None),
+    };
+    let mut config = with_wait(&app.config, mode);
+    if let Some(alarm) = &alarm {
+        slipway_tests::app::put_alarm(&bed.cloudwatch().await, alarm, 60, 1).await;
+        config = format!("alarms = [\"{alarm}\"]\n{config}");
+    }
+    set_config(&app.clients, &config).await?;
     let api = app.service("api");
     let digest = app.push(api, tag).await;
     let mut rule = failure;
@@ -565,17 +575,17 @@ async fn one_service_run(
 /// rollout), in each wait mode: state transitions and looks.
 async fn long_rollout() -> Result<()> {
     println!("\n## A ten-minute rollout (one service; its tasks take 600 s to start)");
-    for wait in ["events", "polling"] {
-        let tag = if wait == "events" {
-            "60000ee"
-        } else {
-            "60000bb"
+    for wait in ["events", "events+alarms", "polling"] {
+        let tag = match wait {
+            "events" => "60000ee",
+            "events+alarms" => "60000aa",
+            _ => "60000bb",
         };
         let slow = json!({"failure": "slow", "start_seconds": 600});
         let (run, _) = one_service_run(wait, tag, slow, &format!("bench-long-{wait}")).await?;
         let looks = run.x.path.iter().filter(|s| *s == "CheckStability").count();
         println!(
-            "    {wait:>7}: {} in {:.0} s; {} state transitions, {looks} looks (CheckStability), ${:.6}",
+            "    {wait:>13}: {} in {:.0} s; {} state transitions, {looks} looks (CheckStability), ${:.6}",
             status_line(&run.x),
             run.e2e(),
             run.transitions(),
