@@ -66,6 +66,12 @@ pub enum StabilityWait {
     Polling,
 }
 
+/// What one of ECS's blue-green, linear or canary deployments takes besides its bake and
+/// steps, minutes: the new revision's tasks start and pass the target group's health checks,
+/// and at CLEAN_UP the old ones drain, for the target group's deregistration delay (300 s by
+/// default: Elastic Load Balancing User Guide, "Deregistration delay").
+pub const STAGED_OVERHEAD_MINUTES: u64 = 5;
+
 /// The longest a release goes without looking at its alarms while its stacks update and its
 /// services roll out and bake, seconds: the stack and stability waits beat this often, and
 /// the bake is cut into waits this long.
@@ -324,6 +330,7 @@ impl ServiceConfig {
 
     /// The least time, minutes, ECS's strategy keeps the release going after the new tasks
     /// are in: its bake, and the waits between a linear or canary deployment's steps.
+    /// [`Self::deployment_minutes`] adds what every such deployment takes besides.
     pub fn strategy_minutes(&self) -> u64 {
         let bake = u64::from(self.bake_minutes.unwrap_or(DEFAULT_BAKE_MINUTES));
         match self.strategy() {
@@ -337,6 +344,17 @@ impl ServiceConfig {
                 bake + shifts.saturating_sub(1) * u64::from(self.step_minutes.unwrap_or(6))
             }
             Strategy::Canary => bake + u64::from(self.step_minutes.unwrap_or(10)),
+        }
+    }
+
+    /// The least time, minutes, one of ECS's deployments of this service takes with its
+    /// strategy: [`Self::strategy_minutes`], and for blue-green, linear and canary
+    /// [`STAGED_OVERHEAD_MINUTES`] for the new tasks to start and the old ones to drain.
+    pub fn deployment_minutes(&self) -> u64 {
+        if self.staged() {
+            self.strategy_minutes() + STAGED_OVERHEAD_MINUTES
+        } else {
+            0
         }
     }
 
@@ -629,10 +647,10 @@ impl Config {
             }
             // A rollback after ECS's deployment finished is a deployment with the same
             // strategy, inside rollback_minutes.
-            let minutes = s.strategy_minutes();
+            let minutes = s.deployment_minutes();
             if minutes >= u64::from(self.rollback_minutes) {
                 return Err((at("strategy"), format!(
-                    "ECS's {} deployment of this service takes at least {minutes} minutes (bake_minutes, and the waits between steps), not less than rollback_minutes ({}): going back after ECS finished is such a deployment too, and would run out of time; raise rollback_minutes",
+                    "ECS's {} deployment of this service takes at least {minutes} minutes (bake_minutes, the waits between steps, and {STAGED_OVERHEAD_MINUTES} for new tasks to start and old ones to drain), not less than rollback_minutes ({}): going back after ECS finished is such a deployment too, and would run out of time; raise rollback_minutes",
                     s.strategy().ecs(), self.rollback_minutes
                 )));
             }
@@ -1128,7 +1146,7 @@ mod tests {
             (
                 "strategy = \"linear\"\nstep_percent = 10\nstep_minutes = 3",
                 "services[0].strategy",
-                "at least 32 minutes",
+                "at least 37 minutes",
             ),
             (
                 "strategy = \"sideways\"",
@@ -1155,6 +1173,20 @@ mod tests {
         .expect_err("canary's 15 minutes in a 15-minute rollback");
         assert_eq!(e.field, "services[0].strategy", "{e}");
         assert!(e.message.contains("raise rollback_minutes"), "{e}");
+        // Its bake, and the time for tasks to start and drain: a 25-minute bake does not fit
+        // a 30-minute rollback, a 24-minute one does.
+        let e = parse("strategy = \"blue-green\"\nbake_minutes = 25").expect_err("30 in 30");
+        assert!(
+            e.message.contains("at least 30 minutes") && e.message.contains("old ones to drain"),
+            "{e}"
+        );
+        assert_eq!(
+            parse("strategy = \"blue-green\"\nbake_minutes = 19")
+                .expect("fits")
+                .services[0]
+                .deployment_minutes(),
+            24
+        );
         // Groups add up: two groups of a 15-minute canary do not fit 20 minutes.
         let two = format!(
             "{}\n[[services]]\nname = \"web\"\nrepository = \"staging/web\"\ngroup = 2\nstrategy = \"canary\"\n",

@@ -2565,7 +2565,7 @@ async fn s32_a_canary_stopped_by_an_alarm() {
     let (_t, bed) = Testbed::lane().await;
     let fires = unique("canary-5xx");
     alarm(&bed, &fires, Some("OK"), "fine").await;
-    let lines = format!("strategy = \"canary\"\nstep_percent = 10\nstep_minutes = 10\nbake_minutes = 1\nalarms = [\"{fires}\"]\n");
+    let lines = format!("strategy = \"canary\"\nstep_percent = 10\nstep_minutes = 5\nbake_minutes = 1\nalarms = [\"{fires}\"]\n");
     let (app, green) = staged_app(&bed, &lines, false).await;
     let api = app.service("api");
     let rule = app.rule_of(api).to_owned();
