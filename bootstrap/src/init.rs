@@ -43,12 +43,24 @@ pub struct Found {
     pub health: Option<(String, Option<String>)>,
     /// ECS's blue/green, linear or canary deployment of it: slipway.toml's `strategy` lines
     /// (a release refuses such a service until the file names one).
-    pub strategy: Option<String>,
+    pub strategy: Option<StrategyLines>,
+}
+
+/// A service's `strategy` lines, and how long one of ECS's deployments with it takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StrategyLines {
+    /// The lines, for the service's table.
+    pub lines: String,
+    /// Its bake and steps, with the tasks' start and drain, minutes (check-config's
+    /// `deployment_minutes`).
+    pub deployment_minutes: u64,
 }
 
 /// The `strategy` lines of a service ECS deploys blue/green, linear or canary (its
 /// deployment configuration's options), or None for a rolling one.
-fn strategy_lines(c: Option<&aws_sdk_ecs::types::DeploymentConfiguration>) -> Option<String> {
+fn strategy_lines(
+    c: Option<&aws_sdk_ecs::types::DeploymentConfiguration>,
+) -> Option<StrategyLines> {
     let c = c?;
     let name = match c.strategy()?.as_str() {
         "BLUE_GREEN" => "blue-green",
@@ -57,8 +69,11 @@ fn strategy_lines(c: Option<&aws_sdk_ecs::types::DeploymentConfiguration>) -> Op
         _ => return None,
     };
     let mut out = format!("strategy = \"{name}\"   # ECS's, as the service has it\n");
+    // The same settings as check-config reads them, for its figures.
+    let mut settings = serde_json::json!({"name": "init", "repository": "init", "strategy": name});
     if let Some(b) = c.bake_time_in_minutes() {
         out += &format!("bake_minutes = {b}\n");
+        settings["bake_minutes"] = b.into();
     }
     let (percent, minutes) = match name {
         "linear" => c
@@ -73,11 +88,53 @@ fn strategy_lines(c: Option<&aws_sdk_ecs::types::DeploymentConfiguration>) -> Op
     };
     if let Some(p) = percent {
         out += &format!("step_percent = {p}\n");
+        settings["step_percent"] = p.into();
     }
     if let Some(m) = minutes {
         out += &format!("step_minutes = {m}\n");
+        settings["step_minutes"] = m.into();
     }
-    Some(out)
+    let service: Option<slipway_core::config::ServiceConfig> =
+        serde_json::from_value(settings).ok();
+    Some(StrategyLines {
+        lines: out,
+        deployment_minutes: service
+            .as_ref()
+            .map_or(0, slipway_core::config::ServiceConfig::deployment_minutes),
+    })
+}
+
+/// The `deadline_minutes` and `rollback_minutes` lines: commented-out defaults, or, where
+/// a service's ECS deployments take longer than they allow, settings with room for them
+/// (a release's deadline covers its rollout, and going back after ECS finished is such a
+/// deployment too).
+fn time_lines(found: &[Found]) -> String {
+    use slipway_core::config::defaults;
+    const ROOM_MINUTES: u64 = 5;
+    let deployment = found
+        .iter()
+        .filter_map(|s| s.strategy.as_ref().map(|s| s.deployment_minutes))
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    if deployment + ROOM_MINUTES > u64::from(defaults::deadline_minutes()) {
+        out += &format!(
+            "deadline_minutes = {}      # plan to stable: ECS's own deployments here take {deployment} minutes or more\n",
+            deployment + ROOM_MINUTES
+        );
+    } else {
+        out += &format!(
+            "# deadline_minutes = {}      # plan to stable; past it the release is rolled back\n",
+            defaults::deadline_minutes()
+        );
+    }
+    if deployment + ROOM_MINUTES > u64::from(defaults::rollback_minutes()) {
+        out += &format!(
+            "rollback_minutes = {}      # going back after ECS finished is such a deployment too\n",
+            deployment + ROOM_MINUTES
+        );
+    }
+    out
 }
 
 pub async fn run(args: Args) -> Result<Exit, Failure> {
@@ -153,13 +210,13 @@ pub fn render(environment: &str, cluster: &str, found: &[Found]) -> String {
     let mut out = format!(
         "# slipway.toml made by `slipway init --cluster {cluster}`: check it, then\n\
          # `slipway check-config slipway.toml` and `slipway bootstrap --config slipway.toml`.\n\
-         environment = {}\ncluster = {}\n\
-         # deadline_minutes = 20      # plan to stable; past it the release is rolled back\n\
+         environment = {}\ncluster = {}\n{}\
          # bake_seconds = 60          # between the two health checks\n\n\
          # The CloudFormation stacks a release updates first, in order (none found by init):\n\
          # [[stacks]]\n# name = \"{environment}-app\"\n# parameters = {{ ImageTag = \"image:api\" }}\n",
         quote(environment),
         quote(cluster),
+        time_lines(found),
     );
     for f in found {
         let name = service_name(cluster, &f.ecs_service);
@@ -183,8 +240,8 @@ pub fn render(environment: &str, cluster: &str, found: &[Found]) -> String {
         if let Some(tg) = &f.target_group_arn {
             out += &format!("target_group_arn = {}\n", quote(tg));
         }
-        if let Some(lines) = &f.strategy {
-            out += lines;
+        if let Some(s) = &f.strategy {
+            out += &s.lines;
         }
         match &f.health {
             Some((url, host)) => {
@@ -472,5 +529,15 @@ mod tests {
         );
         assert_eq!(c.services[1].strategy, None);
         assert!(text.contains("is not in ECR"), "{text}");
+        // The canary (2 + 4 minutes, and 5 for tasks to start and drain) leaves no room in
+        // the default 15-minute rollback: init gives it 16; the deadline's default fits.
+        assert_eq!((c.rollback_minutes, c.deadline_minutes), (16, 20), "{text}");
+        assert!(text.contains("# deadline_minutes = 20"), "{text}");
+        // Without a strategy, both are the defaults, commented out.
+        let plain = render("staging", "staging", &found[1..]);
+        assert!(
+            !plain.contains("\nrollback_minutes") && !plain.contains("\ndeadline_minutes"),
+            "{plain}"
+        );
     }
 }

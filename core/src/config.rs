@@ -102,7 +102,9 @@ pub const HEALTH_CHECK_TIMEOUT_SECONDS: u32 = 240;
 /// target group's health (DescribeTargetHealth, SDK retries included) and starting up.
 pub const HEALTH_CHECK_MARGIN_SECONDS: u32 = 30;
 
-mod defaults {
+/// The defaults of slipway.toml's settings (what `slipway init` leaves commented out).
+pub mod defaults {
+    #![allow(missing_docs)] // each is the default of the setting it is named after
     pub fn deadline_minutes() -> u32 {
         20
     }
