@@ -587,6 +587,20 @@ pub async fn describe(
     out.services()[0].clone()
 }
 
+/// One service deployment, as DescribeServiceDeployments returns it.
+pub async fn describe_service_deployment(
+    ecs: &aws_sdk_ecs::Client,
+    arn: &str,
+) -> aws_sdk_ecs::types::ServiceDeployment {
+    let out = ecs
+        .describe_service_deployments()
+        .service_deployment_arns(arn)
+        .send()
+        .await
+        .unwrap();
+    out.service_deployments()[0].clone()
+}
+
 /// Waits until the PRIMARY deployment is `td`, COMPLETED, alone and at its desired count.
 pub async fn wait_completed(
     ecs: &aws_sdk_ecs::Client,

@@ -20,7 +20,7 @@ use crate::env::{Env, Events, Target};
 use crate::ids::Ids;
 use crate::scenario::{Clock, Scenario};
 use crate::sfn::{self, Tasks};
-use crate::wire::{self, ApiError, Params};
+use crate::wire::{self, ApiError, ApiResult, Params};
 
 const ECS_TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
 /// CloudWatch Logs' JSON 1.1 target prefix (botocore's logs service model, targetPrefix).
@@ -773,29 +773,26 @@ fn cloudwatch_cbor_request(w: &mut World, op: &str, body: &[u8]) -> Response {
 /// CloudWatch over AWS JSON 1.0 (what botocore's awscli may use: the model lists `json`
 /// among CloudWatch's protocols); timestamps are epoch seconds.
 fn cloudwatch_json_request(w: &mut World, op: &str, body: &[u8]) -> Response {
-    let request_id = w.request_id();
-    let result = match serde_json::from_slice::<Value>(if body.is_empty() { b"{}" } else { body }) {
-        Ok(input) => w
-            .cloudwatch_call(op, &input)
-            .map(|v| if v.is_null() { json!({}) } else { v }),
-        Err(e) => Err(ApiError::new(
-            "SerializationException",
-            format!("request body is not JSON: {e}"),
-        )),
-    };
-    let mut response = json11_response(&request_id, result);
-    response.headers_mut().insert(
-        "content-type",
-        axum::http::HeaderValue::from_static("application/x-amz-json-1.0"),
-    );
-    response
+    json10_request(w, body, |w, input| {
+        w.cloudwatch_call(op, input)
+            .map(|v| if v.is_null() { json!({}) } else { v })
+    })
 }
 
 /// Step Functions' SendTask* calls (JSON 1.0): see [`crate::sfn`].
 fn sfn_request(w: &mut World, op: &str, body: &[u8]) -> Response {
+    json10_request(w, body, |w, input| w.tasks.call(op, input))
+}
+
+/// An AWS JSON 1.0 call: the body (none is `{}`) to `call`, its answer or error as JSON 1.0.
+fn json10_request(
+    w: &mut World,
+    body: &[u8],
+    call: impl FnOnce(&mut World, &Value) -> ApiResult<Value>,
+) -> Response {
     let request_id = w.request_id();
     let result = match serde_json::from_slice::<Value>(if body.is_empty() { b"{}" } else { body }) {
-        Ok(input) => w.tasks.call(op, &input),
+        Ok(input) => call(w, &input),
         Err(e) => Err(ApiError::new(
             "SerializationException",
             format!("request body is not JSON: {e}"),

@@ -2427,17 +2427,8 @@ async fn newest_service_deployment(
         .unwrap();
     let arn = listed.service_deployments()[0]
         .service_deployment_arn()
-        .unwrap()
-        .to_owned();
-    let out = app
-        .clients
-        .ecs
-        .describe_service_deployments()
-        .service_deployment_arns(arn)
-        .send()
-        .await
         .unwrap();
-    out.service_deployments()[0].clone()
+    crate::app::describe_service_deployment(&app.clients.ecs, arn).await
 }
 
 /// 30. A blue/green release (ECS's own): ECS asks Slipway's health check through the test
@@ -2690,19 +2681,13 @@ async fn s33_a_linear_release_rolled_back_by_the_later_health_check() {
     );
     // The release's deployment asked Slipway's hook (SUCCEEDED, /ready answers); the one back
     // has no hook of Slipway's, and nothing asked it.
-    let described = app
-        .clients
-        .ecs
-        .describe_service_deployments()
-        .service_deployment_arns(
-            listed.service_deployments()[1]
-                .service_deployment_arn()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let release_deployment = &described.service_deployments()[0];
+    let release_deployment = crate::app::describe_service_deployment(
+        &app.clients.ecs,
+        listed.service_deployments()[1]
+            .service_deployment_arn()
+            .unwrap(),
+    )
+    .await;
     let runs = release_deployment.lifecycle_hook_details();
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(runs[0].status().map(|s| s.as_str()), Some("SUCCEEDED"));

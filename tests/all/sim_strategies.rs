@@ -93,16 +93,8 @@ async fn hook_function(
 
 async fn current(app: &App, s: &AppService) -> ServiceDeployment {
     let svc = describe(&app.clients.ecs, &app.cluster, &s.ecs_service).await;
-    let arn = svc.current_service_deployment().unwrap().to_owned();
-    let out = app
-        .clients
-        .ecs
-        .describe_service_deployments()
-        .service_deployment_arns(arn)
-        .send()
-        .await
-        .unwrap();
-    out.service_deployments()[0].clone()
+    let arn = svc.current_service_deployment().unwrap();
+    crate::app::describe_service_deployment(&app.clients.ecs, arn).await
 }
 
 fn hook(arn: &str, stages: &[DeploymentLifecycleHookStage]) -> DeploymentLifecycleHook {
